@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class HypervisorConfig(AppConfig):
+    name = "ovmweb.hypervisor"
+    label = "hypervisor"

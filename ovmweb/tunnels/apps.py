@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TunnelsConfig(AppConfig):
+    name = "ovmweb.tunnels"
+    label = "tunnels"
