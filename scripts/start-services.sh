@@ -1,3 +1,69 @@
 #!/usr/bin/env bash
-# Starts what the tests and the embedded default need (filled in by the servers work).
+# Starts the real components ovmweb talks to, idempotently and without systemd:
+#  - virtlogd + libvirtd (QEMU driver, cgroups off: these machines have no systemd)
+#  - an sshd on 127.0.0.1:${OVMWEB_TEST_SSH_PORT:-2222} with its own host key and a
+#    client key made for this machine, so the local machine is also an SSH "server".
+# Writes var/ssh/{id_ed25519,host_fingerprint,port} for the tests and `make run`.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+VAR=${OVMWEB_VAR_DIR:-$PWD/var}
+SSH_DIR=$VAR/ssh
+PORT=${OVMWEB_TEST_SSH_PORT:-2222}
+mkdir -p /var/log/libvirt /var/run/libvirt /var/lib/libvirt/images "$SSH_DIR"
+
+# libvirt: run QEMU as root (no libvirt-qemu user needed) and without cgroups.
+conf=/etc/libvirt/qemu.conf
+if ! grep -q '^# ovmweb' "$conf" 2>/dev/null; then
+  cat >>"$conf" <<'CONF'
+# ovmweb: no systemd here; QEMU runs as root without cgroups
+user = "root"
+group = "root"
+dynamic_ownership = 0
+cgroup_controllers = [ ]
+remember_owner = 0
+swtpm_user = "root"
+swtpm_group = "root"
+CONF
+fi
+# Debian builds in libvirt-qemu as a default user in places qemu.conf does not reach.
+getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+getent passwd libvirt-qemu >/dev/null || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+getent group kvm >/dev/null || groupadd -r kvm
+pgrep -x virtlogd >/dev/null || virtlogd -d
+if ! pgrep -x libvirtd >/dev/null; then
+  libvirtd -d
+fi
+for _ in $(seq 1 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
+virsh -c qemu:///system version >/dev/null
+
+# sshd on a loopback port with keys of its own.
+[ -f "$SSH_DIR/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$SSH_DIR/ssh_host_ed25519_key"
+[ -f "$SSH_DIR/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C ovmweb-manager -f "$SSH_DIR/id_ed25519"
+mkdir -p /root/.ssh && chmod 700 /root/.ssh
+touch /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys
+grep -qF "$(cut -d' ' -f2 "$SSH_DIR/id_ed25519.pub")" /root/.ssh/authorized_keys || cat "$SSH_DIR/id_ed25519.pub" >>/root/.ssh/authorized_keys
+cat >"$SSH_DIR/sshd_config" <<CONF
+Port $PORT
+ListenAddress 127.0.0.1
+HostKey $SSH_DIR/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+PubkeyAuthentication yes
+AllowTcpForwarding yes
+MaxSessions 1000
+MaxStartups 200:30:400
+PidFile $SSH_DIR/sshd.pid
+Subsystem sftp internal-sftp
+UsePAM no
+CONF
+mkdir -p /run/sshd
+if ! { [ -f "$SSH_DIR/sshd.pid" ] && kill -0 "$(cat "$SSH_DIR/sshd.pid")" 2>/dev/null; }; then
+  /usr/sbin/sshd -f "$SSH_DIR/sshd_config"
+fi
+ssh-keygen -lf "$SSH_DIR/ssh_host_ed25519_key.pub" | awk '{print $2}' >"$SSH_DIR/host_fingerprint"
+echo "$PORT" >"$SSH_DIR/port"
+for _ in $(seq 1 50); do
+  ssh -q -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -i "$SSH_DIR/id_ed25519" -p "$PORT" root@127.0.0.1 true && break
+  sleep 0.2
+done
+echo "libvirtd up; sshd on 127.0.0.1:$PORT ($(cat "$SSH_DIR/host_fingerprint"))"
