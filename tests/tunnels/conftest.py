@@ -1,0 +1,1 @@
+from tests.tunnels.sshd import sshd  # noqa: F401
