@@ -29,6 +29,8 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
     abort_requested = models.BooleanField(default=False)
+    # The operation itself has returned; the job ends when its last child does.
+    waiting_for_children = models.BooleanField(default=False)
     task_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -1,0 +1,123 @@
+"""Live updates: every status change is pushed to channel-layer group "live".
+
+Browsers listen through the `/ws/live/` consumer. Messages are sent only after
+the surrounding transaction commits, so a browser never sees a state that was
+rolled back.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+GROUP = "live"
+MESSAGE_TYPE = "live.update"
+
+# The event loop that serves the browsers' WebSockets in this process (daphne's
+# loop under `runovmweb`). The in-memory channel layer is made of asyncio queues
+# bound to that loop; waking them from another loop or thread is not
+# thread-safe, so messages published from the worker thread are handed over to
+# this loop instead.
+_home_loop: asyncio.AbstractEventLoop | None = None
+_home_lock = threading.Lock()
+
+
+def set_home_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Declare the event loop that owns this process's channel layer consumers."""
+    global _home_loop
+    with _home_lock:
+        _home_loop = loop
+
+
+def publish(topic: str, payload: dict[str, Any]) -> None:
+    """Send `{"topic", "payload"}` to group "live" once the current transaction commits."""
+    message = {"type": MESSAGE_TYPE, "topic": topic, "payload": payload}
+    transaction.on_commit(lambda: send_now(message))
+
+
+def send_now(message: dict[str, Any]) -> None:
+    """Deliver one message to group "live" right away; never raises (live updates are best effort)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        _deliver(layer, message)
+    except Exception:  # a broken channel layer must not fail the job or the request that published
+        logger.exception("live update could not be sent (topic %s)", message.get("topic"))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _deliver(layer, message: dict[str, Any]) -> None:
+    current = _running_loop()
+    home = _home_loop
+    if current is not None:
+        # Called from plain sync code executing directly on an event loop
+        # thread: async_to_sync would refuse to run here, and blocking would
+        # stall the loop, so schedule the send on this loop.
+        current.create_task(layer.group_send(GROUP, message))
+        return
+    if home is not None and home.is_running():
+        # From a worker thread: run the send on the loop that owns the
+        # consumers' queues, and wait briefly so ordering is kept per thread.
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), home)
+        future.result(timeout=5)
+        return
+    # A sync_to_async thread of daphne (async_to_sync finds the main loop), or a
+    # process without a serving loop (tests, separate worker with Redis).
+    async_to_sync(layer.group_send)(GROUP, message)
+
+
+def _label(content_type_id: int | None) -> str | None:
+    if content_type_id is None:
+        return None
+    from django.contrib.contenttypes.models import ContentType
+
+    # get_for_id is served from ContentType's process-wide cache: no query per message.
+    ct = ContentType.objects.get_for_id(content_type_id)
+    return f"{ct.app_label}.{ct.model}"
+
+
+def job_payload(job) -> dict[str, Any]:
+    return {
+        "id": job.pk,
+        "summary": job.summary,
+        "operation": job.operation,
+        "status": job.status,
+        "progress": job.progress,
+        "parent_id": job.parent_id,
+        "target_type": _label(job.target_type_id),
+        "target_id": job.target_id,
+        "target_name": job.target_name,
+        "error": job.error,
+        "abort_requested": job.abort_requested,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+def event_payload(event) -> dict[str, Any]:
+    return {
+        "id": event.pk,
+        "severity": event.severity,
+        "type": event.type,
+        "text": event.text,
+        "acknowledged": event.acknowledged,
+        "object_type": _label(event.content_type_id),
+        "object_id": event.object_id,
+        "object_repr": event.object_repr,
+        "job_id": event.job_id,
+        "created_at": event.created_at.isoformat() if event.created_at else None,
+    }

@@ -1,0 +1,137 @@
+"""Registered job operations and the context they run with.
+
+An operation is `fn(ctx: JobContext, **params) -> dict | None`, registered
+with `@operation("vm.start")`. Every installed `ovmweb.<app>.operations`
+module or package is imported by `autodiscover()` before a worker runs jobs.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.apps import apps
+from django.db.models import F, Value
+from django.db.models.functions import Concat, Greatest
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import live
+from .models import Job
+
+OperationFn = Callable[..., "dict | None"]
+_operations: dict[str, OperationFn] = {}
+_discovered = False
+_discover_lock = threading.Lock()
+
+
+class JobAborted(Exception):
+    """Raised by JobContext.check_abort when an abort was requested; ends the job ABORTED."""
+
+
+class UnknownOperation(Exception):
+    pass
+
+
+def operation(name: str) -> Callable[[OperationFn], OperationFn]:
+    """Register `fn` as the implementation of job operation `name`."""
+
+    def register(fn: OperationFn) -> OperationFn:
+        existing = _operations.get(name)
+        if existing is not None and existing is not fn and _qualname(existing) != _qualname(fn):
+            raise ValueError(f"job operation {name!r} is already registered by {_qualname(existing)}")
+        _operations[name] = fn
+        return fn
+
+    return register
+
+
+def _qualname(fn: OperationFn) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def autodiscover() -> None:
+    """Import every `ovmweb.<app>.operations` module (and a package's submodules) once."""
+    global _discovered
+    with _discover_lock:
+        if _discovered:
+            return
+        for config in apps.get_app_configs():
+            if not config.name.startswith("ovmweb."):
+                continue
+            name = f"{config.name}.operations"
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name == name:
+                    continue
+                raise
+            if hasattr(module, "__path__"):
+                for info in pkgutil.iter_modules(module.__path__):
+                    importlib.import_module(f"{name}.{info.name}")
+        _discovered = True
+
+
+def get_operation(name: str) -> OperationFn:
+    autodiscover()
+    try:
+        return _operations[name]
+    except KeyError:
+        raise UnknownOperation(_("Unknown job operation %(name)s.") % {"name": name}) from None
+
+
+def registered_operations() -> list[str]:
+    autodiscover()
+    return sorted(_operations)
+
+
+class JobContext:
+    """What an operation sees of its job. Progress and log are written straight
+    to the job row (outside the operation's own transactions) so followers see
+    them while the job runs."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.user = job.user
+        self.params: dict[str, Any] = dict(job.params)
+
+    @property
+    def target(self):
+        return self.job.target
+
+    def progress(self, percent: int, message: str = "") -> None:
+        """Advance progress to `percent` (never backwards), optionally logging `message`."""
+        percent = max(0, min(100, int(percent)))
+        updates: dict[str, Any] = {"progress": Greatest(F("progress"), Value(percent))}
+        if message:
+            updates["log"] = Concat(F("log"), Value(self._line(message)))
+        Job.objects.filter(pk=self.job.pk).update(**updates)
+        self.job.progress = max(self.job.progress, percent)
+        if message:
+            self.job.log += self._line(message)
+        live.publish("job", live.job_payload(self.job))
+
+    def log(self, message: str) -> None:
+        """Append a timestamped line to the job log."""
+        line = self._line(message)
+        Job.objects.filter(pk=self.job.pk).update(log=Concat(F("log"), Value(line)))
+        self.job.log += line
+
+    def check_abort(self) -> None:
+        """Raise JobAborted if someone asked to abort this job (call between steps)."""
+        if Job.objects.filter(pk=self.job.pk, abort_requested=True).exists():
+            self.job.abort_requested = True
+            raise JobAborted(_("Aborted on request."))
+
+    def submit_child(self, **kwargs) -> Job:
+        """Submit a child job of this one (same arguments as job_submit)."""
+        from .services import job_submit
+
+        kwargs.setdefault("user", self.user)
+        return job_submit(parent=self.job, **kwargs)
+
+    @staticmethod
+    def _line(message: str) -> str:
+        return f"{timezone.now().isoformat(timespec='seconds')} {message}\n"

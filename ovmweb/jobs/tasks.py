@@ -1,0 +1,44 @@
+"""The django-tasks task through which every job reaches a worker."""
+from __future__ import annotations
+
+from django.db import transaction
+from django_tasks import task, task_backends
+
+from .models import Job
+
+
+@task()
+def run_job_task(job_id: int) -> None:
+    from .runner import run_job
+
+    run_job(job_id)
+
+
+def _is_database_backend() -> bool:
+    from django_tasks_db.backend import DatabaseBackend
+
+    return isinstance(task_backends[run_job_task.backend], DatabaseBackend)
+
+
+def enqueue_job(job: Job) -> None:
+    """Queue `job` for a worker. Called by job_submit inside its transaction.
+
+    With the database backend the task row is written in the same
+    transaction as the job: both exist after commit or neither does, so no
+    crash can leave a queued job without its task (the worker cannot see the
+    task before the commit either). Other backends (RQ on Redis) are outside
+    the database transaction, so the task is enqueued on commit.
+    """
+    if _is_database_backend():
+        result = run_job_task.enqueue(job_id=job.pk)
+        job.task_id = str(result.id)
+        Job.objects.filter(pk=job.pk).update(task_id=job.task_id)
+        return
+
+    job_id = job.pk
+
+    def _enqueue() -> None:
+        result = run_job_task.enqueue(job_id=job_id)
+        Job.objects.filter(pk=job_id).update(task_id=str(result.id))
+
+    transaction.on_commit(_enqueue)
