@@ -202,3 +202,75 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+
+class StorageDriver:
+    """Storage, migration and events of one server (mixed into ``Driver`` implementations).
+
+    Volume names are file names inside the pool's directory; ovmweb defines one
+    pool per repository sub-directory (VirtualDisks/, ISOs/) because libvirt
+    lists only the top level of a ``dir`` pool.
+    """
+
+    def probe_kvm(self, timeout: float = 10.0) -> bool:
+        """True only if a probe domain really ran under KVM within ``timeout`` seconds."""
+        raise OperationFailed("not supported by this driver")
+
+    def pool_define(self, spec: PoolSpec) -> PoolInfo:
+        """Define (idempotently), build, start and autostart a pool."""
+        raise OperationFailed("not supported by this driver")
+
+    def pool_refresh(self, name: str) -> PoolInfo:
+        raise OperationFailed("not supported by this driver")
+
+    def pool_undefine(self, name: str) -> None:
+        """Forget the pool; the files stay on disk."""
+        raise OperationFailed("not supported by this driver")
+
+    def volume_create(self, pool: str, name: str, capacity_bytes: int, *, format: str = "qcow2", sparse: bool = True) -> VolumeInfo:
+        raise OperationFailed("not supported by this driver")
+
+    def volume_info(self, pool: str, name: str) -> VolumeInfo:
+        raise OperationFailed("not supported by this driver")
+
+    def volume_delete(self, pool: str, name: str) -> None:
+        """Delete a volume; succeeds if it is already gone."""
+        raise OperationFailed("not supported by this driver")
+
+    def volume_resize(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
+        raise OperationFailed("not supported by this driver")
+
+    def volume_clone(self, pool: str, source: str, target_pool: str, target: str, *, clone_type: str, format: str = "qcow2") -> VolumeInfo:
+        """clone_type: "thin" (qcow2 overlay on the source), "sparse" or "non_sparse" (full copy)."""
+        raise OperationFailed("not supported by this driver")
+
+    def volume_upload(self, pool: str, name: str, fileobj, size: int, *, progress=None) -> VolumeInfo:
+        """Stream ``size`` bytes of ``fileobj`` into a new raw volume; ``progress(done_bytes)``."""
+        raise OperationFailed("not supported by this driver")
+
+    def domain_xml(self, uuid: str) -> str:
+        raise OperationFailed("not supported by this driver")
+
+    def migrate(self, uuid: str, target: "Driver", *, live: bool = True, unsafe: bool = False, copy_storage: bool = False) -> None:
+        raise OperationFailed("not supported by this driver")
+
+    def send_messages(self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0) -> dict[str, str]:
+        """Send key/value pairs to the guest agent on the messages channel; {key: "ok"|"ignored"}.
+
+        Raises ``AgentTimeout`` if nothing answers (the message may still be applied later).
+        """
+        raise OperationFailed("not supported by this driver")
+
+    def subscribe_events(self, callback) -> object:
+        """Call ``callback(DomainEvent)`` from the event thread for every lifecycle event; returns a handle."""
+        raise OperationFailed("not supported by this driver")
+
+    def unsubscribe_events(self, handle: object) -> None:
+        raise OperationFailed("not supported by this driver")
+
+    def is_alive(self) -> bool:
+        return True
+
+
+class AgentTimeout(DriverError):
+    """The guest agent did not answer in time; a message may still be applied later."""
