@@ -185,6 +185,12 @@ OVMWEB_LOCAL_REPOSITORY_PATH = os.environ.get(
     "OVMWEB_LOCAL_REPOSITORY_PATH", str(VAR_DIR / "repositories" / "local")
 )
 
+# When set (e.g. "test:///default"), every server uses this libvirt URI instead of
+# its own: unit tests and benchmarks against libvirt's test driver.
+OVMWEB_HYPERVISOR_URI = os.environ.get("OVMWEB_HYPERVISOR_URI", "")
+# Seconds a KVM probe domain may take to prove that KVM really runs guests.
+OVMWEB_KVM_PROBE_TIMEOUT = float(os.environ.get("OVMWEB_KVM_PROBE_TIMEOUT", "8"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
