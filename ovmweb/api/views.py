@@ -1,0 +1,568 @@
+"""Viewsets of the REST API. They validate the shape of a request with a
+serializer, call ONE service, and render what it returns: 201/200 with the
+object, or 202 with the Job that was queued."""
+from __future__ import annotations
+
+from importlib import import_module
+
+from django.conf import settings
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ovmweb.inventory import models
+from ovmweb.inventory.services import pools as pool_services
+from ovmweb.jobs.models import Event, Job
+
+from . import serializers as s
+from .mixins import StrictSerializer
+from .pagination import Pagination
+
+
+def _service(name: str):
+    """The service module ``ovmweb.inventory.services.<name>``.
+
+    Imported when a request needs it: the service modules import the job
+    runner and the hypervisor layer, which the URL configuration (loaded by
+    every page) has no reason to pull in.
+    """
+    return import_module(f"ovmweb.inventory.services.{name}")
+
+
+# --------------------------------------------------------------------- shared pieces
+
+
+class ModelPermissions(permissions.DjangoModelPermissions):
+    """Django model permissions, including ``view`` for reads (superusers have all)."""
+
+    perms_map = {
+        **permissions.DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": [],
+    }
+
+
+class ChangePermission(permissions.BasePermission):
+    """For action endpoints (POST on an existing object): the change permission of the model."""
+
+    def has_permission(self, request, view):
+        model = view.get_queryset().model
+        return bool(
+            request.user and request.user.is_authenticated
+            and request.user.has_perm(f"{model._meta.app_label}.change_{model._meta.model_name}")
+        )
+
+
+ACTION_PERMS = [permissions.IsAuthenticated, ChangePermission]
+
+RESPONSES_JOB = {
+    202: OpenApiResponse(s.JobSerializer, description=_("The job that was queued.")),
+    400: OpenApiResponse(description=_("Bad input: field errors.")),
+    409: OpenApiResponse(s.ErrorDetailSerializer, description=_("The object's current state forbids it.")),
+}
+RESPONSES_409 = {409: OpenApiResponse(s.ErrorDetailSerializer, description=_("Conflict with the current state."))}
+
+
+def validated(serializer_class, request, *, partial: bool = False, instance=None) -> dict:
+    serializer = serializer_class(instance=instance, data=request.data, partial=partial, context={"request": request})
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def job_response(job: Job) -> Response:
+    return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ApiViewSet(viewsets.GenericViewSet):
+    pagination_class = Pagination
+    permission_classes = [permissions.IsAuthenticated, ModelPermissions]
+    lookup_value_regex = r"[0-9]+"
+
+
+class ReadOnlyApiViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    pass
+
+
+class EmptySerializer(StrictSerializer):
+    """Action endpoints that take no input still refuse unknown keys."""
+
+
+# --------------------------------------------------------------------- server pools, groups
+
+
+@extend_schema_view(destroy=extend_schema(responses={204: None, **RESPONSES_409}))
+class ServerPoolViewSet(viewsets.ModelViewSet, ApiViewSet):
+    queryset = models.ServerPool.objects.all()
+    serializer_class = s.ServerPoolSerializer
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def perform_create(self, serializer):
+        serializer.instance = pool_services.server_pool_create(user=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = pool_services.server_pool_update(
+            pool=serializer.instance, user=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        pool_services.server_pool_delete(pool=instance, user=self.request.user)
+
+
+@extend_schema_view(destroy=extend_schema(responses={204: None, **RESPONSES_409}))
+class ProcessorCompatibilityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
+    queryset = models.ProcessorCompatibilityGroup.objects.prefetch_related("servers").order_by("name")
+    serializer_class = s.ProcessorCompatibilityGroupSerializer
+
+    def perform_create(self, serializer):
+        serializer.instance = pool_services.compatibility_group_create(user=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = pool_services.compatibility_group_update(
+            group=serializer.instance, user=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        pool_services.compatibility_group_delete(group=instance, user=self.request.user)
+
+
+class AntiAffinityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
+    queryset = models.AntiAffinityGroup.objects.prefetch_related("vms").order_by("server_pool_id", "name")
+    serializer_class = s.AntiAffinityGroupSerializer
+
+    def perform_create(self, serializer):
+        serializer.instance = pool_services.anti_affinity_group_create(user=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = pool_services.anti_affinity_group_update(
+            group=serializer.instance, user=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        pool_services.anti_affinity_group_delete(group=instance, user=self.request.user)
+
+
+# --------------------------------------------------------------------- servers
+
+
+@extend_schema_view(
+    partial_update=extend_schema(request=s.ServerUpdateSerializer, responses={200: s.ServerSerializer, **RESPONSES_409})
+)
+class ServerViewSet(mixins.UpdateModelMixin, ReadOnlyApiViewSet):
+    queryset = models.Server.objects.all()
+    serializer_class = s.ServerSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def partial_update(self, request, *args, **kwargs):
+        server = self.get_object()
+        data = validated(s.ServerUpdateSerializer, request, partial=True, instance=server)
+        servers = _service("servers")
+        with transaction.atomic():
+            if "inbound_migration_lock" in data:
+                servers.server_set_inbound_lock(server=server, user=request.user, locked=data.pop("inbound_migration_lock"))
+            if data:
+                servers.server_update(server=server, user=request.user, **data)
+        server.refresh_from_db()
+        return Response(s.ServerSerializer(server).data)
+
+    def update(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+    @extend_schema(request=s.ServerDiscoverSerializer, responses=RESPONSES_JOB)
+    @action(detail=False, methods=["post"], permission_classes=[permissions.IsAuthenticated, ModelPermissions])
+    def discover(self, request):
+        """Discover a server: SSH in with its pinned host key, read its hardware and hypervisor."""
+        data = validated(s.ServerDiscoverSerializer, request)
+        job = _service("servers").server_discover(user=request.user, **data)
+        return job_response(job)
+
+
+# --------------------------------------------------------------------- storage
+
+
+@extend_schema_view(create=extend_schema(request=s.RepositoryCreateSerializer, responses=RESPONSES_JOB))
+class RepositoryViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
+    queryset = models.Repository.objects.prefetch_related("server_pools")
+    serializer_class = s.RepositorySerializer
+
+    def create(self, request, *args, **kwargs):
+        """Create a repository (a libvirt storage pool on its servers); 202 with the job."""
+        data = validated(s.RepositoryCreateSerializer, request)
+        data["server_pools"] = list(data.get("server_pools", ()))
+        return job_response(_service("repositories").repository_create(user=request.user, **data))
+
+    @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def refresh(self, request, pk=None):
+        """Re-read the repository's contents and capacity."""
+        validated(EmptySerializer, request)
+        return job_response(_service("repositories").repository_refresh(repository=self.get_object(), user=request.user))
+
+    @extend_schema(request=s.RepositoryPresentSerializer, responses={200: s.RepositorySerializer, **RESPONSES_JOB})
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def present(self, request, pk=None):
+        """Present a shared repository to a server pool."""
+        repository = self.get_object()
+        data = validated(s.RepositoryPresentSerializer, request)
+        result = _service("repositories").repository_present(
+            repository=repository, server_pool=data["server_pool"], user=request.user
+        )
+        if isinstance(result, Job):
+            return job_response(result)
+        repository.refresh_from_db()
+        return Response(s.RepositorySerializer(repository).data)
+
+
+@extend_schema_view(
+    create=extend_schema(request=s.VirtualDiskCreateSerializer, responses=RESPONSES_JOB),
+    destroy=extend_schema(responses=RESPONSES_JOB),
+)
+class VirtualDiskViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
+    queryset = models.VirtualDisk.objects.all()
+    serializer_class = s.VirtualDiskSerializer
+
+    def create(self, request, *args, **kwargs):
+        """Create a virtual disk in a repository; 202 with the job."""
+        data = validated(s.VirtualDiskCreateSerializer, request)
+        return job_response(_service("storage").disk_create(user=request.user, **data))
+
+    def destroy(self, request, *args, **kwargs):
+        """Delete a virtual disk (refused while a VM uses it); 202 with the job."""
+        return job_response(_service("storage").disk_delete(disk=self.get_object(), user=request.user))
+
+    @extend_schema(request=s.VirtualDiskResizeSerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def resize(self, request, pk=None):
+        """Grow a virtual disk."""
+        data = validated(s.VirtualDiskResizeSerializer, request)
+        return job_response(_service("storage").disk_resize(disk=self.get_object(), user=request.user, **data))
+
+
+@extend_schema_view(create=extend_schema(request=s.IsoUploadSerializer, responses=RESPONSES_JOB))
+class IsoFileViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
+    queryset = models.IsoFile.objects.all()
+    serializer_class = s.IsoFileSerializer
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def create(self, request, *args, **kwargs):
+        """Upload an ISO file (multipart) into a repository's ISOs/; 202 with the job that stores it."""
+        data = validated(s.IsoUploadSerializer, request)
+        upload = data["file"]
+        job = _service("storage").iso_upload(
+            repository=data["repository"], user=request.user, name=data.get("name") or upload.name,
+            fileobj=upload, size=upload.size,
+        )
+        return job_response(job)
+
+    @extend_schema(request=s.IsoImportSerializer, responses=RESPONSES_JOB)
+    @action(detail=False, methods=["post"], url_path="import", permission_classes=[permissions.IsAuthenticated, ModelPermissions])
+    def import_url(self, request):
+        """Import an ISO file from an HTTP/FTP URL; 202 with the job."""
+        data = validated(s.IsoImportSerializer, request)
+        return job_response(_service("storage").iso_import(user=request.user, **data))
+
+
+# --------------------------------------------------------------------- networks, MAC range
+
+
+class NetworkViewSet(viewsets.ModelViewSet, ApiViewSet):
+    queryset = models.Network.objects.prefetch_related("server_pools")
+    serializer_class = s.NetworkSerializer
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        data["server_pools"] = list(data.get("server_pools", ()))
+        serializer.instance = _service("networks").network_create(user=self.request.user, **data)
+
+    def perform_update(self, serializer):
+        serializer.instance = _service("networks").network_update(
+            network=serializer.instance, user=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        _service("networks").network_delete(network=instance, user=self.request.user)
+
+
+class MacRangeView(APIView):
+    """The one MAC address range VNIC addresses are allocated from (seed 7.4)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = s.MacRangeSerializer
+
+    def _current(self) -> dict:
+        current = models.MacAddressRange.objects.order_by("pk").first()
+        if current is None:
+            start, end = settings.OVMWEB_MAC_RANGE_DEFAULT
+            return {"start": start, "end": end}
+        return {"start": current.start, "end": current.end}
+
+    @extend_schema(responses=s.MacRangeSerializer)
+    def get(self, request):
+        return Response(self._current())
+
+    @extend_schema(request=s.MacRangeSerializer, responses={200: s.MacRangeSerializer, 400: OpenApiResponse()})
+    def put(self, request):
+        if not request.user.has_perm("inventory.change_macaddressrange"):
+            raise PermissionDenied
+        data = validated(s.MacRangeSerializer, request)
+        _service("vnics").mac_range_set(start=data["start"], end=data["end"])
+        return Response(self._current())
+
+
+# --------------------------------------------------------------------- VNICs
+
+
+@extend_schema_view(
+    create=extend_schema(request=s.VnicCreateSerializer, responses={201: s.VnicSerializer, **RESPONSES_409}),
+    destroy=extend_schema(responses={204: None, **RESPONSES_409}),
+)
+class VnicViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
+    queryset = models.Vnic.objects.all()
+    serializer_class = s.VnicSerializer
+
+    def create(self, request, *args, **kwargs):
+        data = validated(s.VnicCreateSerializer, request)
+        vnic = _service("vnics").vnic_create(user=request.user, **data)
+        return Response(s.VnicSerializer(vnic).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, *args, **kwargs):
+        _service("vnics").vnic_delete(vnic=self.get_object(), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --------------------------------------------------------------------- virtual machines
+
+
+class VmFilterSerializer(serializers.Serializer):
+    search = serializers.CharField(required=False, max_length=128)
+    server_pool = serializers.IntegerField(required=False, min_value=1, max_value=s.MAX_BIGINT)
+    server = serializers.IntegerField(required=False, min_value=1, max_value=s.MAX_BIGINT)
+    status = serializers.ChoiceField(required=False, choices=models.choices.VmStatus.choices)
+
+
+VM_FILTER_PARAMETERS = [
+    OpenApiParameter("search", OpenApiTypes.STR, description=_("Part of the name")),
+    OpenApiParameter("server_pool", OpenApiTypes.INT),
+    OpenApiParameter("server", OpenApiTypes.INT),
+    OpenApiParameter("status", OpenApiTypes.STR, enum=[c for c, _label in models.choices.VmStatus.choices]),
+]
+
+
+def vm_queryset():
+    """VMs with everything their representation needs, in a bounded number of
+    queries whatever the page: one for the page, one per nested collection."""
+    from django.db.models import Prefetch
+
+    return models.VirtualMachine.objects.prefetch_related(
+        Prefetch("disk_slots", queryset=models.VmDiskSlot.objects.select_related("virtual_disk", "iso")),
+        Prefetch("vnics", queryset=models.Vnic.objects.order_by("position", "id")),
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=VM_FILTER_PARAMETERS),
+    create=extend_schema(request=s.VmCreateSerializer, responses={201: s.VirtualMachineSerializer, **RESPONSES_409}),
+    update=extend_schema(request=s.VmUpdateSerializer, responses={200: s.VirtualMachineSerializer, **RESPONSES_409}),
+    partial_update=extend_schema(request=s.VmUpdateSerializer, responses={200: s.VirtualMachineSerializer, **RESPONSES_409}),
+    destroy=extend_schema(responses=RESPONSES_JOB),
+)
+class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
+    serializer_class = s.VirtualMachineSerializer
+    queryset = models.VirtualMachine.objects.all()
+
+    def get_queryset(self):
+        qs = vm_queryset()
+        if self.action == "list":
+            filters = VmFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            f = filters.validated_data
+            if "search" in f:
+                qs = qs.filter(name__icontains=f["search"])
+            if "server_pool" in f:
+                qs = qs.filter(server_pool_id=f["server_pool"])
+            if "server" in f:
+                qs = qs.filter(server_id=f["server"])
+            if "status" in f:
+                qs = qs.filter(status=f["status"])
+        return qs
+
+    def _render(self, vm, code=status.HTTP_200_OK) -> Response:
+        vm = vm_queryset().get(pk=vm.pk)
+        return Response(s.VirtualMachineSerializer(vm).data, status=code)
+
+    def create(self, request, *args, **kwargs):
+        """Create a VM from an ISO, a PVM install URL, a template, a VM or a virtual appliance (seed 7.1/7.2)."""
+        data = validated(s.VmCreateSerializer, request)
+        data["source"] = data.get("source") or {"kind": "none"}
+        data["disks"] = [dict(d) for d in data.get("disks", ())]
+        for d in data["disks"]:
+            if "new" in d:
+                d["new"] = dict(d["new"])
+        data["vnics"] = [dict(v) for v in data.get("vnics", ())]
+        vm = _service("vms").vm_create(user=request.user, **data)
+        return self._render(vm, status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        """Edit a VM. Runtime parameters of a running VM become ``pending_changes`` (seed 7.9)."""
+        vm = self.get_object()
+        data = validated(s.VmUpdateSerializer, request, partial=kwargs.get("partial", False), instance=vm)
+        vm = _service("vms").vm_update(vm=vm, user=request.user, **data)
+        return self._render(vm)
+
+    def destroy(self, request, *args, **kwargs):
+        """Delete a VM (its disks go with it); 202 with the job."""
+        return job_response(_service("vms").vm_delete(vm=self.get_object(), user=request.user))
+
+    def _simple_action(self, request, name: str) -> Response:
+        validated(EmptySerializer, request)
+        return job_response(_service("vms").vm_action(vm=self.get_object(), action=name, user=request.user))
+
+    @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def start(self, request, pk=None):
+        """Start a stopped VM (STOPPED -> STARTING -> RUNNING)."""
+        return self._simple_action(request, "start")
+
+    @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def stop(self, request, pk=None):
+        """Shut a running VM down (RUNNING -> STOPPING -> STOPPED)."""
+        return self._simple_action(request, "stop")
+
+    @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def restart(self, request, pk=None):
+        """Restart a running VM (pending changes are NOT applied by a restart)."""
+        return self._simple_action(request, "restart")
+
+    @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def kill(self, request, pk=None):
+        """Power a VM off at once from any state but TEMPLATE; clears its HA flag."""
+        return self._simple_action(request, "kill")
+
+    @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def suspend(self, request, pk=None):
+        """Suspend a running VM."""
+        return self._simple_action(request, "suspend")
+
+    @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def resume(self, request, pk=None):
+        """Resume a suspended VM."""
+        return self._simple_action(request, "resume")
+
+    @extend_schema(request=s.VmMigrateSerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def migrate(self, request, pk=None):
+        """Live-migrate a running VM (or move a stopped one) to a server or a server pool."""
+        data = validated(s.VmMigrateSerializer, request)
+        return job_response(_service("vms").vm_migrate(vm=self.get_object(), user=request.user, **data))
+
+    @extend_schema(request=s.VmCloneSerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def clone(self, request, pk=None):
+        """Clone a VM or template, optionally with a clone customizer, optionally as a template."""
+        data = validated(s.VmCloneSerializer, request)
+        return job_response(_service("vms").vm_clone(vm=self.get_object(), user=request.user, **data))
+
+    @extend_schema(request=s.VmMoveSerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def move(self, request, pk=None):
+        """Move a stopped VM's disks to other repositories with a clone customizer."""
+        data = validated(s.VmMoveSerializer, request)
+        return job_response(_service("vms").vm_move(vm=self.get_object(), user=request.user, **data))
+
+    @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def export(self, request, pk=None):
+        """Export a stopped VM as a virtual appliance (OVA)."""
+        validated(EmptySerializer, request)
+        return job_response(_service("vms").vm_export(vm=self.get_object(), user=request.user))
+
+    @extend_schema(
+        request=s.VmMessagesSerializer,
+        responses={202: s.JobListSerializer, 400: OpenApiResponse(), 409: s.ErrorDetailSerializer},
+    )
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def messages(self, request, pk=None):
+        """Send key/value messages into the guest (seed 7.10); one job per message."""
+        data = validated(s.VmMessagesSerializer, request)
+        jobs = _service("messages").vm_send_messages(
+            vm=self.get_object(), user=request.user, messages=[dict(m) for m in data["messages"]]
+        )
+        return Response({"jobs": s.JobSerializer(jobs, many=True).data}, status=status.HTTP_202_ACCEPTED)
+
+
+# --------------------------------------------------------------------- customizers, appliances
+
+
+class CloneCustomizerViewSet(viewsets.ModelViewSet, ApiViewSet):
+    queryset = models.CloneCustomizer.objects.prefetch_related("disks", "networks")
+    serializer_class = s.CloneCustomizerSerializer
+
+    @staticmethod
+    def _items(data: dict) -> dict:
+        for key in ("disks", "networks"):
+            if key in data:
+                data[key] = [dict(item) for item in data[key]]
+        return data
+
+    def perform_create(self, serializer):
+        data = self._items(dict(serializer.validated_data))
+        serializer.instance = _service("customizers").customizer_create(user=self.request.user, **data)
+
+    def perform_update(self, serializer):
+        data = self._items(dict(serializer.validated_data))
+        serializer.instance = _service("customizers").customizer_update(
+            customizer=serializer.instance, user=self.request.user, **data
+        )
+
+    def perform_destroy(self, instance):
+        _service("customizers").customizer_delete(customizer=instance, user=self.request.user)
+
+
+class VirtualApplianceViewSet(ReadOnlyApiViewSet):
+    queryset = models.VirtualAppliance.objects.prefetch_related("vms__disks")
+    serializer_class = s.VirtualApplianceSerializer
+
+
+# --------------------------------------------------------------------- jobs, events
+
+
+class JobViewSet(ReadOnlyApiViewSet):
+    queryset = Job.objects.select_related("user").prefetch_related("children")
+    serializer_class = s.JobSerializer
+
+    @extend_schema(request=EmptySerializer, responses={200: s.JobSerializer, **RESPONSES_409})
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def abort(self, request, pk=None):
+        """Ask a job to stop; a running job stops at its next step."""
+        job = get_object_or_404(Job, pk=pk)
+        if job.user_id != request.user.pk and not request.user.has_perm("jobs.change_job"):
+            raise PermissionDenied
+        validated(EmptySerializer, request)
+        job = import_module("ovmweb.jobs.services").job_request_abort(job=job, user=request.user)
+        return Response(s.JobSerializer(self.get_queryset().get(pk=job.pk)).data)
+
+
+class EventViewSet(ReadOnlyApiViewSet):
+    queryset = Event.objects.select_related("user", "acknowledged_by")
+    serializer_class = s.EventSerializer
+
+    @extend_schema(request=EmptySerializer, responses={200: s.EventSerializer})
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def acknowledge(self, request, pk=None):
+        """Mark an event as seen."""
+        validated(EmptySerializer, request)
+        event = import_module("ovmweb.jobs.services").event_acknowledge(event=self.get_object(), user=request.user)
+        return Response(s.EventSerializer(self.get_queryset().get(pk=event.pk)).data)

@@ -1,0 +1,35 @@
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import SuperUserFactory, UserFactory
+
+
+@pytest.fixture
+def superuser(db):
+    return SuperUserFactory()
+
+
+@pytest.fixture
+def token(superuser):
+    return Token.objects.create(user=superuser)
+
+
+@pytest.fixture
+def api(token):
+    """An API client authenticated by token, as a script would be."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def plain_user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def plain_api(plain_user):
+    client = APIClient()
+    client.force_authenticate(plain_user)
+    return client
