@@ -1,0 +1,512 @@
+"""The VM rules of the seed (chapter 7) as data and pure checks.
+
+Each rule lives here exactly once; services call these checks before they write.
+Checks about the *input* raise ``ValidationError`` with field errors (HTTP 400);
+checks about the *current state* of objects raise ``Conflict`` (HTTP 409).
+Nothing here writes to the database.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from .choices import (
+    PARAVIRTUAL_DOMAIN_TYPES,
+    Architecture,
+    CloneType,
+    DiskBus,
+    DomainType,
+    OsType,
+    RepositoryKind,
+    VmStatus,
+    VnicModel,
+)
+from .exceptions import Conflict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import Server, ServerPool, VirtualMachine
+
+# --------------------------------------------------------------------------
+# 7.1 / 7.2: domain types, installation sources, paravirtual devices
+# --------------------------------------------------------------------------
+
+
+class SourceKind:
+    ISO = "iso"
+    PVM_URL = "pvm_url"
+    TEMPLATE = "template"
+    CLONE = "clone"
+    APPLIANCE = "appliance"
+    NONE = "none"
+
+    ALL = frozenset({ISO, PVM_URL, TEMPLATE, CLONE, APPLIANCE, NONE})
+
+
+# Table 7.2, "Virtual machine installation sources". PVHVM is an HVM with
+# paravirtual drivers, so it installs like an HVM.
+INSTALL_SOURCES: dict[str, frozenset[str]] = {
+    SourceKind.ISO: frozenset({DomainType.HVM, DomainType.PVHVM}),
+    SourceKind.PVM_URL: frozenset({DomainType.PVM}),
+    SourceKind.TEMPLATE: frozenset(DomainType.values),
+    SourceKind.CLONE: frozenset(DomainType.values),
+    SourceKind.APPLIANCE: frozenset(DomainType.values),
+    SourceKind.NONE: frozenset(DomainType.values),
+}
+
+# The network boot path of a PVM must point at a mounted ISO on NFS, HTTP or FTP.
+PVM_URL_SCHEMES = frozenset({"nfs", "http", "https", "ftp"})
+
+# "Due to kernel restrictions in both Oracle Linux 7 and RedHat Enterprise Linux 7,
+# it is not possible to run these operating systems as PVM guests."
+PVM_REFUSED_OS = frozenset({OsType.ORACLE_LINUX_7, OsType.RHEL_7})
+
+
+def check_domain_type(*, domain_type: str, os_type: str, pool_architecture: str | None) -> None:
+    """Domain type against guest OS and server pool architecture (seed 7.1)."""
+    errors: dict[str, list] = {}
+    if domain_type == DomainType.PVM and os_type in PVM_REFUSED_OS:
+        errors.setdefault("domain_type", []).append(
+            _("%(os)s cannot run as a PVM guest (kernel restriction); use HVM or PVHVM.")
+            % {"os": OsType(os_type).label}
+        )
+    if pool_architecture == Architecture.SPARC and domain_type != DomainType.SPARC:
+        errors.setdefault("domain_type", []).append(
+            _("A SPARC server pool runs only OVM/SPARC virtual machines, not %(type)s.") % {"type": domain_type}
+        )
+    if pool_architecture is not None and pool_architecture != Architecture.SPARC and domain_type == DomainType.SPARC:
+        errors.setdefault("domain_type", []).append(
+            _("The OVM/SPARC domain type needs a SPARC server pool; this pool is x86.")
+        )
+    if errors:
+        raise ValidationError(errors)
+
+
+def check_install_source(*, domain_type: str, kind: str, url: str = "") -> None:
+    """Installation source against domain type (seed 7.2, table 7.2)."""
+    if kind not in SourceKind.ALL:
+        raise ValidationError({"source": [_("Unknown installation source %(kind)r.") % {"kind": kind}]})
+    if domain_type not in INSTALL_SOURCES[kind]:
+        if kind == SourceKind.ISO:
+            msg = _("An ISO file in a repository installs only HVM or PVHVM guests; a PVM needs a mounted ISO URL.")
+        else:
+            msg = _("A mounted ISO URL (NFS, HTTP or FTP) installs only PVM guests; use an ISO file for %(type)s.") % {
+                "type": domain_type
+            }
+        raise ValidationError({"source": [msg]})
+    if kind == SourceKind.PVM_URL:
+        check_pvm_url(url)
+
+
+def check_pvm_url(url: str) -> None:
+    parts = urlsplit(url or "")
+    if parts.scheme.lower() not in PVM_URL_SCHEMES or not parts.netloc:
+        raise ValidationError(
+            {"pvm_boot_url": [_("Give the mounted ISO as an nfs://, http://, https:// or ftp:// URL with a host.")]}
+        )
+
+
+def disk_bus_for(domain_type: str) -> str:
+    """The bus new disks get: paravirtual for PVHVM/PVM, emulated SATA for HVM (DESIGN.md §4)."""
+    return DiskBus.VIRTIO if domain_type in PARAVIRTUAL_DOMAIN_TYPES else DiskBus.SATA
+
+
+def vnic_model_for(domain_type: str) -> str:
+    """The VNIC model by domain type: virtio for PVHVM/PVM, emulated e1000 for HVM."""
+    return VnicModel.VIRTIO if domain_type in PARAVIRTUAL_DOMAIN_TYPES else VnicModel.E1000
+
+
+def check_paravirtual_disks(*, domain_type: str, disk_buses: Iterable[str]) -> None:
+    """"If you want to create a PVHVM or PVM, make sure all disks ... are paravirtual devices" (7.1)."""
+    if domain_type in PARAVIRTUAL_DOMAIN_TYPES and any(bus != DiskBus.VIRTIO for bus in disk_buses):
+        raise ValidationError(
+            {"disks": [_("A %(type)s virtual machine needs paravirtual (virtio) disks.") % {"type": domain_type}]}
+        )
+
+
+# --------------------------------------------------------------------------
+# 7.13: virtual CPUs and memory
+# --------------------------------------------------------------------------
+
+
+def check_cpu_memory(*, vcpus: int, max_vcpus: int, memory_mib: int, max_memory_mib: int) -> None:
+    errors: dict[str, list] = {}
+    if vcpus < 1:
+        errors["vcpus"] = [_("A virtual machine needs at least one virtual CPU.")]
+    elif vcpus > max_vcpus:
+        errors["vcpus"] = [
+            _("%(vcpus)d virtual CPUs exceed the maximum of %(max)d.") % {"vcpus": vcpus, "max": max_vcpus}
+        ]
+    if memory_mib > max_memory_mib:
+        errors["memory_mib"] = [
+            _("%(mem)d MiB of memory exceed the maximum of %(max)d MiB.") % {"mem": memory_mib, "max": max_memory_mib}
+        ]
+    if errors:
+        raise ValidationError(errors)
+
+
+# --------------------------------------------------------------------------
+# 7.14: hot changes per guest OS
+# --------------------------------------------------------------------------
+
+
+class Hot:
+    """Components that may change while the guest runs."""
+
+    VCPU = "vcpu"
+    MEMORY = "memory"
+    DISK = "disk"
+    VNIC = "vnic"
+    CDROM_REMOVE = "cdrom_remove"
+
+
+# The first Oracle Linux kernel shown to hot-add and hot-remove vCPUs: UEK2 QU5.
+OL_HOT_VCPU_MIN_KERNEL = "2.6.39-400.211.1"
+
+
+@dataclass(frozen=True)
+class HotRule:
+    allowed: bool | str  # True, False, or the name of a condition below
+    reason: str = ""
+
+
+_OL = {
+    Hot.VCPU: HotRule("uek_kernel", _("hot vCPU changes need kernel UEK2 2.6.39-400.211.1 or later in the guest")),
+    Hot.MEMORY: HotRule("pv_domain", _("hot memory changes need a PVM or PVHVM guest")),
+    Hot.DISK: HotRule(True),
+    Hot.VNIC: HotRule(True),
+    Hot.CDROM_REMOVE: HotRule(True),
+}
+_SOLARIS_X86_NO_CPU_RAM = _("Oracle Solaris on x86 cannot hot-add or hot-remove virtual CPUs or memory")
+_WINDOWS_PV = _("Windows needs the Oracle VM Paravirtual Drivers for hot disk and VNIC changes")
+_WINDOWS_NO_CPU_RAM = _("Windows cannot hot-add virtual CPUs or memory")
+
+# Seed 7.14 as data: per guest OS, per component, allowed / refused / conditional.
+HOT_CHANGE_MATRIX: dict[str, dict[str, HotRule]] = {
+    OsType.ORACLE_LINUX_5: _OL,
+    OsType.ORACLE_LINUX_6: _OL,
+    OsType.ORACLE_LINUX_7: _OL,
+    OsType.SOLARIS_SPARC: {c: HotRule(True) for c in (Hot.VCPU, Hot.MEMORY, Hot.DISK, Hot.VNIC, Hot.CDROM_REMOVE)},
+    OsType.SOLARIS_X86: {
+        Hot.VCPU: HotRule(False, _SOLARIS_X86_NO_CPU_RAM),
+        Hot.MEMORY: HotRule(False, _SOLARIS_X86_NO_CPU_RAM),
+        Hot.DISK: HotRule("solaris11", _("hot disk changes need Oracle Solaris 11 or later")),
+        Hot.VNIC: HotRule(True),
+        Hot.CDROM_REMOVE: HotRule(False, _("Oracle Solaris on x86 cannot hot-remove a virtual CD-ROM")),
+    },
+    OsType.WINDOWS: {
+        Hot.VCPU: HotRule(False, _WINDOWS_NO_CPU_RAM),
+        Hot.MEMORY: HotRule(False, _WINDOWS_NO_CPU_RAM),
+        Hot.DISK: HotRule("pv_drivers", _WINDOWS_PV),
+        Hot.VNIC: HotRule("pv_drivers", _WINDOWS_PV),
+        Hot.CDROM_REMOVE: HotRule("pv_drivers", _WINDOWS_PV),
+    },
+}
+# Guests the seed says nothing about: the safe answer is "stop the VM first"
+# for CPU and memory, while disks, VNICs and CD-ROMs hot-plug on any modern kernel.
+_UNKNOWN_OS = {
+    Hot.VCPU: HotRule(False, _("the guest OS is not known to support hot vCPU changes")),
+    Hot.MEMORY: HotRule(False, _("the guest OS is not known to support hot memory changes")),
+    Hot.DISK: HotRule(True),
+    Hot.VNIC: HotRule(True),
+    Hot.CDROM_REMOVE: HotRule(True),
+}
+
+
+def kernel_version_key(release: str) -> tuple[int, ...]:
+    """Numeric key of a kernel release: "2.6.39-400.211.1.el6uek" -> (2, 6, 39, 400, 211, 1, 6).
+
+    Compared as integers, so 2.6.39-400.99 < 2.6.39-400.211 (not as strings)."""
+    return tuple(int(part) for part in re.findall(r"\d+", release or ""))
+
+
+def _uek_supports_hot_vcpu(release: str) -> bool:
+    if not release:
+        return False
+    key = kernel_version_key(release)
+    threshold = kernel_version_key(OL_HOT_VCPU_MIN_KERNEL)
+    # Only the version and release numbers count; trailing distro tags (el6uek) do not.
+    return key[: len(threshold)] >= threshold
+
+
+def _solaris_11_or_later(release: str) -> bool:
+    # Solaris reports its release as 5.10 (Solaris 10) or 5.11 / 11.x.
+    key = kernel_version_key(release)
+    if not key:
+        return False
+    if key[0] == 5 and len(key) > 1:
+        return key[1] >= 11
+    return key[0] >= 11
+
+
+def hot_change_refusal(*, os_type: str, component: str, domain_type: str, guest_kernel: str = "",
+                       pv_drivers: bool = False) -> str | None:
+    """Why ``component`` may not change while this guest runs, or None if it may (seed 7.14)."""
+    rule = HOT_CHANGE_MATRIX.get(os_type, _UNKNOWN_OS)[component]
+    allowed = rule.allowed
+    if allowed == "uek_kernel":
+        allowed = _uek_supports_hot_vcpu(guest_kernel)
+    elif allowed == "pv_domain":
+        allowed = domain_type in PARAVIRTUAL_DOMAIN_TYPES
+    elif allowed == "solaris11":
+        allowed = _solaris_11_or_later(guest_kernel)
+    elif allowed == "pv_drivers":
+        allowed = pv_drivers
+    return None if allowed else str(rule.reason)
+
+
+def vm_hot_change_refusal(vm: VirtualMachine, component: str) -> str | None:
+    return hot_change_refusal(
+        os_type=vm.os_type,
+        component=component,
+        domain_type=vm.domain_type,
+        guest_kernel=vm.guest_kernel,
+        pv_drivers=vm.pv_drivers_installed,
+    )
+
+
+def check_device_change(vm: VirtualMachine, component: str) -> None:
+    """Adding or removing a disk, VNIC or CD-ROM: refused while SUSPENDED (7.4) and,
+    while the guest runs, where its OS cannot hot-plug it (7.14)."""
+    if vm.status == VmStatus.SUSPENDED:
+        raise Conflict(
+            _("Cannot add or remove devices of virtual machine '%(vm)s' while it is SUSPENDED.") % {"vm": vm.name}
+        )
+    if vm.status in (VmStatus.STARTING, VmStatus.STOPPING):
+        raise Conflict(
+            _("Cannot add or remove devices of virtual machine '%(vm)s' while it is %(status)s.")
+            % {"vm": vm.name, "status": vm.status}
+        )
+    if vm.status == VmStatus.RUNNING:
+        reason = vm_hot_change_refusal(vm, component)
+        if reason:
+            raise Conflict(
+                _("Cannot change this device of running virtual machine '%(vm)s': %(reason)s. Stop it first.")
+                % {"vm": vm.name, "reason": reason}
+            )
+
+
+# --------------------------------------------------------------------------
+# 7.9: runtime parameters that only take effect at the next stop + start
+# --------------------------------------------------------------------------
+
+# Everything the hypervisor reads when it creates the domain. vcpus and memory_mib
+# are here too: they become pending when they cannot change hot (7.13/7.14).
+RUNTIME_FIELDS = frozenset({
+    "domain_type", "vcpus", "max_vcpus", "memory_mib", "max_memory_mib", "huge_pages", "keymap",
+    "mouse_device", "boot_order", "cpu_pinning", "kernel_args", "pvm_boot_url",
+})
+
+
+# --------------------------------------------------------------------------
+# 7.15: HugePages
+# --------------------------------------------------------------------------
+
+
+def check_huge_pages(*, domain_type: str, huge_pages: bool) -> None:
+    """Decision (documented): HugePages is an on/off setting only for PVM in Oracle VM, and
+    deprecated there, so enabling it is refused for PVM. For HVM/PVHVM "you should not attempt
+    to enable HugePages" — the guest handles it — so enabling it is refused there as well, and on
+    SPARC the setting "has no effect". In short: the flag can never be switched on."""
+    if not huge_pages:
+        return
+    if domain_type == DomainType.PVM:
+        msg = _("HugePages is deprecated for PVM guests; change the domain type to PVHVM instead.")
+    elif domain_type == DomainType.SPARC:
+        msg = _("On SPARC, large pages are always enabled; the setting has no effect.")
+    else:
+        msg = _("HVM and PVHVM guests use HugePages by default, handled inside the guest; do not enable it here.")
+    raise ValidationError({"huge_pages": [msg]})
+
+
+# --------------------------------------------------------------------------
+# 7.7 / 7.12 / 7.16: migration, move, export, clone
+# --------------------------------------------------------------------------
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return kernel_version_key(version)
+
+
+def cpu_compatible(source: Server, target: Server) -> bool:
+    """Same processor compatibility group, or the same CPU vendor, family and model (7.7, 6.14)."""
+    if source.compatibility_group_id and source.compatibility_group_id == target.compatibility_group_id:
+        return True
+    return (
+        bool(source.cpu_vendor)
+        and (source.cpu_vendor, source.cpu_family, source.cpu_model)
+        == (target.cpu_vendor, target.cpu_family, target.cpu_model)
+    )
+
+
+def check_live_migration(*, vm: VirtualMachine, source: Server, target: Server) -> None:
+    """Live migration of a running VM from ``source`` to ``target`` (7.7, 7.16)."""
+
+    def refuse(reason) -> None:
+        raise Conflict(
+            _("Cannot live-migrate '%(vm)s' to %(target)s: %(reason)s")
+            % {"vm": vm.name, "target": target.name, "reason": reason}
+        )
+
+    if source.pk == target.pk:
+        refuse(_("it already runs there."))
+    if vm.cpu_pinning:
+        refuse(_("its virtual CPUs are pinned (hard partitioning); the license forbids live migration."))
+    if source.server_pool_id is None or source.server_pool_id != target.server_pool_id:
+        refuse(_("live migration stays within one server pool; stop the VM to move it to another pool."))
+    if not cpu_compatible(source, target):
+        refuse(_("the servers' CPUs are not compatible (vendor, family and model, or compatibility group)."))
+    for field, label in (("libvirt_version", "libvirt"), ("qemu_version", "QEMU")):
+        if _version_key(getattr(target, field)) < _version_key(getattr(source, field)):
+            refuse(
+                _("the target runs an older %(what)s (%(t)s) than the source (%(s)s).")
+                % {"what": label, "t": getattr(target, field), "s": getattr(source, field)}
+            )
+    for slot in vm.disk_slots.all():
+        if slot.iso_id and slot.iso.repository.kind == RepositoryKind.LOCAL:
+            refuse(_("it uses an ISO in a local repository."))
+        disk = slot.virtual_disk
+        if disk is not None and disk.repository.kind == RepositoryKind.LOCAL and disk.shareable:
+            refuse(_("it shares a disk in a local repository with other virtual machines."))
+
+
+def needs_storage_migration(vm: VirtualMachine) -> bool:
+    """A VM on a local repository cannot run elsewhere without migrating its disks (7.7)."""
+    if vm.repository is not None and vm.repository.kind == RepositoryKind.LOCAL:
+        return True
+    return any(
+        s.virtual_disk is not None and s.virtual_disk.repository.kind == RepositoryKind.LOCAL
+        for s in vm.disk_slots.all()
+    )
+
+
+def check_cold_migration(*, vm: VirtualMachine, target_pool: ServerPool | None) -> None:
+    """Migrating a stopped VM: to another pool, or off any server (unassigned)."""
+    if vm.status not in (VmStatus.STOPPED, VmStatus.TEMPLATE):
+        raise Conflict(
+            _("Migrating '%(vm)s' to another server pool needs it STOPPED; it is %(status)s.")
+            % {"vm": vm.name, "status": vm.status}
+        )
+    if needs_storage_migration(vm):
+        raise Conflict(
+            _("'%(vm)s' lives in a local repository: move it to a shared repository first.") % {"vm": vm.name}
+        )
+    if target_pool is not None:
+        check_domain_type(domain_type=vm.domain_type, os_type=vm.os_type, pool_architecture=target_pool.architecture)
+
+
+def check_move(*, vm: VirtualMachine, target_repositories: Iterable) -> None:
+    """Moving changes repositories: only when stopped, never local -> other local with disks (7.7)."""
+    if vm.status not in (VmStatus.STOPPED, VmStatus.TEMPLATE):
+        raise Conflict(
+            _("Cannot move virtual machine '%(vm)s' while it is %(status)s; stop it first.")
+            % {"vm": vm.name, "status": vm.status}
+        )
+    has_disks = any(s.virtual_disk_id for s in vm.disk_slots.all())
+    source = vm.repository
+    if has_disks and source is not None and source.kind == RepositoryKind.LOCAL:
+        for target in target_repositories:
+            if target.kind == RepositoryKind.LOCAL and target.pk != source.pk:
+                raise Conflict(
+                    _("Cannot move '%(vm)s' with virtual disks from local repository %(src)s to local repository "
+                      "%(dst)s; move it through a shared repository.")
+                    % {"vm": vm.name, "src": source.name, "dst": target.name}
+                )
+
+
+def check_export(vm: VirtualMachine) -> None:
+    if vm.status != VmStatus.STOPPED:
+        raise Conflict(
+            _("Only a STOPPED virtual machine can be exported; '%(vm)s' is %(status)s.")
+            % {"vm": vm.name, "status": vm.status}
+        )
+
+
+def check_clone(*, vm: VirtualMachine, clone_types: Iterable[str]) -> None:
+    """A cold clone from a stopped VM or template always works; a hot clone (running VM)
+    only when every disk is a thin clone (7.6). Suspended or transitional VMs are refused."""
+    if vm.status in (VmStatus.STOPPED, VmStatus.TEMPLATE):
+        return
+    if vm.status != VmStatus.RUNNING:
+        raise Conflict(
+            _("Cannot clone virtual machine '%(vm)s' while it is %(status)s.") % {"vm": vm.name, "status": vm.status}
+        )
+    if any(t != CloneType.THIN for t in clone_types):
+        raise Conflict(
+            _("A hot clone of running virtual machine '%(vm)s' needs a thin clone of every disk; "
+              "stop it for a sparse or non-sparse copy.") % {"vm": vm.name}
+        )
+
+
+# --------------------------------------------------------------------------
+# 7.4: MAC addresses
+# --------------------------------------------------------------------------
+
+_MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+
+
+def mac_to_int(mac: str) -> int:
+    return int(mac.replace(":", ""), 16)
+
+
+def int_to_mac(value: int) -> str:
+    raw = f"{value:012x}"
+    return ":".join(raw[i : i + 2] for i in range(0, 12, 2))
+
+
+def normalize_mac(mac: str, *, field: str = "mac") -> str:
+    """Lower-case, colon-separated; refuses malformed and multicast addresses."""
+    value = (mac or "").strip().lower().replace("-", ":")
+    if not _MAC_RE.match(value):
+        raise ValidationError({field: [_("%(mac)r is not a MAC address like 00:21:f6:00:00:01.") % {"mac": mac}]})
+    if int(value[:2], 16) & 1:
+        raise ValidationError({field: [_("%(mac)s is a multicast address; a VNIC needs a unicast MAC.") % {"mac": value}]})
+    return value
+
+
+def check_mac_range(start: str, end: str) -> tuple[str, str]:
+    errors: dict[str, list] = {}
+    values = {}
+    for field, mac in (("start", start), ("end", end)):
+        try:
+            values[field] = normalize_mac(mac, field=field)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    if not errors and mac_to_int(values["start"]) > mac_to_int(values["end"]):
+        errors["end"] = [_("The range ends before it starts (%(s)s > %(e)s).") % {"s": values["start"], "e": values["end"]}]
+    if errors:
+        raise ValidationError(errors)
+    return values["start"], values["end"]
+
+
+# --------------------------------------------------------------------------
+# 7.10: messages
+# --------------------------------------------------------------------------
+
+MESSAGE_KEY_MAX_BYTES = 256
+MESSAGE_VALUE_MAX_BYTES_LOGGED = 1024
+MESSAGE_VALUE_MAX_BYTES_UNLOGGED = 8192
+HIDDEN_VALUE = "********"
+
+
+def check_message(*, key: str, value: str, log: bool) -> None:
+    errors: dict[str, list] = {}
+    key_bytes = len((key or "").encode("utf-8"))
+    if key_bytes == 0:
+        errors["key"] = [_("A message needs a key.")]
+    elif key_bytes > MESSAGE_KEY_MAX_BYTES:
+        errors["key"] = [_("The key is %(n)d bytes; at most %(max)d.") % {"n": key_bytes, "max": MESSAGE_KEY_MAX_BYTES}]
+    limit = MESSAGE_VALUE_MAX_BYTES_LOGGED if log else MESSAGE_VALUE_MAX_BYTES_UNLOGGED
+    value_bytes = len((value or "").encode("utf-8"))
+    if value_bytes > limit:
+        errors["value"] = [
+            _("The value is %(n)d bytes; at most %(max)d when %(how)s.")
+            % {"n": value_bytes, "max": limit, "how": _("logged") if log else _("not logged")}
+        ]
+    if errors:
+        raise ValidationError(errors)

@@ -1,0 +1,40 @@
+"""Clone customizers (seed 7.6, 7.7): per-disk target repository and clone type,
+and the network of each VNIC, used by an advanced clone or a move."""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from ..choices import CloneType, DiskSlotKind
+from ..models import CloneCustomizer, CloneCustomizerDisk, CloneCustomizerNetwork, VirtualMachine
+
+
+def customizer_create(*, vm: VirtualMachine, user, name: str, description: str = "", disks: list[dict] = (),
+                      networks: list[dict] = ()) -> CloneCustomizer:
+    """``disks``: ``{"slot": VmDiskSlot, "target_repository": Repository, "clone_type": CloneType}``;
+    ``networks``: ``{"vnic": Vnic, "network": Network}``. Everything must belong to ``vm``."""
+    with transaction.atomic():
+        customizer = CloneCustomizer(vm=vm, name=name, description=description)
+        customizer.full_clean()
+        customizer.save()
+        for item in disks:
+            slot = item["slot"]
+            if slot.vm_id != vm.pk or slot.kind != DiskSlotKind.DISK:
+                raise ValidationError({"disks": [_("Slot %(s)s is not a disk of %(vm)s.") % {"s": slot.slot, "vm": vm.name}]})
+            row = CloneCustomizerDisk(customizer=customizer, slot=slot, target_repository=item["target_repository"],
+                                      clone_type=item.get("clone_type", CloneType.SPARSE))
+            row.full_clean()
+            row.save()
+        for item in networks:
+            vnic = item["vnic"]
+            if vnic.vm_id != vm.pk:
+                raise ValidationError({"networks": [_("VNIC %(m)s is not a VNIC of %(vm)s.") % {"m": vnic.mac, "vm": vm.name}]})
+            row = CloneCustomizerNetwork(customizer=customizer, vnic=vnic, network=item["network"])
+            row.full_clean()
+            row.save()
+    return customizer
+
+
+def customizer_delete(*, customizer: CloneCustomizer, user) -> None:
+    customizer.delete()

@@ -1,0 +1,596 @@
+"""Writes on virtual machines. Every VM rule of the seed is enforced here or in
+``rules.py``; views, serializers, consumers and job operations only call these."""
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ovmweb.jobs.choices import Severity
+from ovmweb.jobs.live import publish
+from ovmweb.jobs.models import Job
+from ovmweb.jobs.services import event_record, job_submit
+
+from .. import rules
+from ..choices import VM_ACTION_TABLE, DiskSlotKind, DomainType, RepositoryKind, VmAction, VmStatus
+from ..exceptions import Conflict, InvalidTransition
+from ..models import (
+    CloneCustomizer,
+    IsoFile,
+    Server,
+    ServerPool,
+    VirtualDisk,
+    VirtualMachine,
+    VmDiskSlot,
+)
+
+# Fields written together with the status, in the same UPDATE (kill clears HA,
+# stop releases ports): vm_set_status is still the only writer of ``status``.
+_STATUS_COMPANIONS = frozenset({"ha_enabled", "server", "vnc_port", "serial_port"})
+
+# Editable through vm_update. Placement fields (server_pool, server, repository)
+# change only through migrate and move; status only through actions.
+PLAIN_FIELDS = frozenset({"name", "description", "os_type", "guest_kernel", "pv_drivers_installed", "ha_enabled", "origin"})
+UPDATABLE_FIELDS = PLAIN_FIELDS | rules.RUNTIME_FIELDS
+
+_ACTION_PARAMS: dict[str, frozenset[str]] = {
+    VmAction.START: frozenset({"server_id", "ha_failover"}),
+    VmAction.RESTART: frozenset(),
+    VmAction.STOP: frozenset(),
+    VmAction.KILL: frozenset(),
+    VmAction.SUSPEND: frozenset(),
+    VmAction.RESUME: frozenset(),
+}
+
+
+def vm_payload(vm: VirtualMachine) -> dict[str, Any]:
+    return {
+        "id": vm.pk,
+        "name": vm.name,
+        "status": vm.status,
+        "server_id": vm.server_id,
+        "server_pool_id": vm.server_pool_id,
+        "pending_changes": vm.pending_changes,
+        "ha_enabled": vm.ha_enabled,
+    }
+
+
+# --------------------------------------------------------------------------
+# status
+# --------------------------------------------------------------------------
+
+
+def vm_set_status(
+    *,
+    vm: VirtualMachine,
+    status: str,
+    reason: str = "",
+    severity: str = Severity.INFO,
+    event_type: str = "vm.state",
+    only_from: frozenset[str] | set[str] | None = None,
+    user=None,
+    job: Job | None = None,
+    **companions: Any,
+) -> VirtualMachine | None:
+    """The only writer of ``vm.status``. Records an event and publishes a live ``vm`` update.
+
+    With ``only_from`` the change is a conditional UPDATE: it happens only if the
+    row is in one of those states at that instant, and the function returns None
+    otherwise (so of two racing callers exactly one wins). A TEMPLATE never leaves
+    TEMPLATE (seed 7.8)."""
+    bad = set(companions) - _STATUS_COMPANIONS
+    if bad:
+        raise TypeError(f"vm_set_status cannot write {sorted(bad)}")
+    status = VmStatus(status)
+    with transaction.atomic():
+        qs = VirtualMachine.objects.filter(pk=vm.pk)
+        if status != VmStatus.TEMPLATE:
+            qs = qs.exclude(status=VmStatus.TEMPLATE)
+        if only_from is not None:
+            qs = qs.filter(status__in=list(only_from))
+        previous = vm.status
+        if not qs.update(status=status, updated_at=timezone.now(), **companions):
+            return None
+        vm.status = status
+        for field, value in companions.items():
+            setattr(vm, field, value)
+        text = reason or _("Virtual machine %(vm)s is %(status)s.") % {"vm": vm.name, "status": status}
+        if previous != status or reason:
+            event_record(obj=vm, type=event_type, text=text, severity=severity, user=user, job=job)
+        publish("vm", vm_payload(vm))
+    return vm
+
+
+def _lock_row(vm: VirtualMachine) -> VirtualMachine:
+    # On PostgreSQL this row lock serialises concurrent actions; on SQLite the
+    # IMMEDIATE transaction already holds the database write lock from BEGIN.
+    return VirtualMachine.objects.select_for_update().select_related("server_pool", "server", "repository").get(pk=vm.pk)
+
+
+# --------------------------------------------------------------------------
+# actions (seed 7.8)
+# --------------------------------------------------------------------------
+
+
+def _check_action(vm: VirtualMachine, action: str) -> tuple[frozenset[str], str | None]:
+    allowed, immediate = VM_ACTION_TABLE[action]
+    if vm.status not in allowed:
+        raise InvalidTransition(vm_name=vm.name, action=str(action), status=vm.status, allowed=sorted(allowed))
+    return allowed, immediate
+
+
+def vm_action(*, vm: VirtualMachine, action: VmAction | str, user, **params: Any) -> Job:
+    """THE place enforcing VM_ACTION_TABLE: checks the state, sets the immediate
+    status atomically, and submits the job (``vm.<action>``)."""
+    try:
+        action = VmAction(action)
+    except ValueError:
+        raise ValidationError({"action": [_("Unknown action %(a)r.") % {"a": action}]}) from None
+    if action == VmAction.MIGRATE:
+        return vm_migrate(vm=vm, user=user, **params)
+    unknown = set(params) - _ACTION_PARAMS[action]
+    if unknown:
+        raise ValidationError({k: [_("Unknown parameter.")] for k in sorted(unknown)})
+    job_params: dict[str, Any] = {"vm_id": vm.pk}
+    with transaction.atomic():
+        current = _lock_row(vm)
+        allowed, immediate = _check_action(current, action)
+        if action == VmAction.START and params.get("server_id") is not None:
+            server = Server.objects.filter(pk=params["server_id"]).first()
+            if server is None:
+                raise ValidationError({"server_id": [_("No such server.")]})
+            from .placement import check_server
+
+            check_server(vm=current, server=server, ha_failover=bool(params.get("ha_failover")))
+            job_params["server_id"] = server.pk
+        if params.get("ha_failover"):
+            job_params["ha_failover"] = True
+        companions = {"ha_enabled": False} if action == VmAction.KILL else {}
+        if immediate is not None:
+            reason = _("%(action)s requested for %(vm)s: now %(status)s.") % {
+                "action": action.label, "vm": current.name, "status": immediate,
+            }
+            if vm_set_status(vm=current, status=immediate, only_from=allowed, reason=reason, user=user, **companions) is None:
+                current.refresh_from_db(fields=["status"])
+                raise InvalidTransition(vm_name=current.name, action=str(action), status=current.status,
+                                        allowed=sorted(allowed))
+        # KILL takes no lock: it must work even while another job (a hanging
+        # start) holds the VM; that job sees STOPPED when it tries to finish.
+        lock = () if action == VmAction.KILL else [current]
+        job = job_submit(
+            operation=f"vm.{action.value}",
+            summary=_("%(action)s virtual machine %(vm)s") % {"action": action.label, "vm": current.name},
+            user=user, target=current, params=job_params, lock=lock,
+        )
+    vm.status, vm.ha_enabled = current.status, current.ha_enabled
+    return job
+
+
+# --------------------------------------------------------------------------
+# create / update / pending changes (seed 7.1, 7.2, 7.9, 7.13, 7.14, 7.15)
+# --------------------------------------------------------------------------
+
+
+def _check_config(*, cfg: dict[str, Any], pool: ServerPool | None, disk_buses: list[str]) -> None:
+    """Every rule about a VM configuration, on the configuration it will boot with."""
+    errors: dict[str, list] = {}
+    for check in (
+        lambda: rules.check_cpu_memory(vcpus=cfg["vcpus"], max_vcpus=cfg["max_vcpus"], memory_mib=cfg["memory_mib"],
+                                       max_memory_mib=cfg["max_memory_mib"]),
+        lambda: rules.check_domain_type(domain_type=cfg["domain_type"], os_type=cfg["os_type"],
+                                        pool_architecture=pool.architecture if pool else None),
+        lambda: rules.check_huge_pages(domain_type=cfg["domain_type"], huge_pages=cfg["huge_pages"]),
+        lambda: rules.check_paravirtual_disks(domain_type=cfg["domain_type"], disk_buses=disk_buses),
+        lambda: rules.check_pvm_url(cfg["pvm_boot_url"]) if cfg["domain_type"] == DomainType.PVM and cfg["pvm_boot_url"] else None,
+    ):
+        try:
+            check()
+        except ValidationError as exc:
+            for field, msgs in exc.message_dict.items():
+                errors.setdefault(field, []).extend(msgs)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _config_of(vm: VirtualMachine) -> dict[str, Any]:
+    cfg = {f: getattr(vm, f) for f in UPDATABLE_FIELDS}
+    cfg.update(vm.pending_changes or {})
+    return cfg
+
+
+def _slot_buses(vm: VirtualMachine) -> list[str]:
+    return [s.bus for s in vm.disk_slots.filter(kind=DiskSlotKind.DISK)]
+
+
+def _iso_reachable(iso: IsoFile, pool: ServerPool | None) -> bool:
+    repo = iso.repository
+    if pool is None:
+        return True
+    if repo.kind == RepositoryKind.LOCAL:
+        return repo.server is not None and repo.server.server_pool_id == pool.pk
+    return repo.server_pools.filter(pk=pool.pk).exists()
+
+
+def vm_create(
+    *,
+    user,
+    name: str,
+    server_pool: ServerPool | None = None,
+    repository=None,
+    domain_type: str,
+    os_type: str,
+    vcpus: int = 1,
+    max_vcpus: int | None = None,
+    memory_mib: int = 512,
+    max_memory_mib: int | None = None,
+    source: dict,
+    disks: list[dict] | tuple = (),
+    vnics: list[dict] | tuple = (),
+    boot_order: list[str] | None = None,
+    **fields: Any,
+) -> VirtualMachine:
+    """Create a stopped VM. Template, clone and appliance sources copy their disks
+    through a ``vm.clone`` job; ISO, PVM URL and "none" sources need no job."""
+    unknown = set(fields) - (PLAIN_FIELDS | rules.RUNTIME_FIELDS)
+    if unknown:
+        raise ValidationError({k: [_("Unknown field.")] for k in sorted(unknown)})
+    kind = (source or {}).get("kind", "")
+    rules.check_install_source(domain_type=domain_type, kind=kind, url=(source or {}).get("url", ""))
+    if kind in (rules.SourceKind.TEMPLATE, rules.SourceKind.CLONE):
+        origin = source.get("template") if kind == rules.SourceKind.TEMPLATE else source.get("vm")
+        if not isinstance(origin, VirtualMachine):
+            raise ValidationError({"source": [_("Name the virtual machine or template to copy.")]})
+        if kind == rules.SourceKind.TEMPLATE and origin.status != VmStatus.TEMPLATE:
+            raise ValidationError({"source": [_("%(vm)s is not a template.") % {"vm": origin.name}]})
+        vm, _job = _clone(vm=origin, user=user, name=name, server_pool=server_pool, as_template=False,
+                          overrides={"domain_type": domain_type, "os_type": os_type, "vcpus": vcpus,
+                                     "max_vcpus": max_vcpus or max(vcpus, origin.max_vcpus),
+                                     "memory_mib": memory_mib,
+                                     "max_memory_mib": max_memory_mib or max(memory_mib, origin.max_memory_mib), **fields})
+        return vm
+    if kind == rules.SourceKind.APPLIANCE:
+        # TODO(core): import of appliance VMs (copy the OVF's disks) needs D's
+        # storage clone; refused until then rather than half-done.
+        raise ValidationError({"source": [_("Creating from a virtual appliance is not supported yet.")]})
+
+    cfg = {
+        "domain_type": domain_type, "os_type": os_type, "vcpus": vcpus, "max_vcpus": max_vcpus or vcpus,
+        "memory_mib": memory_mib, "max_memory_mib": max_memory_mib or memory_mib,
+        "huge_pages": fields.get("huge_pages", False), "pvm_boot_url": source.get("url", "") if kind == "pvm_url" else "",
+    }
+    bus = rules.disk_bus_for(domain_type)
+    disk_buses = [d.get("bus", bus) for d in disks]
+    _check_config(cfg=cfg, pool=server_pool, disk_buses=disk_buses)
+    with transaction.atomic():
+        vm = VirtualMachine(
+            name=name, server_pool=server_pool, repository=repository, domain_type=domain_type, os_type=os_type,
+            vcpus=vcpus, max_vcpus=cfg["max_vcpus"], memory_mib=memory_mib, max_memory_mib=cfg["max_memory_mib"],
+            pvm_boot_url=cfg["pvm_boot_url"], **{k: v for k, v in fields.items() if k != "pvm_boot_url"},
+        )
+        if kind == rules.SourceKind.ISO:
+            iso = source.get("iso")
+            if not isinstance(iso, IsoFile):
+                raise ValidationError({"source": [_("Name the ISO file to install from.")]})
+            if not _iso_reachable(iso, server_pool):
+                raise ValidationError({"source": [_("ISO %(iso)s is in a repository this server pool cannot see.")
+                                                  % {"iso": iso.name}]})
+            vm.origin = f"iso:{iso.name}"
+            vm.boot_order = boot_order or ["cdrom", "disk"]
+        elif kind == rules.SourceKind.PVM_URL:
+            vm.origin = cfg["pvm_boot_url"]
+            vm.boot_order = boot_order or ["disk"]
+        else:
+            vm.boot_order = boot_order or ["disk"]
+        vm.full_clean()
+        vm.save()
+        slot = 0
+        for item, disk_bus in zip(disks, disk_buses):
+            disk = item.get("virtual_disk")
+            if disk is None:
+                disk = _new_disk(user=user, spec=item.get("new") or {}, default_repository=repository)
+            if not isinstance(disk, VirtualDisk):
+                raise ValidationError({"disks": [_("Each disk is an existing virtual disk or a new one.")]})
+            VmDiskSlot.objects.create(vm=vm, slot=slot, kind=DiskSlotKind.DISK, virtual_disk=disk, bus=disk_bus)
+            slot += 1
+        if kind == rules.SourceKind.ISO:
+            # HVM boots the ISO from an emulated CD-ROM; PVHVM too (BIOS boot).
+            VmDiskSlot.objects.create(vm=vm, slot=slot, kind=DiskSlotKind.CDROM, iso=source["iso"], bus="sata")
+        from .vnics import vnic_create
+
+        for item in vnics:
+            vnic_create(vm=vm, user=user, network=item.get("network"), model=item.get("model"))
+        event_record(obj=vm, type="vm.create", text=_("Virtual machine %(vm)s created.") % {"vm": vm.name}, user=user)
+        publish("vm", vm_payload(vm))
+    return vm
+
+
+def _new_disk(*, user, spec: dict, default_repository) -> VirtualDisk:
+    """A new, empty virtual disk through the storage service (its volume is created by a job)."""
+    from . import storage  # helper D's module
+
+    repository = spec.get("repository") or default_repository
+    if repository is None:
+        raise ValidationError({"disks": [_("A new disk needs a repository.")]})
+    job = storage.disk_create(user=user, repository=repository, name=spec.get("name") or "disk",
+                              size_bytes=spec.get("size_bytes") or 0, sparse=spec.get("sparse", True))
+    disk = job.target if isinstance(job, Job) else job
+    if not isinstance(disk, VirtualDisk):
+        raise ValidationError({"disks": [_("The storage service did not return the new disk.")]})
+    return disk
+
+
+def vm_update(*, vm: VirtualMachine, user, **changes: Any) -> VirtualMachine:
+    """Edit a VM. On a stopped VM (or template) every change applies at once. On a
+    running VM runtime parameters are saved as pending and take effect at the next
+    stop + start (7.9) — except vCPUs and memory, which change hot where the guest
+    OS supports it (7.13, 7.14) and stay within the running maximum."""
+    unknown = set(changes) - UPDATABLE_FIELDS
+    if unknown:
+        raise ValidationError({k: [_("Unknown or read-only field.")] for k in sorted(unknown)})
+    hot: dict[str, Any] = {}
+    with transaction.atomic():
+        current = _lock_row(vm)
+        cfg = _config_of(current)
+        cfg.update(changes)
+        # The rules are checked on the configuration the VM will boot with next.
+        _check_config(cfg=cfg, pool=current.server_pool, disk_buses=_slot_buses(current))
+        plain = {k: v for k, v in changes.items() if k in PLAIN_FIELDS}
+        runtime = {k: v for k, v in changes.items() if k in rules.RUNTIME_FIELDS}
+        for field, value in plain.items():
+            setattr(current, field, value)
+        pending = dict(current.pending_changes or {})
+        if current.status in VmStatus.INACTIVE:
+            for field, value in runtime.items():
+                setattr(current, field, value)
+            pending = {}
+        else:
+            for field, value in runtime.items():
+                if current.status == VmStatus.RUNNING and _can_change_hot(current, field, value):
+                    hot[field] = value
+                    pending.pop(field, None)
+                elif value == getattr(current, field):
+                    pending.pop(field, None)  # back to what runs: nothing pending
+                else:
+                    pending[field] = value
+            for field, value in hot.items():
+                setattr(current, field, value)
+        current.pending_changes = pending
+        current.full_clean()
+        current.save()
+        event_record(
+            obj=current, type="vm.config", user=user,
+            text=_("Configuration of %(vm)s changed%(pending)s.") % {
+                "vm": current.name,
+                "pending": (_("; pending until stop and start: %(f)s") % {"f": ", ".join(sorted(pending))}) if pending else "",
+            },
+        )
+        if hot:
+            job_submit(operation="vm.hot_update",
+                       summary=_("Change %(f)s of running virtual machine %(vm)s") % {"f": ", ".join(sorted(hot)), "vm": current.name},
+                       user=user, target=current, params={"vm_id": current.pk, "changes": hot}, lock=[current])
+        publish("vm", vm_payload(current))
+    return current
+
+
+_HOT_COMPONENT = {"vcpus": (rules.Hot.VCPU, "max_vcpus"), "memory_mib": (rules.Hot.MEMORY, "max_memory_mib")}
+
+
+def _can_change_hot(vm: VirtualMachine, field: str, value: Any) -> bool:
+    if field not in _HOT_COMPONENT or value == getattr(vm, field):
+        return False
+    component, max_field = _HOT_COMPONENT[field]
+    # The running maximum is the one the domain was started with, not a pending one.
+    return value <= getattr(vm, max_field) and rules.vm_hot_change_refusal(vm, component) is None
+
+
+def vm_apply_pending(*, vm: VirtualMachine, user=None, job: Job | None = None) -> VirtualMachine:
+    """Apply the pending runtime changes (called by the vm.start operation, never by restart)."""
+    with transaction.atomic():
+        current = _lock_row(vm)
+        pending = current.pending_changes or {}
+        if not pending:
+            return current
+        for field, value in pending.items():
+            setattr(current, field, value)
+        current.pending_changes = {}
+        current.full_clean()
+        current.save()
+        event_record(obj=current, type="vm.config", user=user, job=job,
+                     text=_("Pending changes of %(vm)s applied: %(f)s.") % {"vm": current.name, "f": ", ".join(sorted(pending))})
+        publish("vm", vm_payload(current))
+    return current
+
+
+def vm_revert_hot_change(*, vm: VirtualMachine, field: str, running_value: Any, wanted: Any, job: Job | None = None,
+                         error: str = "") -> VirtualMachine:
+    """A hot change the hypervisor refused: keep what runs, leave the wish pending."""
+    with transaction.atomic():
+        current = _lock_row(vm)
+        setattr(current, field, running_value)
+        current.pending_changes = {**(current.pending_changes or {}), field: wanted}
+        current.full_clean()
+        current.save()
+        event_record(obj=current, type="vm.config", severity=Severity.WARNING, job=job,
+                     text=_("Hot change of %(f)s failed (%(err)s); it is pending until stop and start.")
+                     % {"f": field, "err": error})
+        publish("vm", vm_payload(current))
+    return current
+
+
+# --------------------------------------------------------------------------
+# migrate / clone / move / export / delete (seed 7.6, 7.7, 7.12, 7.16)
+# --------------------------------------------------------------------------
+
+
+def vm_migrate(*, vm: VirtualMachine, user, target_server: Server | None = None,
+               target_pool: ServerPool | None = None, ha_failover: bool = False) -> Job:
+    """A running VM migrates live to a server of its pool; a stopped one may go to
+    another pool (unassigned there until it starts)."""
+    with transaction.atomic():
+        current = _lock_row(vm)
+        if current.status == VmStatus.STOPPED:
+            if target_server is not None:
+                raise ValidationError({"target_server": [_("A stopped virtual machine migrates to a server pool; "
+                                                           "it is placed on a server when it starts.")]})
+            rules.check_cold_migration(vm=current, target_pool=target_pool)
+            job = job_submit(
+                operation="vm.migrate",
+                summary=_("Migrate virtual machine %(vm)s to %(pool)s") % {
+                    "vm": current.name, "pool": target_pool.name if target_pool else _("unassigned")},
+                user=user, target=current, lock=[current],
+                params={"vm_id": current.pk, "target_pool_id": target_pool.pk if target_pool else None},
+            )
+            return job
+        _check_action(current, VmAction.MIGRATE)
+        if target_pool is not None and target_pool.pk != current.server_pool_id:
+            raise Conflict(_("Live migration stays within one server pool; stop '%(vm)s' to move it to %(pool)s.")
+                           % {"vm": current.name, "pool": target_pool.name})
+        if current.server is None:
+            raise Conflict(_("'%(vm)s' runs on no known server.") % {"vm": current.name})
+        from .placement import check_server, choose_server
+
+        if target_server is None:
+            target_server = choose_server(vm=current, exclude=[current.server], ha_failover=ha_failover)
+        else:
+            check_server(vm=current, server=target_server, ha_failover=ha_failover)
+        rules.check_live_migration(vm=current, source=current.server, target=target_server)
+        storage = rules.needs_storage_migration(current)
+        job = job_submit(
+            operation="vm.migrate",
+            summary=_("Live-migrate virtual machine %(vm)s to %(server)s") % {"vm": current.name, "server": target_server.name},
+            user=user, target=current, lock=[current],
+            params={"vm_id": current.pk, "target_server_id": target_server.pk, "storage_migration": storage},
+        )
+    return job
+
+
+def _customizer_disks(customizer: CloneCustomizer | None) -> list:
+    return list(customizer.disks.select_related("target_repository", "slot")) if customizer else []
+
+
+def vm_clone(*, vm: VirtualMachine, user, name: str, customizer: CloneCustomizer | None = None,
+             server_pool: ServerPool | None = None, as_template: bool = False) -> Job:
+    """Clone a VM or template; a running VM only as a hot clone with every disk thin (7.6)."""
+    _vm, job = _clone(vm=vm, user=user, name=name, customizer=customizer, server_pool=server_pool,
+                      as_template=as_template, overrides={})
+    return job
+
+
+def _clone(*, vm, user, name, server_pool, as_template, overrides, customizer=None):
+    from ..choices import CloneType
+
+    with transaction.atomic():
+        source = _lock_row(vm)
+        if customizer is not None and customizer.vm_id != source.pk:
+            raise ValidationError({"customizer": [_("This clone customizer belongs to another virtual machine.")]})
+        targets = {d.slot_id: d for d in _customizer_disks(customizer)}
+        disk_slots = list(source.disk_slots.filter(kind=DiskSlotKind.DISK))
+        clone_types = [targets[s.pk].clone_type if s.pk in targets else
+                       (CloneType.THIN if source.status == VmStatus.RUNNING else CloneType.SPARSE) for s in disk_slots]
+        rules.check_clone(vm=source, clone_types=clone_types)
+        pool = server_pool or source.server_pool
+        fields = {f: getattr(source, f) for f in UPDATABLE_FIELDS - {"name", "ha_enabled", "origin"}}
+        fields.update(overrides)
+        _check_config(cfg={**fields}, pool=pool, disk_buses=[s.bus for s in disk_slots])
+        clone = VirtualMachine(name=name, server_pool=pool, repository=source.repository,
+                               origin=_("clone of %(vm)s") % {"vm": source.name}, **fields)
+        clone.full_clean()
+        clone.save()
+        if as_template:
+            vm_set_status(vm=clone, status=VmStatus.TEMPLATE, user=user,
+                          reason=_("%(vm)s created as a template.") % {"vm": clone.name})
+        plan = []
+        for slot, clone_type in zip(disk_slots, clone_types):
+            target_repo = targets[slot.pk].target_repository if slot.pk in targets else slot.virtual_disk.repository
+            plan.append({"slot": slot.slot, "disk_id": slot.virtual_disk_id, "bus": slot.bus,
+                         "target_repository_id": target_repo.pk, "clone_type": clone_type})
+        # A simple clone does not copy the CD-ROM (7.6).
+        from .vnics import vnic_create
+
+        net_map = {n.vnic_id: n.network for n in customizer.networks.all()} if customizer else {}
+        for vnic in source.vnics.all():
+            vnic_create(vm=clone, user=user, network=net_map.get(vnic.pk, vnic.network), model=vnic.model)
+        event_record(obj=clone, type="vm.create", user=user,
+                     text=_("Virtual machine %(vm)s created as a clone of %(src)s.") % {"vm": clone.name, "src": source.name})
+        job = job_submit(
+            operation="vm.clone",
+            summary=_("Clone %(src)s to %(vm)s") % {"src": source.name, "vm": clone.name},
+            user=user, target=clone, lock=[clone],
+            params={"vm_id": clone.pk, "source_vm_id": source.pk, "disks": plan},
+        )
+    return clone, job
+
+
+def vm_move(*, vm: VirtualMachine, user, customizer: CloneCustomizer) -> Job:
+    """Move the configuration and disks to other repositories; only when stopped (7.7).
+    Network changes in the customizer are ignored by a move."""
+    with transaction.atomic():
+        current = _lock_row(vm)
+        if customizer.vm_id != current.pk:
+            raise ValidationError({"customizer": [_("This clone customizer belongs to another virtual machine.")]})
+        disks = _customizer_disks(customizer)
+        rules.check_move(vm=current, target_repositories=[d.target_repository for d in disks])
+        plan = [{"slot_id": d.slot_id, "target_repository_id": d.target_repository_id, "clone_type": d.clone_type}
+                for d in disks]
+        job = job_submit(operation="vm.move", summary=_("Move virtual machine %(vm)s") % {"vm": current.name},
+                         user=user, target=current, lock=[current], params={"vm_id": current.pk, "disks": plan})
+    return job
+
+
+def vm_export(*, vm: VirtualMachine, user) -> Job:
+    with transaction.atomic():
+        current = _lock_row(vm)
+        rules.check_export(current)
+        return job_submit(operation="vm.export", summary=_("Export virtual machine %(vm)s") % {"vm": current.name},
+                          user=user, target=current, lock=[current], params={"vm_id": current.pk})
+
+
+def vm_delete(*, vm: VirtualMachine, user) -> Job:
+    with transaction.atomic():
+        current = _lock_row(vm)
+        if current.status not in VmStatus.INACTIVE:
+            raise Conflict(_("Cannot delete virtual machine '%(vm)s' while it is %(status)s; stop it first.")
+                           % {"vm": current.name, "status": current.status})
+        return job_submit(operation="vm.delete", summary=_("Delete virtual machine %(vm)s") % {"vm": current.name},
+                          user=user, target=current, lock=[current], params={"vm_id": current.pk})
+
+
+def vm_remove(*, vm: VirtualMachine, job: Job | None = None) -> None:
+    """Drop the VM row (the vm.delete operation calls this after undefining the domain)."""
+    with transaction.atomic():
+        name, pk = vm.name, vm.pk
+        event_record(obj=None, type="vm.delete", text=_("Virtual machine %(vm)s deleted.") % {"vm": name}, job=job)
+        vm.delete()
+        publish("vm", {"id": pk, "deleted": True})
+
+
+def vm_set_placement(*, vm: VirtualMachine, server_pool: ServerPool | None = None, server: Server | None = None,
+                     repository=None, job: Job | None = None) -> VirtualMachine:
+    """Record where a VM now lives after a migrate or move job."""
+    with transaction.atomic():
+        current = _lock_row(vm)
+        updates = {}
+        if server_pool is not None or server is None:
+            updates["server_pool"] = server_pool if server_pool is not None else current.server_pool
+        if server is not None:
+            updates["server"] = server
+        if repository is not None:
+            updates["repository"] = repository
+        for k, v in updates.items():
+            setattr(current, k, v)
+        current.full_clean()
+        current.save()
+        event_record(obj=current, type="vm.placement", job=job,
+                     text=_("%(vm)s is now on %(where)s.") % {
+                         "vm": current.name,
+                         "where": ", ".join(str(v) for v in updates.values() if v is not None) or _("no server")})
+        publish("vm", vm_payload(current))
+    return current
+
+
+def new_volume_name() -> str:
+    return f"{uuidlib.uuid4().hex}.qcow2"
