@@ -121,3 +121,32 @@ def event_payload(event) -> dict[str, Any]:
         "job_id": event.job_id,
         "created_at": event.created_at.isoformat() if event.created_at else None,
     }
+
+
+def layer_spans_processes() -> bool:
+    """True when messages published here can reach consumers in other processes."""
+    from channels.layers import InMemoryChannelLayer
+
+    layer = get_channel_layer()
+    return layer is not None and not isinstance(layer, InMemoryChannelLayer)
+
+
+def warn_if_isolated(role: str) -> bool:
+    """Warn loudly when this process runs jobs but its live updates cannot leave it.
+
+    A separate worker with the in-memory channel layer would publish into a
+    layer no browser listens to (DESIGN §1): job progress would never show.
+    Returns True when the warning was given.
+    """
+    if layer_spans_processes():
+        return False
+    banner = "!" * 78
+    logger.warning(
+        "\n%s\n%s: the channel layer is in-memory, so job and VM updates published by this "
+        "process reach NO browser. Set OVMWEB_REDIS_URL (channels-redis) for separate "
+        "workers, or run the embedded worker inside `manage.py runovmweb`.\n%s",
+        banner,
+        role,
+        banner,
+    )
+    return True

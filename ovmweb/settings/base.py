@@ -147,6 +147,13 @@ else:
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 # Run the task worker and the monitor inside the daphne process (embedded default).
 OVMWEB_EMBEDDED_WORKER = env_bool("OVMWEB_EMBEDDED_WORKER", not REDIS_URL)
+# Classes with start()/stop() that `manage.py runovmweb` runs inside its process.
+OVMWEB_EMBEDDED_SERVICES = ["ovmweb.jobs.worker.EmbeddedWorker"] if OVMWEB_EMBEDDED_WORKER else []
+# Seconds the embedded worker waits between polls of an empty queue.
+OVMWEB_WORKER_INTERVAL = float(os.environ.get("OVMWEB_WORKER_INTERVAL", "0.1"))
+if REDIS_URL:
+    # RQ workers (`manage.py rqworker --job-class django_tasks_rq.Job`) come from django-rq.
+    INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
