@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
@@ -18,7 +17,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ovmweb.inventory import models
+from ovmweb.inventory import models, selectors
 from ovmweb.inventory.services import pools as pool_services
 from ovmweb.jobs.models import Event, Job
 
@@ -298,10 +297,7 @@ class MacRangeView(APIView):
     serializer_class = s.MacRangeSerializer
 
     def _current(self) -> dict:
-        current = models.MacAddressRange.objects.order_by("pk").first()
-        if current is None:
-            start, end = settings.OVMWEB_MAC_RANGE_DEFAULT
-            return {"start": start, "end": end}
+        current = _service("vnics").mac_range_get()
         return {"start": current.start, "end": current.end}
 
     @extend_schema(responses=s.MacRangeSerializer)
@@ -356,17 +352,6 @@ VM_FILTER_PARAMETERS = [
 ]
 
 
-def vm_queryset():
-    """VMs with everything their representation needs, in a bounded number of
-    queries whatever the page: one for the page, one per nested collection."""
-    from django.db.models import Prefetch
-
-    return models.VirtualMachine.objects.prefetch_related(
-        Prefetch("disk_slots", queryset=models.VmDiskSlot.objects.select_related("virtual_disk", "iso")),
-        Prefetch("vnics", queryset=models.Vnic.objects.order_by("position", "id")),
-    )
-
-
 @extend_schema_view(
     list=extend_schema(parameters=VM_FILTER_PARAMETERS),
     create=extend_schema(request=s.VmCreateSerializer, responses={201: s.VirtualMachineSerializer, **RESPONSES_409}),
@@ -379,23 +364,25 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
     queryset = models.VirtualMachine.objects.all()
 
     def get_queryset(self):
-        qs = vm_queryset()
-        if self.action == "list":
-            filters = VmFilterSerializer(data=self.request.query_params)
-            filters.is_valid(raise_exception=True)
-            f = filters.validated_data
-            if "search" in f:
-                qs = qs.filter(name__icontains=f["search"])
-            if "server_pool" in f:
-                qs = qs.filter(server_pool_id=f["server_pool"])
-            if "server" in f:
-                qs = qs.filter(server_id=f["server"])
-            if "status" in f:
-                qs = qs.filter(status=f["status"])
+        if self.action != "list":
+            return selectors.vm_queryset()
+        filters = VmFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        qs = selectors.vm_list(
+            user=self.request.user, search=f.get("search"), pool=f.get("server_pool"), server=f.get("server")
+        )
+        if "status" in f:
+            qs = qs.filter(status=f["status"])
         return qs
 
+    def get_object(self):
+        # access_vm is the one permission check shared with the pages and the consoles.
+        vm_action = "view" if self.request.method in permissions.SAFE_METHODS else "change"
+        return selectors.access_vm(self.request.user, self.kwargs["pk"], vm_action)
+
     def _render(self, vm, code=status.HTTP_200_OK) -> Response:
-        vm = vm_queryset().get(pk=vm.pk)
+        vm = selectors.vm_queryset().get(pk=vm.pk)
         return Response(s.VirtualMachineSerializer(vm).data, status=code)
 
     def create(self, request, *args, **kwargs):
@@ -506,7 +493,9 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
 # --------------------------------------------------------------------- customizers, appliances
 
 
-class CloneCustomizerViewSet(viewsets.ModelViewSet, ApiViewSet):
+class CloneCustomizerViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
+    """Clone customizers are created whole and deleted; a changed plan is a new customizer."""
+
     queryset = models.CloneCustomizer.objects.prefetch_related("disks", "networks")
     serializer_class = s.CloneCustomizerSerializer
 
@@ -520,12 +509,6 @@ class CloneCustomizerViewSet(viewsets.ModelViewSet, ApiViewSet):
     def perform_create(self, serializer):
         data = self._items(dict(serializer.validated_data))
         serializer.instance = _service("customizers").customizer_create(user=self.request.user, **data)
-
-    def perform_update(self, serializer):
-        data = self._items(dict(serializer.validated_data))
-        serializer.instance = _service("customizers").customizer_update(
-            customizer=serializer.instance, user=self.request.user, **data
-        )
 
     def perform_destroy(self, instance):
         _service("customizers").customizer_delete(customizer=instance, user=self.request.user)
