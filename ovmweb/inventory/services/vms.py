@@ -568,28 +568,52 @@ def vm_remove(*, vm: VirtualMachine, job: Job | None = None) -> None:
         publish("vm", {"id": pk, "deleted": True})
 
 
-def vm_set_placement(*, vm: VirtualMachine, server_pool: ServerPool | None = None, server: Server | None = None,
-                     repository=None, job: Job | None = None) -> VirtualMachine:
-    """Record where a VM now lives after a migrate or move job."""
+_KEEP = object()
+
+
+def vm_set_placement(*, vm: VirtualMachine, server_pool: Any = _KEEP, server: Any = _KEEP, repository: Any = _KEEP,
+                     job: Job | None = None) -> VirtualMachine:
+    """Record where a VM now lives after a migrate or move job (``None`` clears a field)."""
+    updates = {k: v for k, v in (("server_pool", server_pool), ("server", server), ("repository", repository))
+               if v is not _KEEP}
     with transaction.atomic():
         current = _lock_row(vm)
-        updates = {}
-        if server_pool is not None or server is None:
-            updates["server_pool"] = server_pool if server_pool is not None else current.server_pool
-        if server is not None:
-            updates["server"] = server
-        if repository is not None:
-            updates["repository"] = repository
         for k, v in updates.items():
             setattr(current, k, v)
         current.full_clean()
         current.save()
+        where = ", ".join(f"{k}={v if v is not None else '-'}" for k, v in updates.items())
         event_record(obj=current, type="vm.placement", job=job,
-                     text=_("%(vm)s is now on %(where)s.") % {
-                         "vm": current.name,
-                         "where": ", ".join(str(v) for v in updates.values() if v is not None) or _("no server")})
+                     text=_("%(vm)s placement changed: %(where)s.") % {"vm": current.name, "where": where})
         publish("vm", vm_payload(current))
+    vm.server_pool, vm.server, vm.repository = current.server_pool, current.server, current.repository
     return current
+
+
+# The hypervisor's word on a domain, in the seed's states (7.8: a stopped domain
+# with a suspend file is SUSPENDED; one that cannot be found is STOPPED).
+POWER_TO_STATUS = {
+    "running": VmStatus.RUNNING,
+    "paused": VmStatus.SUSPENDED,
+    "saved": VmStatus.SUSPENDED,
+    "shutting_down": VmStatus.STOPPING,
+    "shutoff": VmStatus.STOPPED,
+    "crashed": VmStatus.STOPPED,
+    "absent": VmStatus.STOPPED,
+}
+
+
+def vm_reconcile(*, vm: VirtualMachine, power_state: str, job: Job | None = None, reason: str = "") -> VirtualMachine:
+    """Bring ``vm.status`` in line with what the hypervisor reports (monitor, recovery).
+    A stopped VM gives its console ports back."""
+    status = POWER_TO_STATUS[str(getattr(power_state, "value", power_state))]
+    if vm.status == VmStatus.TEMPLATE or vm.status == status:
+        return vm
+    companions = {"vnc_port": None, "serial_port": None} if status == VmStatus.STOPPED else {}
+    vm_set_status(vm=vm, status=status, job=job, severity=Severity.WARNING if status == VmStatus.STOPPED else Severity.INFO,
+                  reason=reason or _("%(vm)s found %(status)s on its server.") % {"vm": vm.name, "status": status},
+                  **companions)
+    return vm
 
 
 def new_volume_name() -> str:

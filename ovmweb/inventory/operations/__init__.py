@@ -1,0 +1,1 @@
+from . import vms  # noqa: F401  (registers the vm.* job operations)

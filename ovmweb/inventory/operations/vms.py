@@ -1,0 +1,367 @@
+"""Job operations on virtual machines. Each talks to the hypervisor through
+``driver_for(server)`` and records every state change through the services.
+
+Statuses follow the hypervisor: RUNNING only once the driver reports the domain
+running; a failed start ends STOPPED with its ports released and an event.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.dispatch import receiver
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+
+from ovmweb.hypervisor.base import (
+    DiskSpec,
+    DomainNotFound,
+    DomainSpec,
+    DriverError,
+    NicSpec,
+    OperationFailed,
+    PowerState,
+)
+from ovmweb.hypervisor.connections import driver_for
+from ovmweb.jobs.choices import Severity
+from ovmweb.jobs.models import Job
+from ovmweb.jobs.registry import JobContext, operation
+from ovmweb.jobs.signals import job_interrupted
+
+from ..choices import DiskSlotKind, DomainType, MessageResult, VmStatus
+from ..exceptions import Conflict
+from ..models import Server, ServerPool, VirtualMachine
+from ..services import messages as message_services
+from ..services import placement, ports
+from ..services.vms import (
+    vm_apply_pending,
+    vm_reconcile,
+    vm_remove,
+    vm_revert_hot_change,
+    vm_set_placement,
+    vm_set_status,
+)
+
+log = logging.getLogger(__name__)
+
+# How long a guest gets to power off after an ACPI shutdown before the job fails.
+STOP_TIMEOUT = float(getattr(settings, "OVMWEB_STOP_TIMEOUT", 120))
+_POLL = 0.2
+
+
+def _vm(vm_id: int) -> VirtualMachine:
+    return VirtualMachine.objects.select_related("server", "server_pool", "repository").get(pk=vm_id)
+
+
+def domain_name(vm: VirtualMachine) -> str:
+    # Unique per host and stable across renames of the VM (the uuid part).
+    return f"{slugify(vm.name)[:40] or 'vm'}-{vm.uuid.hex[:8]}"
+
+
+def domain_spec(vm: VirtualMachine, server: Server) -> DomainSpec:
+    """The libvirt definition of ``vm`` on ``server``, from the inventory.
+    Paths follow the repository layout: VirtualDisks/<volume>, ISOs/<name>."""
+    disks = []
+    slots = vm.disk_slots.select_related("virtual_disk__repository", "iso__repository").order_by("slot")
+    for slot in slots:
+        if slot.kind == DiskSlotKind.DISK:
+            d = slot.virtual_disk
+            disks.append(DiskSpec(path=f"{d.repository.path}/VirtualDisks/{d.volume}", device="disk", bus=slot.bus,
+                                  format=d.format, shareable=d.shareable))
+        elif slot.kind == DiskSlotKind.CDROM:
+            disks.append(DiskSpec(path=f"{slot.iso.repository.path}/ISOs/{slot.iso.name}", device="cdrom", bus="sata",
+                                  format="raw", readonly=True))
+        else:
+            disks.append(DiskSpec(path="", device="cdrom", bus="sata", format="raw", readonly=True))
+    nics = [
+        NicSpec(mac=n.mac, model=n.model, network=(n.network.libvirt_network if n.network else ""),
+                bridge=(n.network.bridge if n.network and not n.network.libvirt_network else ""))
+        for n in vm.vnics.select_related("network").order_by("position", "id")
+    ]
+    kernel = initrd = ""
+    if vm.domain_type == DomainType.PVM:
+        # TODO(core+servers): the kernel and initrd of a PVM come from its mounted
+        # ISO URL (vm.pvm_boot_url); the storage service is to fetch them into the
+        # VM's directory of the repository. Until it does, start uses that
+        # location and fails clearly (STOPPED + event) if the files are not there.
+        base = f"{vm.repository.path}/VirtualMachines/{vm.uuid}" if vm.repository else f"/var/lib/ovmweb/{vm.uuid}"
+        kernel, initrd = f"{base}/vmlinuz", f"{base}/initrd.img"
+    virt_type = "kvm" if "kvm" in (server.domain_types or []) else "qemu"
+    return DomainSpec(
+        name=domain_name(vm), uuid=str(vm.uuid), domain_type=vm.domain_type, virt_type=virt_type,
+        vcpus=vm.vcpus, max_vcpus=vm.max_vcpus, memory_mib=vm.memory_mib, max_memory_mib=vm.max_memory_mib,
+        disks=disks, nics=nics, boot_order=list(vm.boot_order or ["disk"]), vnc_port=vm.vnc_port,
+        serial_port=vm.serial_port, keymap=vm.keymap, mouse_device=vm.mouse_device, huge_pages=vm.huge_pages,
+        cpu_pinning=vm.cpu_pinning, kernel=kernel, initrd=initrd, kernel_args=vm.kernel_args,
+        description=vm.name,
+    )
+
+
+def _state(driver, vm: VirtualMachine) -> PowerState:
+    try:
+        return driver.domain_info(str(vm.uuid)).state
+    except DomainNotFound:
+        return PowerState.ABSENT
+
+
+def _wait_for(ctx: JobContext, driver, vm: VirtualMachine, states: set[PowerState], timeout: float) -> PowerState:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = _state(driver, vm)
+        if state in states or time.monotonic() > deadline:
+            return state
+        ctx.check_abort()
+        time.sleep(_POLL)
+
+
+def _fail_start(vm: VirtualMachine, job: Job, error: str) -> None:
+    ports.release_console_ports(vm=vm)
+    vm_set_status(vm=vm, status=VmStatus.STOPPED, only_from={VmStatus.STARTING}, severity=Severity.ERROR,
+                  event_type="vm.start_failed", job=job,
+                  reason=_("Start of %(vm)s failed: %(err)s") % {"vm": vm.name, "err": error})
+
+
+@operation("vm.start")
+def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_failover: bool = False) -> dict:
+    vm = _vm(vm_id)
+    driver = None
+    try:
+        # 7.9: a stop + start is when pending runtime changes take effect.
+        vm = vm_apply_pending(vm=vm, user=ctx.user, job=ctx.job)
+        if server_id is not None:
+            server = placement.check_server(vm=vm, server=Server.objects.get(pk=server_id), ha_failover=ha_failover)
+        else:
+            server = placement.choose_server(vm=vm, ha_failover=ha_failover)
+        ports.allocate_console_ports(vm=vm, server=server)
+        ctx.progress(20, _("Placed on %(s)s (VNC %(v)s, serial %(p)s).") % {"s": server.name, "v": vm.vnc_port, "p": vm.serial_port})
+        ctx.check_abort()
+        driver = driver_for(server)
+        uuid = str(vm.uuid)
+        if _state(driver, vm) in (PowerState.SHUTOFF, PowerState.CRASHED):
+            driver.undefine(uuid)  # a stale definition (renamed VM, old devices) is replaced
+        driver.define(domain_spec(vm, server))
+        ctx.progress(50, _("Defined on %(s)s.") % {"s": server.name})
+        driver.start(uuid)
+        state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
+        if state != PowerState.RUNNING:
+            raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
+    except Exception as exc:
+        _fail_start(vm, ctx.job, str(exc))
+        raise
+    done = vm_set_status(vm=vm, status=VmStatus.RUNNING, only_from={VmStatus.STARTING}, job=ctx.job,
+                         reason=_("%(vm)s is running on %(s)s.") % {"vm": vm.name, "s": server.name})
+    if done is None:
+        # Killed while starting: the kill already made it STOPPED; make the hypervisor agree.
+        driver.destroy(str(vm.uuid))
+        ports.release_console_ports(vm=vm)
+        raise Conflict(_("%(vm)s was killed while it was starting.") % {"vm": vm.name})
+    return {"server_id": server.pk, "vnc_port": vm.vnc_port, "serial_port": vm.serial_port}
+
+
+def _running_driver(vm: VirtualMachine):
+    if vm.server is None:
+        raise Conflict(_("%(vm)s runs on no known server.") % {"vm": vm.name})
+    return driver_for(vm.server)
+
+
+def _restore_after_failure(vm: VirtualMachine, driver, job: Job, error: str) -> None:
+    # The immediate status (STOPPING) was a promise the hypervisor did not keep:
+    # record what really is.
+    try:
+        state = _state(driver, vm) if driver is not None else PowerState.ABSENT
+    except DriverError:
+        state = PowerState.ABSENT
+    vm.refresh_from_db(fields=["status"])
+    vm_reconcile(vm=vm, power_state=state, job=job, reason=_("%(vm)s: %(err)s") % {"vm": vm.name, "err": error})
+
+
+@operation("vm.stop")
+def vm_stop(ctx: JobContext, *, vm_id: int, timeout: float | None = None) -> dict:
+    vm = _vm(vm_id)
+    driver = None
+    try:
+        driver = _running_driver(vm)
+        driver.shutdown(str(vm.uuid))
+        ctx.progress(30, _("Shutdown requested."))
+        state = _wait_for(ctx, driver, vm, {PowerState.SHUTOFF, PowerState.ABSENT}, timeout or STOP_TIMEOUT)
+        if state not in (PowerState.SHUTOFF, PowerState.ABSENT):
+            raise OperationFailed(_("the guest did not power off in time; kill it to force it off"))
+    except Exception as exc:
+        _restore_after_failure(vm, driver, ctx.job, str(exc))
+        raise
+    vm_set_status(vm=vm, status=VmStatus.STOPPED, job=ctx.job, vnc_port=None, serial_port=None,
+                  reason=_("%(vm)s stopped.") % {"vm": vm.name})
+    return {}
+
+
+@operation("vm.restart")
+def vm_restart(ctx: JobContext, *, vm_id: int) -> dict:
+    """A restart reboots the guest in the same domain: pending changes are NOT applied (7.9)."""
+    vm = _vm(vm_id)
+    driver = None
+    try:
+        driver = _running_driver(vm)
+        driver.reboot(str(vm.uuid))
+        vm_set_status(vm=vm, status=VmStatus.STARTING, only_from={VmStatus.STOPPING}, job=ctx.job)
+        state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
+        if state != PowerState.RUNNING:
+            raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
+    except Exception as exc:
+        _restore_after_failure(vm, driver, ctx.job, str(exc))
+        raise
+    vm_set_status(vm=vm, status=VmStatus.RUNNING, job=ctx.job, reason=_("%(vm)s restarted.") % {"vm": vm.name})
+    return {}
+
+
+@operation("vm.kill")
+def vm_kill(ctx: JobContext, *, vm_id: int) -> dict:
+    """The status is already STOPPED (and HA cleared); pull the plug, best effort (7.8)."""
+    vm = _vm(vm_id)
+    if vm.server is not None:
+        try:
+            driver_for(vm.server).destroy(str(vm.uuid))
+        except DriverError as exc:
+            ctx.log(_("Destroy on %(s)s failed: %(e)s") % {"s": vm.server.name, "e": exc})
+    ports.release_console_ports(vm=vm)
+    return {}
+
+
+@operation("vm.suspend")
+def vm_suspend(ctx: JobContext, *, vm_id: int) -> dict:
+    vm = _vm(vm_id)
+    driver = None
+    try:
+        driver = _running_driver(vm)
+        driver.suspend(str(vm.uuid))
+        state = _wait_for(ctx, driver, vm, {PowerState.PAUSED, PowerState.SAVED}, timeout=30)
+        if state not in (PowerState.PAUSED, PowerState.SAVED):
+            raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
+    except Exception as exc:
+        _restore_after_failure(vm, driver, ctx.job, str(exc))
+        raise
+    vm_set_status(vm=vm, status=VmStatus.SUSPENDED, job=ctx.job, reason=_("%(vm)s suspended.") % {"vm": vm.name})
+    return {}
+
+
+@operation("vm.resume")
+def vm_resume(ctx: JobContext, *, vm_id: int) -> dict:
+    vm = _vm(vm_id)
+    driver = None
+    try:
+        driver = _running_driver(vm)
+        driver.resume(str(vm.uuid))
+        state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
+        if state != PowerState.RUNNING:
+            raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
+    except Exception as exc:
+        _restore_after_failure(vm, driver, ctx.job, str(exc))
+        raise
+    vm_set_status(vm=vm, status=VmStatus.RUNNING, job=ctx.job, reason=_("%(vm)s resumed.") % {"vm": vm.name})
+    return {}
+
+
+@operation("vm.hot_update")
+def vm_hot_update(ctx: JobContext, *, vm_id: int, changes: dict | None = None, attach_vnic_id: int | None = None,
+                  detach_mac: str | None = None, detach_model: str | None = None) -> dict:
+    """vCPU / memory changes the services found hot-pluggable (7.13, 7.14)."""
+    vm = _vm(vm_id)
+    applied = {}
+    driver = _running_driver(vm)
+    info = driver.domain_info(str(vm.uuid))
+    for field, value in (changes or {}).items():
+        setter = {"vcpus": driver.set_vcpus, "memory_mib": driver.set_memory}[field]
+        try:
+            setter(str(vm.uuid), int(value))
+            applied[field] = value
+        except DriverError as exc:
+            running = info.vcpus if field == "vcpus" else info.memory_mib
+            vm_revert_hot_change(vm=vm, field=field, running_value=running, wanted=value, job=ctx.job, error=str(exc))
+    if attach_vnic_id is not None or detach_mac is not None:
+        # TODO(core+servers): the Driver has no attach/detach of interfaces yet; the
+        # VNIC change is in the inventory and takes effect at the next start.
+        ctx.log(_("VNIC change recorded; it takes effect at the next start of %(vm)s.") % {"vm": vm.name})
+    return {"applied": applied}
+
+
+@operation("vm.message")
+def vm_message(ctx: JobContext, *, vm_id: int, message_id: int, key: str, **params) -> dict:
+    vm = _vm(vm_id)
+    value = message_services.message_value(params)
+    result = MessageResult.FAILED
+    try:
+        driver = _running_driver(vm)
+        driver.send_messages(str(vm.uuid), [(key, value)])
+        result = MessageResult.DELIVERED
+    except DriverError as exc:
+        # A timed-out message may still be applied later by the guest: unknown, not failed.
+        if type(exc).__name__ == "AgentTimeout":
+            result = MessageResult.UNKNOWN
+        raise
+    finally:
+        message_services.message_finish(message_id=message_id, result=result, job=ctx.job)
+    return {"result": str(result)}
+
+
+@operation("vm.migrate")
+def vm_migrate(ctx: JobContext, *, vm_id: int, target_server_id: int | None = None,
+               target_pool_id: int | None = None, storage_migration: bool = False) -> dict:
+    vm = _vm(vm_id)
+    if target_server_id is None:
+        # Cold migration: the VM is placed in the target pool when it next starts (7.7).
+        pool = ServerPool.objects.get(pk=target_pool_id) if target_pool_id else None
+        if vm.server is not None:
+            try:
+                driver_for(vm.server).undefine(str(vm.uuid))
+            except DriverError as exc:
+                ctx.log(_("Undefine on %(s)s failed: %(e)s") % {"s": vm.server.name, "e": exc})
+        vm_set_placement(vm=vm, server_pool=pool, server=None, job=ctx.job)
+        return {"server_pool_id": target_pool_id}
+    if storage_migration:
+        # TODO(core+servers): live migration with local storage needs the target
+        # volumes created first (copy_storage); not wired to the storage service yet.
+        raise OperationFailed(_("Live migration with local storage is not supported yet."))
+    target = Server.objects.get(pk=target_server_id)
+    source = vm.server
+    # Ports on the target are chosen before the domain moves; the XML keeps the
+    # source's port numbers, so they must be free there too.
+    placement.check_server(vm=vm, server=target)
+    src_driver, dst_driver = driver_for(source), driver_for(target)
+    # A shared directory is not recognised by libvirt as shared storage: unsafe is correct here.
+    src_driver.migrate(str(vm.uuid), dst_driver, live=True, unsafe=True)
+    ports.release_console_ports(vm=vm)
+    vm_set_placement(vm=vm, server=target, job=ctx.job)
+    ports.allocate_console_ports(vm=vm, server=target)
+    return {"server_id": target.pk}
+
+
+@operation("vm.delete")
+def vm_delete(ctx: JobContext, *, vm_id: int) -> dict:
+    vm = _vm(vm_id)
+    if vm.status not in VmStatus.INACTIVE:
+        raise Conflict(_("%(vm)s is %(status)s; stop it first.") % {"vm": vm.name, "status": vm.status})
+    if vm.server is not None:
+        driver_for(vm.server).undefine(str(vm.uuid))
+    vm_remove(vm=vm, job=ctx.job)
+    return {}
+
+
+@receiver(job_interrupted, dispatch_uid="inventory.vm_reread_after_interrupted_job")
+def reread_vm_after_interrupted_job(sender, job: Job, **kwargs) -> None:
+    """A worker died mid-job: the VM's status may be a promise (STARTING, STOPPING)
+    nobody will keep. Ask its server what is real."""
+    target = job.target
+    if not isinstance(target, VirtualMachine) or target.status == VmStatus.TEMPLATE:
+        return
+    if target.server is None:
+        if target.status in VmStatus.ACTIVE:
+            vm_reconcile(vm=target, power_state=PowerState.ABSENT)
+        return
+    try:
+        state = _state(driver_for(target.server), target)
+    except DriverError as exc:
+        log.warning("cannot re-read %s after interrupted job #%s: %s", target, job.pk, exc)
+        return
+    vm_reconcile(vm=target, power_state=state,
+                 reason=_("%(vm)s re-read after interrupted job #%(id)s: %(state)s.") % {
+                     "vm": target.name, "id": job.pk, "state": state.value})

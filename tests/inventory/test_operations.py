@@ -1,0 +1,160 @@
+"""The vm.* job operations, run through the real job runner against libvirt's
+in-process test:///default driver via driver_for()."""
+import pytest
+
+from ovmweb.hypervisor.base import PowerState
+from ovmweb.hypervisor.connections import close_all, driver_for
+from ovmweb.inventory.choices import VmStatus
+from ovmweb.inventory.services.vms import vm_action, vm_update
+from ovmweb.jobs.choices import JobStatus
+from ovmweb.jobs.models import Event
+from ovmweb.jobs.testing import run_pending_jobs
+from tests import factories as f
+
+
+@pytest.fixture(autouse=True)
+def test_driver(settings):
+    settings.OVMWEB_HYPERVISOR_URI = "test:///default"
+    yield
+    close_all()
+
+
+@pytest.fixture
+def running_setup(db, pool, repo, server, user):
+    vm = f.VirtualMachineFactory(server_pool=pool, repository=repo, os_type="OL6", memory_mib=256, max_memory_mib=1024)
+    f.VmDiskSlotFactory(vm=vm, slot=0, bus="sata")
+    f.VnicFactory(vm=vm, model="e1000")
+    return vm
+
+
+def _state(server, vm):
+    return driver_for(server).domain_info(str(vm.uuid)).state
+
+
+def test_start_defines_and_runs_and_allocates_ports(running_setup, server, user):
+    vm = running_setup
+    job = vm_action(vm=vm, action="start", user=user)
+    assert run_pending_jobs() == 1
+    job.refresh_from_db()
+    vm.refresh_from_db()
+    assert job.status == JobStatus.SUCCESS, job.error
+    assert vm.status == VmStatus.RUNNING
+    assert vm.server == server
+    assert (vm.vnc_port, vm.serial_port) == (10000, 7900)
+    assert _state(server, vm) == PowerState.RUNNING
+    xml = driver_for(server).domain_xml(str(vm.uuid))
+    assert f"{vm.repository.path}/VirtualDisks/" in xml
+    assert "10000" in xml
+
+
+def test_full_lifecycle(running_setup, server, user):
+    vm = running_setup
+    for action, expected, power in [
+        ("start", VmStatus.RUNNING, PowerState.RUNNING),
+        ("suspend", VmStatus.SUSPENDED, PowerState.PAUSED),
+        ("resume", VmStatus.RUNNING, PowerState.RUNNING),
+        ("restart", VmStatus.RUNNING, PowerState.RUNNING),
+        ("stop", VmStatus.STOPPED, PowerState.SHUTOFF),
+        ("start", VmStatus.RUNNING, PowerState.RUNNING),
+        ("kill", VmStatus.STOPPED, PowerState.SHUTOFF),
+    ]:
+        job = vm_action(vm=vm, action=action, user=user)
+        run_pending_jobs()
+        job.refresh_from_db()
+        vm.refresh_from_db()
+        assert job.status == JobStatus.SUCCESS, (action, job.error)
+        assert vm.status == expected, action
+        assert _state(server, vm) == power, action
+    assert vm.vnc_port is None and vm.serial_port is None  # released when stopped
+
+
+def test_pending_changes_apply_on_stop_start_not_on_restart(running_setup, user):
+    vm = running_setup
+    vm_action(vm=vm, action="start", user=user)
+    run_pending_jobs()
+    vm.refresh_from_db()
+    vm = vm_update(vm=vm, user=user, memory_mib=512, keymap="de")  # OL6 on HVM: no hot memory
+    assert vm.pending_changes == {"memory_mib": 512, "keymap": "de"}
+    assert vm.memory_mib == 256
+    vm_action(vm=vm, action="restart", user=user)
+    run_pending_jobs()
+    vm.refresh_from_db()
+    assert vm.status == VmStatus.RUNNING and vm.memory_mib == 256 and vm.pending_changes
+    vm_action(vm=vm, action="stop", user=user)
+    run_pending_jobs()
+    vm_action(vm=vm, action="start", user=user)
+    run_pending_jobs()
+    vm.refresh_from_db()
+    assert vm.status == VmStatus.RUNNING
+    assert vm.memory_mib == 512 and vm.keymap == "de" and vm.pending_changes == {}
+    info = driver_for(vm.server).domain_info(str(vm.uuid))
+    assert info.memory_mib == 512
+
+
+def test_hot_vcpu_change_reaches_the_domain(running_setup, user):
+    vm = running_setup
+    vm.guest_kernel = "2.6.39-400.211.1.el6uek"
+    vm.save()
+    vm_action(vm=vm, action="start", user=user)
+    run_pending_jobs()
+    vm.refresh_from_db()
+    vm = vm_update(vm=vm, user=user, vcpus=3)
+    assert vm.vcpus == 3 and vm.pending_changes == {}
+    run_pending_jobs()
+    assert driver_for(vm.server).domain_info(str(vm.uuid)).vcpus == 3
+
+
+def test_start_refused_by_placement_ends_stopped_with_event(running_setup, user, server):
+    vm = running_setup
+    vm.memory_mib = vm.max_memory_mib = 4096
+    vm.save()
+    server.memory_mib = 1024
+    server.save()
+    job = vm_action(vm=vm, action="start", user=user)
+    run_pending_jobs()
+    job.refresh_from_db()
+    vm.refresh_from_db()
+    assert job.status == JobStatus.FAILURE
+    assert "MiB free" in job.error
+    assert vm.status == VmStatus.STOPPED
+    assert vm.vnc_port is None
+    assert Event.objects.filter(object_id=vm.pk, type="vm.start_failed", severity="ERROR").exists()
+
+
+def test_driver_failure_on_start_ends_stopped(running_setup, user, server):
+    vm = running_setup
+    # Occupy the domain name with another uuid: define() fails in the hypervisor.
+    from ovmweb.hypervisor.base import DomainSpec
+    from ovmweb.inventory.operations.vms import domain_name
+    import uuid
+
+    driver_for(server).define(DomainSpec(name=domain_name(vm), uuid=str(uuid.uuid4()), domain_type="HVM",
+                                         virt_type="qemu", vcpus=1, max_vcpus=1, memory_mib=64, max_memory_mib=64))
+    job = vm_action(vm=vm, action="start", user=user)
+    run_pending_jobs()
+    job.refresh_from_db()
+    vm.refresh_from_db()
+    assert job.status == JobStatus.FAILURE
+    assert vm.status == VmStatus.STOPPED and vm.vnc_port is None
+    assert Event.objects.filter(object_id=vm.pk, type="vm.start_failed").exists()
+
+
+def test_kill_while_starting_wins(running_setup, user, server):
+    vm = running_setup
+    vm_action(vm=vm, action="start", user=user)
+    vm_action(vm=vm, action="kill", user=user)
+    run_pending_jobs()
+    vm.refresh_from_db()
+    assert vm.status == VmStatus.STOPPED
+    assert _state(server, vm) in (PowerState.SHUTOFF, PowerState.ABSENT)
+
+
+def test_two_vms_on_one_server_get_distinct_ports(running_setup, pool, repo, server, user):
+    other = f.VirtualMachineFactory(server_pool=pool, repository=repo, memory_mib=256)
+    for v in (running_setup, other):
+        vm_action(vm=v, action="start", user=user)
+    run_pending_jobs()
+    running_setup.refresh_from_db()
+    other.refresh_from_db()
+    assert {running_setup.vnc_port, other.vnc_port} == {10000, 10001}
+    assert {running_setup.serial_port, other.serial_port} == {7900, 7901}
