@@ -1,8 +1,49 @@
+from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
+from .views import activity, infra, vms
+
 app_name = "web"
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/"), name="home"),
-    path("login/", RedirectView.as_view(url="/admin/login/"), name="login"),
+    path("", RedirectView.as_view(pattern_name="web:vm_list"), name="home"),
+    path("login/", auth_views.LoginView.as_view(template_name="web/login.html", redirect_authenticated_user=True),
+         name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Servers and VMs: virtual machine perspective
+    path("vms/", vms.vm_list, name="vm_list"),
+    path("vms/toolbar/", vms.vm_toolbar, name="vm_toolbar"),
+    path("vms/new/", vms.vm_create_start, name="vm_create_start"),
+    path("vms/new/<slug:source>/", vms.vm_create, name="vm_create"),
+    path("vms/<int:vm_id>/row/", vms.vm_row, name="vm_row"),
+    path("vms/<int:vm_id>/detail/", vms.vm_detail, name="vm_detail"),
+    path("vms/<int:vm_id>/edit/", vms.vm_edit, name="vm_edit"),
+    path("vms/<int:vm_id>/migrate/", vms.vm_migrate, name="vm_migrate"),
+    path("vms/<int:vm_id>/delete/", vms.vm_delete, name="vm_delete"),
+    path("vms/<int:vm_id>/action/<slug:action>/", vms.vm_action, name="vm_action"),
+    path("vms/<int:vm_id>/vnics/add/", vms.vnic_add, name="vnic_add"),
+    path("vnics/<int:vnic_id>/delete/", vms.vnic_delete, name="vnic_delete"),
+    # Servers perspective
+    path("servers/", infra.server_list, name="server_list"),
+    path("servers/discover/", infra.server_discover, name="server_discover"),
+    path("servers/<int:server_id>/", infra.server_detail, name="server_detail"),
+    path("servers/<int:server_id>/inbound-lock/", infra.server_inbound_lock, name="server_inbound_lock"),
+    path("pools/<int:pool_id>/", infra.pool_detail, name="pool_detail"),
+    # Repositories
+    path("repositories/", infra.repository_list, name="repository_list"),
+    path("repositories/<int:repo_id>/", infra.repository_detail, name="repository_detail"),
+    path("repositories/<int:repo_id>/refresh/", infra.repository_refresh, name="repository_refresh"),
+    path("repositories/<int:repo_id>/isos/upload/", infra.iso_upload, name="iso_upload"),
+    path("repositories/<int:repo_id>/isos/import/", infra.iso_import, name="iso_import"),
+    path("repositories/<int:repo_id>/disks/new/", infra.disk_create, name="disk_create"),
+    # Networking
+    path("networks/", infra.network_list, name="network_list"),
+    path("networks/<int:network_id>/delete/", infra.network_delete, name="network_delete"),
+    # Jobs and events
+    path("jobs/", activity.job_list, name="job_list"),
+    path("jobs/panel/", activity.job_panel, name="job_panel"),
+    path("jobs/<int:job_id>/", activity.job_detail, name="job_detail"),
+    path("jobs/<int:job_id>/abort/", activity.job_abort, name="job_abort"),
+    path("events/", activity.event_list, name="event_list"),
+    path("events/<int:event_id>/acknowledge/", activity.event_acknowledge, name="event_acknowledge"),
 ]

@@ -1,0 +1,218 @@
+"""Servers, repositories, networking: pages that read through selectors and
+write through the servers helper's services."""
+from __future__ import annotations
+
+import os
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from ovmweb.inventory.choices import VmStatus
+from ovmweb.inventory.models import MacAddressRange, Repository, Server, ServerPool
+
+from .. import forms as web_forms
+from .. import selectors, ui
+from .common import render_page
+from .vms import inventory_selectors, services
+
+
+@login_required
+def server_list(request: HttpRequest) -> HttpResponse:
+    return render_page(request, "web/servers/list.html",
+                       {"servers": selectors.server_list(), "perspective": "servers"}, section="servers")
+
+
+@login_required
+def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
+    server = get_object_or_404(Server.objects.select_related("server_pool", "compatibility_group"), pk=server_id)
+    vms = inventory_selectors().vm_list(user=request.user, server=server, ordering="name")[:200]
+    events = selectors.event_list(user=request.user, obj=server)[:10]
+    return render_page(request, "web/servers/detail.html",
+                       {"server": server, "vms": vms, "events": events, "perspective": "servers"}, section="servers")
+
+
+@login_required
+def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
+    pool = get_object_or_404(ServerPool, pk=pool_id)
+    return redirect(reverse("web:vm_list") + f"?pool={pool.pk}")
+
+
+@login_required
+def server_discover(request: HttpRequest) -> HttpResponse:
+    form = web_forms.ServerDiscoverForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        d = dict(form.cleaned_data)
+        kwargs = {k: d[k] for k in ("hostname", "transport", "ssh_port", "ssh_user", "host_key_fingerprint",
+                                     "server_pool")}
+        kwargs.update(password=d["password"] or None, private_key=d["private_key"] or None, name=d["name"] or None)
+        ok, job = ui.call_service(request, lambda: services("servers").server_discover(user=request.user, **kwargs),
+                                  form=form, field_map={"fingerprint": "host_key_fingerprint", "port": "ssh_port"})
+        if ok:
+            messages.success(request, _("Discovery of %(host)s queued as job #%(job)s.")
+                             % {"host": d["hostname"], "job": job.pk})
+            return redirect("web:server_list")
+    return render_page(request, "web/servers/discover.html", {"form": form, "perspective": "servers"},
+                       section="servers")
+
+
+@login_required
+@require_POST
+def server_inbound_lock(request: HttpRequest, server_id: int) -> HttpResponse:
+    server = get_object_or_404(Server, pk=server_id)
+    locked = request.POST.get("locked") == "1"
+    ui.call_service(request, lambda: services("servers").server_set_inbound_lock(server=server, user=request.user,
+                                                                                  locked=locked),
+                    success=_("Inbound migration lock of %(s)s is now %(state)s.")
+                    % {"s": server.name, "state": _("on") if locked else _("off")})
+    return redirect("web:server_detail", server_id=server.pk)
+
+
+@login_required
+def repository_list(request: HttpRequest) -> HttpResponse:
+    form = web_forms.RepositoryCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        ok, job = ui.call_service(
+            request, lambda: services("repositories").repository_create(
+                user=request.user, name=d["name"], kind=d["kind"], path=d["path"], server=d["server"],
+                backend=d["backend"], nfs_server=d["nfs_server"], nfs_export=d["nfs_export"],
+                server_pools=list(d["server_pools"])),
+            form=form)
+        if ok:
+            messages.success(request, _("Repository %(name)s: job #%(job)s queued.") % {"name": d["name"], "job": job.pk})
+            return redirect("web:repository_list")
+    return render_page(request, "web/repositories/list.html",
+                       {"repositories": selectors.repository_list(), "form": form}, section="repositories")
+
+
+@login_required
+def repository_detail(request: HttpRequest, repo_id: int) -> HttpResponse:
+    repo = get_object_or_404(Repository.objects.select_related("server").prefetch_related("server_pools"), pk=repo_id)
+    vms = list(selectors.vms_of_repository(repo))
+    context = {
+        "repo": repo,
+        "isos": repo.iso_files.all(),
+        "disks": repo.virtual_disks.prefetch_related("slots__vm"),
+        "templates": [vm for vm in vms if vm.status == VmStatus.TEMPLATE],
+        "vm_files": [vm for vm in vms if vm.status != VmStatus.TEMPLATE],
+        "appliances": repo.appliances.prefetch_related("vms"),
+        "upload_form": web_forms.IsoUploadForm(),
+        "import_form": web_forms.IsoImportForm(),
+        "disk_form": web_forms.DiskCreateForm(request.POST or None) if request.method == "POST"
+        else web_forms.DiskCreateForm(),
+        "tab": request.GET.get("tab", "isos"),
+    }
+    return render_page(request, "web/repositories/detail.html", context, section="repositories")
+
+
+@login_required
+@require_POST
+def repository_refresh(request: HttpRequest, repo_id: int) -> HttpResponse:
+    repo = get_object_or_404(Repository, pk=repo_id)
+    ui.call_service(request, lambda: services("repositories").repository_refresh(repository=repo, user=request.user),
+                    success=_("Refresh of %(r)s queued.") % {"r": repo.name})
+    return redirect("web:repository_detail", repo_id=repo.pk)
+
+
+@login_required
+@require_POST
+def iso_upload(request: HttpRequest, repo_id: int) -> HttpResponse:
+    """Multipart upload (the page sends it with XHR to show progress); answers JSON for XHR."""
+    repo = get_object_or_404(Repository, pk=repo_id)
+    form = web_forms.IsoUploadForm(request.POST, request.FILES)
+    wants_json = request.headers.get("Accept", "").startswith("application/json")
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        name = form.cleaned_data["name"] or os.path.basename(upload.name)
+        ok, job = ui.call_service(
+            request, lambda: services("storage").iso_upload(repository=repo, user=request.user, name=name,
+                                                            fileobj=upload, size=upload.size),
+            form=form, field_map={"fileobj": "file", "size": "file"})
+        if ok:
+            msg = _("Upload of %(name)s received; job #%(job)s imports it.") % {"name": name, "job": job.pk}
+            if wants_json:
+                return JsonResponse({"ok": True, "job": job.pk, "message": msg})
+            messages.success(request, msg)
+            return redirect("web:repository_detail", repo_id=repo.pk)
+    errors = {k: [str(e) for e in v] for k, v in form.errors.items()}
+    if wants_json:
+        return JsonResponse({"ok": False, "errors": errors}, status=400)
+    for field, errs in errors.items():
+        for e in errs:
+            messages.error(request, e)
+    return redirect("web:repository_detail", repo_id=repo.pk)
+
+
+@login_required
+@require_POST
+def iso_import(request: HttpRequest, repo_id: int) -> HttpResponse:
+    repo = get_object_or_404(Repository, pk=repo_id)
+    form = web_forms.IsoImportForm(request.POST)
+    if form.is_valid():
+        ui.call_service(request, lambda: services("storage").iso_import(repository=repo, user=request.user,
+                                                                         url=form.cleaned_data["url"]),
+                        success=_("Import queued."))
+    else:
+        messages.error(request, _("Enter a valid URL."))
+    return redirect("web:repository_detail", repo_id=repo.pk)
+
+
+@login_required
+def disk_create(request: HttpRequest, repo_id: int) -> HttpResponse:
+    repo = get_object_or_404(Repository, pk=repo_id)
+    form = web_forms.DiskCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        ok, job = ui.call_service(
+            request, lambda: services("storage").disk_create(
+                user=request.user, repository=repo, name=d["name"], size_bytes=int(d["size_gib"] * web_forms.GIB),
+                sparse=d["sparse"], shareable=d["shareable"]),
+            form=form, field_map={"size_bytes": "size_gib"})
+        if ok:
+            messages.success(request, _("Creation of disk %(n)s queued as job #%(job)s.") % {"n": d["name"], "job": job.pk})
+            return redirect(reverse("web:repository_detail", args=[repo.pk]) + "?tab=disks")
+    return render_page(request, "web/repositories/disk_create.html", {"repo": repo, "form": form},
+                       section="repositories")
+
+
+@login_required
+def network_list(request: HttpRequest) -> HttpResponse:
+    mac = MacAddressRange.objects.filter(pk=1).first()
+    net_form = web_forms.NetworkCreateForm(request.POST if request.POST.get("form") == "network" else None)
+    mac_form = web_forms.MacRangeForm(
+        request.POST if request.POST.get("form") == "mac" else None,
+        initial={"start": mac.start, "end": mac.end} if mac else {"start": "00:21:f6:00:00:00", "end": "00:21:f6:ff:ff:ff"},
+    )
+    if request.method == "POST" and net_form.is_bound and net_form.is_valid():
+        d = net_form.cleaned_data
+        ok, _net = ui.call_service(request, lambda: services("networks").network_create(
+            user=request.user, name=d["name"], bridge=d["bridge"], libvirt_network=d["libvirt_network"],
+            vlan_id=d["vlan_id"], roles=d["roles"], server_pools=list(d["server_pools"])),
+            form=net_form, success=_("Network %(n)s created.") % {"n": d["name"]})
+        if ok:
+            return redirect("web:network_list")
+    if request.method == "POST" and mac_form.is_bound and mac_form.is_valid():
+        d = mac_form.cleaned_data
+        ok, _rng = ui.call_service(request, lambda: services("vnics").mac_range_set(start=d["start"], end=d["end"]),
+                                   form=mac_form, success=_("MAC address range saved."))
+        if ok:
+            return redirect("web:network_list")
+    return render_page(request, "web/networks/list.html",
+                       {"networks": selectors.network_list(), "net_form": net_form, "mac_form": mac_form, "mac": mac},
+                       section="networking")
+
+
+@login_required
+@require_POST
+def network_delete(request: HttpRequest, network_id: int) -> HttpResponse:
+    from ovmweb.inventory.models import Network
+
+    net = get_object_or_404(Network, pk=network_id)
+    ui.call_service(request, lambda: services("networks").network_delete(network=net, user=request.user),
+                    success=_("Network %(n)s deleted.") % {"n": net.name})
+    return redirect("web:network_list")

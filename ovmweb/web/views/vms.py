@@ -1,0 +1,273 @@
+"""Servers and VMs: the virtual machine perspective, its toolbar and row details,
+VM actions, create wizard and edit."""
+from __future__ import annotations
+
+import importlib
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from ovmweb.inventory.choices import VmAction
+from ovmweb.inventory.models import Server, ServerPool, VirtualMachine, Vnic
+
+from .. import forms as web_forms
+from .. import selectors, ui
+from .common import int_or_none, render_page
+
+PAGE_SIZES = (25, 50, 100, 200)
+# Sort keys offered by the table headers -> ORM ordering.
+SORTS = {
+    "name": "name",
+    "status": "status",
+    "domain_type": "domain_type",
+    "server": "server__name",
+    "pool": "server_pool__name",
+    "vcpus": "vcpus",
+    "memory": "memory_mib",
+    "os": "os_type",
+    "created": "created_at",
+}
+
+
+def services(name: str):
+    """The inventory service module ``name`` (imported on use: the web layer only calls services)."""
+    return importlib.import_module(f"ovmweb.inventory.services.{name}")
+
+
+def inventory_selectors():
+    return importlib.import_module("ovmweb.inventory.selectors")
+
+
+def access_vm(request: HttpRequest, vm_id: int, action: str = "view") -> VirtualMachine:
+    return inventory_selectors().access_vm(request.user, vm_id, action)
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return default
+
+
+def _vm_table_context(request: HttpRequest) -> dict:
+    q = (request.GET.get("q") or "").strip()[:128]
+    sort = request.GET.get("sort") or "name"
+    key = sort.lstrip("-")
+    if key not in SORTS:
+        sort, key = "name", "name"
+    ordering = ("-" if sort.startswith("-") else "") + SORTS[key]
+    pool = server = None
+    if (pool_id := int_or_none(request.GET.get("pool"))) is not None:
+        pool = ServerPool.objects.filter(pk=pool_id).first()
+    if (server_id := int_or_none(request.GET.get("server"))) is not None:
+        server = Server.objects.filter(pk=server_id).first()
+    per = int_or_none(request.GET.get("per")) or 50
+    if per not in PAGE_SIZES:
+        per = 50
+    sel = inventory_selectors()
+    qs = sel.vm_list(user=request.user, search=q or None, pool=pool, server=server,
+                     ordering=ordering if ordering in sel.ORDERINGS else None)
+    if ordering not in sel.ORDERINGS:
+        # Columns the selector does not sort by: re-order its (permission-filtered) queryset.
+        qs = qs.order_by(ordering, "id")
+    page = Paginator(qs, per).get_page(request.GET.get("page"))
+    params = {k: v for k, v in {"q": q, "pool": pool.pk if pool else "", "server": server.pk if server else "",
+                                  "per": per if per != 50 else ""}.items() if v}
+    return {
+        "page": page,
+        "vms": list(page.object_list),
+        "q": q,
+        "sort": sort,
+        "sort_key": key,
+        "descending": sort.startswith("-"),
+        "pool": pool,
+        "server": server,
+        "per": per,
+        "page_sizes": PAGE_SIZES,
+        "base_query": urlencode(params),
+        "sort_query": urlencode({**params, "sort": sort}),
+        "columns": [
+            ("name", _("Name")), ("status", _("Status")), ("domain_type", _("Domain type")),
+            ("server", _("Server")), ("pool", _("Server pool")), ("vcpus", _("vCPUs")),
+            ("memory", _("Memory")), ("os", _("Operating system")),
+        ],
+    }
+
+
+@login_required
+def vm_list(request: HttpRequest) -> HttpResponse:
+    context = _vm_table_context(request)
+    context["selected"] = None
+    if (sel := int_or_none(request.GET.get("selected"))) is not None:
+        try:
+            context["selected"] = access_vm(request, sel)
+        except (Http404, PermissionDenied):
+            context["selected"] = None
+    context["toolbar"] = ui.vm_toolbar(context["selected"])
+    context["perspective"] = "vms"
+    return render_page(request, "web/vms/list.html", context, partial="web/vms/_table.html", section="servers")
+
+
+@login_required
+def vm_row(request: HttpRequest, vm_id: int) -> HttpResponse:
+    try:
+        vm = access_vm(request, vm_id)
+    except Http404:
+        return HttpResponse("")  # the VM was deleted elsewhere: the row disappears
+    return render(request, "web/vms/_row.html", {"vm": vm, "selected_id": int_or_none(request.GET.get("selected"))})
+
+
+@login_required
+def vm_detail(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id)
+    events = list(selectors.event_list(user=request.user, obj=vm)[:5])
+    return render(request, "web/vms/_detail.html", {"vm": vm, "events": events})
+
+
+@login_required
+def vm_toolbar(request: HttpRequest) -> HttpResponse:
+    vm = None
+    if (vm_id := int_or_none(request.GET.get("vm"))) is not None:
+        try:
+            vm = access_vm(request, vm_id)
+        except Http404:
+            vm = None
+    return render(request, "web/vms/_toolbar.html", {"selected": vm, "toolbar": ui.vm_toolbar(vm)})
+
+
+@login_required
+@require_POST
+def vm_action(request: HttpRequest, vm_id: int, action: str) -> HttpResponse:
+    if action not in VmAction.values:
+        raise Http404
+    vm = access_vm(request, vm_id, action)
+    back = safe_next(request, reverse("web:vm_list") + f"?selected={vm.pk}")
+    ok, job = ui.call_service(request, lambda: services("vms").vm_action(vm=vm, action=action, user=request.user))
+    if ok:
+        messages.success(request, _("%(action)s of %(vm)s queued as job #%(job)s.")
+                         % {"action": VmAction(action).label, "vm": vm.name, "job": job.pk})
+    return redirect(back)
+
+
+@login_required
+@require_POST
+def vm_delete(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id, "delete")
+    ok, job = ui.call_service(request, lambda: services("vms").vm_delete(vm=vm, user=request.user))
+    if ok:
+        messages.success(request, _("Deletion of %(vm)s queued as job #%(job)s.") % {"vm": vm.name, "job": job.pk})
+        return redirect("web:vm_list")
+    return redirect(safe_next(request, reverse("web:vm_list") + f"?selected={vm.pk}"))
+
+
+@login_required
+def vm_migrate(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id, "migrate")
+    form = web_forms.MigrateForm(request.POST or None, vm=vm)
+    if request.method == "POST" and form.is_valid():
+        ok, job = ui.call_service(
+            request,
+            lambda: services("vms").vm_migrate(vm=vm, user=request.user, target_server=form.cleaned_data["target_server"],
+                                               target_pool=form.cleaned_data["target_pool"]),
+            form=form, field_map={"target_server": "target_server", "server": "target_server"},
+        )
+        if ok:
+            messages.success(request, _("Migration of %(vm)s queued as job #%(job)s.") % {"vm": vm.name, "job": job.pk})
+            return redirect(reverse("web:vm_list") + f"?selected={vm.pk}")
+    return render_page(request, "web/vms/migrate.html", {"vm": vm, "form": form}, section="servers")
+
+
+@login_required
+def vm_create_start(request: HttpRequest) -> HttpResponse:
+    return render_page(request, "web/vms/create_start.html", {"sources": web_forms.SOURCES}, section="servers")
+
+
+@login_required
+def vm_create(request: HttpRequest, source: str) -> HttpResponse:
+    if source not in web_forms.SOURCE_KINDS:
+        raise Http404
+    form = web_forms.VmCreateForm(request.POST or None, source=source)
+    if request.method == "POST" and form.is_valid():
+        kwargs = form.service_kwargs()
+        ok, vm = ui.call_service(
+            request, lambda: services("vms").vm_create(user=request.user, **kwargs),
+            form=form, field_map=web_forms.VmCreateForm.SERVICE_FIELD_MAP | {"source": form.source_field},
+        )
+        if ok:
+            messages.success(request, _("Virtual machine %(vm)s created.") % {"vm": vm.name})
+            return redirect(reverse("web:vm_list") + f"?selected={vm.pk}&q={vm.name}")
+    return render_page(request, "web/vms/create.html",
+                       {"form": form, "source": web_forms.SOURCE_KINDS[source]}, section="servers")
+
+
+@login_required
+def vm_edit(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id, "change")
+    form = web_forms.VmEditForm(request.POST or None, vm=vm)
+    if request.method == "POST" and form.is_valid():
+        changes = form.changes()
+        if not changes:
+            messages.info(request, _("Nothing changed."))
+            return redirect("web:vm_edit", vm_id=vm.pk)
+        ok, updated = ui.call_service(request, lambda: services("vms").vm_update(vm=vm, user=request.user, **changes),
+                                      form=form)
+        if ok:
+            if updated.pending_changes:
+                messages.warning(request, _("Saved. Some changes are pending until %(vm)s is stopped and started again.")
+                                 % {"vm": vm.name})
+            else:
+                messages.success(request, _("Virtual machine %(vm)s updated.") % {"vm": vm.name})
+            return redirect("web:vm_edit", vm_id=vm.pk)
+    vnic_form = web_forms.VnicAddForm(vm=vm)
+    context = {"vm": vm, "form": form, "vnic_form": vnic_form, "pending": _pending_rows(vm)}
+    return render_page(request, "web/vms/edit.html", context, section="servers")
+
+
+def _pending_rows(vm: VirtualMachine) -> list[dict]:
+    rows = []
+    for field, value in (vm.pending_changes or {}).items():
+        try:
+            label = VirtualMachine._meta.get_field(field).verbose_name
+        except Exception:  # a pending key that is not a model field (e.g. "disks")
+            label = field.replace("_", " ")
+        rows.append({"field": field, "label": label, "current": getattr(vm, field, ""), "pending": value})
+    return rows
+
+
+@login_required
+@require_POST
+def vnic_add(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id, "change")
+    form = web_forms.VnicAddForm(request.POST, vm=vm)
+    if form.is_valid():
+        ui.call_service(
+            request,
+            lambda: services("vnics").vnic_create(vm=vm, user=request.user, network=form.cleaned_data["network"],
+                                                  model=form.cleaned_data["model"] or None,
+                                                  mac=form.cleaned_data["mac"] or None),
+            success=_("VNIC added."),
+        )
+    else:
+        for field, errs in form.errors.items():
+            for e in errs:
+                messages.error(request, f"{form.fields[field].label if field in form.fields else ''}: {e}")
+    return redirect("web:vm_edit", vm_id=vm.pk)
+
+
+@login_required
+@require_POST
+def vnic_delete(request: HttpRequest, vnic_id: int) -> HttpResponse:
+    vnic = get_object_or_404(Vnic, pk=vnic_id)
+    access_vm(request, vnic.vm_id, "change")
+    ui.call_service(request, lambda: services("vnics").vnic_delete(vnic=vnic, user=request.user),
+                    success=_("VNIC %(mac)s removed.") % {"mac": vnic.mac})
+    return redirect("web:vm_edit", vm_id=vnic.vm_id)
