@@ -2,6 +2,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from ovmweb.consoles.api import ConsoleTicketCreateView
+
 from . import views
 
 app_name = "api"
@@ -26,5 +28,6 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("mac-range/", views.MacRangeView.as_view(), name="mac-range"),
+    path("vms/<int:pk>/console-tickets/", ConsoleTicketCreateView.as_view(), name="vm-console-tickets"),
     path("", include(router.urls)),
 ]

@@ -1,0 +1,60 @@
+"""REST endpoint issuing console tickets: POST /api/v1/vms/{id}/console-tickets/."""
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ovmweb.api.mixins import StrictSerializer
+from ovmweb.consoles import services
+from ovmweb.consoles.models import ConsoleKind
+from ovmweb.inventory.selectors import access_vm
+
+
+class ConsoleTicketRequestSerializer(StrictSerializer):
+    kind = serializers.ChoiceField(choices=ConsoleKind.choices, help_text=_("vnc or serial"))
+
+
+class ConsoleTicketSerializer(serializers.Serializer):
+    ticket = serializers.CharField(help_text=_("Single use; valid until expires_at. Shown only once."))
+    kind = serializers.ChoiceField(choices=ConsoleKind.choices)
+    vm = serializers.IntegerField()
+    read_only = serializers.BooleanField()
+    expires_at = serializers.DateTimeField()
+    ws_url = serializers.CharField(help_text=_("WebSocket URL to open, ticket included."))
+
+
+def websocket_path(*, vm_id: int, kind: str) -> str:
+    # Mirrors ovmweb/consoles/routing.py (Channels routes are not reversible).
+    return f"/ws/console/{kind}/{vm_id}/"
+
+
+def websocket_url(request, *, vm_id: int, kind: str, token: str) -> str:
+    scheme = "wss" if request.is_secure() else "ws"
+    return f"{scheme}://{request.get_host()}{websocket_path(vm_id=vm_id, kind=kind)}?ticket={token}"
+
+
+class ConsoleTicketCreateView(APIView):
+    """Issue a console ticket for a running VM (409 when the VM has no console now)."""
+
+    @extend_schema(request=ConsoleTicketRequestSerializer, responses={201: ConsoleTicketSerializer})
+    def post(self, request, pk: int):
+        data = ConsoleTicketRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        vm = access_vm(request.user, pk, "view")
+        kind = data.validated_data["kind"]
+        ticket, token = services.ticket_issue(user=request.user, vm=vm, kind=kind)
+        body = {
+            "ticket": token,
+            "kind": kind,
+            "vm": vm.pk,
+            "read_only": ticket.read_only,
+            "expires_at": ticket.expires_at,
+            "ws_url": websocket_url(request, vm_id=vm.pk, kind=kind, token=token),
+        }
+        response = Response(ConsoleTicketSerializer(body).data, status=status.HTTP_201_CREATED)
+        # The ticket is a credential: keep it out of every cache.
+        response["Cache-Control"] = "no-store"
+        return response

@@ -1,0 +1,270 @@
+"""WebSocket consumers bridging a browser to a VM's VNC or serial console.
+
+The path is browser -> WebSocket -> this consumer -> SSH direct-tcpip channel
+on the server's shared transport (or a TCP socket for the local server) ->
+QEMU's console port on 127.0.0.1. A connection is accepted only for an
+authenticated session, from this site's own origin, presenting a console
+ticket for this user, this VM and this console kind.
+
+Data frames take a fast path: no database work per frame (Channels would run
+``close_old_connections`` in a thread before each one), 1 MiB reads, and
+reads from the console only while the WebSocket side keeps up (see flow.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import parse_qs, urlsplit
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from ovmweb.consoles import services
+from ovmweb.consoles.flow import WriteFlow
+from ovmweb.consoles.models import ConsoleKind
+from ovmweb.consoles.rfb import RfbInputFilter, RfbViolation
+from ovmweb.hypervisor.base import ConnectionFailed
+from ovmweb.inventory.choices import VmStatus
+from ovmweb.inventory.exceptions import Conflict
+from ovmweb.tunnels import pool, streams
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 1024 * 1024
+LIVE_GROUP = "live"
+
+# Close codes (4000-4999 are the application's); the console pages show them.
+CLOSE_NORMAL = 1000
+CLOSE_VM_STOPPED = 4000
+CLOSE_LOGGED_OUT = 4001
+CLOSE_LIFETIME = 4002
+CLOSE_PROTOCOL = 4003
+CLOSE_UNAVAILABLE = 4004
+
+
+def user_group(user_id: int) -> str:
+    return f"console-user-{user_id}"
+
+
+def origin_allowed(scope) -> bool:
+    """The Origin header names this very site (or a configured trusted origin); absent means refused.
+
+    Browsers always send Origin on WebSocket requests, so a missing one is a
+    non-browser client or a stripped header: neither should get a console on
+    the strength of a session cookie.
+    """
+    headers = dict(scope.get("headers") or [])
+    origin = headers.get(b"origin", b"").decode("latin1").strip()
+    host = headers.get(b"host", b"").decode("latin1").strip().lower()
+    if not origin or not host or origin == "null":
+        return False
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    if parts.netloc.lower() == host:
+        return True
+    return f"{parts.scheme}://{parts.netloc}".lower() in {o.lower() for o in settings.CSRF_TRUSTED_ORIGINS}
+
+
+class Refused(Exception):
+    pass
+
+
+class ConsoleConsumer(AsyncWebsocketConsumer):
+    kind: str = ""
+
+    stream: streams.ConsoleStream | None = None
+    session = None
+    ticket = None
+    _pump_task: asyncio.Task | None = None
+    _lifetime_timer: asyncio.TimerHandle | None = None
+    _rfb_filter: RfbInputFilter | None = None
+    _closing = False
+
+    async def dispatch(self, message):
+        # Console frames touch no database; skip Channels' per-frame
+        # close_old_connections round trip through a thread.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
+    # --- opening ---------------------------------------------------------
+
+    async def websocket_connect(self, message):
+        try:
+            await self._open()
+        except Refused as exc:
+            # Never log the query string: it carries the ticket.
+            logger.info("console %s of VM %s refused: %s", self.kind,
+                        self.scope.get("url_route", {}).get("kwargs", {}).get("vm_id"), exc)
+            await self._teardown()
+            await self.close()  # before accept: the handshake is answered 403
+            return
+        await self.accept()
+        loop = asyncio.get_running_loop()
+        self.flow = WriteFlow(self.base_send)
+        self._pump_task = loop.create_task(self._pump())
+        self._lifetime_timer = loop.call_later(
+            settings.OVMWEB_CONSOLE_SESSION_LIFETIME, lambda: loop.create_task(self._end(CLOSE_LIFETIME))
+        )
+
+    async def _open(self) -> None:
+        if not origin_allowed(self.scope):
+            raise Refused("origin not allowed")
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            raise Refused("no authenticated session")
+        try:
+            vm_id = int(self.scope["url_route"]["kwargs"]["vm_id"])
+        except (KeyError, TypeError, ValueError):
+            raise Refused("bad VM id") from None
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        token = (query.get("ticket") or [""])[0]
+        try:
+            self.ticket = await database_sync_to_async(services.ticket_redeem)(
+                token=token, user=user, vm_id=vm_id, kind=self.kind
+            )
+        except (PermissionDenied, Http404, Conflict) as exc:
+            raise Refused(type(exc).__name__) from None
+        try:
+            self.session = services.session_open(user_id=user.pk, vm_id=vm_id)
+        except services.ConsoleLimitReached as exc:
+            raise Refused(str(exc)) from None
+        server, port = services.console_target(self.ticket)
+        loop = asyncio.get_running_loop()
+        try:
+            raw = await loop.run_in_executor(None, pool.open_console_stream, server, port)
+        except ConnectionFailed as exc:
+            raise Refused(f"console unreachable: {exc}") from None
+        self.stream = streams.wrap(raw, loop)
+        if self.ticket.read_only and self.kind == ConsoleKind.VNC:
+            self._rfb_filter = RfbInputFilter()
+        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        await self.channel_layer.group_add(LIVE_GROUP, self.channel_name)
+        self.groups = [user_group(user.pk), LIVE_GROUP]
+
+    # --- console -> browser ------------------------------------------------
+
+    async def _pump(self) -> None:
+        stream, flow = self.stream, self.flow
+        send = self.base_send
+        try:
+            while True:
+                data = stream.read_nowait(READ_SIZE)
+                if data is None:
+                    await stream.wait_readable()
+                    continue
+                if not data:
+                    break
+                # The next chunk is already read; hand it over once the last one has left.
+                await flow.wait_writable()
+                if flow.stopped:
+                    return
+                await send({"type": "websocket.send", "bytes": data})
+            # End of the console stream: everything read has been handed to the
+            # server; let it leave before the close frame queues behind it.
+            await flow.wait_writable()
+        except (OSError, EOFError) as exc:
+            logger.info("console %s stream failed: %s", self.kind, exc)
+        await self._end(CLOSE_NORMAL, from_pump=True)
+
+    # --- browser -> console ------------------------------------------------
+
+    async def websocket_receive(self, message):
+        stream = self.stream
+        if stream is None or self._closing:
+            return
+        data = message.get("bytes")
+        if data is None:
+            data = (message.get("text") or "").encode("utf-8")
+        if self.ticket.read_only:
+            if self._rfb_filter is None:
+                return  # a read-only serial console: input is dropped
+            try:
+                data = self._rfb_filter.feed(data)
+            except RfbViolation as exc:
+                logger.info("read-only VNC console closed: %s", exc)
+                await self._end(CLOSE_PROTOCOL)
+                return
+        if not data:
+            return
+        try:
+            if stream.write_would_block(len(data)):
+                # The console is not taking input as fast as it comes: stop
+                # reading from the browser rather than queue without bound.
+                self.flow.pause_reading()
+                try:
+                    await stream.write(data)
+                finally:
+                    self.flow.resume_reading()
+            else:
+                await stream.write(data)
+        except (OSError, EOFError) as exc:
+            logger.info("console %s write failed: %s", self.kind, exc)
+            await self._end(CLOSE_UNAVAILABLE)
+
+    # --- endings -----------------------------------------------------------
+
+    async def console_close(self, event):
+        """Group message: the session's user logged out (or an administrator closed it)."""
+        await self._end(event.get("code", CLOSE_LOGGED_OUT))
+
+    async def live_update(self, event):
+        if event.get("topic") != "vm" or self.ticket is None:
+            return
+        payload = event.get("payload") or {}
+        if payload.get("id") != self.ticket.vm_id:
+            return
+        status = payload.get("status")
+        moved = "server_id" in payload and payload["server_id"] != self.ticket.vm.server_id
+        if status in (VmStatus.STOPPED, VmStatus.TEMPLATE) or moved:
+            await self._end(CLOSE_VM_STOPPED)
+
+    async def _end(self, code: int, *, from_pump: bool = False) -> None:
+        """Close both sides once: the console stream and the WebSocket."""
+        if self._closing:
+            return
+        self._closing = True
+        await self._teardown(from_pump=from_pump)
+        await self.close(code=code)
+
+    async def _teardown(self, *, from_pump: bool = False) -> None:
+        if self._lifetime_timer is not None:
+            self._lifetime_timer.cancel()
+            self._lifetime_timer = None
+        task, self._pump_task = self._pump_task, None
+        if task is not None and not from_pump and task is not asyncio.current_task():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            # close() unregisters the fd from the loop before closing the channel.
+            await stream.close()
+        if getattr(self, "flow", None) is not None:
+            self.flow.detach()
+        session, self.session = self.session, None
+        if session is not None:
+            services.session_close(session)
+
+    async def websocket_disconnect(self, message):
+        self._closing = True
+        await self._teardown()
+        for group in self.groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        raise StopConsumer()
+
+
+class VncConsoleConsumer(ConsoleConsumer):
+    kind = ConsoleKind.VNC
+
+
+class SerialConsoleConsumer(ConsoleConsumer):
+    kind = ConsoleKind.SERIAL

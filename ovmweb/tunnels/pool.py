@@ -1,0 +1,147 @@
+"""One SSH transport per server, shared by all of its consoles and tunnels.
+
+A transport is opened on first use, kept alive with SSH keepalives, and
+replaced transparently when it has died (server rebooted, network blip).
+Opening a console is then one direct-tcpip channel on the existing
+connection: no handshake, no authentication, a few hundred microseconds.
+
+Servers with the ``local`` transport are this machine: their console ports
+are reached with a plain TCP connection instead.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+
+import paramiko
+
+from ovmweb.hypervisor.base import ConnectionFailed
+from ovmweb.inventory.choices import Transport
+from ovmweb.tunnels import ssh
+from ovmweb.tunnels.credentials import decrypt_credentials
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10
+
+
+@dataclass
+class _Entry:
+    client: paramiko.SSHClient
+    # What the transport was opened with: a server edited since (new address,
+    # new pinned key, new credentials) must not keep using the old connection.
+    identity: tuple
+
+
+_entries: dict[int, _Entry] = {}
+_lock = threading.Lock()
+# One lock per server so that a slow or unreachable server does not hold up
+# consoles of every other server while it connects.
+_server_locks: dict[int, threading.Lock] = {}
+
+
+def _identity(server) -> tuple:
+    return (server.hostname, server.ssh_port, server.ssh_user, server.host_key_fingerprint, server.credentials_encrypted)
+
+
+def _server_lock(server_id: int) -> threading.Lock:
+    with _lock:
+        return _server_locks.setdefault(server_id, threading.Lock())
+
+
+def _open_client(server) -> paramiko.SSHClient:
+    credentials = decrypt_credentials(server.credentials_encrypted)
+    return ssh.connect(
+        hostname=server.hostname,
+        port=server.ssh_port,
+        username=server.ssh_user,
+        password=credentials.get("password"),
+        private_key=credentials.get("private_key"),
+        expected_fingerprint=server.host_key_fingerprint,
+        timeout=CONNECT_TIMEOUT,
+    )
+
+
+def transport_for(server) -> paramiko.Transport:
+    """The live, authenticated transport to ``server`` (opened or reopened as needed).
+
+    Raises ``HostKeyMismatch`` / ``ConnectionFailed`` like ``ssh.connect``.
+    """
+    if server.transport != Transport.SSH:
+        raise ConnectionFailed(f"server {server.name} is local: it has no SSH transport")
+    identity = _identity(server)
+    with _server_lock(server.pk):
+        entry = _entries.get(server.pk)
+        if entry is not None:
+            transport = entry.client.get_transport()
+            if entry.identity == identity and transport is not None and transport.is_active():
+                return transport
+            logger.info("SSH transport to server %s is %s; reconnecting", server.name,
+                        "outdated" if entry.identity != identity else "dead")
+            entry.client.close()
+            _entries.pop(server.pk, None)
+        client = _open_client(server)
+        _entries[server.pk] = _Entry(client=client, identity=identity)
+        return client.get_transport()
+
+
+def open_direct_tcpip(server, port: int) -> paramiko.Channel:
+    """A channel to 127.0.0.1:``port`` on ``server`` (an SSH direct-tcpip forward).
+
+    Retries once on a fresh transport: a transport that died since its last
+    keepalive is only noticed when a channel open fails.
+    """
+    for attempt in (1, 2):
+        transport = transport_for(server)
+        try:
+            return transport.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT)
+        except paramiko.ChannelException as exc:
+            # The server answered: the port is closed (VM not running there); no retry helps.
+            raise ConnectionFailed(f"server {server.name} refused a tunnel to port {port}: {exc}") from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            if attempt == 2:
+                raise ConnectionFailed(f"tunnel to server {server.name} failed: {exc}") from exc
+            _discard(server.pk, transport)
+    raise AssertionError("unreachable")
+
+
+def _discard(server_id: int, transport: paramiko.Transport) -> None:
+    with _server_lock(server_id):
+        entry = _entries.get(server_id)
+        if entry is not None and entry.client.get_transport() is transport:
+            entry.client.close()
+            _entries.pop(server_id, None)
+
+
+def open_local_socket(port: int) -> socket.socket:
+    """A TCP connection to 127.0.0.1:``port`` on this machine, Nagle off (consoles are interactive)."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=CONNECT_TIMEOUT)
+    except OSError as exc:
+        raise ConnectionFailed(f"console port {port} on this machine is not reachable: {exc}") from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(None)
+    return sock
+
+
+def open_console_stream(server, port: int) -> paramiko.Channel | socket.socket:
+    """A byte stream to 127.0.0.1:``port`` of ``server``: a TCP socket if local, an SSH channel otherwise."""
+    if server.transport == Transport.LOCAL:
+        return open_local_socket(port)
+    return open_direct_tcpip(server, port)
+
+
+def close_server(server_id: int) -> None:
+    with _server_lock(server_id):
+        entry = _entries.pop(server_id, None)
+    if entry is not None:
+        entry.client.close()
+
+
+def close_all() -> None:
+    with _lock:
+        ids = list(_entries)
+    for server_id in ids:
+        close_server(server_id)

@@ -1,0 +1,134 @@
+"""Console byte streams (an SSH channel or a TCP socket) driven from an asyncio loop.
+
+Nothing here blocks the event loop: reads happen only when the stream's file
+descriptor says data (or end of stream) is there, and paramiko's sends, which
+may wait for the SSH window or the transport lock, run on a thread pool.
+The descriptor is unregistered from the loop before the stream is closed: a
+later stream reusing the same fd number would otherwise never be woken.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import paramiko
+
+# Sends to SSH channels block only while the remote window is exhausted; a
+# pool of its own keeps one stalled console from starving Django's
+# sync_to_async threads.
+_writers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="console-write")
+
+
+class ConsoleStream:
+    """Common interface; ``read_nowait`` returns None when nothing is there, b"" at end of stream."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._fd: int | None = None
+        self.closed = False
+
+    def fileno(self) -> int:
+        raise NotImplementedError
+
+    def read_nowait(self, size: int) -> bytes | None:
+        raise NotImplementedError
+
+    async def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def write_would_block(self, size: int) -> bool:
+        return False
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    async def wait_readable(self) -> None:
+        future = self._loop.create_future()
+
+        def ready() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        fd = self.fileno()
+        self._loop.add_reader(fd, ready)
+        self._fd = fd
+        try:
+            await future
+        finally:
+            self._unregister()
+
+    def _unregister(self) -> None:
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            self._fd = None
+
+    async def read(self, size: int) -> bytes:
+        """Wait for data; b"" at end of stream."""
+        while True:
+            data = self.read_nowait(size)
+            if data is not None:
+                return data
+            await self.wait_readable()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._unregister()
+        await self._close()
+
+
+class ChannelStream(ConsoleStream):
+    def __init__(self, channel: paramiko.Channel, loop: asyncio.AbstractEventLoop):
+        super().__init__(loop)
+        self.channel = channel
+
+    def fileno(self) -> int:
+        return self.channel.fileno()
+
+    def read_nowait(self, size: int) -> bytes | None:
+        chan = self.channel
+        # recv() only when it cannot wait: data buffered, or the stream ended.
+        if chan.recv_ready() or chan.eof_received or chan.closed:
+            return chan.recv(size)
+        return None
+
+    def write_would_block(self, size: int) -> bool:
+        return self.channel.out_window_size < size
+
+    async def write(self, data: bytes) -> None:
+        await self._loop.run_in_executor(_writers, self.channel.sendall, data)
+
+    async def _close(self) -> None:
+        await self._loop.run_in_executor(_writers, self.channel.close)
+
+
+class SocketStream(ConsoleStream):
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop):
+        super().__init__(loop)
+        self.sock = sock
+        sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read_nowait(self, size: int) -> bytes | None:
+        try:
+            return self.sock.recv(size)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except ConnectionResetError:
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        await self._loop.sock_sendall(self.sock, data)
+
+    async def _close(self) -> None:
+        self.sock.close()
+
+
+def wrap(stream, loop: asyncio.AbstractEventLoop) -> ConsoleStream:
+    if isinstance(stream, paramiko.Channel):
+        return ChannelStream(stream, loop)
+    return SocketStream(stream, loop)

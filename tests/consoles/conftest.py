@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import pytest
+from channels.layers import channel_layers
+from django.contrib.auth.models import Permission
+
+from ovmweb.inventory import choices
+from ovmweb.tunnels import pool
+from ovmweb.tunnels.credentials import encrypt_credentials
+from tests import factories
+from tests.consoles.targets import TcpTarget
+from tests.tunnels.sshd import sshd  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    # Each test runs its own event loop; an in-memory layer holds asyncio queues
+    # and group memberships from the previous one.
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+    pool.close_all()
+
+
+@pytest.fixture
+def operator(db):
+    """A user who may use VMs (view + change), not a superuser."""
+    user = factories.UserFactory(username="operator")
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_virtualmachine", "change_virtualmachine"])
+    )
+    return user
+
+
+@pytest.fixture
+def viewer(db):
+    user = factories.UserFactory(username="viewer")
+    user.user_permissions.add(Permission.objects.get(codename="view_virtualmachine"))
+    return user
+
+
+@pytest.fixture
+def stranger(db):
+    """Authenticated, but without any VM permission."""
+    return factories.UserFactory(username="stranger")
+
+
+@pytest.fixture
+def make_target():
+    targets = []
+
+    def make(mode: str, payload: bytes = b"") -> TcpTarget:
+        target = TcpTarget(mode, payload)
+        targets.append(target)
+        return target
+
+    yield make
+    for target in targets:
+        target.close()
+
+
+@pytest.fixture
+def local_server(db):
+    return factories.ServerFactory(name="local", hostname="localhost", transport=choices.Transport.LOCAL)
+
+
+@pytest.fixture
+def ssh_server(db, sshd):  # noqa: F811
+    return factories.ServerFactory(
+        name="sshd",
+        hostname=sshd["hostname"],
+        ssh_port=sshd["port"],
+        ssh_user=sshd["username"],
+        transport=choices.Transport.SSH,
+        host_key_fingerprint=sshd["fingerprint"],
+        credentials_encrypted=encrypt_credentials({"private_key": sshd["private_key"]}),
+    )
+
+
+@pytest.fixture
+def running_vm(db):
+    def make(server, port: int, **fields):
+        return factories.VirtualMachineFactory(
+            server=server,
+            server_pool=server.server_pool,
+            status=choices.VmStatus.RUNNING,
+            vnc_port=port,
+            serial_port=port,
+            **fields,
+        )
+
+    return make
