@@ -369,6 +369,8 @@ class VmCreateSerializer(VmUpdateSerializer):
 
     class Meta(VmUpdateSerializer.Meta):
         fields = _VM_EDITABLE + ["server_pool", "repository", "source", "disks", "vnics"]
+        # The domain type and guest OS decide which rules apply: no silent default.
+        extra_kwargs = {"domain_type": {"required": True}, "os_type": {"required": True}}
 
 
 class VmMigrateSerializer(StrictSerializer):
