@@ -1,0 +1,179 @@
+"""Bytes through the consumer: intact both ways, in order, to the last byte, and clean endings."""
+import hashlib
+import os
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+
+from ovmweb.consoles import services
+from ovmweb.consoles.consumers import CLOSE_LIFETIME, CLOSE_LOGGED_OUT, CLOSE_NORMAL, CLOSE_VM_STOPPED
+from tests.consoles import ws
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(params=["local", "ssh"])
+def server(request):
+    """Every bridging test runs against a local TCP port and through the real sshd's direct-tcpip."""
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+def _open(user, vm, kind="serial"):
+    return ws.communicator(f"/ws/console/{kind}/{vm.pk}/?ticket={ws.issue(user, vm, kind)}", ws.headers(user))
+
+
+def test_echo_intact_both_ways(operator, server, running_vm, make_target):
+    vm = running_vm(server, make_target("echo").port)
+    comm = _open(operator, vm, "vnc")
+    # Frames of many sizes, including empty-ish and larger than one SSH packet.
+    frames = [os.urandom(n) for n in (1, 7, 100, 4096, 65536, 300_000, 1, 1 << 20)]
+
+    async def run():
+        assert (await comm.connect())[0]
+        received = bytearray()
+        for frame in frames:
+            await comm.send_to(bytes_data=frame)
+        want = sum(map(len, frames))
+        while len(received) < want:
+            received += await comm.receive_from(timeout=10)
+        await comm.disconnect()
+        return bytes(received)
+
+    assert async_to_sync(run)() == b"".join(frames)
+
+
+def test_end_of_stream_from_console_delivered_then_closed(operator, server, running_vm, make_target):
+    payload = os.urandom(6 * 1024 * 1024 + 123)
+    vm = running_vm(server, make_target("source", payload).port)
+    comm = _open(operator, vm)
+
+    async def run():
+        assert (await comm.connect())[0]
+        return await ws.collect(comm, timeout=20)
+
+    data, code = async_to_sync(run)()
+    assert hashlib.sha256(data).hexdigest() == hashlib.sha256(payload).hexdigest()
+    assert len(data) == len(payload)
+    assert code == CLOSE_NORMAL
+
+
+def test_end_of_stream_from_browser_delivered(operator, server, running_vm, make_target):
+    target = make_target("sink")
+    vm = running_vm(server, target.port)
+    comm = _open(operator, vm, "vnc")
+    frames = [os.urandom(256 * 1024) for _ in range(12)] + [b"tail"]
+
+    async def run():
+        assert (await comm.connect())[0]
+        for frame in frames:
+            await comm.send_to(bytes_data=frame)
+        await comm.disconnect()
+
+    async_to_sync(run)()
+    assert target.done.wait(10)
+    expected = b"".join(frames)
+    assert target.received == [(len(expected), hashlib.sha256(expected).hexdigest())]
+
+
+def test_text_frames_are_sent_as_utf8(operator, local_server, running_vm, make_target):
+    vm = running_vm(local_server, make_target("echo").port)
+    comm = _open(operator, vm)
+
+    async def run():
+        assert (await comm.connect())[0]
+        await comm.send_to(text_data="uname -n ✓\r")
+        got = await comm.receive_from(timeout=5)
+        await comm.disconnect()
+        return got
+
+    assert async_to_sync(run)() == "uname -n ✓\r".encode()
+
+
+def test_view_only_serial_is_read_only(viewer, local_server, running_vm, make_target):
+    sink = make_target("sink")
+    vm = running_vm(local_server, sink.port)
+    ticket, token = services.ticket_issue(user=viewer, vm=vm, kind="serial")
+    assert ticket.read_only is True
+    comm = ws.communicator(f"/ws/console/serial/{vm.pk}/?ticket={token}", ws.headers(viewer))
+
+    async def run():
+        assert (await comm.connect())[0]
+        await comm.send_to(text_data="reboot\r")
+        await comm.send_to(bytes_data=b"rm -rf /\r")
+        await comm.disconnect()
+
+    async_to_sync(run)()
+    assert sink.done.wait(10)
+    assert sink.received == [(0, hashlib.sha256(b"").hexdigest())]
+
+
+def test_view_only_vnc_passes_screen_requests_drops_input(viewer, local_server, running_vm, make_target):
+    sink = make_target("sink")
+    vm = running_vm(local_server, sink.port)
+    token = ws.issue(viewer, vm, "vnc")
+    comm = ws.communicator(f"/ws/console/vnc/{vm.pk}/?ticket={token}", ws.headers(viewer))
+    handshake = b"RFB 003.008\n" + b"\x01" + b"\x01"
+    update_request = b"\x03\x00" + b"\x00\x00\x00\x00\x04\x00\x03\x00"
+    key_down = b"\x04\x01\x00\x00\x00\x00\x00\x61"
+    pointer = b"\x05\x01\x00\x10\x00\x10"
+
+    async def run():
+        assert (await comm.connect())[0]
+        for frame in (handshake, key_down[:3], key_down[3:] + update_request, pointer):
+            await comm.send_to(bytes_data=frame)
+        await comm.disconnect()
+
+    async_to_sync(run)()
+    assert sink.done.wait(10)
+    expected = handshake + update_request
+    assert sink.received == [(len(expected), hashlib.sha256(expected).hexdigest())]
+
+
+def _await_close(comm, trigger):
+    async def run():
+        assert (await comm.connect())[0]
+        await trigger()
+        message = await comm.receive_output(timeout=10)
+        while message["type"] != "websocket.close":
+            message = await comm.receive_output(timeout=10)
+        return message.get("code")
+
+    return async_to_sync(run)()
+
+
+def test_logout_closes_the_users_consoles(operator, local_server, running_vm, make_target):
+    from django.contrib.auth.signals import user_logged_out
+
+    vm = running_vm(local_server, make_target("echo").port)
+    comm = _open(operator, vm)
+
+    @database_sync_to_async
+    def logout():
+        user_logged_out.send(sender=type(operator), request=None, user=operator)
+
+    assert _await_close(comm, logout) == CLOSE_LOGGED_OUT
+
+
+def test_vm_stop_closes_console(operator, local_server, running_vm, make_target):
+    from ovmweb.inventory.services.vms import vm_set_status
+
+    vm = running_vm(local_server, make_target("echo").port)
+    comm = _open(operator, vm)
+
+    @database_sync_to_async
+    def stop():
+        vm_set_status(vm=vm, status="STOPPED", reason="test")
+
+    assert _await_close(comm, stop) == CLOSE_VM_STOPPED
+
+
+def test_session_lifetime(operator, local_server, running_vm, make_target, settings):
+    settings.OVMWEB_CONSOLE_SESSION_LIFETIME = 0.3
+    vm = running_vm(local_server, make_target("echo").port)
+    comm = _open(operator, vm)
+
+    async def nothing():
+        return None
+
+    assert _await_close(comm, nothing) == CLOSE_LIFETIME
