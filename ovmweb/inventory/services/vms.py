@@ -108,7 +108,7 @@ def vm_set_status(
 def _lock_row(vm: VirtualMachine) -> VirtualMachine:
     # On PostgreSQL this row lock serialises concurrent actions; on SQLite the
     # IMMEDIATE transaction already holds the database write lock from BEGIN.
-    return VirtualMachine.objects.select_for_update().select_related("server_pool", "server", "repository").get(pk=vm.pk)
+    return VirtualMachine.objects.select_for_update(of=("self",)).select_related("server_pool", "server", "repository").get(pk=vm.pk)
 
 
 # --------------------------------------------------------------------------
