@@ -1,0 +1,108 @@
+"""Job operations on servers: ``server.discover``."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from ovmweb.hypervisor import connections
+from ovmweb.hypervisor.base import ConnectionFailed, HostKeyMismatch, OperationFailed
+from ovmweb.jobs.registry import JobContext, operation
+
+from ..choices import Transport
+from ..models import Server
+from ..services import servers as server_services
+
+
+def parse_cpuinfo(text: str) -> dict:
+    """Vendor, family, model, model name and logical CPU count from /proc/cpuinfo."""
+    facts: dict = {"cores": 0}
+    for line in text.splitlines():
+        key, _sep, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "processor":
+            facts["cores"] += 1
+        elif key == "vendor_id":
+            facts.setdefault("vendor", value)
+        elif key == "cpu family" and value.isdigit():
+            facts.setdefault("family", int(value))
+        elif key == "model" and value.isdigit():
+            facts.setdefault("model", int(value))
+        elif key == "model name":
+            facts.setdefault("model_name", value)
+    return facts
+
+
+def parse_meminfo(text: str) -> int:
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def _ssh_probe(ctx: JobContext, server: Server) -> tuple[str, str, str]:
+    """(cpuinfo, meminfo, host key) read over SSH with the pinned host key."""
+    from ovmweb.tunnels import credentials, ssh
+
+    secret = credentials.decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
+    client = ssh.connect(
+        hostname=server.hostname, port=server.ssh_port, username=server.ssh_user, password=secret.get("password"),
+        private_key=secret.get("private_key"), expected_fingerprint=server.host_key_fingerprint,
+    )
+    try:
+        key = client.get_transport().get_remote_server_key()
+        ctx.log(_("Host key %(fp)s verified.") % {"fp": ssh.host_key_fingerprint(key)})
+        status, out, _err = ssh.run(client, "command -v libvirtd || command -v virtqemud || test -S /var/run/libvirt/libvirt-sock")
+        if status != 0:
+            raise OperationFailed(_("No libvirt on %(host)s: install libvirt-daemon and QEMU there.") % {"host": server.hostname})
+        _s, cpuinfo, _e = ssh.run(client, "cat /proc/cpuinfo")
+        _s, meminfo, _e = ssh.run(client, "cat /proc/meminfo")
+        return cpuinfo, meminfo, f"{key.get_name()} {key.get_base64()}"
+    finally:
+        client.close()
+
+
+@operation("server.discover")
+def server_discover(ctx: JobContext, *, server_id: int) -> dict:
+    server = Server.objects.get(pk=server_id)
+    try:
+        ctx.progress(10, _("Connecting"))
+        host_key = ""
+        if server.transport == Transport.SSH:
+            cpuinfo, meminfo, host_key = _ssh_probe(ctx, server)
+            server.host_key = host_key  # the libvirt connection pins the same key
+            Server.objects.filter(pk=server.pk).update(host_key=host_key)
+        else:
+            cpuinfo, meminfo = Path("/proc/cpuinfo").read_text(), Path("/proc/meminfo").read_text()
+        ctx.progress(40, _("Connecting to libvirt"))
+        connections.forget(server)
+        driver = connections.driver_for(server)
+        facts = driver.host_facts()
+        cpu = parse_cpuinfo(cpuinfo)
+        ctx.progress(60, _("Probing KVM"))
+        kvm = driver.probe_kvm(timeout=settings.OVMWEB_KVM_PROBE_TIMEOUT) if not settings.OVMWEB_HYPERVISOR_URI else False
+        ctx.log(_("KVM usable: %(kvm)s") % {"kvm": _("yes") if kvm else _("no, guests run under TCG")})
+        types = ["kvm", "qemu"] if kvm else [t for t in facts.domain_types if t != "kvm"] or ["qemu"]
+        facts = dataclasses.replace(
+            facts,
+            cpu_vendor=cpu.get("vendor", facts.cpu_vendor),
+            cpu_family=cpu.get("family"),
+            cpu_model=cpu.get("model"),
+            cpu_model_name=cpu.get("model_name", facts.cpu_model_name),
+            cpu_cores=cpu.get("cores") or facts.cpu_cores,
+            memory_mib=parse_meminfo(meminfo) or facts.memory_mib,
+            domain_types=types,
+        )
+        server = server_services.server_record_facts(server=server, facts=facts, host_key=host_key, job=ctx.job)
+    except HostKeyMismatch as exc:
+        message = _("Host key verification failed for %(host)s: the server offered %(offered)s, expected %(expected)s.") % {
+            "host": server.hostname, "offered": exc.offered_fingerprint, "expected": server.host_key_fingerprint}
+        server_services.server_discovery_failed(server=server, error=message, job=ctx.job)
+        raise OperationFailed(message) from exc
+    except (ConnectionFailed, OperationFailed) as exc:
+        server_services.server_discovery_failed(server=server, error=str(exc), job=ctx.job)
+        raise
+    return {"server_id": server.pk, "domain_types": server.domain_types, "host_uuid": server.host_uuid}
+

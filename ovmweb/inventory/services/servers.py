@@ -1,0 +1,201 @@
+"""Servers: discovery, updates, inbound migration lock, reachability.
+
+Rules kept here (and only here):
+- a server is trusted only under the host-key fingerprint given at discovery
+  (never learned on first use); its credentials are stored encrypted and never
+  returned;
+- KVM counts as usable only when a probe domain really ran under it;
+- an unreachable server has every VM on it STOPPED with an OFFLINE event.
+"""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ovmweb.hypervisor.base import HostFacts
+from ovmweb.jobs.choices import Severity
+from ovmweb.jobs.live import publish
+from ovmweb.jobs.models import Job
+from ovmweb.jobs.services import event_record, job_submit
+
+from ..choices import ServerStatus, Transport, VmStatus
+from ..models import Server, ServerPool
+
+_UPDATABLE = {"name", "server_pool", "compatibility_group", "status_message"}
+
+
+def server_payload(server: Server) -> dict:
+    return {"id": server.pk, "name": server.name, "status": server.status, "hostname": server.hostname}
+
+
+def server_discover(
+    *,
+    user,
+    hostname: str,
+    transport: str,
+    ssh_port: int = 22,
+    ssh_user: str = "root",
+    password: str | None = None,
+    private_key: str | None = None,
+    host_key_fingerprint: str = "",
+    name: str | None = None,
+    server_pool: ServerPool | None = None,
+) -> Job:
+    """Record the server (or refresh a known one) and queue ``server.discover``."""
+    from ovmweb.tunnels.credentials import encrypt_credentials
+    from ovmweb.tunnels.ssh import normalize_fingerprint
+
+    if transport == Transport.SSH:
+        if not host_key_fingerprint:
+            raise ValidationError({"host_key_fingerprint": [_("The expected host key fingerprint is required.")]})
+        if not password and not private_key:
+            raise ValidationError({"password": [_("Give a password or a private key.")]})
+        host_key_fingerprint = normalize_fingerprint(host_key_fingerprint)
+    with transaction.atomic():
+        server = Server.objects.select_for_update().filter(hostname=hostname, ssh_port=ssh_port).first()
+        if server is None:
+            default = hostname if ssh_port == 22 else f"{hostname}:{ssh_port}"
+            server = Server(hostname=hostname, ssh_port=ssh_port, name=name or default)
+        elif name:
+            server.name = name
+        server.transport = transport
+        server.ssh_user = ssh_user
+        if transport == Transport.SSH:
+            if server.host_key_fingerprint != host_key_fingerprint:
+                server.host_key = ""  # the pinned key follows the fingerprint
+            server.host_key_fingerprint = host_key_fingerprint
+            secret = {"password": password} if password else {"private_key": private_key}
+            server.credentials_encrypted = encrypt_credentials(secret)
+        if server_pool is not None:
+            server.server_pool = server_pool
+        if server.status != ServerStatus.RUNNING:
+            server.status = ServerStatus.DISCOVERING
+        server.full_clean()
+        server.save()
+        return job_submit(
+            operation="server.discover",
+            summary=_("Discover server %(name)s") % {"name": server.name},
+            user=user,
+            target=server,
+            params={"server_id": server.pk},
+            lock=[server],
+        )
+
+
+@transaction.atomic
+def server_record_facts(*, server: Server, facts: HostFacts, host_key: str = "", job: Job | None = None) -> Server:
+    """Store what discovery read from the server and mark it RUNNING."""
+    server = Server.objects.select_for_update().get(pk=server.pk)
+    server.host_uuid = facts.host_uuid
+    server.cpu_vendor = facts.cpu_vendor[:64]
+    server.cpu_family = facts.cpu_family
+    server.cpu_model = facts.cpu_model
+    server.cpu_model_name = facts.cpu_model_name[:255]
+    server.cpu_cores = facts.cpu_cores
+    server.memory_mib = facts.memory_mib
+    server.libvirt_version = facts.libvirt_version
+    server.qemu_version = facts.qemu_version
+    server.domain_types = list(facts.domain_types)
+    if host_key:
+        server.host_key = host_key
+    server.status = ServerStatus.RUNNING
+    server.status_message = ""
+    server.last_seen_at = timezone.now()
+    server.full_clean()
+    server.save()
+    event_record(
+        obj=server,
+        type="server.discovered",
+        text=_("Server %(name)s discovered: %(vendor)s %(model)s, %(cores)s cores, %(mem)s MiB, libvirt %(lv)s, QEMU %(qv)s, %(types)s.")
+        % {
+            "name": server.name, "vendor": server.cpu_vendor, "model": server.cpu_model_name, "cores": server.cpu_cores,
+            "mem": server.memory_mib, "lv": server.libvirt_version, "qv": server.qemu_version,
+            "types": "/".join(server.domain_types),
+        },
+        job=job,
+    )
+    publish("server", server_payload(server))
+    return server
+
+
+@transaction.atomic
+def server_discovery_failed(*, server: Server, error: str, job: Job | None = None) -> None:
+    """A server that was never discovered leaves nothing behind; a known one is marked unreachable."""
+    server = Server.objects.select_for_update().filter(pk=server.pk).first()
+    if server is None:
+        return
+    if server.last_seen_at is None and not server.vms.exists() and not server.local_repositories.exists():
+        event_record(obj=None, type="server.discovery_failed", text=_("Discovery of %(host)s failed: %(error)s")
+                     % {"host": server.hostname, "error": error}, severity=Severity.ERROR, job=job)
+        server.delete()
+        return
+    server.status = ServerStatus.UNREACHABLE
+    server.status_message = error[:2000]
+    server.save(update_fields=["status", "status_message", "updated_at"])
+    publish("server", server_payload(server))
+
+
+@transaction.atomic
+def server_update(*, server: Server, user, **changes) -> Server:
+    unknown = sorted(set(changes) - _UPDATABLE)
+    if unknown:
+        raise ValidationError({name: _("This field cannot be changed here.") for name in unknown})
+    server = Server.objects.select_for_update().get(pk=server.pk)
+    for field, value in changes.items():
+        setattr(server, field, value)
+    server.full_clean()
+    server.save()
+    event_record(obj=server, type="server.updated", text=_("Server %(name)s updated.") % {"name": server.name}, user=user)
+    publish("server", server_payload(server))
+    return server
+
+
+@transaction.atomic
+def server_set_inbound_lock(*, server: Server, user, locked: bool) -> Server:
+    """Seed 7.12: nothing is started or migrated onto a locked server (except HA failover)."""
+    server = Server.objects.select_for_update().get(pk=server.pk)
+    server.inbound_migration_lock = locked
+    server.save(update_fields=["inbound_migration_lock", "updated_at"])
+    text = _("Inbound migration lock on %(name)s set.") if locked else _("Inbound migration lock on %(name)s cleared.")
+    event_record(obj=server, type="server.inbound_lock", text=text % {"name": server.name}, user=user)
+    publish("server", server_payload(server))
+    return server
+
+
+def server_mark_unreachable(*, server: Server, error: str) -> Server:
+    """The server cannot be reached: its VMs are STOPPED with OFFLINE events (seed 7.8)."""
+    from .vms import vm_set_status
+
+    with transaction.atomic():
+        server = Server.objects.select_for_update().get(pk=server.pk)
+        changed = server.status != ServerStatus.UNREACHABLE
+        server.status = ServerStatus.UNREACHABLE
+        server.status_message = error[:2000]
+        server.save(update_fields=["status", "status_message", "updated_at"])
+        if changed:
+            event_record(obj=server, type="server.unreachable", text=_("Server %(name)s is unreachable: %(error)s")
+                         % {"name": server.name, "error": error}, severity=Severity.CRITICAL)
+            publish("server", server_payload(server))
+    for vm in server.vms.exclude(status__in=[VmStatus.STOPPED, VmStatus.TEMPLATE]):
+        vm_set_status(vm=vm, status=VmStatus.STOPPED, event_type="vm.offline", severity=Severity.WARNING,
+                      reason=_("%(vm)s is OFFLINE: its server %(server)s cannot be reached.") % {"vm": vm.name, "server": server.name},
+                      vnc_port=None, serial_port=None)
+    return server
+
+
+def server_mark_reachable(*, server: Server) -> Server:
+    with transaction.atomic():
+        server = Server.objects.select_for_update().get(pk=server.pk)
+        previous = server.status
+        server.last_seen_at = timezone.now()
+        fields = ["last_seen_at"]
+        if previous == ServerStatus.UNREACHABLE:
+            server.status = ServerStatus.RUNNING
+            server.status_message = ""
+            fields += ["status", "status_message", "updated_at"]
+            event_record(obj=server, type="server.reachable", text=_("Server %(name)s is reachable again.") % {"name": server.name})
+            publish("server", server_payload(server))
+        server.save(update_fields=fields)
+    return server

@@ -1,0 +1,211 @@
+"""ISO files and virtual disks in repositories, and each VM's configuration copy.
+
+Rules kept here: an ISO must carry the ISO 9660 signature; a disk attached to
+a running VM is not deleted; a disk or ISO that does not fit the repository's
+free space is refused; a failed creation leaves neither a volume nor a record.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid as uuidlib
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from ovmweb.jobs.models import Job
+from ovmweb.jobs.services import event_record, job_submit
+
+from ..choices import CloneType, Transport, VmStatus
+from ..exceptions import Conflict
+from ..models import IsoFile, Repository, VirtualDisk, VirtualMachine
+from .repositories import pool_name, repository_servers
+
+ISO9660_OFFSET = 0x8001
+ISO9660_MAGIC = b"CD001"
+CLONE_TYPES = {CloneType.THIN: "thin", CloneType.SPARSE: "sparse", CloneType.NON_SPARSE: "non_sparse"}
+
+
+def is_iso9660(path: str | Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(ISO9660_OFFSET)
+        return fh.read(5) == ISO9660_MAGIC
+
+
+def _staging_dir() -> Path:
+    path = Path(settings.VAR_DIR) / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _check_iso_name(repository: Repository, name: str) -> None:
+    if not name or "/" in name or name.startswith("."):
+        raise ValidationError({"name": [_("Give a plain file name.")]})
+    if IsoFile.objects.filter(repository=repository, name=name).exists():
+        raise ValidationError({"name": [_("An ISO file of that name is already in the repository.")]})
+
+
+def iso_upload(*, repository: Repository, user, name: str, fileobj, size: int) -> Job:
+    """Stage the upload on the manager, then a job streams it into ISOs/ of the repository."""
+    _check_iso_name(repository, name)
+    staged = _staging_dir() / uuidlib.uuid4().hex
+    with open(staged, "wb") as out:
+        shutil.copyfileobj(fileobj, out, 1024 * 1024)
+    with transaction.atomic():
+        return job_submit(operation="iso.upload", summary=_("Upload ISO %(name)s") % {"name": name}, user=user,
+                          target=repository, params={"repository_id": repository.pk, "name": name, "staged": str(staged),
+                                                     "size": os.path.getsize(staged)})
+
+
+def iso_import(*, repository: Repository, user, url: str) -> Job:
+    if not url.startswith(("http://", "https://")):
+        raise ValidationError({"url": [_("Give an HTTP or HTTPS URL.")]})
+    name = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+    _check_iso_name(repository, name)
+    with transaction.atomic():
+        return job_submit(operation="iso.import", summary=_("Import ISO %(name)s") % {"name": name}, user=user,
+                          target=repository, params={"repository_id": repository.pk, "name": name, "url": url})
+
+
+@transaction.atomic
+def iso_record(*, repository: Repository, name: str, size_bytes: int, sha256: str = "", job: Job | None = None) -> IsoFile:
+    iso = IsoFile(repository=repository, name=name, size_bytes=size_bytes, sha256=sha256)
+    iso.full_clean()
+    iso.save()
+    event_record(obj=iso, type="iso.imported", text=_("ISO %(name)s is in repository %(repo)s.")
+                 % {"name": name, "repo": repository.name}, job=job)
+    return iso
+
+
+def disk_create(*, user, repository: Repository, name: str, size_bytes: int, sparse: bool = True, shareable: bool = False) -> Job:
+    """Record the disk and queue ``disk.create``; the job's target is the new VirtualDisk."""
+    with transaction.atomic():
+        disk = VirtualDisk(name=name, repository=repository, volume=f"{uuidlib.uuid4().hex}.qcow2", size_bytes=size_bytes,
+                           sparse=sparse, shareable=shareable)
+        disk.full_clean()
+        disk.save()
+        return job_submit(operation="disk.create", summary=_("Create virtual disk %(name)s") % {"name": name}, user=user,
+                          target=disk, params={"disk_id": disk.pk}, lock=[disk])
+
+
+def disk_resize(*, disk: VirtualDisk, user, size_bytes: int) -> Job:
+    if size_bytes < disk.size_bytes:
+        raise ValidationError({"size_bytes": [_("A virtual disk can only grow.")]})
+    with transaction.atomic():
+        return job_submit(operation="disk.resize", summary=_("Resize virtual disk %(name)s") % {"name": disk.name}, user=user,
+                          target=disk, params={"disk_id": disk.pk, "size_bytes": size_bytes}, lock=[disk])
+
+
+def disk_delete(*, disk: VirtualDisk, user) -> Job:
+    running = disk.slots.filter(vm__status__in=list(VmStatus.ACTIVE)).values_list("vm__name", flat=True).first()
+    if running:
+        raise Conflict(_("Virtual disk %(disk)s is attached to %(vm)s, which is running.") % {"disk": disk.name, "vm": running})
+    if disk.thin_clones.exists():
+        raise Conflict(_("Virtual disk %(disk)s is the base of thin clones.") % {"disk": disk.name})
+    with transaction.atomic():
+        return job_submit(operation="disk.delete", summary=_("Delete virtual disk %(name)s") % {"name": disk.name}, user=user,
+                          target=disk, params={"disk_id": disk.pk}, lock=[disk])
+
+
+def repository_driver(repository: Repository):
+    """A driver of a server that sees ``repository`` (for a shared one, any)."""
+    from ovmweb.hypervisor.connections import driver_for
+
+    servers = repository_servers(repository)
+    if not servers:
+        raise Conflict(_("Repository %(name)s is not presented to any server.") % {"name": repository.name})
+    return driver_for(servers[0])
+
+
+def check_space(*, repository: Repository, needed_bytes: int) -> None:
+    info = repository_driver(repository).pool_refresh(pool_name(repository))
+    if needed_bytes > info.available_bytes:
+        raise Conflict(_("Repository %(name)s is full: %(need)s bytes needed, %(free)s available.")
+                       % {"name": repository.name, "need": needed_bytes, "free": info.available_bytes})
+
+
+def disk_clone(*, disk: VirtualDisk, target_repository: Repository, clone_type: str, name: str, job: Job | None = None) -> VirtualDisk:
+    """Clone synchronously (inside a VM clone/move job): thin (qcow2 overlay on the source),
+    sparse copy, or fully allocated copy. The record exists only if the volume does."""
+    kind = CLONE_TYPES[CloneType(clone_type)]
+    if kind == "thin" and target_repository.pk != disk.repository_id and target_repository.kind != disk.repository.kind:
+        raise Conflict(_("A thin clone must stay where its base disk is visible."))
+    if kind == "non_sparse":
+        check_space(repository=target_repository, needed_bytes=disk.size_bytes)
+    driver = repository_driver(disk.repository)
+    volume = f"{uuidlib.uuid4().hex}.qcow2"
+    info = driver.volume_clone(pool_name(disk.repository, "disks"), disk.volume, pool_name(target_repository, "disks"),
+                               volume, clone_type=kind)
+    try:
+        with transaction.atomic():
+            clone = VirtualDisk(name=name, repository=target_repository, volume=volume, size_bytes=disk.size_bytes,
+                                allocation_bytes=info.allocation_bytes, sparse=kind != "non_sparse", shareable=disk.shareable,
+                                backing_disk=disk if kind == "thin" else None)
+            clone.full_clean()
+            clone.save()
+            event_record(obj=clone, type="disk.cloned", text=_("Virtual disk %(name)s cloned from %(src)s (%(kind)s).")
+                         % {"name": name, "src": disk.name, "kind": kind}, job=job)
+    except Exception:
+        driver.volume_delete(pool_name(target_repository, "disks"), volume)
+        raise
+    return clone
+
+
+def vm_config(vm: VirtualMachine) -> dict:
+    """What a repository keeps of a VM so that it describes its VMs without the database."""
+    return {
+        "uuid": str(vm.uuid), "name": vm.name, "description": vm.description, "domain_type": vm.domain_type,
+        "os_type": vm.os_type, "vcpus": vm.vcpus, "max_vcpus": vm.max_vcpus, "memory_mib": vm.memory_mib,
+        "max_memory_mib": vm.max_memory_mib, "huge_pages": vm.huge_pages, "keymap": vm.keymap,
+        "mouse_device": vm.mouse_device, "boot_order": vm.boot_order, "cpu_pinning": vm.cpu_pinning,
+        "pvm_boot_url": vm.pvm_boot_url, "kernel_args": vm.kernel_args,
+        "disks": [
+            {"slot": s.slot, "kind": s.kind, "bus": s.bus,
+             "volume": s.virtual_disk.volume if s.virtual_disk_id else None, "iso": s.iso.name if s.iso_id else None}
+            for s in vm.disk_slots.select_related("virtual_disk", "iso").order_by("slot")
+        ],
+        "vnics": [{"mac": n.mac, "model": n.model, "network": n.network.name if n.network_id else None}
+                  for n in vm.vnics.select_related("network")],
+    }
+
+
+def vm_config_write(*, vm: VirtualMachine) -> str:
+    """Write ``<repo>/VirtualMachines/<uuid>/vm.json`` on a server that sees the VM's repository."""
+    if vm.repository_id is None:
+        return ""
+    repository = vm.repository
+    path = f"{repository.path}/VirtualMachines/{vm.uuid}/vm.json"
+    data = json.dumps(vm_config(vm), indent=2, sort_keys=True)
+    servers = repository_servers(repository)
+    if not servers:
+        return ""
+    server = servers[0]
+    if server.transport == Transport.LOCAL or settings.OVMWEB_HYPERVISOR_URI:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".json.tmp")
+        tmp.write_text(data)
+        tmp.replace(target)
+        return path
+    from ovmweb.tunnels import credentials, ssh
+
+    secret = credentials.decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
+    client = ssh.connect(hostname=server.hostname, port=server.ssh_port, username=server.ssh_user,
+                         password=secret.get("password"), private_key=secret.get("private_key"),
+                         expected_fingerprint=server.host_key_fingerprint)
+    try:
+        sftp = client.open_sftp()
+        try:
+            sftp.mkdir(path.rsplit("/", 1)[0])
+        except OSError:
+            pass  # exists
+        with sftp.open(path + ".tmp", "w") as fh:
+            fh.write(data)
+        sftp.posix_rename(path + ".tmp", path)
+    finally:
+        client.close()
+    return path
