@@ -71,7 +71,7 @@ class VmCoreFieldsMixin(forms.Form):
 class VmCreateForm(VmCoreFieldsMixin):
     # Service error keys -> the form field that shows them.
     SERVICE_FIELD_MAP = {"boot_order": "boot_1", "disks": "existing_disks", "vnics": "networks",
-                         "memory": "memory_mib", "max_memory": "max_memory_mib"}
+                         "memory": "memory_mib", "max_memory": "max_memory_mib", "pvm_boot_url": "url"}
 
     server_pool = forms.ModelChoiceField(label=_("Server pool"), queryset=ServerPool.objects.all(), required=False)
     repository = forms.ModelChoiceField(label=_("Repository"), queryset=Repository.objects.all(), required=False,

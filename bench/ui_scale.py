@@ -1,0 +1,102 @@
+"""UI at scale: server time and SQL query count of the virtual machine perspective
+page (first page, a later page, a sorted page) and of a search, with 10,000 VMs
+in a temporary SQLite database. Prints figures; last line
+``vm_page_ms=X queries=N`` (median over runs of the VM perspective page)."""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TMP = tempfile.mkdtemp(prefix="ovmweb-ui-bench-")
+os.environ["OVMWEB_VAR_DIR"] = TMP
+os.environ["OVMWEB_SQLITE_PATH"] = os.path.join(TMP, "bench.sqlite3")
+os.environ.pop("OVMWEB_DATABASE_URL", None)
+os.environ["OVMWEB_ALLOWED_HOSTS"] = "testserver,127.0.0.1"
+os.environ.setdefault("OVMWEB_LOG_LEVEL", "WARNING")
+os.environ["DJANGO_SETTINGS_MODULE"] = "ovmweb.settings.base"
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
+
+from ovmweb.inventory import choices  # noqa: E402
+from ovmweb.inventory.models import Repository, Server, ServerPool, VirtualMachine  # noqa: E402
+
+N_VMS = int(os.environ.get("BENCH_VMS", "10000"))
+RUNS = int(os.environ.get("BENCH_RUNS", "15"))
+
+
+def populate() -> None:
+    pools = [ServerPool.objects.create(name=f"pool-{i}") for i in range(5)]
+    servers = Server.objects.bulk_create(
+        Server(name=f"hv-{i:03d}", hostname=f"hv-{i:03d}.example.com", server_pool=pools[i % 5],
+               status=choices.ServerStatus.RUNNING, cpu_cores=32, memory_mib=262144)
+        for i in range(50)
+    )
+    repo = Repository.objects.create(name="shared", kind=choices.RepositoryKind.SHARED, path="/srv/repo")
+    statuses = [choices.VmStatus.RUNNING, choices.VmStatus.STOPPED, choices.VmStatus.SUSPENDED]
+    VirtualMachine.objects.bulk_create(
+        (VirtualMachine(name=f"vm-{i:05d}", server_pool=pools[i % 5], repository=repo,
+                        server=servers[i % 50] if i % 3 != 1 else None, status=statuses[i % 3],
+                        vcpus=1 + i % 4, max_vcpus=4, memory_mib=512, max_memory_mib=1024,
+                        os_type=choices.OsType.ORACLE_LINUX_6)
+         for i in range(N_VMS)),
+        batch_size=1000,
+    )
+
+
+def measure(client: Client, url: str, **headers) -> tuple[float, int]:
+    times, queries = [], 0
+    client.get(url, **headers)  # warm caches (templates, content types)
+    for _ in range(RUNS):
+        with CaptureQueriesContext(connection) as ctx:
+            t0 = time.perf_counter()
+            response = client.get(url, **headers)
+            times.append((time.perf_counter() - t0) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+        queries = len(ctx.captured_queries)
+    return statistics.median(times), queries
+
+
+def main() -> None:
+    setup_test_environment()
+    call_command("migrate", verbosity=0, interactive=False)
+    t0 = time.perf_counter()
+    populate()
+    print(f"populated {VirtualMachine.objects.count()} VMs in {time.perf_counter() - t0:.1f} s ({TMP})")
+    admin = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench-pw-123")
+    client = Client()
+    client.force_login(admin)
+    cases = [
+        ("vm perspective, page 1", "/vms/"),
+        ("vm perspective, last page", f"/vms/?page={N_VMS // 50}"),
+        ("vm perspective, sorted by server desc", "/vms/?sort=-server&page=37"),
+        ("vm table fragment (htmx), page 100", "/vms/?page=100", {"HTTP_HX_REQUEST": "true"}),
+        ("search 'vm-0999'", "/vms/?q=vm-0999"),
+        ("search no match", "/vms/?q=nothing-like-this"),
+    ]
+    results = {}
+    for label, url, *headers in cases:
+        ms, n = measure(client, url, **(headers[0] if headers else {}))
+        results[label] = (ms, n)
+        print(f"{label:42s} median {ms:7.1f} ms  queries {n}")
+    ms, n = results["vm perspective, page 1"]
+    s_ms, s_n = results["search 'vm-0999'"]
+    print(f"search_ms={s_ms:.1f} search_queries={s_n}")
+    print(f"vm_page_ms={ms:.1f} queries={n}")
+
+
+if __name__ == "__main__":
+    main()
