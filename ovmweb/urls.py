@@ -4,5 +4,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("ovmweb.api.urls")),
+    path("", include("ovmweb.consoles.urls")),
     path("", include("ovmweb.web.urls")),
 ]

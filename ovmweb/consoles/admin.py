@@ -1,0 +1,18 @@
+"""Console tickets, read-only. The token hash is never displayed: it is the
+only thing an attacker with database read access would need to guess against."""
+from __future__ import annotations
+
+from django.contrib import admin
+
+from ovmweb.api.admin_support import ReadOnlyAdmin
+
+from .models import ConsoleTicket
+
+
+@admin.register(ConsoleTicket)
+class ConsoleTicketAdmin(ReadOnlyAdmin):
+    list_display = ["id", "vm", "kind", "user", "read_only", "created_at", "expires_at", "used_at"]
+    list_filter = ["kind", "read_only"]
+    search_fields = ["vm__name", "user__username"]
+    list_select_related = ["vm", "user"]
+    exclude = ["token_hash"]

@@ -1,0 +1,109 @@
+// What both console pages share: tickets, the VM's state, reconnecting.
+(function () {
+  "use strict";
+  const root = document.getElementById("console");
+  const cfg = root.dataset;
+
+  function csrf() {
+    const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+
+  function setStatus(text, state) {
+    const el = document.getElementById("conn-status");
+    el.textContent = text;
+    el.dataset.state = state || "";
+  }
+
+  async function refreshVm() {
+    try {
+      const r = await fetch(cfg.vmUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!r.ok) return null;
+      const vm = await r.json();
+      document.getElementById("vm-name").textContent = vm.name;
+      const st = document.getElementById("vm-state");
+      st.textContent = vm.status;
+      st.dataset.status = vm.status;
+      document.title = vm.name + " · " + cfg.kindLabel;
+      return vm;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // A fresh ticket for every connection attempt: tickets are single use.
+  async function ticket() {
+    const r = await fetch(cfg.ticketUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf(), Accept: "application/json" },
+      body: JSON.stringify({ kind: cfg.kind }),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (r.status !== 201) throw new Error(body.detail || ("HTTP " + r.status));
+    return body;
+  }
+
+  // connect(wsUrl) must resolve when connected and call onDrop(reason) once when the session ends.
+  function session(connect) {
+    let attempts = 0;
+    let timer = null;
+    const btn = document.getElementById("reconnect");
+
+    async function start() {
+      clearTimeout(timer);
+      btn.hidden = true;
+      setStatus(gettext("Connecting…"), "connecting");
+      let t;
+      try {
+        t = await ticket();
+      } catch (e) {
+        await refreshVm();
+        setStatus(e.message, "error");
+        btn.hidden = false;
+        return;
+      }
+      connect(t.ws_url, t, onUp, onDrop);
+    }
+
+    function onUp() {
+      attempts = 0;
+      setStatus(gettext("Connected"), "connected");
+    }
+
+    async function onDrop(reason, userInitiated) {
+      const vm = await refreshVm();
+      btn.hidden = false;
+      if (userInitiated) {
+        setStatus(gettext("Disconnected"), "closed");
+        return;
+      }
+      if (vm && !["RUNNING", "STOPPING", "SUSPENDED"].includes(vm.status)) {
+        setStatus(gettext("The virtual machine is not running."), "closed");
+        return;
+      }
+      attempts += 1;
+      if (attempts > 5) {
+        setStatus(gettext("Disconnected") + (reason ? ": " + reason : ""), "error");
+        return;
+      }
+      const delay = Math.min(1000 * 2 ** (attempts - 1), 8000);
+      setStatus(gettext("Connection lost; reconnecting…"), "connecting");
+      timer = setTimeout(start, delay);
+    }
+
+    btn.addEventListener("click", () => { attempts = 0; start(); });
+    document.getElementById("fullscreen").addEventListener("click", () => {
+      const el = document.getElementById("screen");
+      if (document.fullscreenElement) document.exitFullscreen();
+      else el.requestFullscreen();
+    });
+    setInterval(refreshVm, 10000);
+    refreshVm();
+    start();
+  }
+
+  function gettext(s) { return s; }
+
+  window.ovmConsole = { session, setStatus, cfg };
+})();

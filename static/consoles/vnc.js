@@ -1,0 +1,59 @@
+(async function () {
+  "use strict";
+  const { session, cfg } = window.ovmConsole;
+  const mod = await window.cjsImport(cfg.rfbUrl);
+  const RFB = mod.default;
+  const screen = document.getElementById("screen");
+  const KEYS = {
+    Control_L: 0xffe3, Alt_L: 0xffe9, Delete: 0xffff, BackSpace: 0xff08, Tab: 0xff09,
+    Return: 0xff0d, Escape: 0xff1b, Print: 0xff61, Super_L: 0xffeb, F1: 0xffbe,
+  };
+  let rfb = null;
+  let closing = false;
+
+  function combo(names) {
+    if (!rfb) return;
+    const syms = names.map((n) => (n.startsWith("F") && n.length <= 3 ? KEYS.F1 + Number(n.slice(1)) - 1 : KEYS[n]));
+    syms.forEach((s) => rfb.sendKey(s, null, true));
+    syms.slice().reverse().forEach((s) => rfb.sendKey(s, null, false));
+    rfb.focus();
+  }
+
+  // Keysym for one character (X11: Latin-1 maps to itself, the rest to 0x01000000 + code point).
+  function keysym(ch) {
+    if (ch === "\n" || ch === "\r") return KEYS.Return;
+    if (ch === "\t") return KEYS.Tab;
+    const cp = ch.codePointAt(0);
+    return cp < 0x100 ? cp : 0x01000000 + cp;
+  }
+
+  session(function connect(url, ticket, onUp, onDrop) {
+    if (rfb) { closing = true; rfb.disconnect(); }
+    closing = false;
+    screen.textContent = "";
+    rfb = new RFB(screen, url, { shared: true });
+    rfb.scaleViewport = document.getElementById("scale").checked;
+    rfb.viewOnly = ticket.read_only;
+    rfb.focusOnClick = true;
+    rfb.addEventListener("connect", () => { onUp(); rfb.focus(); });
+    rfb.addEventListener("disconnect", (e) => onDrop(e.detail.clean ? "" : "connection lost", closing));
+    rfb.addEventListener("desktopname", (e) => { screen.dataset.desktop = e.detail.name; });
+    window.ovmRfb = rfb;
+  });
+
+  document.getElementById("scale").addEventListener("change", (e) => { if (rfb) rfb.scaleViewport = e.target.checked; });
+  document.getElementById("ctrl-alt-del").addEventListener("click", () => { if (rfb) { rfb.sendCtrlAltDel(); rfb.focus(); } });
+  document.getElementById("send-keys").addEventListener("change", (e) => {
+    if (e.target.value) combo(e.target.value.split("+"));
+    e.target.value = "";
+  });
+  document.getElementById("paste-send").addEventListener("click", () => {
+    const box = document.getElementById("paste-text");
+    if (!rfb) return;
+    for (const ch of box.value) {
+      rfb.sendKey(keysym(ch), null);
+    }
+    rfb.focus();
+  });
+  document.getElementById("disconnect").addEventListener("click", () => { closing = true; if (rfb) rfb.disconnect(); });
+})();
