@@ -28,7 +28,12 @@ def running_setup(db, pool, repo, server, user):
 
 
 def _state(server, vm):
-    return driver_for(server).domain_info(str(vm.uuid)).state
+    from ovmweb.hypervisor.base import DomainNotFound
+
+    try:
+        return driver_for(server).domain_info(str(vm.uuid)).state
+    except DomainNotFound:
+        return PowerState.ABSENT
 
 
 def test_start_defines_and_runs_and_allocates_ports(running_setup, server, user):
@@ -158,3 +163,87 @@ def test_two_vms_on_one_server_get_distinct_ports(running_setup, pool, repo, ser
     other.refresh_from_db()
     assert {running_setup.vnc_port, other.vnc_port} == {10000, 10001}
     assert {running_setup.serial_port, other.serial_port} == {7900, 7901}
+
+
+@pytest.fixture
+def repo_on_test_driver(tmp_path, pool, repo, server):
+    from ovmweb.inventory.services.repositories import define_pools
+
+    repo.path = str(tmp_path / "repo")
+    repo.save()
+    (tmp_path / "repo").mkdir()
+    define_pools(driver_for(server), repo)
+    yield repo
+    from ovmweb.inventory.services.repositories import undefine_pools
+
+    undefine_pools(driver_for(server), repo)
+
+
+def test_cold_clone_copies_disks_through_storage(repo_on_test_driver, pool, server, user):
+    from ovmweb.inventory.services.repositories import pool_name
+    from ovmweb.inventory.services.vms import vm_clone
+
+    repo = repo_on_test_driver
+    disk = f.VirtualDiskFactory(repository=repo, volume="base.qcow2", size_bytes=1 << 20)
+    driver_for(server).volume_create(pool_name(repo, "disks"), "base.qcow2", 1 << 20)
+    vm = f.VirtualMachineFactory(server_pool=pool, repository=repo, domain_type="PVHVM")
+    f.VmDiskSlotFactory(vm=vm, slot=0, virtual_disk=disk)
+    f.VnicFactory(vm=vm)
+    job = vm_clone(vm=vm, user=user, name="copy")
+    run_pending_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCESS, job.error
+    clone = job.target
+    new_disk = clone.disk_slots.get(slot=0).virtual_disk
+    assert new_disk != disk and new_disk.repository == repo
+    assert clone.vnics.count() == 1 and clone.vnics.get().mac != vm.vnics.get().mac
+    assert clone.status == VmStatus.STOPPED
+
+
+def test_export_writes_vm_json(repo_on_test_driver, pool, user):
+    import json
+    from pathlib import Path
+
+    from ovmweb.inventory.services.vms import vm_export
+
+    vm = f.VirtualMachineFactory(server_pool=pool, repository=repo_on_test_driver)
+    job = vm_export(vm=vm, user=user)
+    run_pending_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCESS, job.error
+    data = json.loads(Path(job.result["path"]).read_text())
+    assert data["uuid"] == str(vm.uuid)
+
+
+def test_interrupted_job_rereads_the_real_state(running_setup, user, server):
+    from ovmweb.jobs.recovery import recover_interrupted_jobs
+
+    vm = running_setup
+    vm_action(vm=vm, action="start", user=user)
+    run_pending_jobs()
+    vm.refresh_from_db()
+    job = vm_action(vm=vm, action="stop", user=user)  # STOPPING at once
+    # The worker "dies" with the job RUNNING; the domain still runs.
+    type(job).objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    import ovmweb.inventory.operations  # noqa: F401  (connects the receiver, as the worker's autodiscover does)
+
+    recover_interrupted_jobs()
+    vm.refresh_from_db()
+    assert vm.status == VmStatus.RUNNING
+
+
+def test_delete_undefines_and_removes(running_setup, user, server):
+    from ovmweb.inventory.models import VirtualMachine
+    from ovmweb.inventory.services.vms import vm_delete
+
+    vm = running_setup
+    vm_action(vm=vm, action="start", user=user)
+    run_pending_jobs()
+    vm_action(vm=vm, action="kill", user=user)
+    run_pending_jobs()
+    job = vm_delete(vm=vm, user=user)
+    run_pending_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCESS, job.error
+    assert not VirtualMachine.objects.filter(pk=vm.pk).exists()
+    assert _state(server, vm) == PowerState.ABSENT

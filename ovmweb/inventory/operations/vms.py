@@ -41,6 +41,7 @@ from ..services.vms import (
     vm_revert_hot_change,
     vm_set_placement,
     vm_set_status,
+    vm_slot_set_disk,
 )
 
 log = logging.getLogger(__name__)
@@ -333,6 +334,68 @@ def vm_migrate(ctx: JobContext, *, vm_id: int, target_server_id: int | None = No
     vm_set_placement(vm=vm, server=target, job=ctx.job)
     ports.allocate_console_ports(vm=vm, server=target)
     return {"server_id": target.pk}
+
+
+@operation("vm.clone")
+def vm_clone(ctx: JobContext, *, vm_id: int, source_vm_id: int, disks: list[dict]) -> dict:
+    """Copy each disk of the source (thin / sparse / non-sparse) into the clone's slots.
+    The rules (hot clone only thin) were checked when the job was submitted."""
+    from ..models import Repository, VirtualDisk
+    from ..services import storage
+
+    clone = _vm(vm_id)
+    for index, item in enumerate(disks):
+        ctx.check_abort()
+        source_disk = VirtualDisk.objects.select_related("repository").get(pk=item["disk_id"])
+        target = Repository.objects.get(pk=item["target_repository_id"])
+        new = storage.disk_clone(disk=source_disk, target_repository=target, clone_type=item["clone_type"],
+                                 name=f"{clone.name}-{item['slot']}", job=ctx.job)
+        vm_slot_set_disk(vm=clone, slot=item["slot"], disk=new, bus=item["bus"], job=ctx.job)
+        ctx.progress(int(100 * (index + 1) / max(len(disks), 1)), _("Disk %(n)d cloned.") % {"n": index + 1})
+    return {"vm_id": clone.pk, "disks": len(disks)}
+
+
+@operation("vm.move")
+def vm_move(ctx: JobContext, *, vm_id: int, disks: list[dict]) -> dict:
+    """Copy each listed disk to its target repository, switch the slot to the copy, then
+    delete the original — except shareable disks, which are copied, not moved (7.7)."""
+    from ..models import Repository, VmDiskSlot
+    from ..services import storage
+
+    vm = _vm(vm_id)
+    moved = []
+    for index, item in enumerate(disks):
+        ctx.check_abort()
+        slot = VmDiskSlot.objects.select_related("virtual_disk__repository").get(pk=item["slot_id"])
+        old = slot.virtual_disk
+        target = Repository.objects.get(pk=item["target_repository_id"])
+        if old is None or old.repository_id == target.pk:
+            continue
+        new = storage.disk_clone(disk=old, target_repository=target, clone_type=item["clone_type"], name=old.name, job=ctx.job)
+        vm_slot_set_disk(vm=vm, slot=slot.slot, disk=new, bus=slot.bus, job=ctx.job)
+        if not old.shareable:
+            # A child job, so the original goes only once the move has succeeded.
+            ctx.submit_child(operation="disk.delete", summary=_("Delete virtual disk %(name)s") % {"name": old.name},
+                             target=old, params={"disk_id": old.pk}, lock=[old])
+        moved.append(new.pk)
+        ctx.progress(int(90 * (index + 1) / max(len(disks), 1)))
+    if disks:
+        vm_set_placement(vm=vm, repository=Repository.objects.get(pk=disks[0]["target_repository_id"]), job=ctx.job)
+    return {"moved_disk_ids": moved}
+
+
+@operation("vm.export")
+def vm_export(ctx: JobContext, *, vm_id: int) -> dict:
+    """Writes the VM's portable description (vm.json) into its repository.
+    Exporting to Oracle Cloud Infrastructure (the seed's Exporter Appliance) is out
+    of scope: there is no such appliance here."""
+    from ..services import storage
+
+    vm = _vm(vm_id)
+    path = storage.vm_config_write(vm=vm)
+    if not path:
+        raise OperationFailed(_("%(vm)s has no repository to export into.") % {"vm": vm.name})
+    return {"path": path}
 
 
 @operation("vm.delete")

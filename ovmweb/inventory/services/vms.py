@@ -616,5 +616,16 @@ def vm_reconcile(*, vm: VirtualMachine, power_state: str, job: Job | None = None
     return vm
 
 
+def vm_slot_set_disk(*, vm: VirtualMachine, slot: int, disk: VirtualDisk, bus: str, job: Job | None = None) -> VmDiskSlot:
+    """Put ``disk`` into disk slot ``slot`` of ``vm`` (clone and move jobs)."""
+    with transaction.atomic():
+        row, _created = VmDiskSlot.objects.update_or_create(
+            vm=vm, slot=slot, defaults={"kind": DiskSlotKind.DISK, "virtual_disk": disk, "iso": None, "bus": bus})
+        row.full_clean()
+        event_record(obj=vm, type="vm.disk", job=job,
+                     text=_("Disk %(disk)s in slot %(slot)d of %(vm)s.") % {"disk": disk.name, "slot": slot, "vm": vm.name})
+    return row
+
+
 def new_volume_name() -> str:
     return f"{uuidlib.uuid4().hex}.qcow2"
