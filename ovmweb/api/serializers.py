@@ -142,13 +142,17 @@ class ServerDiscoverSerializer(StrictSerializer):
     ssh_user = serializers.CharField(max_length=64, default="root")
     password = serializers.CharField(required=False, allow_blank=True, write_only=True, style={"input_type": "password"})
     private_key = serializers.CharField(required=False, allow_blank=True, write_only=True)
-    host_key_fingerprint = serializers.CharField(max_length=128, validators=[fingerprint_validator])
+    host_key_fingerprint = serializers.CharField(max_length=128, validators=[fingerprint_validator], required=False)
     name = serializers.CharField(max_length=models.NAME_MAX, required=False, allow_null=True)
     server_pool = _pk(models.ServerPool.objects.all(), required=False, allow_null=True)
 
     def validate(self, attrs):
-        if attrs["transport"] == choices.Transport.SSH and not (attrs.get("password") or attrs.get("private_key")):
-            raise serializers.ValidationError({"password": [_("Give a password or a private key for SSH.")]})
+        if attrs["transport"] == choices.Transport.SSH:
+            # The host key is pinned from the start: never learned on first use.
+            if not attrs.get("host_key_fingerprint"):
+                raise serializers.ValidationError({"host_key_fingerprint": [_("Required for SSH.")]})
+            if not (attrs.get("password") or attrs.get("private_key")):
+                raise serializers.ValidationError({"password": [_("Give a password or a private key for SSH.")]})
         return attrs
 
 

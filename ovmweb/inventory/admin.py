@@ -1,0 +1,337 @@
+"""Django admin for the inventory. Every edit goes through the services (see
+ovmweb.api.admin_support.ServiceAdmin); rows that only jobs write are read-only."""
+from __future__ import annotations
+
+from importlib import import_module
+
+from django.contrib import admin
+from django.utils.html import format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from ovmweb.api.admin_support import ReadOnlyAdmin, ServiceAdmin, run_service_action
+
+from . import models
+from .services import pools
+
+
+def _service(name: str):
+    # Service modules pull in the job runner and the hypervisor layer; the admin
+    # registry is imported by every process, so they load on first use.
+    return import_module(f"ovmweb.inventory.services.{name}")
+
+
+@admin.register(models.ServerPool)
+class ServerPoolAdmin(ServiceAdmin):
+    list_display = ["name", "architecture", "created_at"]
+    list_filter = ["architecture"]
+    search_fields = ["name", "description"]
+
+    def service_create(self, request, data):
+        return pools.server_pool_create(user=request.user, **data)
+
+    def service_update(self, request, obj, changes):
+        return pools.server_pool_update(pool=obj, user=request.user, **changes)
+
+    def service_delete(self, request, obj):
+        pools.server_pool_delete(pool=obj, user=request.user)
+
+
+@admin.register(models.ProcessorCompatibilityGroup)
+class ProcessorCompatibilityGroupAdmin(ServiceAdmin):
+    list_display = ["name", "description"]
+    search_fields = ["name"]
+
+    def service_create(self, request, data):
+        return pools.compatibility_group_create(user=request.user, **data)
+
+    def service_update(self, request, obj, changes):
+        return pools.compatibility_group_update(group=obj, user=request.user, **changes)
+
+    def service_delete(self, request, obj):
+        pools.compatibility_group_delete(group=obj, user=request.user)
+
+
+@admin.register(models.AntiAffinityGroup)
+class AntiAffinityGroupAdmin(ServiceAdmin):
+    list_display = ["name", "server_pool"]
+    list_filter = ["server_pool"]
+    search_fields = ["name"]
+    filter_horizontal = ["vms"]
+
+    def service_create(self, request, data):
+        return pools.anti_affinity_group_create(user=request.user, **data)
+
+    def service_update(self, request, obj, changes):
+        return pools.anti_affinity_group_update(group=obj, user=request.user, **changes)
+
+    def service_delete(self, request, obj):
+        pools.anti_affinity_group_delete(group=obj, user=request.user)
+
+
+@admin.register(models.Server)
+class ServerAdmin(ServiceAdmin):
+    """Servers are added by discovery (a job that pins the host key), so the admin only edits them."""
+
+    list_display = ["name", "hostname", "transport", "status", "server_pool", "cpu_vendor", "cpu_cores", "memory_mib",
+                    "inbound_migration_lock"]
+    list_filter = ["status", "transport", "server_pool", "inbound_migration_lock"]
+    search_fields = ["name", "hostname", "host_uuid"]
+    fields = ["name", "server_pool", "compatibility_group", "inbound_migration_lock", "hostname", "transport",
+              "ssh_port", "ssh_user", "host_key_fingerprint", "status", "status_message", "cpu_vendor", "cpu_family",
+              "cpu_model", "cpu_model_name", "cpu_cores", "memory_mib", "libvirt_version", "qemu_version",
+              "domain_types", "last_seen_at"]
+    readonly_fields = ["hostname", "transport", "ssh_port", "ssh_user", "host_key_fingerprint", "status",
+                       "status_message", "cpu_vendor", "cpu_family", "cpu_model", "cpu_model_name", "cpu_cores",
+                       "memory_mib", "libvirt_version", "qemu_version", "domain_types", "last_seen_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def service_update(self, request, obj, changes):
+        servers = _service("servers")
+        if "inbound_migration_lock" in changes:
+            servers.server_set_inbound_lock(server=obj, user=request.user, locked=changes.pop("inbound_migration_lock"))
+        if changes:
+            return servers.server_update(server=obj, user=request.user, **changes)
+        return obj
+
+
+@admin.register(models.Repository)
+class RepositoryAdmin(ServiceAdmin):
+    """Creating a repository builds a storage pool on its servers (a job): that is the API's and
+    the pages' work. Here a repository can be presented to more server pools."""
+
+    list_display = ["name", "kind", "backend", "path", "server", "capacity_bytes", "available_bytes", "refreshed_at"]
+    list_filter = ["kind", "backend"]
+    search_fields = ["name", "path", "nfs_server"]
+    fields = ["name", "kind", "backend", "path", "nfs_server", "nfs_export", "server", "server_pools",
+              "capacity_bytes", "allocation_bytes", "available_bytes", "refreshed_at"]
+    readonly_fields = ["name", "kind", "backend", "path", "nfs_server", "nfs_export", "server", "capacity_bytes",
+                       "allocation_bytes", "available_bytes", "refreshed_at"]
+    filter_horizontal = ["server_pools"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def service_update(self, request, obj, changes):
+        from django.core.exceptions import ValidationError
+
+        wanted = set(changes.get("server_pools", ()))
+        current = set(obj.server_pools.all())
+        if current - wanted:
+            raise ValidationError({"server_pools": _("A repository cannot be withdrawn from a server pool here.")})
+        repositories = _service("repositories")
+        for pool in wanted - current:
+            repositories.repository_present(repository=obj, server_pool=pool, user=request.user)
+        return obj
+
+
+@admin.register(models.Network)
+class NetworkAdmin(ServiceAdmin):
+    list_display = ["name", "bridge", "libvirt_network", "vlan_id", "roles"]
+    search_fields = ["name", "bridge", "libvirt_network"]
+    filter_horizontal = ["server_pools"]
+
+    def service_create(self, request, data):
+        data["server_pools"] = list(data.get("server_pools", ()))
+        return _service("networks").network_create(user=request.user, **data)
+
+    def service_update(self, request, obj, changes):
+        return _service("networks").network_update(network=obj, user=request.user, **changes)
+
+    def service_delete(self, request, obj):
+        _service("networks").network_delete(network=obj, user=request.user)
+
+
+@admin.register(models.MacAddressRange)
+class MacAddressRangeAdmin(ServiceAdmin):
+    list_display = ["start", "end"]
+
+    def has_add_permission(self, request):
+        # A singleton: the row exists as soon as anything asked for it.
+        return not models.MacAddressRange.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def service_create(self, request, data):
+        return _service("vnics").mac_range_set(start=data["start"], end=data["end"])
+
+    def service_update(self, request, obj, changes):
+        return _service("vnics").mac_range_set(start=changes.get("start", obj.start), end=changes.get("end", obj.end))
+
+
+@admin.register(models.VirtualMachine)
+class VirtualMachineAdmin(ServiceAdmin):
+    list_display = ["name", "status", "domain_type", "os_type", "server_pool", "server", "vcpus", "memory_mib"]
+    list_filter = ["status", "domain_type", "os_type", "server_pool", "ha_enabled"]
+    search_fields = ["name", "description", "uuid"]
+    list_select_related = ["server_pool", "server"]
+    readonly_fields = ["status", "uuid", "server", "pending_changes", "vnc_port", "serial_port", "origin",
+                       "disks", "vnic_list"]
+    actions = ["start_vms", "stop_vms", "kill_vms"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Placement changes are migrations (a job), not edits.
+        extra = ["server_pool", "repository"] if obj is not None else []
+        return [*self.readonly_fields, *extra]
+
+    @admin.display(description=_("disks"))
+    def disks(self, obj):
+        slots = obj.disk_slots.select_related("virtual_disk", "iso")
+        return format_html_join(
+            ", ", "{}: {}", ((s.slot, s.virtual_disk or s.iso or s.get_kind_display()) for s in slots)
+        ) or "-"
+
+    @admin.display(description=_("VNICs"))
+    def vnic_list(self, obj):
+        return format_html_join(", ", "{} ({})", ((v.mac, v.network or "-") for v in obj.vnics.select_related("network"))) or "-"
+
+    def service_create(self, request, data):
+        data = {k: v for k, v in data.items() if k != "origin"}
+        return _service("vms").vm_create(user=request.user, source={"kind": "none"}, **data)
+
+    def service_update(self, request, obj, changes):
+        return _service("vms").vm_update(vm=obj, user=request.user, **changes)
+
+    def service_delete(self, request, obj):
+        _service("vms").vm_delete(vm=obj, user=request.user)
+
+    def _act(self, request, queryset, action, done):
+        vms = _service("vms")
+        run_service_action(self, request, queryset, lambda vm: vms.vm_action(vm=vm, action=action, user=request.user), done)
+
+    @admin.action(description=_("Start selected virtual machines"), permissions=["change"])
+    def start_vms(self, request, queryset):
+        self._act(request, queryset, "start", _("start jobs queued"))
+
+    @admin.action(description=_("Stop selected virtual machines"), permissions=["change"])
+    def stop_vms(self, request, queryset):
+        self._act(request, queryset, "stop", _("stop jobs queued"))
+
+    @admin.action(description=_("Kill selected virtual machines"), permissions=["change"])
+    def kill_vms(self, request, queryset):
+        self._act(request, queryset, "kill", _("kill jobs queued"))
+
+
+@admin.register(models.Vnic)
+class VnicAdmin(ServiceAdmin):
+    list_display = ["mac", "vm", "network", "model", "position"]
+    list_filter = ["model", "network"]
+    search_fields = ["mac", "vm__name"]
+    list_select_related = ["vm", "network"]
+    fields = ["vm", "network", "model", "mac"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A VNIC is created and deleted; its MAC and VM never change.
+        return ["vm", "network", "model", "mac"] if obj is not None else []
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None and "mac" in form.base_fields:
+            form.base_fields["mac"].required = False
+            form.base_fields["mac"].help_text = _("Leave empty to take the next free address of the MAC range.")
+        return form
+
+    def service_create(self, request, data):
+        return _service("vnics").vnic_create(
+            vm=data["vm"], user=request.user, network=data.get("network"), model=data.get("model") or None,
+            mac=data.get("mac") or None,
+        )
+
+    def service_update(self, request, obj, changes):
+        return obj
+
+    def service_delete(self, request, obj):
+        _service("vnics").vnic_delete(vnic=obj, user=request.user)
+
+
+@admin.register(models.CloneCustomizer)
+class CloneCustomizerAdmin(ServiceAdmin):
+    list_display = ["name", "vm", "created_at"]
+    search_fields = ["name", "vm__name"]
+    readonly_fields = ["name", "vm", "description"]
+
+    def has_add_permission(self, request):
+        # Its per-disk and per-VNIC plan is built in the API or the pages.
+        return False
+
+    def service_update(self, request, obj, changes):
+        return obj
+
+    def service_delete(self, request, obj):
+        _service("customizers").customizer_delete(customizer=obj, user=request.user)
+
+
+@admin.register(models.IsoFile)
+class IsoFileAdmin(ReadOnlyAdmin):
+    list_display = ["name", "repository", "size_bytes", "created_at"]
+    list_filter = ["repository"]
+    search_fields = ["name", "sha256"]
+
+
+@admin.register(models.VirtualDisk)
+class VirtualDiskAdmin(ReadOnlyAdmin):
+    list_display = ["name", "repository", "size_bytes", "allocation_bytes", "format", "sparse", "shareable"]
+    list_filter = ["repository", "format", "sparse", "shareable"]
+    search_fields = ["name", "volume"]
+
+
+@admin.register(models.VmDiskSlot)
+class VmDiskSlotAdmin(ReadOnlyAdmin):
+    list_display = ["vm", "slot", "kind", "virtual_disk", "iso", "bus"]
+    list_filter = ["kind", "bus"]
+    search_fields = ["vm__name"]
+    list_select_related = ["vm", "virtual_disk", "iso"]
+
+
+class VirtualApplianceVmInline(admin.TabularInline):
+    model = models.VirtualApplianceVm
+    extra = 0
+    fields = ["name", "vcpus", "memory_mib", "os_type"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(models.VirtualAppliance)
+class VirtualApplianceAdmin(ReadOnlyAdmin):
+    list_display = ["name", "repository", "ovf_path", "created_at"]
+    search_fields = ["name"]
+    inlines = [VirtualApplianceVmInline]
+
+
+@admin.register(models.VirtualApplianceVm)
+class VirtualApplianceVmAdmin(ReadOnlyAdmin):
+    list_display = ["name", "appliance", "vcpus", "memory_mib", "os_type"]
+    search_fields = ["name", "appliance__name"]
+
+
+@admin.register(models.CloneCustomizerDisk)
+class CloneCustomizerDiskAdmin(ReadOnlyAdmin):
+    list_display = ["customizer", "slot", "target_repository", "clone_type"]
+
+
+@admin.register(models.CloneCustomizerNetwork)
+class CloneCustomizerNetworkAdmin(ReadOnlyAdmin):
+    list_display = ["customizer", "vnic", "network"]
+
+
+@admin.register(models.VmMessage)
+class VmMessageAdmin(ReadOnlyAdmin):
+    list_display = ["vm", "key", "shown_value", "result", "user", "created_at"]
+    list_filter = ["result", "hidden"]
+    search_fields = ["vm__name", "key"]
+    exclude = ["value"]
+    readonly_fields = ["shown_value"]
+
+    @admin.display(description=_("value"))
+    def shown_value(self, obj):
+        return _("(hidden)") if obj.hidden else obj.value
