@@ -120,6 +120,21 @@ def ticket_redeem(*, token: str, user, vm_id: int, kind: str) -> ConsoleTicket:
     return ticket
 
 
+def ticket_redeem_for_proxy(*, token: str) -> ConsoleTicket:
+    """Redeem a ticket presented to the standalone proxy (websockify), which has no session.
+
+    The ticket still names its user, whose access is checked again. Read-only
+    tickets are refused: a plain byte proxy cannot drop a viewer's input.
+    """
+    ticket = ConsoleTicket.objects.filter(token_hash=hash_token(token or "")).only("user_id", "vm_id", "kind").first()
+    if ticket is None:
+        raise TicketInvalid(_("Invalid console ticket."))
+    ticket = ticket_redeem(token=token, user=ticket.user, vm_id=ticket.vm_id, kind=ticket.kind)
+    if ticket.read_only:
+        raise TicketInvalid(_("View-only consoles are served by ovmweb itself, not the standalone proxy."))
+    return ticket
+
+
 # --- open console sessions -------------------------------------------------
 #
 # Counted per process: the embedded default is one process. Several daphne

@@ -145,3 +145,49 @@ def close_all() -> None:
         ids = list(_entries)
     for server_id in ids:
         close_server(server_id)
+
+
+def forward_once(server, port: int, *, accept_timeout: float = 10) -> int:
+    """Listen on an ephemeral 127.0.0.1 port; bridge the first connection to ``port`` on ``server``.
+
+    For programs that can only dial TCP (websockify's token plugin): they get
+    a local port whose one connection is carried over the server's shared SSH
+    transport. The listener closes after one connection or ``accept_timeout``.
+    """
+    import select
+
+    channel = open_console_stream(server, port)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(accept_timeout)
+    local_port = listener.getsockname()[1]
+
+    def bridge() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            channel.close()
+            return
+        finally:
+            listener.close()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn:
+            try:
+                while True:
+                    readable, _, _ = select.select([conn, channel], [], [])
+                    if conn in readable:
+                        data = conn.recv(1 << 20)
+                        if not data:
+                            break
+                        channel.sendall(data)
+                    if channel in readable:
+                        data = channel.recv(1 << 20)
+                        if not data:
+                            break
+                        conn.sendall(data)
+            except OSError:
+                pass
+            finally:
+                channel.close()
+
+    threading.Thread(target=bridge, name=f"forward-{local_port}", daemon=True).start()
+    return local_port
