@@ -247,3 +247,22 @@ def test_delete_undefines_and_removes(running_setup, user, server):
     assert job.status == JobStatus.SUCCESS, job.error
     assert not VirtualMachine.objects.filter(pk=vm.pk).exists()
     assert _state(server, vm) == PowerState.ABSENT
+
+
+def test_message_job_scrubs_the_hidden_value_whatever_the_outcome(running_setup, user):
+    from ovmweb.inventory.models import VmMessage
+    from ovmweb.inventory.services.messages import vm_send_messages
+
+    vm = running_setup
+    vm_action(vm=vm, action="start", user=user)
+    run_pending_jobs()
+    vm.refresh_from_db()
+    (job,) = vm_send_messages(vm=vm, user=user, messages=[{"key": "com.oracle.linux.root-password", "value": "pw", "hidden": True}])
+    assert "value_encrypted" in job.params
+    run_pending_jobs()
+    job.refresh_from_db()
+    message = VmMessage.objects.get(job=job)
+    # The test driver has no guest agent channel: the delivery fails, and says so.
+    assert job.status == JobStatus.FAILURE
+    assert message.result == "FAILED" and message.value == "********"
+    assert "value_encrypted" not in job.params and "value" not in job.params
