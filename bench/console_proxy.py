@@ -1,0 +1,410 @@
+#!/usr/bin/env python
+"""Console proxy benchmark: ovmweb's consumer + shared SSH transport vs websockify + OpenSSH `ssh -L`.
+
+Everything on loopback, one target, one run:
+  1. throughput of a STREAM_MIB stream each way (SHA-256 of every stream checked);
+  2. round trip of 1-byte frames (p50, p99) vs a direct TCP connection to the target;
+  3. 200 concurrent sessions streaming at once: every stream intact to its last byte, memory per session.
+
+Both proxies reach the same target the same way: through the loopback sshd of
+scripts/start-services.sh (127.0.0.1:2222, key var/ssh/id_ed25519, host key
+pinned). ovmweb runs under daphne in a subprocess with a scratch SQLite DB.
+Last line: throughput_ratio=X p99_added_ms=Y sessions_ok=N/200
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+BLOCK = hashlib.sha256(b"seed").digest() * (1 << 15)  # 1 MiB, deterministic
+HEADER = 9  # mode (1 byte) + length (8 bytes)
+
+
+# --- the target (a stand-in for QEMU's console port), run as a subprocess ---------------
+
+async def _target_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        header = await reader.readexactly(HEADER)
+        mode, length = header[:1], int.from_bytes(header[1:], "big")
+        if mode == b"D":
+            left = length
+            while left:
+                chunk = BLOCK[: min(left, len(BLOCK))]
+                writer.write(chunk)
+                await writer.drain()
+                left -= len(chunk)
+        elif mode == b"U":
+            digest, left = hashlib.sha256(), length
+            while left:
+                data = await reader.read(min(left, 1 << 20))
+                if not data:
+                    break
+                digest.update(data)
+                left -= len(data)
+            writer.write(digest.digest())
+            await writer.drain()
+        elif mode == b"E":
+            while data := await reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def run_target(port: int) -> None:
+    async def main():
+        server = await asyncio.start_server(_target_session, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def expected_digest(length: int) -> str:
+    digest, left = hashlib.sha256(), length
+    while left:
+        chunk = BLOCK[: min(left, len(BLOCK))]
+        digest.update(chunk)
+        left -= len(chunk)
+    return digest.hexdigest()
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+# --- the WebSocket client side ----------------------------------------------------------
+
+class Proxy:
+    """How to open a WebSocket to the target through one proxy."""
+
+    def __init__(self, name: str, url_factory, headers_factory=lambda: {}):
+        self.name, self.url_factory, self.headers_factory = name, url_factory, headers_factory
+
+    async def connect(self):
+        import websockets
+
+        url = await self.url_factory()
+        return await websockets.connect(
+            url, additional_headers=self.headers_factory(), max_size=None, compression=None,
+            max_queue=4, write_limit=1 << 20, open_timeout=60, close_timeout=60,
+        )
+
+
+async def download(proxy: Proxy, length: int) -> tuple[float, bool]:
+    ws = await proxy.connect()
+    digest, got = hashlib.sha256(), 0
+    start = time.perf_counter()
+    await ws.send(b"D" + length.to_bytes(8, "big"))
+    try:
+        async for message in ws:  # until the proxy closes after the target's last byte
+            digest.update(message)
+            got += len(message)
+    except Exception:
+        pass
+    elapsed = time.perf_counter() - start
+    return elapsed, got == length and digest.hexdigest() == expected_digest(length)
+
+
+async def upload(proxy: Proxy, length: int, frame: int = 1 << 20) -> tuple[float, bool]:
+    ws = await proxy.connect()
+    start = time.perf_counter()
+    await ws.send(b"U" + length.to_bytes(8, "big"))
+    left = length
+    while left:
+        chunk = BLOCK[: min(left, frame)]
+        await ws.send(chunk)
+        left -= len(chunk)
+    reply = b""
+    while len(reply) < 32:
+        reply += await ws.recv()
+    elapsed = time.perf_counter() - start
+    await ws.close()
+    return elapsed, reply.hex() == expected_digest(length)
+
+
+async def rtt_ws(proxy: Proxy, count: int) -> list[float]:
+    ws = await proxy.connect()
+    await ws.send(b"E" + (0).to_bytes(8, "big"))
+    samples = []
+    for i in range(count + 100):
+        start = time.perf_counter()
+        await ws.send(b"x")
+        await ws.recv()
+        if i >= 100:
+            samples.append((time.perf_counter() - start) * 1000)
+    await ws.close()
+    return samples
+
+
+async def rtt_tcp(port: int, count: int) -> list[float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    writer.write(b"E" + (0).to_bytes(8, "big"))
+    samples = []
+    for i in range(count + 100):
+        start = time.perf_counter()
+        writer.write(b"x")
+        await writer.drain()
+        await reader.readexactly(1)
+        if i >= 100:
+            samples.append((time.perf_counter() - start) * 1000)
+    writer.close()
+    return samples
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def concurrent(proxy: Proxy, sessions: int, length: int, pids_fn) -> tuple[int, float]:
+    base = rss_kib(pids_fn())
+    peak = base
+    done = asyncio.Event()
+
+    async def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_kib(pids_fn()))
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.create_task(sample())
+    # Connect all first, then stream at once.
+    sockets = await asyncio.gather(*(proxy.connect() for _ in range(sessions)), return_exceptions=True)
+
+    async def stream(ws) -> bool:
+        if isinstance(ws, BaseException):
+            return False
+        digest, got = hashlib.sha256(), 0
+        try:
+            await ws.send(b"D" + length.to_bytes(8, "big"))
+            async for message in ws:
+                digest.update(message)
+                got += len(message)
+        except Exception:
+            return False
+        return got == length and digest.hexdigest() == expected_digest(length)
+
+    results = await asyncio.gather(*(stream(ws) for ws in sockets))
+    done.set()
+    await sampler
+    return sum(results), (peak - base) / sessions
+
+
+# --- setting up both proxies --------------------------------------------------------------
+
+def setup_django(var: str) -> None:
+    os.environ.update(
+        OVMWEB_VAR_DIR=var,
+        DJANGO_SETTINGS_MODULE="ovmweb.settings.base",
+        OVMWEB_CONSOLE_MAX_PER_VM="10000",
+        OVMWEB_CONSOLE_MAX_PER_USER="10000",
+        OVMWEB_EMBEDDED_WORKER="0",
+        OVMWEB_LOG_LEVEL="WARNING",
+    )
+    os.environ.pop("OVMWEB_DATABASE_URL", None)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def make_vm(target_port: int):
+    from django.contrib.auth import get_user_model
+
+    from ovmweb.inventory import choices
+    from ovmweb.inventory.models import Server, ServerPool, VirtualMachine
+    from ovmweb.tunnels.credentials import encrypt_credentials
+
+    ssh_dir = ROOT / "var" / "ssh"
+    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "pw-bench-123")
+    pool = ServerPool.objects.create(name="bench")
+    server = Server.objects.create(
+        name="sshd", hostname="127.0.0.1", ssh_port=int((ssh_dir / "port").read_text()), ssh_user="root",
+        transport=choices.Transport.SSH, status=choices.ServerStatus.RUNNING, server_pool=pool,
+        host_key_fingerprint=(ssh_dir / "host_fingerprint").read_text().strip(),
+        credentials_encrypted=encrypt_credentials({"private_key": (ssh_dir / "id_ed25519").read_text()}),
+    )
+    vm = VirtualMachine.objects.create(
+        name="bench-vm", domain_type=choices.DomainType.HVM, os_type=choices.OsType.OTHER_LINUX,
+        server_pool=pool, server=server, vcpus=1, max_vcpus=1, memory_mib=128, max_memory_mib=128,
+    )
+    VirtualMachine.objects.filter(pk=vm.pk).update(status=choices.VmStatus.RUNNING, vnc_port=target_port)
+    vm.refresh_from_db()
+    return user, vm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--stream-mib", type=int, default=256)
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--session-kib", type=int, default=1024)
+    parser.add_argument("--rtt-count", type=int, default=2000)
+    args = parser.parse_args()
+    if args.target:
+        run_target(args.target)
+        return
+
+    var = tempfile.mkdtemp(prefix="ovmweb-bench-")
+    procs: list[subprocess.Popen] = []
+    try:
+        target_port = free_port()
+        procs.append(subprocess.Popen([sys.executable, __file__, "--target", str(target_port)]))
+        setup_django(var)
+        user, vm = make_vm(target_port)
+        from asgiref.sync import sync_to_async
+        from django.conf import settings
+        from django.test import Client
+
+        from ovmweb.consoles import services
+
+        client = Client()
+        client.force_login(user)
+        cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+        daphne_port = free_port()
+        daphne = subprocess.Popen(
+            [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(daphne_port), "ovmweb.asgi:application"],
+            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        procs.append(daphne)
+
+        # Baseline: OpenSSH local forward to the same sshd (host key pinned), websockify in front.
+        ssh_dir = ROOT / "var" / "ssh"
+        ssh_port = int((ssh_dir / "port").read_text())
+        known = Path(var) / "known_hosts"
+        host_key = (ssh_dir / "ssh_host_ed25519_key.pub").read_text().split()
+        known.write_text(f"[127.0.0.1]:{ssh_port} {host_key[0]} {host_key[1]}\n")
+        forward_port, wsfy_port = free_port(), free_port()
+        procs.append(subprocess.Popen([
+            "ssh", "-N", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
+            "-o", "ExitOnForwardFailure=yes", "-i", str(ssh_dir / "id_ed25519"), "-p", str(ssh_port),
+            "-L", f"127.0.0.1:{forward_port}:127.0.0.1:{target_port}", "root@127.0.0.1",
+        ]))
+        websockify = subprocess.Popen(
+            [str(VENV_BIN / "websockify"), f"127.0.0.1:{wsfy_port}", f"127.0.0.1:{forward_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        procs.append(websockify)
+        for port in (target_port, daphne_port, forward_port, wsfy_port):
+            wait_port(port)
+
+        issue = sync_to_async(lambda: services.ticket_issue(user=user, vm=vm, kind="vnc")[1], thread_sensitive=True)
+
+        async def ovm_url():
+            return f"ws://127.0.0.1:{daphne_port}/ws/console/vnc/{vm.pk}/?ticket={await issue()}"
+
+        async def wsfy_url():
+            return f"ws://127.0.0.1:{wsfy_port}/"
+
+        ovm = Proxy("ovmweb", ovm_url, lambda: {"Origin": f"http://127.0.0.1:{daphne_port}", "Cookie": cookie})
+        wsfy = Proxy("websockify", wsfy_url)
+        length = args.stream_mib << 20
+
+        async def run():
+            results = {}
+            for proxy in (ovm, wsfy):
+                await download(proxy, 8 << 20)  # warm up (SSH transport, daphne imports)
+                for direction, fn in (("download", download), ("upload", upload)):
+                    elapsed, ok = await fn(proxy, length)
+                    results[(proxy.name, direction)] = (length / elapsed / (1 << 20), ok)
+                    print(f"{proxy.name:10s} {direction:8s} {length >> 20} MiB: {length / elapsed / (1 << 20):8.1f} MiB/s "
+                          f"sha256 {'ok' if ok else 'MISMATCH'}", flush=True)
+            rtts = {"direct": await rtt_tcp(target_port, args.rtt_count)}
+            for proxy in (ovm, wsfy):
+                rtts[proxy.name] = await rtt_ws(proxy, args.rtt_count)
+            for name, samples in rtts.items():
+                print(f"rtt {name:10s} p50={pct(samples, 50):.3f} ms p99={pct(samples, 99):.3f} ms", flush=True)
+            sessions = {}
+            for proxy, pids in ((ovm, lambda: [daphne.pid]), (wsfy, lambda: process_tree(websockify.pid))):
+                ok, per_session_kib = await concurrent(proxy, args.sessions, args.session_kib << 10, pids)
+                sessions[proxy.name] = ok
+                print(f"{proxy.name:10s} {args.sessions} concurrent sessions x {args.session_kib} KiB: {ok} intact, "
+                      f"{per_session_kib:.0f} KiB RSS per session", flush=True)
+            return results, rtts, sessions
+
+        results, rtts, sessions = asyncio.run(run())
+        ratios = [results[("ovmweb", d)][0] / results[("websockify", d)][0] for d in ("download", "upload")]
+        intact = all(ok for _, ok in results.values())
+        ratio = min(ratios) if intact else 0.0
+        p99_added = pct(rtts["ovmweb"], 99) - pct(rtts["direct"], 99)
+        print(f"ratios download={ratios[0]:.2f} upload={ratios[1]:.2f} streams_intact={intact}")
+        print(f"throughput_ratio={ratio:.2f} p99_added_ms={p99_added:.2f} sessions_ok={sessions['ovmweb']}/{args.sessions}")
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(var, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
