@@ -550,6 +550,11 @@ class LibvirtDriver(StorageDriver, Driver):
             if path.rstrip("/") != spec.path.rstrip("/"):
                 raise OperationFailed(f"storage pool {spec.name} already exists at {path}")
             with _errors(f"starting storage pool {spec.name} at {spec.path}"):
+                if pool.isActive():
+                    try:
+                        pool.refresh(0)
+                    except libvirt.libvirtError:
+                        pool.destroy()  # its directory went away: build it again below
                 if not pool.isActive():
                     if build:
                         pool.build(0)

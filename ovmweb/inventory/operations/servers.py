@@ -32,6 +32,8 @@ def parse_cpuinfo(text: str) -> dict:
             facts.setdefault("model", int(value))
         elif key == "model name":
             facts.setdefault("model_name", value)
+        elif key == "flags":
+            facts["virt_flags"] = facts.get("virt_flags", False) or bool({"vmx", "svm"} & set(value.split()))
     return facts
 
 
@@ -82,7 +84,10 @@ def server_discover(ctx: JobContext, *, server_id: int) -> dict:
         facts = driver.host_facts()
         cpu = parse_cpuinfo(cpuinfo)
         ctx.progress(60, _("Probing KVM"))
-        kvm = driver.probe_kvm(timeout=settings.OVMWEB_KVM_PROBE_TIMEOUT) if not settings.OVMWEB_HYPERVISOR_URI else False
+        # A firmware that runs is not proof enough: here KVM runs the BIOS and then
+        # hangs the kernel on CPUs without vmx/svm. Both the flags and a probe are required.
+        kvm = (cpu.get("virt_flags") and not settings.OVMWEB_HYPERVISOR_URI
+               and driver.probe_kvm(timeout=settings.OVMWEB_KVM_PROBE_TIMEOUT))
         ctx.log(_("KVM usable: %(kvm)s") % {"kvm": _("yes") if kvm else _("no, guests run under TCG")})
         types = ["kvm", "qemu"] if kvm else [t for t in facts.domain_types if t != "kvm"] or ["qemu"]
         facts = dataclasses.replace(

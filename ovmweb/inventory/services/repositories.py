@@ -12,6 +12,7 @@ pool and no repository record behind.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 from django.db import transaction
@@ -31,7 +32,10 @@ VOLUME_SUBDIRS = {"disks": "VirtualDisks", "isos": "ISOs"}
 
 
 def pool_name(repository: Repository, part: str = "") -> str:
-    return f"ovmweb-repo-{repository.pk}" + (f"-{part}" if part else "")
+    # Named after the directory, not the database id: a pool *is* its directory,
+    # and several ovmweb databases (tests, re-installs) share one libvirtd.
+    digest = hashlib.sha256(repository.path.encode()).hexdigest()[:12]
+    return f"ovmweb-{digest}" + (f"-{part}" if part else "")
 
 
 def repository_servers(repository: Repository) -> list[Server]:

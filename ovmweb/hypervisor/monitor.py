@@ -1,0 +1,149 @@
+"""The monitor: true VM states from the servers (seed 7.8).
+
+Libvirt lifecycle events arrive on libvirt's event thread and are handed to
+the monitor thread through a queue (so the event loop never waits on the
+database). The same thread reconciles every server periodically, which also
+notices unreachable servers: after ``OVMWEB_SERVER_OFFLINE_AFTER`` seconds
+without an answer the server is UNREACHABLE and its VMs STOPPED (OFFLINE
+events); when it answers again its VMs' states are re-read.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from .base import DomainEvent, DriverError, PowerState
+
+log = logging.getLogger(__name__)
+
+# A job owns the VM while it is in one of these states; only its outcome, not a
+# passing reconcile, decides where the VM goes next.
+_IN_FLIGHT = {"STARTING", "STOPPING"}
+
+
+class Monitor:
+    def __init__(self, *, interval: float | None = None, offline_after: float | None = None):
+        self.interval = interval if interval is not None else settings.OVMWEB_RECONCILE_INTERVAL
+        self.offline_after = offline_after if offline_after is not None else settings.OVMWEB_SERVER_OFFLINE_AFTER
+        self._events: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._subscriptions: dict[int, tuple[object, object]] = {}  # server id -> (driver, handle)
+        self._failing_since: dict[int, float] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ovmweb-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._events.put(None)
+        if self._thread:
+            self._thread.join(10)
+        for driver, handle in self._subscriptions.values():
+            try:
+                driver.unsubscribe_events(handle)
+            except DriverError:
+                pass
+        self._subscriptions.clear()
+
+    def _run(self) -> None:
+        next_reconcile = 0.0
+        while not self._stop.is_set():
+            timeout = max(0.0, next_reconcile - time.monotonic())
+            try:
+                item = self._events.get(timeout=timeout)
+            except queue.Empty:
+                item = "reconcile"
+            if self._stop.is_set():
+                break
+            close_old_connections()
+            try:
+                if item == "reconcile":
+                    self.reconcile_all()
+                    next_reconcile = time.monotonic() + self.interval
+                elif isinstance(item, tuple) and item[0] == "closed":
+                    self.reconcile_server_id(item[1])
+                elif item is not None:
+                    self.handle_event(*item)
+            except Exception:  # the monitor must outlive any one failure
+                log.exception("monitor step failed")
+            finally:
+                close_old_connections()
+
+    # ---------------------------------------------------------------- events
+    def _subscribe(self, server, driver) -> None:
+        current = self._subscriptions.get(server.pk)
+        if current and current[0] is driver:
+            return
+        server_id = server.pk
+        handle = driver.subscribe_events(
+            lambda event: self._events.put((server_id, event)),
+            on_close=lambda: self._events.put(("closed", server_id)),
+        )
+        self._subscriptions[server_id] = (driver, handle)
+
+    def handle_event(self, server_id: int, event: DomainEvent) -> None:
+        from ovmweb.inventory.models import VirtualMachine
+        from ovmweb.inventory.services.vms import vm_reconcile
+
+        if event.state in (PowerState.ABSENT, PowerState.SHUTTING_DOWN):
+            return  # undefine during a (re)start, or a shutdown in progress: the next event says more
+        vm = VirtualMachine.objects.filter(uuid=event.uuid, server_id=server_id).first()
+        if vm is None:
+            return
+        if vm.status == "STARTING" and event.state != PowerState.RUNNING:
+            return  # the start job decides
+        reason = ""
+        if event.state == PowerState.SHUTOFF and event.reason == "shutdown":
+            reason = f"{vm.name} powered off."
+        vm_reconcile(vm=vm, power_state=event.state.value, reason=reason)
+
+    # ---------------------------------------------------------------- reconcile
+    def reconcile_server_id(self, server_id: int) -> None:
+        from ovmweb.inventory.models import Server
+
+        server = Server.objects.filter(pk=server_id).first()
+        if server is not None:
+            self.reconcile_server(server)
+
+    def reconcile_all(self) -> None:
+        from ovmweb.inventory.models import Server
+
+        for server in Server.objects.exclude(status="DISCOVERING"):
+            self.reconcile_server(server)
+
+    def reconcile_server(self, server) -> None:
+        from ovmweb.inventory.services.servers import server_mark_reachable, server_mark_unreachable
+        from ovmweb.inventory.services.vms import vm_reconcile
+
+        from .connections import driver_for, forget
+
+        try:
+            driver = driver_for(server)
+            domains = {d.uuid: d for d in driver.list_domains()}
+            self._subscribe(server, driver)
+        except DriverError as exc:
+            self._subscriptions.pop(server.pk, None)
+            forget(server)
+            since = self._failing_since.setdefault(server.pk, time.monotonic())
+            if time.monotonic() - since >= self.offline_after:
+                server_mark_unreachable(server=server, error=str(exc))
+            return
+        self._failing_since.pop(server.pk, None)
+        server_mark_reachable(server=server)
+        for vm in server.vms.exclude(status="TEMPLATE"):
+            if vm.status in _IN_FLIGHT:
+                continue
+            info = domains.get(str(vm.uuid))
+            state = info.state if info else PowerState.ABSENT
+            vm_reconcile(vm=vm, power_state=state.value)
