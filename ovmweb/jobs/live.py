@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import weakref
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -23,8 +24,8 @@ MESSAGE_TYPE = "live.update"
 # The event loop that serves the browsers' WebSockets in this process (daphne's
 # loop under `runovmweb`). The in-memory channel layer is made of asyncio queues
 # bound to that loop; waking them from another loop or thread is not
-# thread-safe, so messages published from the worker thread are handed over to
-# this loop instead.
+# thread-safe, so messages published from the worker thread are sent by a task
+# on this loop instead.
 _home_loop: asyncio.AbstractEventLoop | None = None
 _home_lock = threading.Lock()
 
@@ -43,7 +44,7 @@ def publish(topic: str, payload: dict[str, Any]) -> None:
 
 
 def send_now(message: dict[str, Any]) -> None:
-    """Deliver one message to group "live" right away; never raises (live updates are best effort)."""
+    """Hand one message to the event loop that sends it; never raises (live updates are best effort)."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -61,23 +62,87 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def _deliver(layer, message: dict[str, Any]) -> None:
-    current = _running_loop()
+    loop = _running_loop() or _sync_to_async_loop() or _serving_loop() or _publisher_loop()
+    _sender_for(loop).put(layer, message)
+
+
+class _Sender:
+    """One task per event loop sends the messages handed to it, in order.
+
+    Publishers (the worker thread, views in sync_to_async threads) never wait
+    for the channel layer: a message costs them one call_soon_threadsafe.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue()
+        loop.call_soon_threadsafe(self._start)
+
+    def _start(self) -> None:
+        self.task = self.loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            layer, message = await self.queue.get()
+            try:
+                await layer.group_send(GROUP, message)
+            except Exception:  # best effort: the database holds the truth
+                logger.exception("live update could not be sent (topic %s)", message.get("topic"))
+
+    def put(self, layer, message: dict[str, Any]) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (layer, message))
+
+
+_senders: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sender]" = weakref.WeakKeyDictionary()
+
+
+def _sender_for(loop: asyncio.AbstractEventLoop) -> _Sender:
+    with _home_lock:
+        sender = _senders.get(loop)
+        if sender is None:
+            sender = _senders[loop] = _Sender(loop)
+        return sender
+
+
+def _sync_to_async_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop that called us through sync_to_async (a view or consumer under daphne)."""
+    from asgiref.sync import SyncToAsync
+
+    local = SyncToAsync.threadlocal
+    loop = getattr(local, "main_event_loop", None)
+    if loop is not None and getattr(local, "main_event_loop_pid", None) == os.getpid() and loop.is_running():
+        return loop
+    return None
+
+
+def _serving_loop() -> asyncio.AbstractEventLoop | None:
     home = _home_loop
-    if current is not None:
-        # Called from plain sync code executing directly on an event loop
-        # thread: async_to_sync would refuse to run here, and blocking would
-        # stall the loop, so schedule the send on this loop.
-        current.create_task(layer.group_send(GROUP, message))
-        return
-    if home is not None and home.is_running():
-        # From a worker thread: run the send on the loop that owns the
-        # consumers' queues, and wait briefly so ordering is kept per thread.
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), home)
-        future.result(timeout=5)
-        return
-    # A sync_to_async thread of daphne (async_to_sync finds the main loop), or a
-    # process without a serving loop (tests, separate worker with Redis).
-    async_to_sync(layer.group_send)(GROUP, message)
+    return home if home is not None and home.is_running() else None
+
+
+_publisher: asyncio.AbstractEventLoop | None = None
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    """One private loop on a daemon thread for processes that serve no
+    WebSockets (a separate worker publishing into Redis, tests): creating an
+    event loop and a thread per message (what async_to_sync does here) costs
+    milliseconds per message."""
+    global _publisher
+    with _home_lock:
+        if _publisher is None or not _publisher.is_running():
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(started.set)
+                loop.run_forever()
+
+            threading.Thread(target=run, name="ovmweb-live-publisher", daemon=True).start()
+            started.wait(5)
+            _publisher = loop
+        return _publisher
 
 
 def _label(content_type_id: int | None) -> str | None:

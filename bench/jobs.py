@@ -1,0 +1,167 @@
+"""Job throughput of the real worker on SQLite.
+
+Fills its own temporary SQLite database (WAL, as the embedded default) with
+one server pool, 20 servers and 500 stopped VMs, then queues 1,000 VM actions
+through the real service (`vm_action`): 500 starts, and once they have run,
+500 stops. They are executed by the embedded worker (django-tasks-db's worker
+loop on a thread, as inside `manage.py runovmweb`) running the real `vm.start`
+and `vm.stop` operations against libvirt's test:///default driver
+(OVMWEB_HYPERVISOR_URI). Prints submission and execution figures; last line:
+``jobs_per_s=X`` (jobs executed per second of worker time).
+
+    .venv/bin/python bench/jobs.py [--vms 500]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TMP = tempfile.mkdtemp(prefix="ovmweb-bench-jobs-")
+os.environ["OVMWEB_VAR_DIR"] = TMP
+os.environ["OVMWEB_SQLITE_PATH"] = os.path.join(TMP, "bench.sqlite3")
+os.environ.pop("OVMWEB_DATABASE_URL", None)
+os.environ.pop("OVMWEB_REDIS_URL", None)
+os.environ["DJANGO_SETTINGS_MODULE"] = "ovmweb.settings.base"
+os.environ["OVMWEB_HYPERVISOR_URI"] = "test:///default"
+os.environ.setdefault("OVMWEB_LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+
+
+def _setup(n_vms: int, n_servers: int = 20):
+    from django.contrib.auth import get_user_model
+
+    from ovmweb.inventory import choices, models
+
+    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench-pw-123")
+    pool = models.ServerPool.objects.create(name="bench-pool", architecture=choices.Architecture.X86)
+    repo = models.Repository.objects.create(
+        name="bench-repo",
+        kind=choices.RepositoryKind.SHARED,
+        backend=choices.RepositoryBackend.DIR,
+        path=os.path.join(TMP, "repo"),
+        capacity_bytes=1 << 40,
+        available_bytes=1 << 40,
+    )
+    repo.server_pools.set([pool])
+    for i in range(n_servers):
+        models.Server.objects.create(
+            name=f"bench-server-{i}",
+            hostname=f"bench-server-{i}.example.com",
+            transport=choices.Transport.LOCAL,
+            status=choices.ServerStatus.RUNNING,
+            server_pool=pool,
+            host_uuid=f"00000000-0000-4000-8000-{i:012d}",
+            cpu_vendor="GenuineIntel",
+            cpu_family=6,
+            cpu_model=85,
+            cpu_cores=64,
+            memory_mib=1 << 20,
+            domain_types=["qemu"],
+        )
+    models.VirtualMachine.objects.bulk_create(
+        [
+            models.VirtualMachine(
+                name=f"bench-vm-{i}",
+                domain_type=choices.DomainType.HVM,
+                server_pool=pool,
+                repository=repo,
+                os_type=choices.OsType.ORACLE_LINUX_6,
+                vcpus=1,
+                max_vcpus=1,
+                memory_mib=128,
+                max_memory_mib=128,
+                status=choices.VmStatus.STOPPED,
+            )
+            for i in range(n_vms)
+        ]
+    )
+    return user
+
+
+def _queue(user, action: str) -> float:
+    from ovmweb.inventory.models import VirtualMachine
+    from ovmweb.inventory.services.vms import vm_action
+
+    started = time.perf_counter()
+    for vm in VirtualMachine.objects.order_by("pk"):
+        vm_action(vm=vm, action=action, user=user)
+    return time.perf_counter() - started
+
+
+def _drain(worker_interval: float) -> tuple[float, dict[str, int]]:
+    """Start the embedded worker, wait until no job is live, stop it; return the elapsed time."""
+    from django.db.models import Count
+
+    from ovmweb.jobs.choices import JobStatus
+    from ovmweb.jobs.models import Job
+    from ovmweb.jobs.worker import EmbeddedWorker
+
+    worker = EmbeddedWorker(interval=worker_interval, recover=False)
+    started = time.perf_counter()
+    worker.start()
+    try:
+        while Job.objects.filter(status__in=JobStatus.LIVE).exists():
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.stop()
+    counts = dict(Job.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    return elapsed, counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--vms", type=int, default=500, help="VMs; each is started then stopped (2 jobs per VM)")
+    parser.add_argument("--interval", type=float, default=0.1, help="worker poll interval of an empty queue (s)")
+    args = parser.parse_args()
+    try:
+        call_command("migrate", verbosity=0)
+        with connection.cursor() as cur:
+            cur.execute("PRAGMA journal_mode")
+            journal = cur.fetchone()[0]
+        user = _setup(args.vms)
+        from ovmweb.jobs.registry import autodiscover
+
+        autodiscover()
+        total_jobs = 0
+        total_worker = 0.0
+        for action in ("start", "stop"):
+            queued = _queue(user, action)
+            elapsed, counts = _drain(args.interval)
+            total_jobs += args.vms
+            total_worker += elapsed
+            print(
+                f"{action}: queued {args.vms} in {queued:.2f}s ({args.vms / queued:.0f}/s), "
+                f"worker ran them in {elapsed:.2f}s ({args.vms / elapsed:.1f} jobs/s); statuses so far {counts}"
+            )
+        from ovmweb.inventory.models import VirtualMachine
+        from ovmweb.jobs.choices import JobStatus
+        from ovmweb.jobs.models import Job
+
+        failed = Job.objects.exclude(status=JobStatus.SUCCESS).count()
+        if failed:
+            sample = Job.objects.exclude(status=JobStatus.SUCCESS).values_list("operation", "error").first()
+            print(f"WARNING: {failed} jobs did not succeed, e.g. {sample}")
+        stopped = VirtualMachine.objects.filter(status="STOPPED").count()
+        print(f"sqlite journal_mode={journal}; VMs stopped again: {stopped}/{args.vms}; jobs: {total_jobs}")
+        print(f"jobs_per_s={total_jobs / total_worker:.1f}")
+    finally:
+        connection.close()
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
