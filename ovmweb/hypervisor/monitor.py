@@ -101,8 +101,8 @@ class Monitor:
         vm = VirtualMachine.objects.filter(uuid=event.uuid, server_id=server_id).first()
         if vm is None:
             return
-        if vm.status == "STARTING" and event.state != PowerState.RUNNING:
-            return  # the start job decides
+        if vm.status == "STARTING":
+            return  # the start job decides (and tells a kill apart from a start)
         reason = ""
         if event.state == PowerState.SHUTOFF and event.reason == "shutdown":
             reason = f"{vm.name} powered off."
