@@ -233,20 +233,30 @@ async def concurrent(proxy: Proxy, sessions: int, length: int, pids_fn) -> tuple
     # Connect all first, then stream at once.
     sockets = await asyncio.gather(*(proxy.connect() for _ in range(sessions)), return_exceptions=True)
 
+    failures: dict[str, int] = {}
+
+    def failed(reason: str) -> bool:
+        failures[reason] = failures.get(reason, 0) + 1
+        return False
+
     async def stream(ws) -> bool:
         if isinstance(ws, BaseException):
-            return False
+            return failed(f"connect: {type(ws).__name__}")
         digest, got = hashlib.sha256(), 0
         try:
             await ws.send(b"D" + length.to_bytes(8, "big"))
             async for message in ws:
                 digest.update(message)
                 got += len(message)
-        except Exception:
-            return False
-        return got == length and digest.hexdigest() == expected_digest(length)
+        except Exception as exc:
+            return failed(f"stream: {type(exc).__name__} after {got >> 10} KiB")
+        if got != length:
+            return failed(f"short: {got} of {length} bytes, close code {ws.close_code}")
+        return digest.hexdigest() == expected_digest(length) or failed("sha256 mismatch")
 
     results = await asyncio.gather(*(stream(ws) for ws in sockets))
+    if failures:
+        print(f"{proxy.name} failures: {failures}", flush=True)
     done.set()
     await sampler
     return sum(results), (peak - base) / sessions
