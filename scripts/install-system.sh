@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(
   qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-dev pkg-config openssh-server openssh-client chromium busybox-static xorriso
-  isolinux syslinux-common socat cpio iproute2 postgresql
+  isolinux syslinux-common socat cpio iproute2 postgresql redis-server
 )
 missing=()
 command -v npm >/dev/null || pkgs+=(nodejs npm)

@@ -7,9 +7,11 @@ rolled back.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -76,6 +78,8 @@ class _Sender:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.queue: asyncio.Queue = asyncio.Queue()
+        self.pending = 0
+        self._count_lock = threading.Lock()
         loop.call_soon_threadsafe(self._start)
 
     def _start(self) -> None:
@@ -88,12 +92,48 @@ class _Sender:
                 await layer.group_send(GROUP, message)
             except Exception:  # best effort: the database holds the truth
                 logger.exception("live update could not be sent (topic %s)", message.get("topic"))
+            finally:
+                with self._count_lock:
+                    self.pending -= 1
 
     def put(self, layer, message: dict[str, Any]) -> None:
+        with self._count_lock:
+            self.pending += 1
         self.loop.call_soon_threadsafe(self.queue.put_nowait, (layer, message))
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every message handed over so far was sent (or timeout)."""
+        deadline = time.monotonic() + timeout
+        while self.pending > 0 and self.loop.is_running() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.pending <= 0
 
 
 _senders: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sender]" = weakref.WeakKeyDictionary()
+
+
+def _forget_loops_after_fork() -> None:
+    # A forked child (RQ's work horse) inherits the loop objects but not the
+    # threads running them: messages handed to them would never be sent.
+    global _publisher, _home_loop, _home_lock
+    _publisher = None
+    _home_loop = None
+    _home_lock = threading.Lock()
+    _senders.clear()
+
+
+os.register_at_fork(after_in_child=_forget_loops_after_fork)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until the messages this process handed to its private publisher
+    loop were sent. Runs at exit, so that a short-lived process (a management
+    command, a shell) does not drop its last updates."""
+    sender = _senders.get(_publisher) if _publisher is not None else None
+    return sender.drain(timeout) if sender is not None else True
+
+
+atexit.register(flush)
 
 
 def _sender_for(loop: asyncio.AbstractEventLoop) -> _Sender:
