@@ -5,53 +5,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
-from ovmweb.hypervisor import connections
 from ovmweb.hypervisor.monitor import Monitor
-from ovmweb.inventory.models import IsoFile, Repository, Server, VirtualMachine
-from ovmweb.inventory.services import pools, repositories, servers, storage, vms
-from ovmweb.inventory.services.repositories import pool_name
+from ovmweb.inventory.models import IsoFile, Repository, VirtualMachine
+from ovmweb.inventory.services import repositories, storage, vms
 from ovmweb.jobs.testing import run_pending_jobs
 
+from .conftest import GUEST_ISO, wait_for
+
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-GUEST_ISO = Path(settings.BASE_DIR) / "var" / "guest" / "tiny.iso"
-
-
-def _wait(predicate, timeout, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
-
-@pytest.fixture
-def estate(admin_user, tmp_path, settings):
-    settings.OVMWEB_HYPERVISOR_URI = ""
-    settings.OVMWEB_KVM_PROBE_TIMEOUT = 2
-    pool = pools.server_pool_create(user=admin_user, name=f"pool-{uuid.uuid4().hex[:6]}")
-    servers.server_discover(user=admin_user, hostname="localhost", transport="local", name="local", server_pool=pool)
-    run_pending_jobs()
-    server = Server.objects.get(name="local")
-    repo_path = tmp_path / "repo"
-    repo_path.mkdir()
-    repositories.repository_create(user=admin_user, name="repo", kind="LOCAL", path=str(repo_path), server=server,
-                                   server_pools=[pool])
-    run_pending_jobs()
-    repo = Repository.objects.get(name="repo")
-    with open(GUEST_ISO, "rb") as fh:
-        storage.iso_upload(repository=repo, user=admin_user, name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size)
-    run_pending_jobs()
-    yield {"pool": pool, "server": server, "repo": repo, "iso": IsoFile.objects.get(repository=repo), "user": admin_user}
-    driver = connections.driver_for(server)
-    for vm in VirtualMachine.objects.all():
-        driver.undefine(str(vm.uuid))
-    for part in ("disks", "isos", ""):
-        driver.pool_undefine(pool_name(repo, part))
-    connections.close_all()
 
 
 def test_discovery_and_repository_layout(estate):
@@ -115,7 +77,7 @@ def test_boot_banner_suspend_resume_and_guest_poweroff(estate):
         assert vm.status == "RUNNING"
         time.sleep(2)  # the shell prompt is up after the banner
         sock.sendall(b"\npoweroff\n")
-        assert _wait(lambda: VirtualMachine.objects.get(pk=vm.pk).status == "STOPPED", 60)
+        assert wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).status == "STOPPED", 60)
         sock.close()
     finally:
         monitor.stop()

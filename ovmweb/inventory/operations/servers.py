@@ -56,9 +56,11 @@ def _ssh_probe(ctx: JobContext, server: Server) -> tuple[str, str, str]:
     try:
         key = client.get_transport().get_remote_server_key()
         ctx.log(_("Host key %(fp)s verified.") % {"fp": ssh.host_key_fingerprint(key)})
-        status, out, _err = ssh.run(client, "command -v libvirtd || command -v virtqemud || test -S /var/run/libvirt/libvirt-sock")
+        # What matters is a running daemon (its socket), not an installed binary.
+        status, _out, _err = ssh.run(client, "test -S /run/libvirt/libvirt-sock || test -S /run/libvirt/virtqemud-sock")
         if status != 0:
-            raise OperationFailed(_("No libvirt on %(host)s: install libvirt-daemon and QEMU there.") % {"host": server.hostname})
+            raise OperationFailed(_("No libvirt daemon on %(host)s (no libvirt socket in /run/libvirt): install and start "
+                                    "libvirt-daemon and QEMU there.") % {"host": server.hostname})
         _s, cpuinfo, _e = ssh.run(client, "cat /proc/cpuinfo")
         _s, meminfo, _e = ssh.run(client, "cat /proc/meminfo")
         return cpuinfo, meminfo, f"{key.get_name()} {key.get_base64()}"
