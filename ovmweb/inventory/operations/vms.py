@@ -33,7 +33,7 @@ from ..choices import DiskSlotKind, DomainType, MessageResult, VmStatus
 from ..exceptions import Conflict
 from ..models import Server, ServerPool, VirtualMachine
 from ..services import messages as message_services
-from ..services import placement, ports
+from ..services import install_sources, placement, ports
 from ..services.vms import (
     vm_apply_pending,
     vm_reconcile,
@@ -82,12 +82,8 @@ def domain_spec(vm: VirtualMachine, server: Server) -> DomainSpec:
     ]
     kernel = initrd = ""
     if vm.domain_type == DomainType.PVM:
-        # TODO(core+servers): the kernel and initrd of a PVM come from its mounted
-        # ISO URL (vm.pvm_boot_url); the storage service is to fetch them into the
-        # VM's directory of the repository. Until it does, start uses that
-        # location and fails clearly (STOPPED + event) if the files are not there.
-        base = f"{vm.repository.path}/VirtualMachines/{vm.uuid}" if vm.repository else f"/var/lib/ovmweb/{vm.uuid}"
-        kernel, initrd = f"{base}/vmlinuz", f"{base}/initrd.img"
+        # Put there by install_sources.pvm_boot_files_fetch at start.
+        kernel, initrd = install_sources.pvm_boot_paths(vm)
     virt_type = "kvm" if "kvm" in (server.domain_types or []) else "qemu"
     return DomainSpec(
         name=domain_name(vm), uuid=str(vm.uuid), domain_type=vm.domain_type, virt_type=virt_type,
@@ -137,6 +133,12 @@ def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_fa
         ports.allocate_console_ports(vm=vm, server=server)
         ctx.progress(20, _("Placed on %(s)s (VNC %(v)s, serial %(p)s).") % {"s": server.name, "v": vm.vnc_port, "p": vm.serial_port})
         ctx.check_abort()
+        if vm.domain_type == DomainType.PVM:
+            # No BIOS: the kernel and initrd come from the mounted install tree (7.1, 7.2).
+            fetched = install_sources.pvm_boot_files_fetch(vm=vm, server=server)
+            ctx.progress(35, _("Kernel %(k)s and initrd %(i)s from %(url)s%(cached)s.") % {
+                "k": fetched["kernel"], "i": fetched["initrd"], "url": fetched["url"],
+                "cached": "" if fetched["fetched"] else _(" (already on the server)")})
         driver = driver_for(server)
         uuid = str(vm.uuid)
         if _state(driver, vm) in (PowerState.SHUTOFF, PowerState.CRASHED):
