@@ -254,6 +254,20 @@ class StorageDriver:
     def migrate(self, uuid: str, target: "Driver", *, live: bool = True, unsafe: bool = False, copy_storage: bool = False) -> None:
         raise OperationFailed("not supported by this driver")
 
+    def attach_device(self, uuid: str, device: "DiskSpec | NicSpec", *, domain_type: str) -> str:
+        """Hot-plug a disk, CD-ROM or NIC into the running domain and its persistent
+        definition (``VIR_DOMAIN_AFFECT_LIVE|CONFIG``); returns the disk's target or the NIC's MAC."""
+        raise OperationFailed("not supported by this driver")
+
+    def detach_device(self, uuid: str, device: "DiskSpec | NicSpec") -> None:
+        """Hot-unplug the disk with ``device.path`` or the NIC with ``device.mac``, live and persistently."""
+        raise OperationFailed("not supported by this driver")
+
+    def change_media(self, uuid: str, *, current_path: str, new_path: str) -> None:
+        """Insert (``new_path``) or eject (``""``) the medium of the CD-ROM drive now holding ``current_path``
+        (``""``: the first empty drive), live and persistently."""
+        raise OperationFailed("not supported by this driver")
+
     def send_messages(self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0) -> dict[str, str]:
         """Send key/value pairs to the guest agent on the messages channel; {key: "ok"|"ignored"}.
 

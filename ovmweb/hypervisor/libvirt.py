@@ -25,11 +25,13 @@ from .base import (
     DomainEvent,
     DomainInfo,
     DomainNotFound,
+    DiskSpec,
     DomainSpec,
     Driver,
     DriverError,
     HostFacts,
     HostKeyMismatch,
+    NicSpec,
     OperationFailed,
     PoolInfo,
     PoolSpec,
@@ -420,6 +422,76 @@ class LibvirtDriver(StorageDriver, Driver):
             flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
         with _errors(f"migrating {uuid}"):
             dom.migrate(target._conn, flags, None, None, 0)
+
+    # ---------------------------------------------------------------- hot-plug
+    @staticmethod
+    def _xml_for(dom, flags: int) -> ET.Element:
+        # The persistent definition can differ from the live one (devices pending a restart).
+        inactive = libvirt.VIR_DOMAIN_XML_INACTIVE if flags == libvirt.VIR_DOMAIN_AFFECT_CONFIG else 0
+        return ET.fromstring(dom.XMLDesc(inactive))
+
+    def attach_device(self, uuid: str, device: DiskSpec | NicSpec, *, domain_type: str) -> str:
+        dom = self._domain(uuid)
+        with _errors(f"hot-plugging a device into {uuid}"):
+            if isinstance(device, NicSpec):
+                document, ident = xmlbuild.nic_device_xml(device, domain_type=domain_type), device.mac
+            else:
+                used = {t.get("dev") for t in self._xml_for(dom, 0).findall("./devices/disk/target")}
+                used |= {t.get("dev") for t in self._xml_for(dom, libvirt.VIR_DOMAIN_AFFECT_CONFIG).findall("./devices/disk/target")}
+                ident = xmlbuild.next_disk_target(device.bus, used)
+                document = xmlbuild.disk_device_xml(device, bus=device.bus, target=ident)
+            for flags in self._affects(dom):
+                dom.attachDeviceFlags(document, flags)
+        return ident
+
+    @staticmethod
+    def _find_device(root: ET.Element, device: DiskSpec | NicSpec) -> ET.Element | None:
+        if isinstance(device, NicSpec):
+            for el in root.findall("./devices/interface"):
+                mac = el.find("mac")
+                if mac is not None and mac.get("address", "").lower() == device.mac.lower():
+                    return el
+            return None
+        for el in root.findall("./devices/disk"):
+            source = el.find("source")
+            if source is not None and source.get("file") == device.path:
+                return el
+        return None
+
+    def detach_device(self, uuid: str, device: DiskSpec | NicSpec) -> None:
+        dom = self._domain(uuid)
+        with _errors(f"hot-unplugging a device from {uuid}"):
+            found = False
+            for flags in self._affects(dom):
+                el = self._find_device(self._xml_for(dom, flags), device)
+                if el is None:
+                    continue  # already gone there
+                found = True
+                dom.detachDeviceFlags(ET.tostring(el, encoding="unicode"), flags)
+            if not found:
+                raise OperationFailed(f"domain {uuid} has no such device")
+
+    def change_media(self, uuid: str, *, current_path: str, new_path: str) -> None:
+        dom = self._domain(uuid)
+        with _errors(f"changing the CD-ROM of {uuid}"):
+            for flags in self._affects(dom):
+                root = self._xml_for(dom, flags)
+                drive = None
+                for el in root.findall("./devices/disk[@device='cdrom']"):
+                    source = el.find("source")
+                    path = source.get("file", "") if source is not None else ""
+                    if path == current_path:
+                        drive = el
+                        break
+                if drive is None:
+                    raise OperationFailed(f"domain {uuid} has no CD-ROM drive holding {current_path or 'nothing'}")
+                source = drive.find("source")
+                if source is not None:
+                    drive.remove(source)
+                if new_path:
+                    source = ET.Element("source", file=new_path)
+                    drive.insert(1, source)
+                dom.updateDeviceFlags(ET.tostring(drive, encoding="unicode"), flags | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE)
 
     # ---------------------------------------------------------------- guest messages
     def send_messages(self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0) -> dict[str, str]:

@@ -222,3 +222,30 @@ def volume_xml(
         _sub(backing, "path", backing_path)
         _sub(backing, "format", type=backing_format or "qcow2")
     return ET.tostring(root, encoding="unicode")
+
+
+# ---------------------------------------------------------------- hot-plug
+
+
+def next_disk_target(bus: str, used: set[str]) -> str:
+    """The first free target name of ``bus`` (vdb when vda is taken) for a hot-plugged disk."""
+    prefix = _DEV_PREFIX[bus]
+    index = 0
+    while _dev_name(prefix, index) in used:
+        index += 1
+    return _dev_name(prefix, index)
+
+
+def disk_device_xml(disk: DiskSpec, *, bus: str, target: str) -> str:
+    """One ``<disk>`` element, as attachDeviceFlags takes it."""
+    devices = ET.Element("devices")
+    _disk(devices, disk, bus, target)
+    return ET.tostring(devices[0], encoding="unicode")
+
+
+def nic_device_xml(nic: NicSpec, *, domain_type: str) -> str:
+    """One ``<interface>`` element; the model follows the domain type as in a full definition."""
+    devices = ET.Element("devices")
+    _nic(devices, DomainSpec(name="", uuid="", domain_type=domain_type, virt_type="", vcpus=1, max_vcpus=1,
+                             memory_mib=1, max_memory_mib=1), nic)
+    return ET.tostring(devices[0], encoding="unicode")
