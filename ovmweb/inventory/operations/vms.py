@@ -60,26 +60,32 @@ def domain_name(vm: VirtualMachine) -> str:
     return f"{slugify(vm.name)[:40] or 'vm'}-{vm.uuid.hex[:8]}"
 
 
+def slot_disk_spec(slot) -> DiskSpec:
+    """A disk slot as the hypervisor sees it (paths follow the repository layout)."""
+    if slot.kind == DiskSlotKind.DISK:
+        d = slot.virtual_disk
+        return DiskSpec(path=f"{d.repository.path}/VirtualDisks/{d.volume}", device="disk", bus=slot.bus,
+                        format=d.format, shareable=d.shareable)
+    if slot.kind == DiskSlotKind.CDROM:
+        return DiskSpec(path=iso_path(slot.iso), device="cdrom", bus="sata", format="raw", readonly=True)
+    return DiskSpec(path="", device="cdrom", bus="sata", format="raw", readonly=True)
+
+
+def iso_path(iso) -> str:
+    return f"{iso.repository.path}/ISOs/{iso.name}"
+
+
+def vnic_spec(n) -> NicSpec:
+    return NicSpec(mac=n.mac, model=n.model, network=(n.network.libvirt_network if n.network else ""),
+                   bridge=(n.network.bridge if n.network and not n.network.libvirt_network else ""))
+
+
 def domain_spec(vm: VirtualMachine, server: Server) -> DomainSpec:
     """The libvirt definition of ``vm`` on ``server``, from the inventory.
     Paths follow the repository layout: VirtualDisks/<volume>, ISOs/<name>."""
-    disks = []
     slots = vm.disk_slots.select_related("virtual_disk__repository", "iso__repository").order_by("slot")
-    for slot in slots:
-        if slot.kind == DiskSlotKind.DISK:
-            d = slot.virtual_disk
-            disks.append(DiskSpec(path=f"{d.repository.path}/VirtualDisks/{d.volume}", device="disk", bus=slot.bus,
-                                  format=d.format, shareable=d.shareable))
-        elif slot.kind == DiskSlotKind.CDROM:
-            disks.append(DiskSpec(path=f"{slot.iso.repository.path}/ISOs/{slot.iso.name}", device="cdrom", bus="sata",
-                                  format="raw", readonly=True))
-        else:
-            disks.append(DiskSpec(path="", device="cdrom", bus="sata", format="raw", readonly=True))
-    nics = [
-        NicSpec(mac=n.mac, model=n.model, network=(n.network.libvirt_network if n.network else ""),
-                bridge=(n.network.bridge if n.network and not n.network.libvirt_network else ""))
-        for n in vm.vnics.select_related("network").order_by("position", "id")
-    ]
+    disks = [slot_disk_spec(slot) for slot in slots]
+    nics = [vnic_spec(n) for n in vm.vnics.select_related("network").order_by("position", "id")]
     kernel = initrd = ""
     if vm.domain_type == DomainType.PVM:
         # Put there by install_sources.pvm_boot_files_fetch at start.
@@ -150,6 +156,14 @@ def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_fa
         if state != PowerState.RUNNING:
             raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
     except Exception as exc:
+        if driver is not None:
+            # Nothing half made: a definition that never ran (ports taken, bad
+            # media) is not left on the server holding the released ports.
+            try:
+                if _state(driver, vm) in (PowerState.SHUTOFF, PowerState.CRASHED):
+                    driver.undefine(str(vm.uuid))
+            except DriverError:
+                log.warning("could not remove the definition of %s after a failed start", vm.uuid)
         _fail_start(vm, ctx.job, str(exc))
         raise
     done = vm_set_status(vm=vm, status=VmStatus.RUNNING, only_from={VmStatus.STARTING}, job=ctx.job,
@@ -266,24 +280,58 @@ def vm_resume(ctx: JobContext, *, vm_id: int) -> dict:
 
 @operation("vm.hot_update")
 def vm_hot_update(ctx: JobContext, *, vm_id: int, changes: dict | None = None, attach_vnic_id: int | None = None,
-                  detach_mac: str | None = None, detach_model: str | None = None) -> dict:
-    """vCPU / memory changes the services found hot-pluggable (7.13, 7.14)."""
+                  detach_mac: str | None = None, detach_model: str | None = None, attach_slot_id: int | None = None,
+                  detach_disk: dict | None = None, media: dict | None = None) -> dict:
+    """Changes of a running VM that the services found hot-pluggable (7.13, 7.14): vCPUs and
+    memory, and devices (VNICs, disks, CD-ROM media), live and in the persistent definition.
+
+    The inventory already holds the change; if the hypervisor refuses the hot-plug, the
+    job fails saying so and the change takes effect at the next start (it is in the
+    definition written then)."""
+    from ..models import VmDiskSlot, Vnic
+
     vm = _vm(vm_id)
-    applied = {}
+    applied: dict = {}
     driver = _running_driver(vm)
-    info = driver.domain_info(str(vm.uuid))
+    uuid = str(vm.uuid)
+    info = driver.domain_info(uuid)
     for field, value in (changes or {}).items():
         setter = {"vcpus": driver.set_vcpus, "memory_mib": driver.set_memory}[field]
         try:
-            setter(str(vm.uuid), int(value))
+            setter(uuid, int(value))
             applied[field] = value
         except DriverError as exc:
             running = info.vcpus if field == "vcpus" else info.memory_mib
             vm_revert_hot_change(vm=vm, field=field, running_value=running, wanted=value, job=ctx.job, error=str(exc))
-    if attach_vnic_id is not None or detach_mac is not None:
-        # TODO(core+servers): the Driver has no attach/detach of interfaces yet; the
-        # VNIC change is in the inventory and takes effect at the next start.
-        ctx.log(_("VNIC change recorded; it takes effect at the next start of %(vm)s.") % {"vm": vm.name})
+
+    def device(what: str, action) -> None:
+        try:
+            applied[what] = action()
+        except DriverError as exc:
+            raise OperationFailed(_("%(what)s of running %(vm)s failed (%(err)s); the change takes effect at its next "
+                                    "start.") % {"what": what, "vm": vm.name, "err": exc}) from exc
+
+    if attach_vnic_id is not None:
+        vnic = Vnic.objects.select_related("network").filter(pk=attach_vnic_id, vm=vm).first()
+        if vnic is not None:
+            device(_("Hot-add of VNIC %(mac)s") % {"mac": vnic.mac},
+                   lambda: driver.attach_device(uuid, vnic_spec(vnic), domain_type=vm.domain_type))
+    if detach_mac is not None:
+        device(_("Hot-remove of VNIC %(mac)s") % {"mac": detach_mac},
+               lambda: driver.detach_device(uuid, NicSpec(mac=detach_mac, model=detach_model or "virtio")) or detach_mac)
+    if attach_slot_id is not None:
+        slot = VmDiskSlot.objects.select_related("virtual_disk__repository", "iso__repository").filter(
+            pk=attach_slot_id, vm=vm).first()
+        if slot is not None:
+            device(_("Hot-add of disk slot %(n)d") % {"n": slot.slot},
+                   lambda: driver.attach_device(uuid, slot_disk_spec(slot), domain_type=vm.domain_type))
+    if detach_disk is not None:
+        device(_("Hot-remove of %(path)s") % {"path": detach_disk["path"]},
+               lambda: driver.detach_device(uuid, DiskSpec(path=detach_disk["path"], device=detach_disk.get("device", "disk")))
+               or detach_disk["path"])
+    if media is not None:
+        device(_("CD-ROM change to %(path)s") % {"path": media["new"] or _("empty")},
+               lambda: driver.change_media(uuid, current_path=media["current"], new_path=media["new"]) or media["new"])
     return {"applied": applied}
 
 
