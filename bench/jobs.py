@@ -1,7 +1,7 @@
 """Job throughput of the real worker on SQLite.
 
 Fills its own temporary SQLite database (WAL, as the embedded default) with
-one server pool, 20 servers and 500 stopped VMs, then queues 1,000 VM actions
+one server pool, 2 servers (--servers) and 500 stopped VMs, then queues 1,000 VM actions
 through the real service (`vm_action`): 500 starts, and once they have run,
 500 stops. They are executed by the embedded worker (django-tasks-db's worker
 loop on a thread, as inside `manage.py runovmweb`) running the real `vm.start`
@@ -40,7 +40,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 
-def _setup(n_vms: int, n_servers: int = 20):
+def _setup(n_vms: int, n_servers: int):
     from django.contrib.auth import get_user_model
 
     from ovmweb.inventory import choices, models
@@ -122,9 +122,23 @@ def _drain(worker_interval: float) -> tuple[float, dict[str, int]]:
     return elapsed, counts
 
 
+def _timings(operation: str) -> str:
+    """Median time inside the runner per job, and median gap between one job's
+    end and the next one's start (the worker loop's own cost)."""
+    import statistics
+
+    from ovmweb.jobs.models import Job
+
+    rows = list(Job.objects.filter(operation=operation).order_by("started_at").values_list("started_at", "finished_at"))
+    inside = [(f - s).total_seconds() * 1000 for s, f in rows]
+    gaps = [(rows[i + 1][0] - rows[i][1]).total_seconds() * 1000 for i in range(len(rows) - 1)]
+    return f"median ms per job in runner {statistics.median(inside):.1f}, between jobs {statistics.median(gaps):.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vms", type=int, default=500, help="VMs; each is started then stopped (2 jobs per VM)")
+    parser.add_argument("--servers", type=int, default=2, help="servers in the pool (placement looks at each)")
     parser.add_argument("--interval", type=float, default=0.1, help="worker poll interval of an empty queue (s)")
     args = parser.parse_args()
     try:
@@ -132,7 +146,7 @@ def main() -> None:
         with connection.cursor() as cur:
             cur.execute("PRAGMA journal_mode")
             journal = cur.fetchone()[0]
-        user = _setup(args.vms)
+        user = _setup(args.vms, args.servers)
         from ovmweb.jobs.registry import autodiscover
 
         autodiscover()
@@ -147,6 +161,7 @@ def main() -> None:
                 f"{action}: queued {args.vms} in {queued:.2f}s ({args.vms / queued:.0f}/s), "
                 f"worker ran them in {elapsed:.2f}s ({args.vms / elapsed:.1f} jobs/s); statuses so far {counts}"
             )
+            print(f"  vm.{action}: {_timings(f'vm.{action}')}")
         from ovmweb.inventory.models import VirtualMachine
         from ovmweb.jobs.choices import JobStatus
         from ovmweb.jobs.models import Job
@@ -159,6 +174,9 @@ def main() -> None:
         print(f"sqlite journal_mode={journal}; VMs stopped again: {stopped}/{args.vms}; jobs: {total_jobs}")
         print(f"jobs_per_s={total_jobs / total_worker:.1f}")
     finally:
+        from ovmweb.hypervisor.connections import close_all
+
+        close_all()
         connection.close()
         shutil.rmtree(TMP, ignore_errors=True)
 

@@ -32,7 +32,7 @@ def run_job(job_id: int) -> str | None:
     claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.RUNNING, started_at=now)
     if not claimed:
         return None
-    job = Job.objects.select_related("user", "parent").get(pk=job_id)
+    job = Job.objects.select_related("user").get(pk=job_id)
     live.publish("job", live.job_payload(job))
 
     ctx = JobContext(job)

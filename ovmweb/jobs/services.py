@@ -136,7 +136,8 @@ def job_finish(*, job: Job, status: str, error: str = "", result: dict | None = 
     """End `job` with `status` (a DONE status): release its locks, publish it."""
     if status not in JobStatus.DONE:
         raise ValueError(f"{status} is not a final job status")
-    with transaction.atomic():
+    # No savepoint: callers end jobs inside their own transaction, all or nothing.
+    with transaction.atomic(savepoint=False):
         job.status = status
         job.finished_at = timezone.now()
         job.error = error

@@ -12,6 +12,7 @@ import threading
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
+from django.db.backends.signals import connection_created
 from django.utils.crypto import get_random_string
 from django_tasks import task_backends
 
@@ -19,6 +20,7 @@ from .registry import autodiscover
 from .tasks import run_job_task
 
 logger = logging.getLogger(__name__)
+WORKER_THREAD_PREFIX = "ovmweb-job-worker"
 
 
 def make_db_worker(*, interval: float, worker_id: str | None = None, batch: bool = False, max_tasks: int | None = None):
@@ -44,6 +46,15 @@ def make_db_worker(*, interval: float, worker_id: str | None = None, batch: bool
     )
 
 
+def _keep_worker_connection(sender, connection, **kwargs) -> None:
+    # The worker loop calls close_old_connections() around every task, which
+    # with CONN_MAX_AGE=0 (the SQLite default) reconnects for every job. A
+    # worker thread is long-lived: keep its connection (it is still closed and
+    # reopened after an error, by close_old_connections' usability check).
+    if threading.current_thread().name.startswith(WORKER_THREAD_PREFIX):
+        connection.close_at = None
+
+
 class EmbeddedWorker:
     """start(): recover interrupted jobs, then poll the queue on a thread; stop(): finish the current job and end."""
 
@@ -62,11 +73,12 @@ class EmbeddedWorker:
             if recovered:
                 logger.warning("recovered %d interrupted job(s)", len(recovered))
         self._worker = make_db_worker(interval=self.interval)
-        self._thread = threading.Thread(target=self._run, name="ovmweb-job-worker", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{WORKER_THREAD_PREFIX}-1", daemon=True)
         self._thread.start()
         logger.info("embedded job worker started (poll interval %.2fs)", self.interval)
 
     def _run(self) -> None:
+        connection_created.connect(_keep_worker_connection, dispatch_uid="ovmweb-worker-connection")
         try:
             self._worker.run()
         except Exception:
