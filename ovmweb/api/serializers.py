@@ -175,6 +175,7 @@ class RepositoryCreateSerializer(StrictModelSerializer):
     class Meta:
         model = models.Repository
         fields = ["name", "kind", "backend", "path", "nfs_server", "nfs_export", "server", "server_pools"]
+        extra_kwargs = {"kind": {"required": True}}
         # The database check constraints are rules the service explains itself.
         validators = []
 

@@ -24,6 +24,7 @@ from ovmweb.jobs.models import Event, Job
 from . import serializers as s
 from .mixins import StrictSerializer
 from .pagination import Pagination
+from .schema import StrictAutoSchema
 
 
 def _service(name: str):
@@ -82,6 +83,7 @@ def job_response(job: Job) -> Response:
 
 
 class ApiViewSet(viewsets.GenericViewSet):
+    schema = StrictAutoSchema()
     pagination_class = Pagination
     permission_classes = [permissions.IsAuthenticated, ModelPermissions]
     lookup_value_regex = r"[0-9]+"
@@ -294,6 +296,7 @@ class MacRangeView(APIView):
     """The one MAC address range VNIC addresses are allocated from (seed 7.4)."""
 
     permission_classes = [permissions.IsAuthenticated]
+    schema = StrictAutoSchema()
     serializer_class = s.MacRangeSerializer
 
     def _current(self) -> dict:
