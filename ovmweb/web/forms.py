@@ -259,3 +259,9 @@ class NetworkCreateForm(forms.Form):
 class MacRangeForm(forms.Form):
     start = forms.CharField(label=_("First MAC"), max_length=17)
     end = forms.CharField(label=_("Last MAC"), max_length=17)
+
+
+class ServerPoolForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=128)
+    architecture = forms.ChoiceField(label=_("Architecture"), choices=choices.Architecture.choices)
+    description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2}))

@@ -28,6 +28,8 @@ urlpatterns = [
     path("servers/discover/", infra.server_discover, name="server_discover"),
     path("servers/<int:server_id>/", infra.server_detail, name="server_detail"),
     path("servers/<int:server_id>/inbound-lock/", infra.server_inbound_lock, name="server_inbound_lock"),
+    path("nav/", infra.nav_tree, name="nav_tree"),
+    path("pools/new/", infra.pool_create, name="pool_create"),
     path("pools/<int:pool_id>/", infra.pool_detail, name="pool_detail"),
     # Repositories
     path("repositories/", infra.repository_list, name="repository_list"),

@@ -147,15 +147,23 @@
   var inFlight = new WeakSet();
   var tableTimer = null;
 
+  // An outerHTML swap replaces the element: follow it by id to its successor.
+  function current(el) {
+    if (el.isConnected) return el;
+    return el.id ? document.getElementById(el.id) : null;
+  }
+
   function refresh(el) {
-    if (!el.isConnected) return;
+    el = current(el);
+    if (!el) return;
     if (inFlight.has(el)) { schedule(el, 200); return; }
     inFlight.add(el);
     var sel = el.getAttribute("data-live-select");
     var swap = el.getAttribute("data-live-swap") || (el.tagName === "TR" || el.classList.contains("toolbar") || el.classList.contains("vm-config") || sel ? "outerHTML" : "innerHTML");
     var opts = { source: el, target: el, swap: swap };
     if (sel) opts.select = sel;
-    htmx.ajax("GET", el.getAttribute("data-live-url"), opts).finally(function () { inFlight.delete(el); });
+    var done = function () { inFlight.delete(el); };
+    htmx.ajax("GET", el.getAttribute("data-live-url"), opts).then(done, done);
   }
 
   function schedule(el, delay) {
@@ -207,7 +215,14 @@
     if (!path) return;
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     var ws = new WebSocket(scheme + window.location.host + path);
-    ws.addEventListener("open", function () { backoff = 500; setState("open"); });
+    ws.addEventListener("open", function () {
+      backoff = 500;
+      setState("open");
+      // Whatever changed between the server rendering this page and the socket
+      // opening (or while it was down) was missed: re-fetch the page's live
+      // containers once.
+      document.querySelectorAll("[data-live-catchup]").forEach(function (el) { schedule(el, 0); });
+    });
     ws.addEventListener("message", function (ev) {
       var msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }

@@ -7,7 +7,7 @@ import os
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -40,6 +40,25 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
 def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
     pool = get_object_or_404(ServerPool, pk=pool_id)
     return redirect(reverse("web:vm_list") + f"?pool={pool.pk}")
+
+
+@login_required
+def nav_tree(request: HttpRequest) -> HttpResponse:
+    """The navigation tree alone, re-fetched when a server changes."""
+    return render(request, "web/_nav_tree.html", {"nav": selectors.nav_tree()})
+
+
+@login_required
+def pool_create(request: HttpRequest) -> HttpResponse:
+    form = web_forms.ServerPoolForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        ok, pool = ui.call_service(request, lambda: services("pools").server_pool_create(user=request.user,
+                                                                                          **form.cleaned_data),
+                                   form=form)
+        if ok:
+            messages.success(request, _("Server pool %(name)s created.") % {"name": pool.name})
+            return redirect(reverse("web:vm_list") + f"?pool={pool.pk}")
+    return render_page(request, "web/servers/pool_create.html", {"form": form}, section="servers")
 
 
 @login_required
