@@ -175,3 +175,39 @@ def test_mac_range_put(api):
                              format="json")
     assert reversed_range.status_code == 400
     assert api.get("/api/v1/mac-range/").json()["start"] == "00:21:f6:10:00:00"
+
+
+def test_clone_and_export_answer_202(api):
+    vm = f.VirtualMachineFactory()
+    disk = f.VirtualDiskFactory(repository=vm.repository)
+    f.VmDiskSlotFactory(vm=vm, virtual_disk=disk, slot=0)
+    clone = api.post(f"/api/v1/vms/{vm.pk}/clone/", {"name": "copy-1"}, format="json")
+    assert clone.status_code == 202, clone.json()
+    assert clone.json()["operation"] == "vm.clone"
+    # The clone job holds the VM: an export now is refused, naming the holder.
+    busy = api.post(f"/api/v1/vms/{vm.pk}/export/", {}, format="json")
+    assert busy.status_code == 409 and str(clone.json()["id"]) in busy.json()["detail"]
+    other = f.VirtualMachineFactory()
+    export = api.post(f"/api/v1/vms/{other.pk}/export/", {}, format="json")
+    assert export.status_code == 202 and export.json()["operation"] == "vm.export"
+    bad = api.post(f"/api/v1/vms/{vm.pk}/clone/", {"name": ""}, format="json")
+    assert bad.status_code == 400 and "name" in bad.json()
+
+
+def test_clone_customizer_create_via_api(api):
+    vm = f.VirtualMachineFactory()
+    disk = f.VirtualDiskFactory(repository=vm.repository)
+    slot = f.VmDiskSlotFactory(vm=vm, virtual_disk=disk, slot=0)
+    target = f.RepositoryFactory()
+    body = {"name": "to-target", "vm": vm.pk,
+            "disks": [{"slot": slot.pk, "target_repository": target.pk, "clone_type": "SPARSE"}]}
+    response = api.post("/api/v1/clone-customizers/", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["disks"][0]["target_repository"] == target.pk
+    other_slot = f.VmDiskSlotFactory(virtual_disk=f.VirtualDiskFactory(), slot=0)
+    body = {"name": "wrong", "vm": vm.pk, "disks": [{"slot": other_slot.pk, "target_repository": target.pk}]}
+    refused = api.post("/api/v1/clone-customizers/", body, format="json")
+    assert refused.status_code == 400 and "disks" in refused.json()
+    from ovmweb.inventory.models import CloneCustomizer
+
+    assert not CloneCustomizer.objects.filter(name="wrong").exists()
