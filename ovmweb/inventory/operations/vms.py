@@ -35,6 +35,8 @@ from ..models import Server, ServerPool, VirtualMachine
 from ..services import messages as message_services
 from ..services import install_sources, placement, ports
 from ..services.vms import (
+    disk_path,
+    iso_path,
     vm_apply_pending,
     vm_reconcile,
     vm_remove,
@@ -64,15 +66,11 @@ def slot_disk_spec(slot) -> DiskSpec:
     """A disk slot as the hypervisor sees it (paths follow the repository layout)."""
     if slot.kind == DiskSlotKind.DISK:
         d = slot.virtual_disk
-        return DiskSpec(path=f"{d.repository.path}/VirtualDisks/{d.volume}", device="disk", bus=slot.bus,
+        return DiskSpec(path=disk_path(d), device="disk", bus=slot.bus,
                         format=d.format, shareable=d.shareable)
     if slot.kind == DiskSlotKind.CDROM:
         return DiskSpec(path=iso_path(slot.iso), device="cdrom", bus="sata", format="raw", readonly=True)
     return DiskSpec(path="", device="cdrom", bus="sata", format="raw", readonly=True)
-
-
-def iso_path(iso) -> str:
-    return f"{iso.repository.path}/ISOs/{iso.name}"
 
 
 def vnic_spec(n) -> NicSpec:
