@@ -146,6 +146,19 @@ _STOPPED_REASONS = {
 }
 
 
+def _prealloc_flags(format: str, sparse: bool) -> int:
+    """Flags that make libvirt really allocate a non-sparse volume.
+
+    For qcow2, ``allocation == capacity`` alone still yields a sparse file
+    (measured: 200 KiB for 64 MiB); with PREALLOC_METADATA libvirt passes
+    ``preallocation=falloc`` to qemu-img, for creation and for copies alike.
+    A raw volume is allocated from ``allocation`` alone (and refuses the flag).
+    """
+    if sparse or format != "qcow2":
+        return 0
+    return libvirt.VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA
+
+
 def _volume_format(vol) -> str:
     fmt = ET.fromstring(vol.XMLDesc(0)).find("./target/format")
     return fmt.get("type") if fmt is not None else "raw"
@@ -676,7 +689,7 @@ class LibvirtDriver(StorageDriver, Driver):
             name=name, capacity_bytes=capacity_bytes, format=format, allocation_bytes=0 if sparse else capacity_bytes
         )
         with _errors(f"creating volume {name} in {pool}"):
-            vol = p.createXML(document, 0)
+            vol = p.createXML(document, _prealloc_flags(format, sparse))
             return self._vol_info(vol)
 
     def volume_info(self, pool: str, name: str) -> VolumeInfo:
@@ -718,7 +731,7 @@ class LibvirtDriver(StorageDriver, Driver):
             elif clone_type in ("sparse", "non_sparse"):
                 allocation = capacity if clone_type == "non_sparse" else 0
                 document = xmlbuild.volume_xml(name=target, capacity_bytes=capacity, format=format, allocation_bytes=allocation)
-                vol = dst_pool.createXMLFrom(document, src, 0)
+                vol = dst_pool.createXMLFrom(document, src, _prealloc_flags(format, clone_type == "sparse"))
             else:
                 raise OperationFailed(f"unknown clone type {clone_type}")
             return self._vol_info(vol)

@@ -49,6 +49,9 @@ def ssh_access():
 def real_hypervisor(settings):
     settings.OVMWEB_HYPERVISOR_URI = ""
     settings.OVMWEB_KVM_PROBE_TIMEOUT = 2
+    # Console ports of this test's own: other guests on this shared machine (other
+    # test databases, `make run`) hold 10000+n and 7900+n already.
+    settings.OVMWEB_VNC_PORT_BASE, settings.OVMWEB_SERIAL_PORT_BASE = free_port(), free_port()
     yield
     connections.close_all()
 

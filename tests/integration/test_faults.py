@@ -16,7 +16,7 @@ from ovmweb.inventory.services import ports, storage, vms
 from ovmweb.inventory.services.repositories import pool_name
 from ovmweb.jobs.testing import run_pending_jobs
 
-from .conftest import GUEST_ISO, free_port, make_repository
+from .conftest import GUEST_ISO, make_repository
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -82,9 +82,7 @@ def test_upload_that_runs_out_of_space_midway_removes_the_volume(estate, small_r
     assert _files(small_repo, "ISOs") == []
 
 
-def test_vm_whose_vnc_port_is_taken_fails_to_start_and_leaves_nothing(estate, settings):
-    # Ports of this test only (other tests' guests share the machine's 10000+n).
-    settings.OVMWEB_VNC_PORT_BASE, settings.OVMWEB_SERIAL_PORT_BASE = free_port(), free_port()
+def test_vm_whose_vnc_port_is_taken_fails_to_start_and_leaves_nothing(estate):
     vm = vms.vm_create(user=estate["user"], name=f"ports-{uuid.uuid4().hex[:6]}", server_pool=estate["pool"],
                        repository=estate["repo"], domain_type="HVM", os_type="OTHER_LINUX", memory_mib=128,
                        max_memory_mib=128, source={"kind": "iso", "iso": estate["iso"]}, boot_order=["cdrom"])

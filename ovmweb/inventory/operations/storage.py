@@ -173,10 +173,9 @@ def disk_resize(ctx: JobContext, *, disk_id: int, size_bytes: int) -> dict:
 @operation("disk.delete")
 def disk_delete(ctx: JobContext, *, disk_id: int) -> dict:
     disk = VirtualDisk.objects.select_related("repository").get(pk=disk_id)
+    storage_services.check_deletable(disk=disk)  # again: a VM may have started since the request
     driver = storage_services.repository_driver(disk.repository)
     driver.volume_delete(repo_services.pool_name(disk.repository, "disks"), disk.volume)
-    with transaction.atomic():
-        event_record(obj=disk.repository, type="disk.deleted", text=_("Virtual disk %(name)s deleted.") % {"name": disk.name}, job=ctx.job)
-        disk.delete()
+    storage_services.disk_forget(disk=disk, job=ctx.job)
     return {"deleted": disk_id}
 

@@ -100,15 +100,32 @@ def disk_resize(*, disk: VirtualDisk, user, size_bytes: int) -> Job:
                           target=disk, params={"disk_id": disk.pk, "size_bytes": size_bytes}, lock=[disk])
 
 
-def disk_delete(*, disk: VirtualDisk, user) -> Job:
+def check_deletable(*, disk: VirtualDisk) -> None:
+    """A disk in use by a running VM, or under thin clones, is not deleted."""
     running = disk.slots.filter(vm__status__in=list(VmStatus.ACTIVE)).values_list("vm__name", flat=True).first()
     if running:
         raise Conflict(_("Virtual disk %(disk)s is attached to %(vm)s, which is running.") % {"disk": disk.name, "vm": running})
     if disk.thin_clones.exists():
         raise Conflict(_("Virtual disk %(disk)s is the base of thin clones.") % {"disk": disk.name})
+
+
+def disk_delete(*, disk: VirtualDisk, user) -> Job:
+    check_deletable(disk=disk)
     with transaction.atomic():
         return job_submit(operation="disk.delete", summary=_("Delete virtual disk %(name)s") % {"name": disk.name}, user=user,
                           target=disk, params={"disk_id": disk.pk}, lock=[disk])
+
+
+@transaction.atomic
+def disk_forget(*, disk: VirtualDisk, job: Job | None = None) -> None:
+    """Remove the record of a deleted disk; stopped VMs that had it lose that slot."""
+    for slot in disk.slots.select_related("vm"):
+        event_record(obj=slot.vm, type="vm.disk_removed", job=job,
+                     text=_("Virtual disk %(disk)s deleted: removed from slot %(slot)d of %(vm)s.")
+                     % {"disk": disk.name, "slot": slot.slot, "vm": slot.vm.name})
+        slot.delete()
+    event_record(obj=disk.repository, type="disk.deleted", text=_("Virtual disk %(name)s deleted.") % {"name": disk.name}, job=job)
+    disk.delete()
 
 
 def repository_driver(repository: Repository):
