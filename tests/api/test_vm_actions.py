@@ -184,12 +184,12 @@ def test_clone_and_export_answer_202(api):
     clone = api.post(f"/api/v1/vms/{vm.pk}/clone/", {"name": "copy-1"}, format="json")
     assert clone.status_code == 202, clone.json()
     assert clone.json()["operation"] == "vm.clone"
-    # The clone job holds the VM: an export now is refused, naming the holder.
-    busy = api.post(f"/api/v1/vms/{vm.pk}/export/", {}, format="json")
-    assert busy.status_code == 409 and str(clone.json()["id"]) in busy.json()["detail"]
     other = f.VirtualMachineFactory()
     export = api.post(f"/api/v1/vms/{other.pk}/export/", {}, format="json")
     assert export.status_code == 202 and export.json()["operation"] == "vm.export"
+    # A second export while the first job holds the VM is refused, naming the holder.
+    busy = api.post(f"/api/v1/vms/{other.pk}/export/", {}, format="json")
+    assert busy.status_code == 409 and str(export.json()["id"]) in busy.json()["detail"]
     bad = api.post(f"/api/v1/vms/{vm.pk}/clone/", {"name": ""}, format="json")
     assert bad.status_code == 400 and "name" in bad.json()
 
