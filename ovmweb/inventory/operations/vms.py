@@ -116,8 +116,9 @@ def _wait_for(ctx: JobContext, driver, vm: VirtualMachine, states: set[PowerStat
         time.sleep(_POLL)
 
 
-def _fail_start(vm: VirtualMachine, job: Job, error: str) -> None:
-    ports.release_console_ports(vm=vm)
+def _fail_start(vm: VirtualMachine, job: Job, error: str, *, release_ports: bool = True) -> None:
+    if release_ports:
+        ports.release_console_ports(vm=vm)
     vm_set_status(vm=vm, status=VmStatus.STOPPED, only_from={VmStatus.STARTING}, severity=Severity.ERROR,
                   event_type="vm.start_failed", job=job,
                   reason=_("Start of %(vm)s failed: %(err)s") % {"vm": vm.name, "err": error})
@@ -127,6 +128,7 @@ def _fail_start(vm: VirtualMachine, job: Job, error: str) -> None:
 def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_failover: bool = False) -> dict:
     vm = _vm(vm_id)
     driver = None
+    placed = False
     try:
         # 7.9: a stop + start is when pending runtime changes take effect.
         vm = vm_apply_pending(vm=vm, user=ctx.user, job=ctx.job)
@@ -135,6 +137,7 @@ def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_fa
         else:
             server = placement.choose_server(vm=vm, ha_failover=ha_failover)
         ports.allocate_console_ports(vm=vm, server=server)
+        placed = True
         ctx.progress(20, _("Placed on %(s)s (VNC %(v)s, serial %(p)s).") % {"s": server.name, "v": vm.vnc_port, "p": vm.serial_port})
         ctx.check_abort()
         if vm.domain_type == DomainType.PVM:
@@ -162,7 +165,9 @@ def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_fa
                     driver.undefine(str(vm.uuid))
             except DriverError:
                 log.warning("could not remove the definition of %s after a failed start", vm.uuid)
-        _fail_start(vm, ctx.job, str(exc))
+        # Ports this start did not take (no server could be chosen) are not its to free:
+        # an OFFLINE VM keeps them while its guest may still run on the lost server.
+        _fail_start(vm, ctx.job, str(exc), release_ports=placed)
         raise
     done = vm_set_status(vm=vm, status=VmStatus.RUNNING, only_from={VmStatus.STARTING}, job=ctx.job,
                          reason=_("%(vm)s is running on %(s)s.") % {"vm": vm.name, "s": server.name})
@@ -195,6 +200,7 @@ def _restore_after_failure(vm: VirtualMachine, driver, job: Job, error: str) -> 
 def vm_stop(ctx: JobContext, *, vm_id: int, timeout: float | None = None) -> dict:
     vm = _vm(vm_id)
     driver = None
+    placed = False
     try:
         driver = _running_driver(vm)
         driver.shutdown(str(vm.uuid))
@@ -215,6 +221,7 @@ def vm_restart(ctx: JobContext, *, vm_id: int) -> dict:
     """A restart reboots the guest in the same domain: pending changes are NOT applied (7.9)."""
     vm = _vm(vm_id)
     driver = None
+    placed = False
     try:
         driver = _running_driver(vm)
         driver.reboot(str(vm.uuid))
@@ -246,6 +253,7 @@ def vm_kill(ctx: JobContext, *, vm_id: int) -> dict:
 def vm_suspend(ctx: JobContext, *, vm_id: int) -> dict:
     vm = _vm(vm_id)
     driver = None
+    placed = False
     try:
         driver = _running_driver(vm)
         driver.suspend(str(vm.uuid))
@@ -263,6 +271,7 @@ def vm_suspend(ctx: JobContext, *, vm_id: int) -> dict:
 def vm_resume(ctx: JobContext, *, vm_id: int) -> dict:
     vm = _vm(vm_id)
     driver = None
+    placed = False
     try:
         driver = _running_driver(vm)
         driver.resume(str(vm.uuid))
