@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # A job owns the VM while it is in one of these states; only its outcome, not a
 # passing reconcile, decides where the VM goes next.
 _IN_FLIGHT = {"STARTING", "STOPPING"}
+_OFF = {PowerState.SHUTOFF, PowerState.ABSENT, PowerState.CRASHED}
 
 
 class Monitor:
@@ -123,6 +124,7 @@ class Monitor:
             self.reconcile_server(server)
 
     def reconcile_server(self, server) -> None:
+        from ovmweb.inventory.services.ports import release_console_ports
         from ovmweb.inventory.services.servers import server_mark_reachable, server_mark_unreachable
         from ovmweb.inventory.services.vms import vm_reconcile
 
@@ -147,3 +149,6 @@ class Monitor:
             info = domains.get(str(vm.uuid))
             state = info.state if info else PowerState.ABSENT
             vm_reconcile(vm=vm, power_state=state.value)
+            if vm.vnc_port is not None and vm.status == "STOPPED" and state in _OFF:
+                # Kept while its server was unreachable; now known to be free.
+                release_console_ports(vm=vm)

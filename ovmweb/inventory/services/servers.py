@@ -180,8 +180,9 @@ def server_mark_unreachable(*, server: Server, error: str) -> Server:
             publish("server", server_payload(server))
     for vm in server.vms.exclude(status__in=[VmStatus.STOPPED, VmStatus.TEMPLATE]):
         vm_set_status(vm=vm, status=VmStatus.STOPPED, event_type="vm.offline", severity=Severity.WARNING,
-                      reason=_("%(vm)s is OFFLINE: its server %(server)s cannot be reached.") % {"vm": vm.name, "server": server.name},
-                      vnc_port=None, serial_port=None)
+                      reason=_("%(vm)s is OFFLINE: its server %(server)s cannot be reached.") % {"vm": vm.name, "server": server.name})
+        # The console ports stay with the VM: its guest may well still run (and hold
+        # them) over there; the monitor releases them once the server says it stopped.
     return server
 
 
