@@ -57,7 +57,14 @@ Subsystem sftp internal-sftp
 UsePAM no
 CONF
 mkdir -p /run/sshd
-if ! { [ -f "$SSH_DIR/sshd.pid" ] && kill -0 "$(cat "$SSH_DIR/sshd.pid")" 2>/dev/null; }; then
+# An sshd of another checkout on this port would present another host key:
+# replace it with ours (only sshds started by this script, recognised by config path).
+listener=$(ss -ltnpH "sport = :$PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
+ours=$(cat "$SSH_DIR/sshd.pid" 2>/dev/null || true)
+if [ -n "$listener" ] && [ "$listener" != "$ours" ] && tr '\0' ' ' <"/proc/$listener/cmdline" | grep -q "ssh/sshd_config"; then
+  kill "$listener"; sleep 0.3
+fi
+if ! { [ -n "$ours" ] && kill -0 "$ours" 2>/dev/null && [ "$listener" = "$ours" ]; }; then
   /usr/sbin/sshd -f "$SSH_DIR/sshd_config"
 fi
 ssh-keygen -lf "$SSH_DIR/ssh_host_ed25519_key.pub" | awk '{print $2}' >"$SSH_DIR/host_fingerprint"
