@@ -1,1 +1,1 @@
-from . import vms  # noqa: F401  (registers the vm.* job operations)
+from . import appliances, vms  # noqa: F401  (registers the vm.* and appliance.* job operations)

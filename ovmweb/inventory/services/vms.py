@@ -226,9 +226,9 @@ def vm_create(
     repository=None,
     domain_type: str,
     os_type: str,
-    vcpus: int = 1,
+    vcpus: int | None = None,
     max_vcpus: int | None = None,
-    memory_mib: int = 512,
+    memory_mib: int | None = None,
     max_memory_mib: int | None = None,
     source: dict,
     disks: list[dict] | tuple = (),
@@ -236,8 +236,10 @@ def vm_create(
     boot_order: list[str] | None = None,
     **fields: Any,
 ) -> VirtualMachine:
-    """Create a stopped VM. Template, clone and appliance sources copy their disks
-    through a ``vm.clone`` job; ISO, PVM URL and "none" sources need no job."""
+    """Create a stopped VM. Template and clone sources copy their disks through a
+    ``vm.clone`` job, an appliance through ``appliance.deploy``; ISO, PVM URL and
+    "none" sources need no job. vCPUs and memory default to 1 and 512 MiB (an
+    appliance VM's own values for an appliance)."""
     unknown = set(fields) - (PLAIN_FIELDS | rules.RUNTIME_FIELDS)
     if unknown:
         raise ValidationError({k: [_("Unknown field.")] for k in sorted(unknown)})
@@ -249,6 +251,7 @@ def vm_create(
             raise ValidationError({"source": [_("Name the virtual machine or template to copy.")]})
         if kind == rules.SourceKind.TEMPLATE and origin.status != VmStatus.TEMPLATE:
             raise ValidationError({"source": [_("%(vm)s is not a template.") % {"vm": origin.name}]})
+        vcpus, memory_mib = vcpus or origin.vcpus, memory_mib or origin.memory_mib
         vm, _job = _clone(vm=origin, user=user, name=name, server_pool=server_pool, as_template=False,
                           overrides={"domain_type": domain_type, "os_type": os_type, "vcpus": vcpus,
                                      "max_vcpus": max_vcpus or max(vcpus, origin.max_vcpus),
@@ -256,9 +259,12 @@ def vm_create(
                                      "max_memory_mib": max_memory_mib or max(memory_mib, origin.max_memory_mib), **fields})
         return vm
     if kind == rules.SourceKind.APPLIANCE:
-        # TODO(core): import of appliance VMs (copy the OVF's disks) needs D's
-        # storage clone; refused until then rather than half-done.
-        raise ValidationError({"source": [_("Creating from a virtual appliance is not supported yet.")]})
+        return _create_from_appliance(
+            user=user, name=name, server_pool=server_pool, repository=repository, domain_type=domain_type,
+            os_type=os_type, vcpus=vcpus, max_vcpus=max_vcpus, memory_mib=memory_mib, max_memory_mib=max_memory_mib,
+            appliance_vm=source.get("appliance_vm"), vnics=vnics, fields=fields)
+    vcpus = vcpus or 1
+    memory_mib = memory_mib or 512
 
     cfg = {
         "domain_type": domain_type, "os_type": os_type, "vcpus": vcpus, "max_vcpus": max_vcpus or vcpus,
@@ -307,6 +313,48 @@ def vm_create(
         for item in vnics:
             vnic_create(vm=vm, user=user, network=item.get("network"), model=item.get("model"))
         event_record(obj=vm, type="vm.create", text=_("Virtual machine %(vm)s created.") % {"vm": vm.name}, user=user)
+        publish("vm", vm_payload(vm))
+    return vm
+
+
+def _create_from_appliance(*, user, name, server_pool, repository, domain_type, os_type, vcpus, max_vcpus, memory_mib,
+                           max_memory_mib, appliance_vm, vnics, fields) -> VirtualMachine:
+    """A VM from one VM of a virtual appliance: its disks are copied into VirtualDisks/ of
+    ``repository`` (default: the appliance's) by an ``appliance.deploy`` job."""
+    from ..models import VirtualApplianceVm
+
+    if not isinstance(appliance_vm, VirtualApplianceVm):
+        raise ValidationError({"source": [_("Name the virtual machine of the appliance to create from.")]})
+    appliance = appliance_vm.appliance
+    repository = repository or appliance.repository
+    vcpus, memory_mib = vcpus or appliance_vm.vcpus, memory_mib or appliance_vm.memory_mib
+    cfg = {"domain_type": domain_type, "os_type": os_type, "vcpus": vcpus, "max_vcpus": max_vcpus or vcpus,
+           "memory_mib": memory_mib, "max_memory_mib": max_memory_mib or memory_mib,
+           "huge_pages": fields.get("huge_pages", False), "pvm_boot_url": fields.get("pvm_boot_url", "")}
+    bus = rules.disk_bus_for(domain_type)
+    disks = list(appliance_vm.disks.order_by("pk"))
+    _check_config(cfg=cfg, pool=server_pool, disk_buses=[bus] * len(disks))
+    if not _repository_reachable(repository, server_pool):
+        raise ValidationError({"repository": [_("Repository %(repo)s is not seen by this server pool.") % {"repo": repository.name}]})
+    with transaction.atomic():
+        vm = VirtualMachine(name=name, server_pool=server_pool, repository=repository, domain_type=domain_type,
+                            os_type=os_type, vcpus=vcpus, max_vcpus=cfg["max_vcpus"], memory_mib=memory_mib,
+                            max_memory_mib=cfg["max_memory_mib"], boot_order=["disk"],
+                            origin=f"appliance:{appliance.name}/{appliance_vm.name}"[:255], **fields)
+        vm.full_clean()
+        vm.save()
+        from .vnics import vnic_create
+
+        for item in vnics:
+            vnic_create(vm=vm, user=user, network=item.get("network"), model=item.get("model"))
+        event_record(obj=vm, type="vm.create", user=user, text=_("Virtual machine %(vm)s created from appliance %(app)s.")
+                     % {"vm": vm.name, "app": appliance.name})
+        plan = [{"slot": i, "disk_id": d.pk, "bus": bus} for i, d in enumerate(disks)]
+        job_submit(operation="appliance.deploy",
+                   summary=_("Copy the disks of appliance %(app)s to %(vm)s") % {"app": appliance.name, "vm": vm.name},
+                   user=user, target=vm, lock=[vm],
+                   params={"vm_id": vm.pk, "appliance_id": appliance.pk, "target_repository_id": repository.pk,
+                           "disks": plan})
         publish("vm", vm_payload(vm))
     return vm
 
@@ -647,6 +695,9 @@ def vm_disk_attach(*, vm: VirtualMachine, user, virtual_disk: VirtualDisk | None
         if virtual_disk is not None:
             bus = bus or rules.disk_bus_for(current.domain_type)
             rules.check_paravirtual_disks(domain_type=current.domain_type, disk_buses=[bus])
+            if virtual_disk.appliance_vms.exists():
+                raise ValidationError({"virtual_disk": [_("%(disk)s belongs to a virtual appliance; create a virtual machine "
+                                                          "from the appliance to get a copy.") % {"disk": virtual_disk.name}]})
             if any(s.virtual_disk_id == virtual_disk.pk for s in slots):
                 raise Conflict(_("%(disk)s is already attached to %(vm)s.") % {"disk": virtual_disk.name, "vm": current.name})
             other = virtual_disk.slots.exclude(vm=current).select_related("vm").first()
