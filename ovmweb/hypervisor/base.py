@@ -268,6 +268,11 @@ class StorageDriver:
         (``""``: the first empty drive), live and persistently."""
         raise OperationFailed("not supported by this driver")
 
+    def migrate_with_storage(self, uuid: str, target: "Driver", *, disk_map: dict[str, str]) -> None:
+        """Live-migrate copying the disks (``VIR_MIGRATE_NON_SHARED_DISK``): each source path in
+        ``disk_map`` is copied into the target path, which must already exist on the target."""
+        raise OperationFailed("not supported by this driver")
+
     def send_messages(self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0) -> dict[str, str]:
         """Send key/value pairs to the guest agent on the messages channel; {key: "ok"|"ignored"}.
 

@@ -436,6 +436,23 @@ class LibvirtDriver(StorageDriver, Driver):
         with _errors(f"migrating {uuid}"):
             dom.migrate(target._conn, flags, None, None, 0)
 
+    def migrate_with_storage(self, uuid: str, target: Driver, *, disk_map: dict[str, str]) -> None:
+        if not isinstance(target, LibvirtDriver):
+            raise OperationFailed("the target server does not use libvirt")
+        dom = self._domain(uuid)
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+                 | libvirt.VIR_MIGRATE_NON_SHARED_DISK)
+        with _errors(f"migrating {uuid} with its storage"):
+            document = xmlbuild.rewrite_disk_sources(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), disk_map)
+            targets = [
+                el.find("target").get("dev")
+                for el in ET.fromstring(document).findall("./devices/disk")
+                if el.find("source") is not None and el.find("source").get("file") in disk_map.values()
+            ]
+            params = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: document, libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: document,
+                      libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: targets}
+            dom.migrate3(target._conn, params, flags)
+
     # ---------------------------------------------------------------- hot-plug
     @staticmethod
     def _xml_for(dom, flags: int) -> ET.Element:

@@ -249,3 +249,14 @@ def nic_device_xml(nic: NicSpec, *, domain_type: str) -> str:
     _nic(devices, DomainSpec(name="", uuid="", domain_type=domain_type, virt_type="", vcpus=1, max_vcpus=1,
                              memory_mib=1, max_memory_mib=1), nic)
     return ET.tostring(devices[0], encoding="unicode")
+
+
+def rewrite_disk_sources(document: str, mapping: dict[str, str]) -> str:
+    """The domain XML with each disk source file in ``mapping`` replaced (the destination
+    definition of a migration that copies disks into another repository)."""
+    root = ET.fromstring(document)
+    for source in root.findall("./devices/disk/source"):
+        path = source.get("file")
+        if path in mapping:
+            source.set("file", mapping[path])
+    return ET.tostring(root, encoding="unicode")
