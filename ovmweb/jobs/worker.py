@@ -95,6 +95,8 @@ class EmbeddedWorker:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 logger.warning("embedded job worker still busy after %.0fs; leaving it to recovery", timeout)
+            else:
+                logger.info("embedded job worker stopped")
         self._thread = None
 
     @property
