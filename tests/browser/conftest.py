@@ -4,6 +4,7 @@ var directory, against this machine's real libvirtd; and Debian's Chromium."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,9 @@ def _manage(env, *args, timeout=180):
 def ovmweb_server():
     tmp = Path(tempfile.mkdtemp(prefix="ovmweb-browser-"))
     port = _free_port()
+    # Other ovmweb instances (other test runs) may share this libvirtd: console
+    # ports of our VMs come from a range of our own.
+    serial_base = random.randrange(20000, 40000, 1000)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVMWEB_") and k != "DJANGO_SETTINGS_MODULE"}
     env.update({
         "DJANGO_SETTINGS_MODULE": "ovmweb.settings.base",
@@ -45,6 +49,8 @@ def ovmweb_server():
         "OVMWEB_RECONCILE_INTERVAL": "2",
         "OVMWEB_LOG_LEVEL": "INFO",
         "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
+        "OVMWEB_SERIAL_PORT_BASE": str(serial_base),
+        "OVMWEB_VNC_PORT_BASE": str(serial_base + 500),
     })
     _manage(env, "migrate", "--noinput")
     _manage(env, "createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")

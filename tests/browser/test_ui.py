@@ -4,6 +4,7 @@ ISO. One flow, in the order an administrator would go."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 TINY_ISO = ROOT / "var" / "guest" / "tiny.iso"
 SLOW = 120_000  # ms: TCG boots, libvirt's first QEMU probe
+BOOT_TIMEOUT = 240  # s: the tiny guest under TCG on 2 shared cores
+TERMINAL_LINES = """() => {
+  const b = window.ovmTerm.buffer.active, out = [];
+  for (let i = 0; i < b.length; i++) out.push(b.getLine(i).translateToString(true));
+  return out;
+}"""
 
 
 def _login(page, base):
@@ -26,6 +33,12 @@ def _login(page, base):
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(re.compile(r"/vms/$"))
     expect(page.locator("#live-status")).to_have_attribute("data-state", "open")
+
+
+def _settle(page):
+    """Let the live socket open and its catch-up refresh land before clicking what it re-renders."""
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "open")
+    page.wait_for_load_state("networkidle")
 
 
 def _wait_job_success(page, base, summary_re: str):
@@ -41,6 +54,7 @@ def test_administrator_flow(ovmweb_server, page):
     base = ovmweb_server["url"]
     assert TINY_ISO.exists(), "the tiny guest ISO (scripts/build-tiny-guest.sh) is missing"
     page.on("dialog", lambda d: d.accept())
+    page.on("response", lambda r: page.console_errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
     _login(page, base)
 
     # A server pool, then discover this machine into it.
@@ -113,6 +127,7 @@ def test_administrator_flow(ovmweb_server, page):
 
     # Start it; RUNNING arrives over the live socket, without a reload.
     toolbar = page.locator("#vm-toolbar")
+    _settle(page)
     expect(toolbar.get_by_role("button", name="Start", exact=True)).to_be_enabled()
     expect(toolbar.get_by_role("button", name="Stop", exact=True)).to_be_disabled()
     toolbar.get_by_role("button", name="Start", exact=True).click()
@@ -133,20 +148,39 @@ def test_administrator_flow(ovmweb_server, page):
     console = popup_info.value
     console.wait_for_load_state()
     assert f"/vms/{vm_id}/console/" in console.url
-    console.wait_for_timeout(3000)
+    expect(console.locator("#conn-status")).to_have_attribute("data-state", "connected", timeout=30_000)
+    console.wait_for_timeout(2000)
     shot(console, "09-console")
     console.close()
 
+    # And the serial console: wait for the guest's shell (it also tells us the guest
+    # has booted far enough to honour the ACPI power button at Stop).
+    with page.context.expect_page() as popup_info:
+        toolbar.get_by_role("link", name="Launch Serial Console").click()
+    serial = popup_info.value
+    expect(serial.locator("#conn-status")).to_have_attribute("data-state", "connected", timeout=30_000)
+    serial.locator("#screen .xterm").click()
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while not any(line.strip() == "tinyguest" for line in serial.evaluate(TERMINAL_LINES)):
+        assert time.monotonic() < deadline, "the guest's serial shell never answered"
+        serial.keyboard.type("uname -n")
+        serial.keyboard.press("Enter")
+        serial.wait_for_timeout(2000)
+    shot(serial, "10-serial-console")
+    serial.close()
+
     # Edit: a runtime change to a running VM is pending until stop + start.
+    _settle(page)
     toolbar.get_by_role("link", name="Edit…").click()
     page.locator("main").get_by_label("Keymap").select_option("de")
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#pending-changes")).to_contain_text("At next start")
     expect(page.locator("#pending-changes")).to_contain_text("de")
-    shot(page, "10-edit-pending")
+    shot(page, "11-edit-pending")
 
     # Stop it (confirmed), STOPPED arrives live.
     page.goto(f"{base}/vms/?selected={vm_id}&q=tiny-1")
+    _settle(page)
     page.evaluate("window.__noReload = true")
     page.locator("#vm-toolbar").get_by_role("button", name="Stop", exact=True).click()
     expect(page.locator(f"#vm-row-{vm_id} .badge")).to_have_text("Stopped", timeout=SLOW)
@@ -155,20 +189,21 @@ def test_administrator_flow(ovmweb_server, page):
     # The job and the VM's events.
     page.goto(base + "/jobs/")
     expect(page.locator("#job-table")).to_contain_text("tiny-1")
-    shot(page, "11-jobs")
+    shot(page, "12-jobs")
     page.locator("#job-table a", has_text=re.compile("tiny-1")).first.click()
     expect(page.locator(".joblog")).to_be_visible()
-    shot(page, "12-job-detail")
+    shot(page, "13-job-detail")
     page.goto(f"{base}/events/?type=virtualmachine&id={vm_id}")
     expect(page.locator("#event-table")).to_contain_text("tiny-1")
-    shot(page, "13-events")
+    shot(page, "14-events")
     page.locator("#event-table").get_by_role("button", name="Acknowledge").first.click()
     expect(page.locator("#event-table")).to_contain_text("yes (admin)")
     page.goto(base + "/networks/")
-    shot(page, "14-networking")
+    shot(page, "15-networking")
 
     # Clean up the domain through the UI.
     page.goto(f"{base}/vms/?selected={vm_id}&q=tiny-1")
+    _settle(page)
     page.locator("#vm-toolbar").get_by_role("button", name="Delete").click()
     expect(page.locator("#messages")).to_contain_text("Deletion of tiny-1 queued")
     _wait_job_success(page, base, "tiny-1")

@@ -50,3 +50,13 @@ def get(mapping, key):
 def get_field(form, name):
     """The bound field ``name`` of ``form`` (for fields chosen at run time)."""
     return form[name]
+
+
+@register.simple_tag(takes_context=True)
+def page_url(context):
+    """The path of the page in the browser (for ``next``), also inside an htmx fragment."""
+    request = context["request"]
+    htmx = getattr(request, "htmx", None)
+    if htmx and htmx.current_url_abs_path:
+        return htmx.current_url_abs_path
+    return request.get_full_path()
