@@ -385,6 +385,29 @@ def needs_storage_migration(vm: VirtualMachine) -> bool:
     )
 
 
+def check_storage_migration(*, vm: VirtualMachine, target: Server, target_repository) -> None:
+    """A running VM whose disks sit in a local repository migrates live only with its
+    disks copied into a repository of the target server (7.7: "a VM on local storage
+    may only be migrated while it is running")."""
+    if target_repository is None:
+        raise Conflict(
+            _("Cannot live-migrate '%(vm)s' to %(target)s: its disks are in a local repository and %(target)s has "
+              "no repository to receive them.") % {"vm": vm.name, "target": target.name}
+        )
+    if target_repository.kind == RepositoryKind.LOCAL and target_repository.server_id != target.pk:
+        raise Conflict(
+            _("Repository %(repo)s is local to another server than %(target)s.")
+            % {"repo": target_repository.name, "target": target.name}
+        )
+    if target_repository.kind == RepositoryKind.SHARED and not target_repository.server_pools.filter(
+        pk=target.server_pool_id
+    ).exists():
+        raise Conflict(
+            _("Repository %(repo)s is not presented to the pool of %(target)s.")
+            % {"repo": target_repository.name, "target": target.name}
+        )
+
+
 def check_cold_migration(*, vm: VirtualMachine, target_pool: ServerPool | None) -> None:
     """Migrating a stopped VM: to another pool, or off any server (unassigned)."""
     if vm.status not in (VmStatus.STOPPED, VmStatus.TEMPLATE):

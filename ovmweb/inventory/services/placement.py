@@ -32,8 +32,12 @@ def _used_memory(server: Server, *, exclude_vm: VirtualMachine) -> int:
     return used or 0
 
 
-def refusal(*, vm: VirtualMachine, server: Server, ha_failover: bool = False) -> str | None:
-    """Why ``vm`` may not run on ``server``, or None."""
+_SAME = object()
+
+
+def refusal(*, vm: VirtualMachine, server: Server, ha_failover: bool = False, repository=_SAME) -> str | None:
+    """Why ``vm`` may not run on ``server``, or None. ``repository``: where its disks will be
+    (a live migration with storage copies them into a repository of the target)."""
     if server.status != ServerStatus.RUNNING:
         return _("%(s)s is %(status)s") % {"s": server.name, "status": server.status}
     if vm.server_pool_id is None or server.server_pool_id != vm.server_pool_id:
@@ -45,7 +49,7 @@ def refusal(*, vm: VirtualMachine, server: Server, ha_failover: bool = False) ->
         sparc_pool = pool.architecture == Architecture.SPARC
         if sparc_pool != (_effective(vm, "domain_type") == DomainType.SPARC):
             return _("%(s)s cannot run domain type %(t)s") % {"s": server.name, "t": _effective(vm, "domain_type")}
-    repo = vm.repository
+    repo = vm.repository if repository is _SAME else repository
     if repo is not None:
         if repo.kind == RepositoryKind.LOCAL and repo.server_id != server.pk:
             return _("repository %(r)s is local to another server") % {"r": repo.name}
@@ -68,8 +72,8 @@ def refusal(*, vm: VirtualMachine, server: Server, ha_failover: bool = False) ->
     return None
 
 
-def check_server(*, vm: VirtualMachine, server: Server, ha_failover: bool = False) -> Server:
-    reason = refusal(vm=vm, server=server, ha_failover=ha_failover)
+def check_server(*, vm: VirtualMachine, server: Server, ha_failover: bool = False, repository=_SAME) -> Server:
+    reason = refusal(vm=vm, server=server, ha_failover=ha_failover, repository=repository)
     if reason:
         raise Conflict(_("Cannot place '%(vm)s' on %(s)s: %(reason)s.") % {"vm": vm.name, "s": server.name, "reason": reason})
     return server

@@ -478,9 +478,11 @@ def vm_revert_hot_change(*, vm: VirtualMachine, field: str, running_value: Any, 
 
 
 def vm_migrate(*, vm: VirtualMachine, user, target_server: Server | None = None,
-               target_pool: ServerPool | None = None, ha_failover: bool = False) -> Job:
+               target_pool: ServerPool | None = None, ha_failover: bool = False, target_repository=None) -> Job:
     """A running VM migrates live to a server of its pool; a stopped one may go to
-    another pool (unassigned there until it starts)."""
+    another pool (unassigned there until it starts). A running VM on a local
+    repository migrates with its disks copied into ``target_repository`` (default: the
+    first local repository of the target server)."""
     with transaction.atomic():
         current = _lock_row(vm)
         if current.status == VmStatus.STOPPED:
@@ -504,17 +506,32 @@ def vm_migrate(*, vm: VirtualMachine, user, target_server: Server | None = None,
             raise Conflict(_("'%(vm)s' runs on no known server.") % {"vm": current.name})
         from .placement import check_server, choose_server
 
-        if target_server is None:
+        storage = rules.needs_storage_migration(current)
+        if storage:
+            if target_server is None and target_repository is not None and target_repository.server_id:
+                target_server = target_repository.server
+            if target_server is None:
+                raise ValidationError({"target_server": [_("'%(vm)s' lives in a local repository: name the server "
+                                                           "(or its repository) to migrate it to.") % {"vm": current.name}]})
+            if target_repository is None:
+                from ..choices import RepositoryKind
+                from ..models import Repository
+
+                target_repository = Repository.objects.filter(kind=RepositoryKind.LOCAL, server=target_server).order_by("pk").first()
+            rules.check_storage_migration(vm=current, target=target_server, target_repository=target_repository)
+            check_server(vm=current, server=target_server, ha_failover=ha_failover, repository=target_repository)
+        elif target_server is None:
             target_server = choose_server(vm=current, exclude=[current.server], ha_failover=ha_failover)
         else:
             check_server(vm=current, server=target_server, ha_failover=ha_failover)
         rules.check_live_migration(vm=current, source=current.server, target=target_server)
-        storage = rules.needs_storage_migration(current)
+        params = {"vm_id": current.pk, "target_server_id": target_server.pk, "storage_migration": storage}
+        if storage:
+            params["target_repository_id"] = target_repository.pk
         job = job_submit(
             operation="vm.migrate",
             summary=_("Live-migrate virtual machine %(vm)s to %(server)s") % {"vm": current.name, "server": target_server.name},
-            user=user, target=current, lock=[current],
-            params={"vm_id": current.pk, "target_server_id": target_server.pk, "storage_migration": storage},
+            user=user, target=current, lock=[current], params=params,
         )
     return job
 
@@ -768,6 +785,15 @@ def _free_slot(slots: list[VmDiskSlot]) -> int:
     if free is None:
         raise Conflict(_("Every disk slot of this virtual machine is taken."))
     return free
+
+
+def vm_disks_relocated(*, vm: VirtualMachine, disk_ids: list[int], repository, job: Job | None = None) -> None:
+    """Record that the listed disks (same volume names) now live in ``repository`` (a live
+    migration copied them there)."""
+    with transaction.atomic():
+        VirtualDisk.objects.filter(pk__in=disk_ids).update(repository=repository, updated_at=timezone.now())
+        event_record(obj=vm, type="vm.disk", job=job, text=_("%(n)d disk(s) of %(vm)s copied to repository %(repo)s.")
+                     % {"n": len(disk_ids), "vm": vm.name, "repo": repository.name})
 
 
 def vm_slot_set_disk(*, vm: VirtualMachine, slot: int, disk: VirtualDisk, bus: str, job: Job | None = None) -> VmDiskSlot:
