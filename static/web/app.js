@@ -88,7 +88,13 @@
 
   // A live refresh replaces a row; keep its expander state in step with the detail row.
   document.addEventListener("htmx:afterSwap", function (ev) {
+    var bar = document.querySelector("#vm-toolbar .toolbar");
+    var selected = bar ? bar.getAttribute("data-selected") : "";
     document.querySelectorAll("tr.vm-row").forEach(function (row) {
+      var isSel = selected !== "" && row.getAttribute("data-vm") === selected;
+      row.classList.toggle("selected", isSel);
+      var radio = row.querySelector('input[name="selected_vm"]');
+      if (radio) radio.checked = isSel;
       var open = document.getElementById("vm-detail-" + row.getAttribute("data-vm"));
       var btn = row.querySelector("button.expander");
       if (open && btn) { btn.setAttribute("aria-expanded", "true"); btn.textContent = "▾"; }
@@ -187,6 +193,12 @@
       if (want) matched = true;
       schedule(el, 50);
     });
+    // A job that ended changed its target: refresh what shows that object
+    // (e.g. a repository's contents after an ISO upload or disk creation).
+    if (topic === "job" && msg.payload && /SUCCESS|FAILURE|ABORTED/.test(msg.payload.status || "")) {
+      var key = msg.payload.target_type + ":" + msg.payload.target_id;
+      document.querySelectorAll('[data-live-job-target="' + key + '"]').forEach(function (el) { schedule(el, 50); });
+    }
     // A VM the table does not show yet (created elsewhere): refresh the table once things settle.
     var table = document.getElementById("vm-table");
     if (topic === "vm" && table && !matched && id !== null && !document.getElementById("vm-row-" + id)) {
@@ -234,6 +246,12 @@
       backoff = Math.min(backoff * 2, 15000);
     });
   }
+
+  // A form that came back with errors: put the keyboard on the first field at fault.
+  document.addEventListener("DOMContentLoaded", function () {
+    var bad = document.querySelector(".field.has-error input, .field.has-error select, .field.has-error textarea");
+    if (bad) { bad.focus(); bad.scrollIntoView({ block: "center" }); }
+  });
 
   document.addEventListener("DOMContentLoaded", connect);
 })();
