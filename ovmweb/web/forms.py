@@ -265,3 +265,15 @@ class ServerPoolForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=128)
     architecture = forms.ChoiceField(label=_("Architecture"), choices=choices.Architecture.choices)
     description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class DiskAttachForm(forms.Form):
+    virtual_disk = forms.ModelChoiceField(label=_("Virtual disk"), required=False,
+                                          queryset=VirtualDisk.objects.select_related("repository"))
+    iso = forms.ModelChoiceField(label=_("or ISO as CD-ROM"), required=False,
+                                 queryset=IsoFile.objects.select_related("repository"))
+
+    def __init__(self, *args, vm: VirtualMachine, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Offer what the VM does not use yet; whether it may be attached is the service's call.
+        self.fields["virtual_disk"].queryset = VirtualDisk.objects.exclude(slots__vm=vm).select_related("repository")

@@ -22,6 +22,8 @@ urlpatterns = [
     path("vms/<int:vm_id>/delete/", vms.vm_delete, name="vm_delete"),
     path("vms/<int:vm_id>/action/<slug:action>/", vms.vm_action, name="vm_action"),
     path("vms/<int:vm_id>/vnics/add/", vms.vnic_add, name="vnic_add"),
+    path("vms/<int:vm_id>/disks/attach/", vms.disk_attach, name="disk_attach"),
+    path("disk-slots/<int:slot_id>/detach/", vms.disk_detach, name="disk_detach"),
     path("vnics/<int:vnic_id>/delete/", vms.vnic_delete, name="vnic_delete"),
     # Servers perspective
     path("servers/", infra.server_list, name="server_list"),

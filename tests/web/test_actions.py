@@ -231,3 +231,33 @@ def test_inbound_lock_toggle_and_discover_use_server_services(admin_client):
     server.refresh_from_db()
     assert server.inbound_migration_lock is True
     assert Event.objects.exists()
+
+
+def test_disk_attach_and_detach_through_service(admin_client):
+    from tests.factories import VirtualDiskFactory
+
+    pool = ServerPoolFactory()
+    repo = RepositoryFactory(server_pools=[pool])
+    vm = VirtualMachineFactory(status=VmStatus.STOPPED, server_pool=pool, repository=repo)
+    disk = VirtualDiskFactory(repository=repo, name="data-1")
+    response = admin_client.post(f"/vms/{vm.pk}/disks/attach/", {"virtual_disk": disk.pk}, follow=True)
+    assert response.status_code == 200
+    slot = vm.disk_slots.get()
+    assert slot.virtual_disk == disk
+    assert "data-1" in response.content.decode()
+    admin_client.post(f"/disk-slots/{slot.pk}/detach/")
+    assert not vm.disk_slots.exists()
+
+
+def test_disk_attach_refused_for_suspended_vm(admin_client):
+    from tests.factories import VirtualDiskFactory
+
+    pool = ServerPoolFactory()
+    repo = RepositoryFactory(server_pools=[pool])
+    vm = VirtualMachineFactory(status=VmStatus.SUSPENDED, server=ServerFactory(server_pool=pool), server_pool=pool,
+                               repository=repo)
+    disk = VirtualDiskFactory(repository=repo)
+    response = admin_client.post(f"/vms/{vm.pk}/disks/attach/", {"virtual_disk": disk.pk}, follow=True)
+    assert response.status_code == 200
+    assert not vm.disk_slots.exists()
+    assert 'class="msg msg-error"' in response.content.decode()

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from ovmweb.inventory.choices import VmAction
-from ovmweb.inventory.models import Server, ServerPool, VirtualMachine, Vnic
+from ovmweb.inventory.models import Server, ServerPool, VirtualMachine, VmDiskSlot, Vnic
 
 from .. import forms as web_forms
 from .. import selectors, ui
@@ -227,8 +227,8 @@ def vm_edit(request: HttpRequest, vm_id: int) -> HttpResponse:
             else:
                 messages.success(request, _("Virtual machine %(vm)s updated.") % {"vm": vm.name})
             return redirect("web:vm_edit", vm_id=vm.pk)
-    vnic_form = web_forms.VnicAddForm(vm=vm)
-    context = {"vm": vm, "form": form, "vnic_form": vnic_form, "pending": _pending_rows(vm)}
+    context = {"vm": vm, "form": form, "vnic_form": web_forms.VnicAddForm(vm=vm),
+               "disk_form": web_forms.DiskAttachForm(vm=vm), "pending": _pending_rows(vm)}
     return render_page(request, "web/vms/edit.html", context, section="servers")
 
 
@@ -271,3 +271,28 @@ def vnic_delete(request: HttpRequest, vnic_id: int) -> HttpResponse:
     ui.call_service(request, lambda: services("vnics").vnic_delete(vnic=vnic, user=request.user),
                     success=_("VNIC %(mac)s removed.") % {"mac": vnic.mac})
     return redirect("web:vm_edit", vm_id=vnic.vm_id)
+
+
+@login_required
+@require_POST
+def disk_attach(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id, "change")
+    form = web_forms.DiskAttachForm(request.POST, vm=vm)
+    if form.is_valid():
+        d = form.cleaned_data
+        ui.call_service(request, lambda: services("vms").vm_disk_attach(vm=vm, user=request.user,
+                                                                        virtual_disk=d["virtual_disk"], iso=d["iso"]),
+                        success=_("Attached."))
+    else:
+        messages.error(request, _("Choose a virtual disk or an ISO file."))
+    return redirect("web:vm_edit", vm_id=vm.pk)
+
+
+@login_required
+@require_POST
+def disk_detach(request: HttpRequest, slot_id: int) -> HttpResponse:
+    slot = get_object_or_404(VmDiskSlot, pk=slot_id)
+    access_vm(request, slot.vm_id, "change")
+    ui.call_service(request, lambda: services("vms").vm_disk_detach(slot=slot, user=request.user),
+                    success=_("Slot %(n)s detached.") % {"n": slot.slot})
+    return redirect("web:vm_edit", vm_id=slot.vm_id)
