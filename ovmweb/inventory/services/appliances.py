@@ -301,6 +301,8 @@ def appliance_store(*, repository: Repository, name: str, descriptor: Path, job:
             event_record(obj=appliance, type="appliance.imported", job=job,
                          text=_("Virtual appliance %(name)s imported into %(repo)s with %(n)d virtual machine(s).")
                          % {"name": name, "repo": repository.name, "n": len(ovf.vms)})
+        # The pool was only the way in; it is defined again whenever a VM is made from it.
+        driver.pool_undefine(pool)
     except BaseException:
         for volume in uploaded:
             try:
@@ -340,7 +342,10 @@ def appliance_disk_copy(*, disk: VirtualDisk, appliance: VirtualAppliance, targe
     source_volume = PurePosixPath(disk.volume).name
     volume = f"{uuidlib.uuid4().hex}.qcow2"
     target_pool = pool_name(target_repository, "disks")
-    info = driver.volume_clone(source_pool, source_volume, target_pool, volume, clone_type="sparse", format="qcow2")
+    try:
+        info = driver.volume_clone(source_pool, source_volume, target_pool, volume, clone_type="sparse", format="qcow2")
+    finally:
+        driver.pool_undefine(source_pool)
     try:
         with transaction.atomic():
             copy = VirtualDisk(name=name, repository=target_repository, volume=volume, size_bytes=max(info.capacity_bytes, 1),
