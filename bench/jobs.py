@@ -101,8 +101,9 @@ def _queue(user, action: str) -> float:
     return time.perf_counter() - started
 
 
-def _drain(worker_interval: float) -> tuple[float, dict[str, int]]:
-    """Start the embedded worker, wait until no job is live, stop it; return the elapsed time."""
+def _drain(worker_interval: float) -> tuple[float, float, dict[str, int]]:
+    """Start the embedded worker, wait until no job is live, stop it; return
+    the elapsed wall time and the CPU time this process used meanwhile."""
     from django.db.models import Count
 
     from ovmweb.jobs.choices import JobStatus
@@ -110,16 +111,16 @@ def _drain(worker_interval: float) -> tuple[float, dict[str, int]]:
     from ovmweb.jobs.worker import EmbeddedWorker
 
     worker = EmbeddedWorker(interval=worker_interval, recover=False)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     worker.start()
     try:
         while Job.objects.filter(status__in=JobStatus.LIVE).exists():
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - started
+            time.sleep(0.05)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     finally:
         worker.stop()
     counts = dict(Job.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
-    return elapsed, counts
+    return elapsed, cpu, counts
 
 
 def _timings(operation: str) -> str:
@@ -151,15 +152,17 @@ def main() -> None:
 
         autodiscover()
         total_jobs = 0
-        total_worker = 0.0
+        total_worker = total_cpu = 0.0
         for action in ("start", "stop"):
             queued = _queue(user, action)
-            elapsed, counts = _drain(args.interval)
+            elapsed, cpu, counts = _drain(args.interval)
             total_jobs += args.vms
             total_worker += elapsed
+            total_cpu += cpu
             print(
                 f"{action}: queued {args.vms} in {queued:.2f}s ({args.vms / queued:.0f}/s), "
-                f"worker ran them in {elapsed:.2f}s ({args.vms / elapsed:.1f} jobs/s); statuses so far {counts}"
+                f"worker ran them in {elapsed:.2f}s ({args.vms / elapsed:.1f} jobs/s, "
+                f"{args.vms / cpu:.1f} jobs per CPU-second); statuses so far {counts}"
             )
             print(f"  vm.{action}: {_timings(f'vm.{action}')}")
         from ovmweb.inventory.models import VirtualMachine
@@ -171,7 +174,9 @@ def main() -> None:
             sample = Job.objects.exclude(status=JobStatus.SUCCESS).values_list("operation", "error").first()
             print(f"WARNING: {failed} jobs did not succeed, e.g. {sample}")
         stopped = VirtualMachine.objects.filter(status="STOPPED").count()
-        print(f"sqlite journal_mode={journal}; VMs stopped again: {stopped}/{args.vms}; jobs: {total_jobs}")
+        print(f"sqlite journal_mode={journal}; servers={args.servers}; VMs stopped again: {stopped}/{args.vms}; jobs: {total_jobs}")
+        # Wall time depends on what else the machine runs; CPU time much less so.
+        print(f"load average {os.getloadavg()[0]:.2f}; jobs per CPU-second of this process: {total_jobs / total_cpu:.1f}")
         print(f"jobs_per_s={total_jobs / total_worker:.1f}")
     finally:
         from ovmweb.hypervisor.connections import close_all

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import logging
 import os
 import threading
@@ -72,14 +73,17 @@ class _Sender:
     """One task per event loop sends the messages handed to it, in order.
 
     Publishers (the worker thread, views in sync_to_async threads) never wait
-    for the channel layer: a message costs them one call_soon_threadsafe.
+    for the channel layer: a message is appended to a buffer, and the loop is
+    woken only when the buffer was empty (a burst of updates costs one wakeup).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.queue: asyncio.Queue = asyncio.Queue()
         self.pending = 0
-        self._count_lock = threading.Lock()
+        self._buffer: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self._woken = False
+        self._ready = asyncio.Event()
         loop.call_soon_threadsafe(self._start)
 
     def _start(self) -> None:
@@ -87,19 +91,31 @@ class _Sender:
 
     async def _run(self) -> None:
         while True:
-            layer, message = await self.queue.get()
-            try:
-                await layer.group_send(GROUP, message)
-            except Exception:  # best effort: the database holds the truth
-                logger.exception("live update could not be sent (topic %s)", message.get("topic"))
-            finally:
-                with self._count_lock:
-                    self.pending -= 1
+            await self._ready.wait()
+            self._ready.clear()
+            while True:
+                with self._lock:
+                    if not self._buffer:
+                        self._woken = False
+                        break
+                    batch = list(self._buffer)
+                    self._buffer.clear()
+                for layer, message in batch:
+                    try:
+                        await layer.group_send(GROUP, message)
+                    except Exception:  # best effort: the database holds the truth
+                        logger.exception("live update could not be sent (topic %s)", message.get("topic"))
+                    finally:
+                        with self._lock:
+                            self.pending -= 1
 
     def put(self, layer, message: dict[str, Any]) -> None:
-        with self._count_lock:
+        with self._lock:
             self.pending += 1
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, (layer, message))
+            self._buffer.append((layer, message))
+            wake, self._woken = not self._woken, True
+        if wake:
+            self.loop.call_soon_threadsafe(self._ready.set)
 
     def drain(self, timeout: float) -> bool:
         """Wait until every message handed over so far was sent (or timeout)."""
