@@ -21,6 +21,20 @@ def fresh_channel_layer():
     channel_layers.backends.clear()
 
 
+def _run(coro_fn):
+    """Run a test coroutine; close the DB connections its sync_to_async thread opened
+    (PostgreSQL refuses to drop the test database while they live)."""
+    from django.db import connections
+
+    async def wrapper():
+        try:
+            await coro_fn()
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    asyncio.run(wrapper())
+
+
 def _communicator(user):
     app = URLRouter(websocket_urlpatterns)
     comm = WebsocketCommunicator(app, "/ws/live/")
@@ -30,7 +44,7 @@ def _communicator(user):
 
 @pytest.mark.django_db(transaction=True)
 def test_anonymous_socket_is_refused():
-    asyncio.run(_test_anonymous_socket_is_refused())
+    _run(_test_anonymous_socket_is_refused)
 
 
 async def _test_anonymous_socket_is_refused():
@@ -42,7 +56,7 @@ async def _test_anonymous_socket_is_refused():
 
 @pytest.mark.django_db(transaction=True)
 def test_live_update_reaches_authenticated_socket():
-    asyncio.run(_test_live_update_reaches_authenticated_socket())
+    _run(_test_live_update_reaches_authenticated_socket)
 
 
 async def _test_live_update_reaches_authenticated_socket():
@@ -58,7 +72,7 @@ async def _test_live_update_reaches_authenticated_socket():
 
 @pytest.mark.django_db(transaction=True)
 def test_service_status_change_is_pushed():
-    asyncio.run(_test_service_status_change_is_pushed())
+    _run(_test_service_status_change_is_pushed)
 
 
 async def _test_service_status_change_is_pushed():
