@@ -71,13 +71,13 @@ def _end(job: Job, status: str, *, error: str = "", result: dict | None = None) 
             waiting = False
             _finish_with_event(job, status, error=error, result=result)
     if waiting:
-        _maybe_finish_parent(job.pk)
+        maybe_finish_parent(job.pk)
         return "WAITING"
     if status != JobStatus.SUCCESS:
         # Children of a job that failed or was aborted have no reason to run.
         abort_live_children(job)
     if job.parent_id:
-        _maybe_finish_parent(job.parent_id)
+        maybe_finish_parent(job.parent_id)
     return status
 
 
@@ -115,7 +115,7 @@ def _finish_with_event(job: Job, status: str, *, error: str = "", result: dict |
         )
 
 
-def _maybe_finish_parent(parent_id: int) -> None:
+def maybe_finish_parent(parent_id: int) -> None:
     """End a parent whose operation returned once none of its children is live.
 
     The parent fails if any child did not succeed. Its progress is the mean of
@@ -156,4 +156,4 @@ def _maybe_finish_parent(parent_id: int) -> None:
             )
     grandparent = Job.objects.filter(pk=parent_id).values_list("parent_id", flat=True).first()
     if grandparent:
-        _maybe_finish_parent(grandparent)
+        maybe_finish_parent(grandparent)

@@ -164,6 +164,12 @@ def job_request_abort(*, job: Job, user) -> Job:
         job.save(update_fields=["abort_requested"])
         if job.status == JobStatus.QUEUED:
             job_finish(job=job, status=JobStatus.ABORTED, error=str(_("Aborted before it started.")))
+            if job.parent_id:
+                # A parent waiting for its children ends when its last child does.
+                from .runner import maybe_finish_parent
+
+                parent_id = job.parent_id
+                transaction.on_commit(lambda: maybe_finish_parent(parent_id))
         else:
             live.publish("job", live.job_payload(job))
         event_record(

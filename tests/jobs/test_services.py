@@ -154,3 +154,19 @@ def test_event_record_and_acknowledge(vm, user):
     event_acknowledge(event=event, user=user)
     event.refresh_from_db()
     assert event.acknowledged and event.acknowledged_by == user
+
+
+def test_aborting_a_waiting_parent_aborts_its_queued_children_and_ends_it(vm, user, django_capture_on_commit_callbacks):
+    from ovmweb.jobs.runner import run_job
+
+    parent = _submit(vm, op="test.parent", params={"children": 2})
+    run_job(parent.pk)
+    parent.refresh_from_db()
+    assert parent.waiting_for_children
+    with django_capture_on_commit_callbacks(execute=True):
+        job_request_abort(job=parent, user=user)
+    parent.refresh_from_db()
+    assert set(parent.children.values_list("status", flat=True)) == {JobStatus.ABORTED}
+    assert parent.status == JobStatus.ABORTED
+    assert not ObjectLock.objects.exists()
+    assert run_pending_jobs() == 0
