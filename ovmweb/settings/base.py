@@ -179,8 +179,9 @@ SPECTACULAR_SETTINGS = {
 
 # VNIC MAC addresses come from this range unless an administrator changes it (seed 7.4).
 OVMWEB_MAC_RANGE_DEFAULT = ("00:21:f6:00:00:00", "00:21:f6:ff:ff:ff")
-OVMWEB_VNC_PORT_BASE = 10000
-OVMWEB_SERIAL_PORT_BASE = 7900
+# Overridable so that tests running beside other QEMU guests on one host pick unused ranges.
+OVMWEB_VNC_PORT_BASE = int(os.environ.get("OVMWEB_VNC_PORT_BASE", "10000"))
+OVMWEB_SERIAL_PORT_BASE = int(os.environ.get("OVMWEB_SERIAL_PORT_BASE", "7900"))
 OVMWEB_CONSOLE_TICKET_TTL = int(os.environ.get("OVMWEB_CONSOLE_TICKET_TTL", "60"))
 OVMWEB_CONSOLE_MAX_PER_USER = int(os.environ.get("OVMWEB_CONSOLE_MAX_PER_USER", "10"))
 OVMWEB_CONSOLE_MAX_PER_VM = int(os.environ.get("OVMWEB_CONSOLE_MAX_PER_VM", "4"))

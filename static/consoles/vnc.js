@@ -1,8 +1,14 @@
 (async function () {
   "use strict";
   const { session, cfg } = window.ovmConsole;
-  const mod = await window.cjsImport(cfg.rfbUrl);
-  const RFB = mod.default;
+  // noVNC's npm package is ES modules (core/); its URL comes from the page (static files may be hashed).
+  let RFB;
+  try {
+    RFB = (await import(cfg.rfbUrl)).default;
+  } catch (e) {
+    window.ovmConsole.setStatus("noVNC could not be loaded: " + e.message, "error");
+    throw e;
+  }
   const screen = document.getElementById("screen");
   const KEYS = {
     Control_L: 0xffe3, Alt_L: 0xffe9, Delete: 0xffff, BackSpace: 0xff08, Tab: 0xff09,
