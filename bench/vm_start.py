@@ -126,6 +126,15 @@ def virsh(*args: str) -> subprocess.CompletedProcess:
     return done
 
 
+def job_breakdown(api: Api, job_id: int) -> tuple[float, float]:
+    """(ms between submission and the worker picking the job up, ms the job ran)."""
+    from django.utils.dateparse import parse_datetime
+
+    _s, job = api.call("GET", f"/api/v1/jobs/{job_id}/")
+    created, started, finished = (parse_datetime(job[k]) for k in ("created_at", "started_at", "finished_at"))
+    return (started - created).total_seconds() * 1000, (finished - started).total_seconds() * 1000
+
+
 def wait_domstate(domain: str, wanted: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while virsh("domstate", domain).stdout.strip() != wanted:
@@ -146,6 +155,7 @@ def main() -> None:
                               env={**os.environ, **ENV}, cwd=ROOT, start_new_session=True)
     api_times: list[float] = []
     virsh_times: list[float] = []
+    breakdown: list[tuple[float, float]] = []
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -165,6 +175,7 @@ def main() -> None:
                 raise SystemExit(f"start refused: {status} {body}")
             api.wait_status(vm_id, "RUNNING")
             api_times.append(time.perf_counter() - t0)
+            breakdown.append(job_breakdown(api, body["id"]))
             api.call("POST", f"/api/v1/vms/{vm_id}/kill/")
             api.wait_status(vm_id, "STOPPED")  # the immediate status of a kill; then the job pulls the plug:
             wait_domstate(domain, "shut off")
@@ -177,8 +188,8 @@ def main() -> None:
             virsh("destroy", domain)
             api.wait_status(vm_id, "STOPPED")  # seen by the monitor
 
-            print(f"round {round_ + 1}: api {api_times[-1] * 1000:.0f} ms, virsh {virsh_times[-1] * 1000:.0f} ms",
-                  flush=True)
+            print(f"round {round_ + 1}: api {api_times[-1] * 1000:.0f} ms (job queued {breakdown[-1][0]:.0f} ms, "
+                  f"ran {breakdown[-1][1]:.0f} ms), virsh {virsh_times[-1] * 1000:.0f} ms", flush=True)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -1,4 +1,5 @@
 """Discovery over SSH against the real loopback sshd, and libvirt over that SSH connection."""
+import json
 import os
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from ovmweb.inventory.services import pools, servers, vms
 from ovmweb.jobs.models import Event, Job
 from ovmweb.jobs.testing import run_pending_jobs
 
-from .conftest import free_port, make_repository, start_sshd, stop_process, upload_guest_iso
+from .conftest import free_port, make_repository, start_sshd, stop_process, upload_guest_iso, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -66,6 +67,11 @@ def test_discover_over_ssh_and_boot_the_tiny_guest(admin_user, ssh_access, real_
     vm = vms.vm_create(user=admin_user, name="over-ssh-vm", server_pool=pool, repository=repo, domain_type="HVM",
                        os_type="OTHER_LINUX", memory_mib=128, max_memory_mib=128, source={"kind": "iso", "iso": iso},
                        boot_order=["cdrom"])
+    # Its configuration copy went into the repository over SFTP.
+    vm_json = tmp_path / "repo" / "VirtualMachines" / str(vm.uuid) / "vm.json"
+    assert wait_for(vm_json.exists, 15)
+    config = json.loads(vm_json.read_text())
+    assert config["name"] == "over-ssh-vm" and config["uuid"] == str(vm.uuid)
     vms.vm_action(vm=vm, action="start", user=admin_user)
     run_pending_jobs()
     vm.refresh_from_db()

@@ -154,3 +154,16 @@ def test_clones_thin_sparse_and_fully_allocated(estate):
     # A base with thin clones is not deleted.
     with pytest.raises(Conflict, match="thin clones"):
         storage.disk_delete(disk=base, user=estate["user"])
+
+
+def test_vm_json_follows_create_and_update(estate):
+    vm = vms.vm_create(user=estate["user"], name="described", server_pool=estate["pool"], repository=estate["repo"],
+                       domain_type="HVM", os_type="OTHER_LINUX", memory_mib=128, max_memory_mib=256,
+                       source={"kind": "iso", "iso": estate["iso"]}, boot_order=["cdrom"])
+    path = Path(estate["repo"].path) / "VirtualMachines" / str(vm.uuid) / "vm.json"
+    config = json.loads(path.read_text())
+    assert config["name"] == "described" and config["memory_mib"] == 128
+    assert [d["iso"] for d in config["disks"]] == ["tiny.iso"]
+    vms.vm_update(vm=vm, user=estate["user"], name="redescribed", memory_mib=192)
+    config = json.loads(path.read_text())
+    assert config["name"] == "redescribed" and config["memory_mib"] == 192

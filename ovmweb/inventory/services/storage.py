@@ -7,8 +7,11 @@ free space is refused; a failed creation leaves neither a volume nor a record.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import queue as queue_module
 import shutil
+import threading
 import uuid as uuidlib
 from pathlib import Path
 
@@ -20,10 +23,12 @@ from django.utils.translation import gettext as _
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
-from ..choices import CloneType, Transport, VmStatus
+from ..choices import CloneType, ServerStatus, Transport, VmStatus
 from ..exceptions import Conflict
-from ..models import IsoFile, Repository, VirtualDisk, VirtualMachine
+from ..models import IsoFile, Repository, Server, VirtualDisk, VirtualMachine
 from .repositories import pool_name, repository_servers
+
+log = logging.getLogger(__name__)
 
 ISO9660_OFFSET = 0x8001
 ISO9660_MAGIC = b"CD001"
@@ -190,32 +195,45 @@ def vm_config(vm: VirtualMachine) -> dict:
     }
 
 
-def vm_config_write(*, vm: VirtualMachine) -> str:
-    """Write ``<repo>/VirtualMachines/<uuid>/vm.json`` on a server that sees the VM's repository."""
+def _config_target(vm: VirtualMachine) -> tuple[Server, str, str] | None:
+    """(server to write through, path of vm.json, its content), or None if the VM has no repository on a server."""
     if vm.repository_id is None:
-        return ""
-    repository = vm.repository
-    path = f"{repository.path}/VirtualMachines/{vm.uuid}/vm.json"
-    data = json.dumps(vm_config(vm), indent=2, sort_keys=True)
-    servers = repository_servers(repository)
+        return None
+    servers = repository_servers(vm.repository)
     if not servers:
-        return ""
-    server = servers[0]
-    if server.transport == Transport.LOCAL or settings.OVMWEB_HYPERVISOR_URI:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".json.tmp")
-        tmp.write_text(data)
-        tmp.replace(target)
-        return path
-    from ovmweb.tunnels import credentials, ssh
+        return None
+    path = f"{vm.repository.path}/VirtualMachines/{vm.uuid}/vm.json"
+    return servers[0], path, json.dumps(vm_config(vm), indent=2, sort_keys=True)
 
-    secret = credentials.decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
-    client = ssh.connect(hostname=server.hostname, port=server.ssh_port, username=server.ssh_user,
-                         password=secret.get("password"), private_key=secret.get("private_key"),
-                         expected_fingerprint=server.host_key_fingerprint)
+
+def _laid_out_dir(path: str) -> str:
+    return path.rsplit("/", 2)[0]  # <repo>/VirtualMachines
+
+
+def _write_local(path: str, data: str, *, only_if_laid_out: bool) -> str:
+    if only_if_laid_out and not Path(_laid_out_dir(path)).is_dir():
+        return ""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(data)
+    tmp.replace(target)
+    return path
+
+
+def _write_sftp(server: Server, path: str, data: str, *, only_if_laid_out: bool) -> str:
+    import paramiko
+
+    from ovmweb.tunnels.pool import transport_for
+
+    # The server's shared, pinned SSH transport: no new connection per write.
+    sftp = paramiko.SFTPClient.from_transport(transport_for(server))
     try:
-        sftp = client.open_sftp()
+        if only_if_laid_out:
+            try:
+                sftp.stat(_laid_out_dir(path))
+            except OSError:
+                return ""
         try:
             sftp.mkdir(path.rsplit("/", 1)[0])
         except OSError:
@@ -224,5 +242,81 @@ def vm_config_write(*, vm: VirtualMachine) -> str:
             fh.write(data)
         sftp.posix_rename(path + ".tmp", path)
     finally:
-        client.close()
+        sftp.close()
     return path
+
+
+def _is_local(server: Server) -> bool:
+    return server.transport == Transport.LOCAL or bool(settings.OVMWEB_HYPERVISOR_URI)
+
+
+def vm_config_write(*, vm: VirtualMachine) -> str:
+    """Write ``<repo>/VirtualMachines/<uuid>/vm.json`` now, on a server that sees the VM's repository."""
+    target = _config_target(vm)
+    if target is None:
+        return ""
+    server, path, data = target
+    if _is_local(server):
+        return _write_local(path, data, only_if_laid_out=False)
+    return _write_sftp(server, path, data, only_if_laid_out=False)
+
+
+_config_queue = threading.local()
+
+
+def vm_config_schedule(*, vm_id: int) -> None:
+    """Refresh the VM's vm.json once the current transaction commits (create, update,
+    disks, VNICs). Several changes in one transaction make one write."""
+    queue = getattr(_config_queue, "ids", None)
+    if queue is None:
+        queue = _config_queue.ids = set()
+    queue.add(vm_id)
+    # Every change registers the flush; the first flush after the commit takes the
+    # whole queue, the others find it empty (and a rolled-back change is at worst
+    # written at the next commit, which rewrites the same truth from the database).
+    transaction.on_commit(_config_flush)
+
+
+def _config_flush() -> None:
+    queue = getattr(_config_queue, "ids", None)
+    if not queue:
+        return
+    ids = sorted(queue)
+    queue.clear()
+    for vm in VirtualMachine.objects.filter(pk__in=ids, repository__isnull=False).select_related("repository"):
+        target = _config_target(vm)
+        if target is None or target[0].status != ServerStatus.RUNNING:
+            continue  # not while its server is unreachable; the next change writes it
+        server, path, data = target
+        if _is_local(server):
+            try:
+                _write_local(path, data, only_if_laid_out=True)
+            except OSError as exc:
+                log.warning("could not write %s: %s", path, exc)
+        else:
+            # Network I/O never runs in the committing (request) thread.
+            _remote_writer().put((server, path, data))
+
+
+_writer_lock = threading.Lock()
+_writer: "queue_module.Queue | None" = None
+
+
+def _remote_writer() -> "queue_module.Queue":
+    """One daemon thread writing vm.json copies over SFTP, in order; it never touches the database."""
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            _writer = queue_module.Queue()
+
+            def run(q=_writer) -> None:
+                while True:
+                    server, path, data = q.get()
+                    try:
+                        # A copy for the repository; the database stays the truth.
+                        _write_sftp(server, path, data, only_if_laid_out=True)
+                    except Exception as exc:
+                        log.warning("could not write %s on %s: %s", path, server.name, exc.__class__.__name__)
+
+            threading.Thread(target=run, name="ovmweb-vm-config-writer", daemon=True).start()
+        return _writer
