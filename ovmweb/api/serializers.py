@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from ovmweb.consoles.models import ConsoleTicket
-from ovmweb.inventory import choices, models
+from ovmweb.inventory import choices, models, rules
 from ovmweb.jobs.models import Event, Job
 
 from .mixins import StrictModelSerializer, StrictSerializer
@@ -320,10 +320,18 @@ class VmUpdateSerializer(StrictModelSerializer):
         fields = _VM_EDITABLE
 
 
+# The installation sources of seed 7.1/7.2, in the order the API documents them
+# (also named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
+VM_SOURCE_KINDS = [
+    rules.SourceKind.ISO, rules.SourceKind.PVM_URL, rules.SourceKind.TEMPLATE, rules.SourceKind.CLONE,
+    rules.SourceKind.APPLIANCE, rules.SourceKind.NONE,
+]
+
+
 class VmSourceSerializer(StrictSerializer):
     """Where a new VM's operating system comes from (seed 7.1/7.2)."""
 
-    kind = serializers.ChoiceField(choices=["iso", "pvm_url", "template", "clone", "appliance", "none"])
+    kind = serializers.ChoiceField(choices=VM_SOURCE_KINDS)
     iso = _pk(models.IsoFile.objects.all(), required=False)
     url = serializers.CharField(max_length=1024, required=False)
     template = _pk(models.VirtualMachine.objects.all(), required=False)

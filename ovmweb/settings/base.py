@@ -159,9 +159,11 @@ if REDIS_URL:
     INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
 
 REST_FRAMEWORK = {
+    # Token first: an unauthenticated call then answers 401 with
+    # "WWW-Authenticate: Token" (the session scheme has no header, so DRF would say 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
@@ -175,6 +177,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several choice sets share the field name "kind"; name each enum after its meaning.
+    "ENUM_NAME_OVERRIDES": {
+        "RepositoryKindEnum": "ovmweb.inventory.choices.RepositoryKind",
+        "DiskSlotKindEnum": "ovmweb.inventory.choices.DiskSlotKind",
+        "ConsoleKindEnum": "ovmweb.consoles.models.ConsoleKind",
+        "VmSourceKindEnum": "ovmweb.api.serializers.VM_SOURCE_KINDS",
+    },
 }
 
 # VNIC MAC addresses come from this range unless an administrator changes it (seed 7.4).

@@ -39,12 +39,15 @@ def one_of_each(superuser):
 @pytest.mark.parametrize("collection", COLLECTIONS + ["mac-range"])
 def test_anonymous_is_refused(client, collection):
     response = client.get(f"/api/v1/{collection}/")
-    assert response.status_code in (401, 403)
+    # Token authentication comes first, so the answer says how to authenticate.
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Token"
 
 
 def test_anonymous_cannot_act(client):
     vm = f.VirtualMachineFactory()
-    assert client.post(f"/api/v1/vms/{vm.pk}/start/").status_code in (401, 403)
+    response = client.post(f"/api/v1/vms/{vm.pk}/start/")
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Token"
     vm.refresh_from_db()
     assert vm.status == "STOPPED"
 
@@ -53,7 +56,8 @@ def test_token_auth(superuser):
     token = Token.objects.create(user=superuser)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Token not-the-key")
-    assert client.get("/api/v1/vms/").status_code in (401, 403)
+    refused = client.get("/api/v1/vms/")
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Token"
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert client.get("/api/v1/vms/").status_code == 200
 
