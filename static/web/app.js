@@ -169,7 +169,10 @@
     var opts = { source: el, target: el, swap: swap };
     if (sel) opts.select = sel;
     var done = function () { inFlight.delete(el); };
-    htmx.ajax("GET", el.getAttribute("data-live-url"), opts).then(done, done);
+    // The VM table follows the browser's URL (search, sort and page are pushed into it).
+    var url = el.hasAttribute("data-live-url-current") ? window.location.pathname + window.location.search
+      : el.getAttribute("data-live-url");
+    htmx.ajax("GET", url, opts).then(done, done);
   }
 
   function schedule(el, delay) {

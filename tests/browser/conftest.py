@@ -76,9 +76,29 @@ def ovmweb_server():
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+    _remove_libvirt_leftovers(env, tmp)
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(tmp / "server.log", ARTIFACTS / "browser-server.log")
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _virsh(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, timeout=60)
+
+
+def _remove_libvirt_leftovers(env, tmp: Path) -> None:
+    """This libvirtd is shared: take away the domains of our VMs (a failed run may
+    leave one running, holding its console ports) and the storage pools under our
+    scratch directory."""
+    out = _manage(env, "shell", "-c",
+                  "from ovmweb.inventory.models import VirtualMachine as V; print(*V.objects.values_list('uuid', flat=True))")
+    for uuid in out.stdout.split():
+        _virsh("destroy", uuid)
+        _virsh("undefine", uuid, "--nvram")
+    for name in _virsh("pool-list", "--all", "--name").stdout.split():
+        if str(tmp) in _virsh("pool-dumpxml", name).stdout:
+            _virsh("pool-destroy", name)
+            _virsh("pool-undefine", name)
 
 
 @pytest.fixture(scope="module")

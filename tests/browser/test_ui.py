@@ -199,13 +199,31 @@ def test_administrator_flow(ovmweb_server, page):
     page.locator("#event-table").get_by_role("button", name="Acknowledge").first.click()
     expect(page.locator("#event-table")).to_contain_text("yes (admin)")
     page.goto(base + "/networks/")
+    main = page.locator("main")
+    main.get_by_label("Name", exact=True).fill("vm-net")
+    main.get_by_label("libvirt network").fill("default")
+    main.get_by_label("Virtual machine").check()
+    main.get_by_role("button", name="Create", exact=True).click()
+    expect(page.locator("#network-table")).to_contain_text("vm-net")
     shot(page, "15-networking")
 
+    # A change made in another browser window appears here live.
+    page.goto(f"{base}/vms/?selected={vm_id}")
+    _settle(page)
+    page.evaluate("window.__noReload = true")
+    other = page.context.new_page()
+    other.goto(f"{base}/vms/{vm_id}/edit/")
+    other.locator("main").get_by_label("Name", exact=True).fill("tiny-renamed")
+    other.locator("main").get_by_role("button", name="Save").click()
+    expect(other.locator("#messages")).to_contain_text("updated")
+    other.close()
+    expect(page.locator(f"#vm-row-{vm_id} td.name")).to_contain_text("tiny-renamed", timeout=15_000)
+    assert page.evaluate("window.__noReload") is True
+
     # Clean up the domain through the UI.
-    page.goto(f"{base}/vms/?selected={vm_id}&q=tiny-1")
     _settle(page)
     page.locator("#vm-toolbar").get_by_role("button", name="Delete").click()
-    expect(page.locator("#messages")).to_contain_text("Deletion of tiny-1 queued")
-    _wait_job_success(page, base, "tiny-1")
+    expect(page.locator("#messages")).to_contain_text("Deletion of tiny-renamed queued")
+    _wait_job_success(page, base, "tiny-renamed")
 
     assert page.console_errors == [], page.console_errors
