@@ -261,3 +261,29 @@ def test_disk_attach_refused_for_suspended_vm(admin_client):
     assert response.status_code == 200
     assert not vm.disk_slots.exists()
     assert 'class="msg msg-error"' in response.content.decode()
+
+
+def test_migrate_without_eligible_server_is_a_form_error(admin_client):
+    pool = ServerPoolFactory()
+    vm = VirtualMachineFactory(status=VmStatus.RUNNING, server=ServerFactory(server_pool=pool), server_pool=pool)
+    response = admin_client.post(f"/vms/{vm.pk}/migrate/", {})
+    assert response.status_code == 200
+    assert 'class="msg msg-error"' in response.content.decode()
+    assert not Job.objects.filter(operation="vm.migrate").exists()
+
+
+def test_iso_upload_answers_json_for_xhr(admin_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    repo = RepositoryFactory()
+    bad = SimpleUploadedFile("notes.iso", b"whatever")
+    response = admin_client.post(f"/repositories/{repo.pk}/isos/upload/", {"file": bad, "name": ".hidden.iso"},
+                                 HTTP_ACCEPT="application/json")
+    assert response.status_code == 400
+    assert response.json()["ok"] is False and response.json()["errors"]["name"]
+    assert not Job.objects.exists()
+    iso = SimpleUploadedFile("boot.iso", b"\0" * 0x8001 + b"CD001" + b"\0" * 100)
+    response = admin_client.post(f"/repositories/{repo.pk}/isos/upload/", {"file": iso}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 200, response.content
+    job = Job.objects.get(pk=response.json()["job"])
+    assert job.target_id == repo.pk and "boot.iso" in job.summary

@@ -50,7 +50,7 @@ def nav_tree(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def pool_create(request: HttpRequest) -> HttpResponse:
-    form = web_forms.ServerPoolForm(request.POST or None)
+    form = web_forms.ServerPoolForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         ok, pool = ui.call_service(request, lambda: services("pools").server_pool_create(user=request.user,
                                                                                           **form.cleaned_data),
@@ -63,7 +63,7 @@ def pool_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def server_discover(request: HttpRequest) -> HttpResponse:
-    form = web_forms.ServerDiscoverForm(request.POST or None)
+    form = web_forms.ServerDiscoverForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         d = dict(form.cleaned_data)
         kwargs = {k: d[k] for k in ("hostname", "transport", "ssh_port", "ssh_user", "host_key_fingerprint",
@@ -93,7 +93,7 @@ def server_inbound_lock(request: HttpRequest, server_id: int) -> HttpResponse:
 
 @login_required
 def repository_list(request: HttpRequest) -> HttpResponse:
-    form = web_forms.RepositoryCreateForm(request.POST or None)
+    form = web_forms.RepositoryCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         ok, job = ui.call_service(
@@ -122,7 +122,7 @@ def repository_detail(request: HttpRequest, repo_id: int) -> HttpResponse:
         "appliances": repo.appliances.prefetch_related("vms"),
         "upload_form": web_forms.IsoUploadForm(),
         "import_form": web_forms.IsoImportForm(),
-        "disk_form": web_forms.DiskCreateForm(request.POST or None) if request.method == "POST"
+        "disk_form": web_forms.DiskCreateForm(request.POST if request.method == "POST" else None) if request.method == "POST"
         else web_forms.DiskCreateForm(),
         "tab": request.GET.get("tab", "isos"),
     }
@@ -184,7 +184,7 @@ def iso_import(request: HttpRequest, repo_id: int) -> HttpResponse:
 @login_required
 def disk_create(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
-    form = web_forms.DiskCreateForm(request.POST or None)
+    form = web_forms.DiskCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         ok, job = ui.call_service(

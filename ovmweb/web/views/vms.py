@@ -172,7 +172,7 @@ def vm_delete(request: HttpRequest, vm_id: int) -> HttpResponse:
 @login_required
 def vm_migrate(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "migrate")
-    form = web_forms.MigrateForm(request.POST or None, vm=vm)
+    form = web_forms.MigrateForm(request.POST if request.method == "POST" else None, vm=vm)
     if request.method == "POST" and form.is_valid():
         ok, job = ui.call_service(
             request,
@@ -195,7 +195,7 @@ def vm_create_start(request: HttpRequest) -> HttpResponse:
 def vm_create(request: HttpRequest, source: str) -> HttpResponse:
     if source not in web_forms.SOURCE_KINDS:
         raise Http404
-    form = web_forms.VmCreateForm(request.POST or None, source=source)
+    form = web_forms.VmCreateForm(request.POST if request.method == "POST" else None, source=source)
     if request.method == "POST" and form.is_valid():
         kwargs = form.service_kwargs()
         ok, vm = ui.call_service(
@@ -212,7 +212,7 @@ def vm_create(request: HttpRequest, source: str) -> HttpResponse:
 @login_required
 def vm_edit(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "change")
-    form = web_forms.VmEditForm(request.POST or None, vm=vm)
+    form = web_forms.VmEditForm(request.POST if request.method == "POST" else None, vm=vm)
     if request.method == "POST" and form.is_valid():
         changes = form.changes()
         if not changes:
