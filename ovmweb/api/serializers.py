@@ -361,6 +361,8 @@ class NewDiskSerializer(StrictSerializer):
 class VmDiskSpecSerializer(StrictSerializer):
     virtual_disk = _pk(models.VirtualDisk.objects.all(), required=False)
     new = NewDiskSerializer(required=False)
+    bus = serializers.ChoiceField(choices=choices.DiskBus.choices, required=False,
+                                  help_text=_("Default: the domain type's (paravirtual for PVHVM/PVM)."))
 
     def validate(self, attrs):
         if ("virtual_disk" in attrs) == ("new" in attrs):
@@ -389,6 +391,29 @@ class VmCreateSerializer(VmUpdateSerializer):
 class VmMigrateSerializer(StrictSerializer):
     target_server = _pk(models.Server.objects.all(), required=False, allow_null=True)
     target_pool = _pk(models.ServerPool.objects.all(), required=False, allow_null=True)
+    target_repository = _pk(
+        models.Repository.objects.all(), required=False, allow_null=True,
+        help_text=_("For a running VM on a local repository: where its disks are copied (default: the first local "
+                    "repository of the target server; naming a local repository is enough to name its server)."),
+    )
+
+
+class VmDiskAttachSerializer(StrictSerializer):
+    """A virtual disk, or an ISO file as CD-ROM, to put into the VM's next free slot."""
+
+    virtual_disk = _pk(models.VirtualDisk.objects.all(), required=False)
+    iso = _pk(models.IsoFile.objects.all(), required=False)
+    bus = serializers.ChoiceField(
+        choices=choices.DiskBus.choices, required=False,
+        help_text=_("Disk bus of a virtual disk (default: the domain type's; a CD-ROM is always SATA)."),
+    )
+
+    def validate(self, attrs):
+        if ("virtual_disk" in attrs) == ("iso" in attrs):
+            raise serializers.ValidationError(_("Give exactly one of virtual_disk or iso."))
+        if "bus" in attrs and "iso" in attrs:
+            raise serializers.ValidationError({"bus": [_("A CD-ROM is always on the SATA bus.")]})
+        return attrs
 
 
 class VmCloneSerializer(StrictSerializer):
@@ -396,6 +421,11 @@ class VmCloneSerializer(StrictSerializer):
     customizer = _pk(models.CloneCustomizer.objects.all(), required=False, allow_null=True)
     server_pool = _pk(models.ServerPool.objects.all(), required=False, allow_null=True)
     as_template = serializers.BooleanField(default=False)
+
+
+class VmDiskAttachResultSerializer(serializers.Serializer):
+    slot = VmDiskSlotSerializer()
+    job = JobSerializer(allow_null=True, help_text=_("The hot-plug job on a running VM; null on a stopped one."))
 
 
 class VmMoveSerializer(StrictSerializer):
@@ -441,6 +471,13 @@ class CloneCustomizerSerializer(StrictModelSerializer):
         validators = []
 
 
+class CloneCustomizerUpdateSerializer(CloneCustomizerSerializer):
+    """A customizer stays with its VM; ``disks``/``networks``, when given, replace the whole list."""
+
+    class Meta(CloneCustomizerSerializer.Meta):
+        read_only_fields = ["id", "vm", "created_at", "updated_at"]
+
+
 class VirtualApplianceVmSerializer(serializers.ModelSerializer):
     class Meta:
         model = models.VirtualApplianceVm
@@ -455,6 +492,20 @@ class VirtualApplianceSerializer(serializers.ModelSerializer):
         model = models.VirtualAppliance
         fields = ["id", "name", "repository", "ovf_path", "vms", "created_at", "updated_at"]
         read_only_fields = fields
+
+
+class VirtualApplianceUploadSerializer(StrictSerializer):
+    repository = _pk(models.Repository.objects.all())
+    file = serializers.FileField(help_text=_("An OVA: the .ovf descriptor and its disks in one tar."))
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True,
+                                 help_text=_("Default: the file name without .ova."))
+
+
+class VirtualApplianceImportSerializer(StrictSerializer):
+    repository = _pk(models.Repository.objects.all())
+    url = serializers.URLField(max_length=2048, help_text=_("HTTP(S) URL of an .ova, or of an .ovf next to its disks."))
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True,
+                                 help_text=_("Default: the file name of the URL without its extension."))
 
 
 class ConsoleTicketSerializer(serializers.ModelSerializer):

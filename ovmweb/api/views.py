@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
+from django.db.models import Max
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -80,6 +82,30 @@ def validated(serializer_class, request, *, partial: bool = False, instance=None
 
 def job_response(job: Job) -> Response:
     return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+def last_job_id() -> int:
+    return Job.objects.aggregate(last=Max("pk"))["last"] or 0
+
+
+def job_queued_since(*, after: int, target, operation: str) -> Job | None:
+    """The job a service queued on ``target`` (it returned the object it made, not the job)."""
+    return (
+        Job.objects.filter(pk__gt=after, operation=operation, target_type=ContentType.objects.get_for_model(target),
+                           target_id=target.pk)
+        .order_by("-pk").first()
+    )
+
+
+def monitor_link(job: Job | None) -> dict:
+    """A ``Link: <job>; rel="monitor"`` header (RFC 5989) naming a job that follows a 201."""
+    return {"Link": f'</api/v1/jobs/{job.pk}/>; rel="monitor"'} if job is not None else {}
+
+
+MONITOR_HEADER = OpenApiParameter(
+    "Link", OpenApiTypes.STR, location=OpenApiParameter.HEADER, response=[201],
+    description=_('When a job goes on with the work (copying disks, hot-plugging): </api/v1/jobs/{id}/>; rel="monitor".'),
+)
 
 
 class ApiViewSet(viewsets.GenericViewSet):
@@ -357,7 +383,11 @@ VM_FILTER_PARAMETERS = [
 
 @extend_schema_view(
     list=extend_schema(parameters=VM_FILTER_PARAMETERS),
-    create=extend_schema(request=s.VmCreateSerializer, responses={201: s.VirtualMachineSerializer, **RESPONSES_409}),
+    create=extend_schema(
+        request=s.VmCreateSerializer, parameters=[MONITOR_HEADER],
+        responses={201: s.VirtualMachineSerializer, 400: OpenApiResponse(description=_("Bad input: field errors.")),
+                   **RESPONSES_409},
+    ),
     update=extend_schema(request=s.VmUpdateSerializer, responses={200: s.VirtualMachineSerializer, **RESPONSES_409}),
     partial_update=extend_schema(request=s.VmUpdateSerializer, responses={200: s.VirtualMachineSerializer, **RESPONSES_409}),
     destroy=extend_schema(responses=RESPONSES_JOB),
@@ -386,12 +416,18 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         vm_action = "view" if self.request.method in permissions.SAFE_METHODS else "change"
         return selectors.access_vm(self.request.user, self.kwargs["pk"], vm_action)
 
-    def _render(self, vm, code=status.HTTP_200_OK) -> Response:
+    def _render(self, vm, code=status.HTTP_200_OK, headers=None) -> Response:
         vm = selectors.vm_queryset().get(pk=vm.pk)
-        return Response(s.VirtualMachineSerializer(vm).data, status=code)
+        return Response(s.VirtualMachineSerializer(vm).data, status=code, headers=headers)
+
+    # The job that copies the disks of a VM created from a template, a VM or an appliance.
+    COPY_OPERATIONS = {"template": "vm.clone", "clone": "vm.clone", "appliance": "appliance.deploy"}
 
     def create(self, request, *args, **kwargs):
-        """Create a VM from an ISO, a PVM install URL, a template, a VM or a virtual appliance (seed 7.1/7.2)."""
+        """Create a VM from an ISO, a PVM install URL, a template, a VM or a virtual appliance (seed 7.1/7.2).
+
+        The VM exists at once (201). From a template, a VM or an appliance its disks are
+        copied by a job, named in the ``Link`` header (``rel="monitor"``)."""
         data = validated(s.VmCreateSerializer, request)
         data["source"] = data.get("source") or {"kind": "none"}
         data["disks"] = [dict(d) for d in data.get("disks", ())]
@@ -399,8 +435,11 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
             if "new" in d:
                 d["new"] = dict(d["new"])
         data["vnics"] = [dict(v) for v in data.get("vnics", ())]
+        before = last_job_id()
         vm = _service("vms").vm_create(user=request.user, **data)
-        return self._render(vm, status.HTTP_201_CREATED)
+        operation = self.COPY_OPERATIONS.get(data["source"]["kind"])
+        job = job_queued_since(after=before, target=vm, operation=operation) if operation else None
+        return self._render(vm, status.HTTP_201_CREATED, headers=monitor_link(job))
 
     def update(self, request, *args, **kwargs):
         """Edit a VM. Runtime parameters of a running VM become ``pending_changes`` (seed 7.9)."""
@@ -456,7 +495,9 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
     @extend_schema(request=s.VmMigrateSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
     def migrate(self, request, pk=None):
-        """Live-migrate a running VM (or move a stopped one) to a server or a server pool."""
+        """Live-migrate a running VM to a server of its pool (with its disks copied into
+        ``target_repository`` when they are in a local repository), or move a stopped VM to
+        another server pool."""
         data = validated(s.VmMigrateSerializer, request)
         return job_response(_service("vms").vm_migrate(vm=self.get_object(), user=request.user, **data))
 
@@ -482,6 +523,45 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         return job_response(_service("vms").vm_export(vm=self.get_object(), user=request.user))
 
     @extend_schema(
+        request=s.VmDiskAttachSerializer, parameters=[MONITOR_HEADER],
+        responses={201: s.VmDiskAttachResultSerializer, 400: OpenApiResponse(description=_("Bad input: field errors.")),
+                   409: OpenApiResponse(s.ErrorDetailSerializer, description=_("The VM's state or the disk's use forbids it."))},
+    )
+    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    def disks(self, request, pk=None):
+        """Attach a virtual disk, or an ISO as CD-ROM, in the VM's next free slot (an ISO fills an
+        empty CD-ROM drive first). On a running VM it is hot-plugged where the guest OS allows it
+        (seed 7.14) by the job in ``job``; never while the VM is SUSPENDED."""
+        vm = self.get_object()
+        data = validated(s.VmDiskAttachSerializer, request)
+        before = last_job_id()
+        slot = _service("vms").vm_disk_attach(vm=vm, user=request.user, **data)
+        job = job_queued_since(after=before, target=vm, operation="vm.hot_update")
+        body = {"slot": s.VmDiskSlotSerializer(models.VmDiskSlot.objects.select_related("virtual_disk", "iso").get(pk=slot.pk)).data,
+                "job": s.JobSerializer(job).data if job else None}
+        return Response(body, status=status.HTTP_201_CREATED, headers=monitor_link(job))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("slot", OpenApiTypes.INT, OpenApiParameter.PATH, description=_("Slot number (0-63)."))],
+        request=None,
+        responses={202: OpenApiResponse(s.JobSerializer, description=_("Running VM: the hot-remove job.")),
+                   204: OpenApiResponse(description=_("Stopped VM: detached.")),
+                   404: OpenApiResponse(description=_("No such slot.")),
+                   409: OpenApiResponse(s.ErrorDetailSerializer, description=_("The VM's state forbids it."))},
+    )
+    @action(detail=True, methods=["delete"], url_path=r"disks/(?P<slot>[0-9]{1,2})", url_name="disk-detach",
+            permission_classes=ACTION_PERMS)
+    def detach_disk(self, request, pk=None, slot=None):
+        """Detach the disk or CD-ROM in a slot. A CD-ROM of a running VM is ejected (the drive
+        stays, empty); a disk of a running VM is hot-removed where the guest OS allows it."""
+        vm = self.get_object()
+        row = get_object_or_404(models.VmDiskSlot, vm=vm, slot=int(slot))
+        before = last_job_id()
+        _service("vms").vm_disk_detach(slot=row, user=request.user)
+        job = job_queued_since(after=before, target=vm, operation="vm.hot_update")
+        return job_response(job) if job else Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
         request=s.VmMessagesSerializer,
         responses={202: s.JobListSerializer, 400: OpenApiResponse(), 409: s.ErrorDetailSerializer},
     )
@@ -498,11 +578,21 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
 # --------------------------------------------------------------------- customizers, appliances
 
 
-class CloneCustomizerViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
-    """Clone customizers are created whole and deleted; a changed plan is a new customizer."""
+@extend_schema_view(
+    update=extend_schema(request=s.CloneCustomizerUpdateSerializer, responses={200: s.CloneCustomizerSerializer}),
+    partial_update=extend_schema(request=s.CloneCustomizerUpdateSerializer, responses={200: s.CloneCustomizerSerializer}),
+)
+class CloneCustomizerViewSet(viewsets.ModelViewSet, ApiViewSet):
+    """Clone customizers of a VM: per-disk target repository and clone type, network of each
+    VNIC. An update keeps the VM; ``disks``/``networks``, when given, replace the whole list."""
 
     queryset = models.CloneCustomizer.objects.prefetch_related("disks", "networks")
     serializer_class = s.CloneCustomizerSerializer
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return s.CloneCustomizerUpdateSerializer
+        return s.CloneCustomizerSerializer
 
     @staticmethod
     def _items(data: dict) -> dict:
@@ -515,13 +605,48 @@ class CloneCustomizerViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, 
         data = self._items(dict(serializer.validated_data))
         serializer.instance = _service("customizers").customizer_create(user=self.request.user, **data)
 
+    def perform_update(self, serializer):
+        data = self._items(dict(serializer.validated_data))
+        serializer.instance = _service("customizers").customizer_update(
+            customizer=serializer.instance, user=self.request.user, **data
+        )
+
     def perform_destroy(self, instance):
         _service("customizers").customizer_delete(customizer=instance, user=self.request.user)
 
 
-class VirtualApplianceViewSet(ReadOnlyApiViewSet):
+@extend_schema_view(
+    create=extend_schema(request={"multipart/form-data": s.VirtualApplianceUploadSerializer}, responses=RESPONSES_JOB),
+)
+class VirtualApplianceViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
+    """Virtual appliances (an OVF with one or more VMs) in a repository's Assemblies/. Create
+    VMs from them with ``POST /vms/`` and ``source: {"kind": "appliance", "appliance_vm": id}``."""
+
     queryset = models.VirtualAppliance.objects.prefetch_related("vms__disks")
     serializer_class = s.VirtualApplianceSerializer
+    # A file comes only as multipart; the URL import also takes JSON (its own parsers).
+    parser_classes = [MultiPartParser, FormParser]
+
+    def create(self, request, *args, **kwargs):
+        """Upload an OVA (multipart) into a repository; 202 with the job that unpacks and records it."""
+        data = validated(s.VirtualApplianceUploadSerializer, request)
+        upload = data["file"]
+        job = _service("appliances").appliance_import(
+            user=request.user, repository=data["repository"], name=data.get("name", ""), fileobj=upload,
+            filename=upload.name,
+        )
+        return job_response(job)
+
+    @extend_schema(request=s.VirtualApplianceImportSerializer, responses=RESPONSES_JOB)
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[JSONParser, FormParser, MultiPartParser],
+            permission_classes=[permissions.IsAuthenticated, ModelPermissions])
+    def import_url(self, request):
+        """Import an OVA, or an .ovf next to its disks, from an HTTP(S) URL; 202 with the job."""
+        data = validated(s.VirtualApplianceImportSerializer, request)
+        job = _service("appliances").appliance_import(
+            user=request.user, repository=data["repository"], name=data.get("name", ""), url=data["url"]
+        )
+        return job_response(job)
 
 
 # --------------------------------------------------------------------- jobs, events

@@ -2,7 +2,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.factories import SuperUserFactory, UserFactory
+from tests.factories import RepositoryFactory, ServerPoolFactory, SuperUserFactory, UserFactory
 
 
 @pytest.fixture
@@ -33,3 +33,14 @@ def plain_api(plain_user):
     client = APIClient()
     client.force_authenticate(plain_user)
     return client
+
+
+@pytest.fixture
+def pool(db):
+    return ServerPoolFactory()
+
+
+@pytest.fixture
+def repo(pool):
+    """A shared repository presented to ``pool``."""
+    return RepositoryFactory(server_pools=[pool])

@@ -18,22 +18,47 @@ def customizer_create(*, vm: VirtualMachine, user, name: str, description: str =
         customizer = CloneCustomizer(vm=vm, name=name, description=description)
         customizer.full_clean()
         customizer.save()
-        for item in disks:
-            slot = item["slot"]
-            if slot.vm_id != vm.pk or slot.kind != DiskSlotKind.DISK:
-                raise ValidationError({"disks": [_("Slot %(s)s is not a disk of %(vm)s.") % {"s": slot.slot, "vm": vm.name}]})
-            row = CloneCustomizerDisk(customizer=customizer, slot=slot, target_repository=item["target_repository"],
-                                      clone_type=item.get("clone_type", CloneType.SPARSE))
-            row.full_clean()
-            row.save()
-        for item in networks:
-            vnic = item["vnic"]
-            if vnic.vm_id != vm.pk:
-                raise ValidationError({"networks": [_("VNIC %(m)s is not a VNIC of %(vm)s.") % {"m": vnic.mac, "vm": vm.name}]})
-            row = CloneCustomizerNetwork(customizer=customizer, vnic=vnic, network=item["network"])
-            row.full_clean()
-            row.save()
+        _add_items(customizer, disks=disks, networks=networks)
     return customizer
+
+
+def customizer_update(*, customizer: CloneCustomizer, user, name: str | None = None, description: str | None = None,
+                      disks: list[dict] | None = None, networks: list[dict] | None = None) -> CloneCustomizer:
+    """Rename or re-describe a customizer; ``disks``/``networks``, when given, replace the
+    whole list (same item shapes and checks as ``customizer_create``). It stays with its VM."""
+    with transaction.atomic():
+        customizer = CloneCustomizer.objects.select_for_update().select_related("vm").get(pk=customizer.pk)
+        if name is not None:
+            customizer.name = name
+        if description is not None:
+            customizer.description = description
+        customizer.full_clean()
+        customizer.save()
+        if disks is not None:
+            customizer.disks.all().delete()
+        if networks is not None:
+            customizer.networks.all().delete()
+        _add_items(customizer, disks=disks or (), networks=networks or ())
+    return customizer
+
+
+def _add_items(customizer: CloneCustomizer, *, disks, networks) -> None:
+    vm = customizer.vm
+    for item in disks:
+        slot = item["slot"]
+        if slot.vm_id != vm.pk or slot.kind != DiskSlotKind.DISK:
+            raise ValidationError({"disks": [_("Slot %(s)s is not a disk of %(vm)s.") % {"s": slot.slot, "vm": vm.name}]})
+        row = CloneCustomizerDisk(customizer=customizer, slot=slot, target_repository=item["target_repository"],
+                                  clone_type=item.get("clone_type", CloneType.SPARSE))
+        row.full_clean()
+        row.save()
+    for item in networks:
+        vnic = item["vnic"]
+        if vnic.vm_id != vm.pk:
+            raise ValidationError({"networks": [_("VNIC %(m)s is not a VNIC of %(vm)s.") % {"m": vnic.mac, "vm": vm.name}]})
+        row = CloneCustomizerNetwork(customizer=customizer, vnic=vnic, network=item["network"])
+        row.full_clean()
+        row.save()
 
 
 def customizer_delete(*, customizer: CloneCustomizer, user) -> None:
