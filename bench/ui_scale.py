@@ -92,6 +92,8 @@ def main() -> None:
         ms, n = measure(client, url, **(headers[0] if headers else {}))
         results[label] = (ms, n)
         print(f"{label:42s} median {ms:7.1f} ms  queries {n}")
+    # The machine is shared: say how busy it was, the figures scale with it.
+    print("load average (1/5/15 min): %.2f %.2f %.2f on %d CPUs" % (*os.getloadavg(), os.cpu_count()))
     ms, n = results["vm perspective, page 1"]
     s_ms, s_n = results["search 'vm-0999'"]
     print(f"search_ms={s_ms:.1f} search_queries={s_n}")
