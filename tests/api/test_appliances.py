@@ -1,0 +1,171 @@
+"""Virtual appliances through the API: OVA upload (multipart) and URL import answer 202
+with the import job; bad input is 400 and writes nothing; list and detail show the
+appliance's VMs. The integration test imports a real OVA into a real repository through
+the API and creates a VM from it."""
+import io
+import subprocess
+import tarfile
+import re
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from ovmweb.inventory.models import VirtualAppliance, VirtualApplianceVm
+from ovmweb.inventory.services.appliances import staging_dir
+from ovmweb.jobs.models import Job
+from ovmweb.jobs.testing import run_pending_jobs
+from tests import factories as f
+from tests.inventory.conftest import real_estate, user  # noqa: F401  (fixtures: this machine's libvirtd)
+from tests.inventory.test_appliances import make_ova, ovf_xml
+
+pytestmark = pytest.mark.django_db
+
+
+def ova_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = ovf_xml().encode()
+        info = tarfile.TarInfo("appliance.ovf")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def upload(api, **fields):
+    return api.post("/api/v1/virtual-appliances/", fields, format="multipart")
+
+
+def staged_files() -> set:
+    return set(staging_dir().iterdir())
+
+
+def test_upload_answers_202_with_the_import_job(api, repo):
+    before = staged_files()
+    blob = ova_bytes()
+    response = upload(api, repository=repo.pk, file=SimpleUploadedFile("web-app.ova", blob))
+    assert response.status_code == 202, response.json()
+    job = response.json()
+    assert job["operation"] == "appliance.import" and job["status"] == "QUEUED"
+    assert job["target_type"] == "inventory.repository" and job["target_id"] == repo.pk
+    params = Job.objects.get(pk=job["id"]).params
+    # The name defaults to the file's; the upload is staged for the job, byte for byte.
+    assert params["name"] == "web-app"
+    (staged,) = staged_files() - before
+    assert str(staged) == params["staged"] and staged.read_bytes() == blob
+    assert not VirtualAppliance.objects.exists()
+
+
+def test_upload_with_a_name(api, repo):
+    response = upload(api, repository=repo.pk, name="named", file=SimpleUploadedFile("x.ova", ova_bytes()))
+    assert response.status_code == 202, response.json()
+    assert Job.objects.get(pk=response.json()["id"]).params["name"] == "named"
+
+
+@pytest.mark.parametrize("fields,field", [
+    ({"file": "ovf"}, "file"),  # a bare .ovf cannot be uploaded
+    ({"repository": None}, "repository"),
+    ({"repository": 999999}, "repository"),
+    ({"file": None}, "file"),
+    ({"name": "x" * 256}, "name"),
+    ({"url": "http://example.com/a.ova"}, "url"),  # unknown here: the URL import is its own endpoint
+])
+def test_bad_upload_is_400_and_writes_nothing(api, repo, fields, field):
+    body = {"repository": repo.pk, "file": SimpleUploadedFile("a.ova", ova_bytes())}
+    for key, value in fields.items():
+        if value is None:
+            body.pop(key)
+        elif value == "ovf":
+            body[key] = SimpleUploadedFile("a.ovf", ovf_xml().encode())
+        else:
+            body[key] = value
+    before = staged_files()
+    response = upload(api, **body)
+    assert response.status_code == 400 and field in response.json(), response.json()
+    assert not Job.objects.exists() and staged_files() == before
+
+
+def test_upload_as_json_is_refused(api, repo):
+    response = api.post("/api/v1/virtual-appliances/", {"repository": repo.pk}, format="json")
+    assert response.status_code == 415
+    assert not Job.objects.exists()
+
+
+def test_import_from_url_answers_202(api, repo):
+    response = api.post("/api/v1/virtual-appliances/import/", {"repository": repo.pk, "url": "http://example.com/x/db.ovf"},
+                        format="json")
+    assert response.status_code == 202, response.json()
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.operation == "appliance.import" and job.params == {"repository_id": repo.pk, "name": "db",
+                                                                  "url": "http://example.com/x/db.ovf"}
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"url": "ftp://example.com/a.ova"}, "url"),
+    ({"url": "not a url"}, "url"),
+    ({"url": None}, "url"),
+    ({"url": "http://example.com/a.ova", "file": "x"}, "file"),
+    ({"url": "http://example.com/a.ova", "repository": None}, "repository"),
+    ({"url": "http://example.com/taken.ova"}, "name"),  # the repository has an appliance of that name
+])
+def test_bad_import_is_400_and_writes_nothing(api, repo, body, field):
+    f.VirtualApplianceFactory(repository=repo, name="taken")
+    data = {"repository": repo.pk, **body}
+    data = {k: v for k, v in data.items() if v is not None}
+    response = api.post("/api/v1/virtual-appliances/import/", data, format="json")
+    assert response.status_code == 400 and field in response.json(), response.json()
+    assert not Job.objects.exists()
+
+
+def test_import_needs_the_add_permission(plain_api, repo):
+    response = plain_api.post("/api/v1/virtual-appliances/import/", {"repository": repo.pk,
+                                                                     "url": "http://example.com/a.ova"}, format="json")
+    assert response.status_code == 403 and not Job.objects.exists()
+
+
+def test_list_and_detail_show_the_vms(api, repo):
+    appliance = f.VirtualApplianceFactory(repository=repo)
+    disk = f.VirtualDiskFactory(repository=repo)
+    web = VirtualApplianceVm.objects.create(appliance=appliance, name="web", vcpus=2, memory_mib=1024, os_type="OL7")
+    web.disks.add(disk)
+    VirtualApplianceVm.objects.create(appliance=appliance, name="db")
+    listed = api.get("/api/v1/virtual-appliances/").json()
+    assert listed["count"] == 1
+    detail = api.get(f"/api/v1/virtual-appliances/{appliance.pk}/").json()
+    assert detail == listed["results"][0]
+    vms = {v["name"]: v for v in detail["vms"]}
+    assert vms["web"] == {"id": web.pk, "name": "web", "vcpus": 2, "memory_mib": 1024, "os_type": "OL7",
+                          "disks": [disk.pk]}
+    assert vms["db"]["disks"] == []
+
+
+# ---------------------------------------------------------------- real repository
+
+
+@pytest.mark.integration
+def test_ova_upload_then_vm_from_the_appliance(api, real_estate, tmp_path):  # noqa: F811
+    e = real_estate
+    disk = tmp_path / "disk1.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+    ova = make_ova(tmp_path / "tiny.ova", ovf_xml(systems=[("tiny", 1, 256, "Other Linux", ["d1"])]),
+                   {"disk1.qcow2": disk})
+    with open(ova, "rb") as fh:
+        response = upload(api, repository=e["repo"].pk, file=SimpleUploadedFile("tiny.ova", fh.read()))
+    assert response.status_code == 202, response.json()
+    run_pending_jobs()
+    job = api.get(f"/api/v1/jobs/{response.json()['id']}/").json()
+    assert job["status"] == "SUCCESS", job["error"]
+    (appliance,) = api.get("/api/v1/virtual-appliances/").json()["results"]
+    (avm,) = appliance["vms"]
+    assert (appliance["name"], avm["name"], avm["vcpus"], avm["memory_mib"], len(avm["disks"])) == ("tiny", "tiny", 1, 256, 1)
+
+    created = api.post("/api/v1/vms/", {"name": "from-ova", "domain_type": "HVM", "os_type": "OTHER_LINUX",
+                                        "server_pool": e["pool"].pk,
+                                        "source": {"kind": "appliance", "appliance_vm": avm["id"]}}, format="json")
+    assert created.status_code == 201, created.json()
+    deploy_id = int(re.search(r"/api/v1/jobs/(\d+)/", created.headers["Link"]).group(1))
+    run_pending_jobs()
+    deploy = api.get(f"/api/v1/jobs/{deploy_id}/").json()
+    assert deploy["operation"] == "appliance.deploy" and deploy["status"] == "SUCCESS", deploy["error"]
+    vm = api.get(f"/api/v1/vms/{created.json()['id']}/").json()
+    (slot,) = vm["disks"]
+    assert slot["kind"] == "DISK" and slot["virtual_disk"] != avm["disks"][0] and slot["bus"] == "sata"
