@@ -256,14 +256,15 @@ class VnicAdmin(ServiceAdmin):
 class CloneCustomizerAdmin(ServiceAdmin):
     list_display = ["name", "vm", "created_at"]
     search_fields = ["name", "vm__name"]
-    readonly_fields = ["name", "vm", "description"]
+    fields = ["name", "vm", "description"]
+    readonly_fields = ["vm"]
 
     def has_add_permission(self, request):
         # Its per-disk and per-VNIC plan is built in the API or the pages.
         return False
 
     def service_update(self, request, obj, changes):
-        return obj
+        return _service("customizers").customizer_update(customizer=obj, user=request.user, **changes)
 
     def service_delete(self, request, obj):
         _service("customizers").customizer_delete(customizer=obj, user=request.user)

@@ -201,3 +201,19 @@ def test_job_admin_hides_params(staff, admin_user):
     page = staff.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
     assert "s3cret-pw" not in page
     assert Job.objects.filter(pk=job.pk).exists()
+
+
+def test_customizer_admin_edit_goes_through_customizer_update(staff):
+    vm = f.VirtualMachineFactory()
+    customizer = f.CloneCustomizerFactory(vm=vm, name="plan")
+    f.CloneCustomizerFactory(vm=vm, name="taken")
+    url = reverse("admin:inventory_clonecustomizer_change", args=[customizer.pk])
+    response = staff.post(url, {"name": "plan-b", "description": "bigger array"})
+    assert response.status_code == 302
+    customizer.refresh_from_db()
+    assert (customizer.name, customizer.description, customizer.vm_id) == ("plan-b", "bigger array", vm.pk)
+    # Unique per VM: a form error, nothing written.
+    refused = staff.post(url, {"name": "taken", "description": ""})
+    assert refused.status_code == 200 and refused.context["adminform"].form.errors
+    customizer.refresh_from_db()
+    assert customizer.name == "plan-b"
