@@ -203,8 +203,9 @@ class ServerDiscoverForm(forms.Form):
     name = forms.CharField(label=_("Display name"), max_length=128, required=False)
     transport = forms.ChoiceField(label=_("Transport"), choices=choices.Transport.choices,
                                   initial=choices.Transport.SSH)
-    ssh_port = forms.IntegerField(label=_("SSH port"), min_value=1, max_value=65535, initial=22)
-    ssh_user = forms.CharField(label=_("SSH user"), max_length=64, initial="root")
+    # Not required: the local transport submits no SSH fields (the fieldset is disabled).
+    ssh_port = forms.IntegerField(label=_("SSH port"), min_value=1, max_value=65535, initial=22, required=False)
+    ssh_user = forms.CharField(label=_("SSH user"), max_length=64, initial="root", required=False)
     password = forms.CharField(label=_("Password"), required=False, widget=forms.PasswordInput(render_value=False))
     private_key = forms.CharField(label=_("Private key (PEM/OpenSSH)"), required=False,
                                   widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}))

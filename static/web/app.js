@@ -250,6 +250,14 @@
     });
   }
 
+  // Discover Server: the SSH fields mean nothing for the local transport.
+  function syncTransport() {
+    var t = document.getElementById("id_transport"), fs = document.getElementById("ssh-fields");
+    if (t && fs) fs.disabled = t.value === "local";
+  }
+  document.addEventListener("change", function (ev) { if (ev.target.id === "id_transport") syncTransport(); });
+  document.addEventListener("DOMContentLoaded", syncTransport);
+
   // A form that came back with errors: put the keyboard on the first field at fault.
   document.addEventListener("DOMContentLoaded", function () {
     var bad = document.querySelector(".field.has-error input, .field.has-error select, .field.has-error textarea");

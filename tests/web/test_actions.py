@@ -287,3 +287,15 @@ def test_iso_upload_answers_json_for_xhr(admin_client):
     assert response.status_code == 200, response.content
     job = Job.objects.get(pk=response.json()["job"])
     assert job.target_id == repo.pk and "boot.iso" in job.summary
+
+
+def test_discover_form_errors_and_local_without_ssh_fields(admin_client):
+    response = admin_client.post("/servers/discover/", {"hostname": "hv9.example.com", "transport": "ssh",
+                                                        "password": "secret"})
+    assert response.status_code == 200
+    assert 'id="id_host_key_fingerprint_error"' in response.content.decode()
+    assert not Job.objects.exists()
+    response = admin_client.post("/servers/discover/", {"hostname": "localhost", "transport": "local", "name": "me"})
+    assert response.status_code == 302
+    job = Job.objects.get()
+    assert job.operation == "server.discover"

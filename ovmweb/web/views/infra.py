@@ -68,7 +68,8 @@ def server_discover(request: HttpRequest) -> HttpResponse:
         d = dict(form.cleaned_data)
         kwargs = {k: d[k] for k in ("hostname", "transport", "ssh_port", "ssh_user", "host_key_fingerprint",
                                      "server_pool")}
-        kwargs.update(password=d["password"] or None, private_key=d["private_key"] or None, name=d["name"] or None)
+        kwargs.update(password=d["password"] or None, private_key=d["private_key"] or None, name=d["name"] or None,
+                      ssh_port=d["ssh_port"] or 22, ssh_user=d["ssh_user"] or "root")
         ok, job = ui.call_service(request, lambda: services("servers").server_discover(user=request.user, **kwargs),
                                   form=form, field_map={"fingerprint": "host_key_fingerprint", "port": "ssh_port"})
         if ok:
