@@ -271,7 +271,7 @@ def setup_django(var: str) -> None:
         OVMWEB_CONSOLE_MAX_PER_VM="10000",
         OVMWEB_CONSOLE_MAX_PER_USER="10000",
         OVMWEB_EMBEDDED_WORKER="0",
-        OVMWEB_LOG_LEVEL="WARNING",
+        OVMWEB_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     )
     os.environ.pop("OVMWEB_DATABASE_URL", None)
     sys.path.insert(0, str(ROOT))
@@ -338,9 +338,10 @@ def main() -> None:
         cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
         daphne_port = free_port()
+        server_log = open(Path(var) / "server.log", "w")
         daphne = subprocess.Popen(
             [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(daphne_port), "ovmweb.asgi:application"],
-            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env=os.environ.copy(), stdout=server_log, stderr=subprocess.STDOUT,
         )
         procs.append(daphne)
 
@@ -399,6 +400,11 @@ def main() -> None:
             return results, rtts, sessions
 
         results, rtts, sessions = asyncio.run(run())
+        if sessions["ovmweb"] != args.sessions:
+            # Why sessions failed, from the server's side (tracebacks, refusals).
+            lines = (Path(var) / "server.log").read_text(errors="replace").splitlines()
+            interesting = [line for line in lines if "Error" in line or "refused" in line or "Traceback" in line]
+            print("server log:", *interesting[:20], sep="\n  ")
         ratios = [results[("ovmweb", d)][0] / results[("websockify", d)][0] for d in ("download", "upload")]
         intact = all(ok for _, ok in results.values())
         ratio = min(ratios) if intact else 0.0
@@ -413,7 +419,10 @@ def main() -> None:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        shutil.rmtree(var, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print("kept", var)
+        else:
+            shutil.rmtree(var, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,8 @@ OVMWEB_CONSOLE_TICKET_TTL = int(os.environ.get("OVMWEB_CONSOLE_TICKET_TTL", "60"
 OVMWEB_CONSOLE_MAX_PER_USER = int(os.environ.get("OVMWEB_CONSOLE_MAX_PER_USER", "10"))
 OVMWEB_CONSOLE_MAX_PER_VM = int(os.environ.get("OVMWEB_CONSOLE_MAX_PER_VM", "4"))
 OVMWEB_CONSOLE_SESSION_LIFETIME = int(os.environ.get("OVMWEB_CONSOLE_SESSION_LIFETIME", "28800"))
+# SSH connections kept per server for consoles and tunnels (sshd serves each with one process).
+OVMWEB_SSH_TRANSPORTS_PER_SERVER = int(os.environ.get("OVMWEB_SSH_TRANSPORTS_PER_SERVER", "4"))
 # Key for credentials stored encrypted (Fernet); derived from SECRET_KEY unless given.
 OVMWEB_CREDENTIALS_KEY = os.environ.get("OVMWEB_CREDENTIALS_KEY", "")
 # Seconds between state reconciliations, and after which an unreachable server's VMs go STOPPED.

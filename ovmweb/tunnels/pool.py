@@ -1,9 +1,15 @@
-"""One SSH transport per server, shared by all of its consoles and tunnels.
+"""A few SSH transports per server, shared by all of its consoles and tunnels.
 
 A transport is opened on first use, kept alive with SSH keepalives, and
 replaced transparently when it has died (server rebooted, network blip).
-Opening a console is then one direct-tcpip channel on the existing
+Opening a console is then one direct-tcpip channel on an existing
 connection: no handshake, no authentication, a few hundred microseconds.
+
+Up to ``OVMWEB_SSH_TRANSPORTS_PER_SERVER`` connections are kept per server and
+each new channel goes to the least busy one: OpenSSH serves each connection
+with one single-threaded process, so consoles spread over several connections
+use several cores of the server (and several paramiko transport threads here).
+A further connection is only opened once every existing one carries a channel.
 
 Servers with the ``local`` transport are this machine: their console ports
 are reached with a plain TCP connection instead.
@@ -16,8 +22,9 @@ import threading
 from dataclasses import dataclass
 
 import paramiko
+from django.conf import settings
 
-from ovmweb.hypervisor.base import ConnectionFailed
+from ovmweb.hypervisor.base import ConnectionFailed, HostKeyMismatch
 from ovmweb.inventory.choices import Transport
 from ovmweb.tunnels import ssh
 from ovmweb.tunnels.credentials import decrypt_credentials
@@ -34,8 +41,21 @@ class _Entry:
     # new pinned key, new credentials) must not keep using the old connection.
     identity: tuple
 
+    @property
+    def transport(self) -> paramiko.Transport | None:
+        return self.client.get_transport()
 
-_entries: dict[int, _Entry] = {}
+    def usable(self, identity: tuple) -> bool:
+        transport = self.transport
+        return self.identity == identity and transport is not None and transport.is_active()
+
+    def load(self) -> int:
+        # Open channels on this connection (paramiko's channel map supports len()).
+        transport = self.transport
+        return len(transport._channels) if transport is not None else 0
+
+
+_entries: dict[int, list[_Entry]] = {}
 _lock = threading.Lock()
 # One lock per server so that a slow or unreachable server does not hold up
 # consoles of every other server while it connects.
@@ -65,25 +85,34 @@ def _open_client(server) -> paramiko.SSHClient:
 
 
 def transport_for(server) -> paramiko.Transport:
-    """The live, authenticated transport to ``server`` (opened or reopened as needed).
+    """A live, authenticated transport to ``server``: the least busy of its connections (opened as needed).
 
     Raises ``HostKeyMismatch`` / ``ConnectionFailed`` like ``ssh.connect``.
     """
     if server.transport != Transport.SSH:
         raise ConnectionFailed(f"server {server.name} is local: it has no SSH transport")
     identity = _identity(server)
+    limit = max(1, int(getattr(settings, "OVMWEB_SSH_TRANSPORTS_PER_SERVER", 4)))
     with _server_lock(server.pk):
-        entry = _entries.get(server.pk)
-        if entry is not None:
-            transport = entry.client.get_transport()
-            if entry.identity == identity and transport is not None and transport.is_active():
-                return transport
+        entries = _entries.setdefault(server.pk, [])
+        stale = [entry for entry in entries if not entry.usable(identity)]
+        for entry in stale:
             logger.info("SSH transport to server %s is %s; reconnecting", server.name,
                         "outdated" if entry.identity != identity else "dead")
             entry.client.close()
-            _entries.pop(server.pk, None)
-        client = _open_client(server)
-        _entries[server.pk] = _Entry(client=client, identity=identity)
+            entries.remove(entry)
+        best = min(entries, key=_Entry.load, default=None)
+        if best is not None and (best.load() == 0 or len(entries) >= limit):
+            return best.transport
+        try:
+            client = _open_client(server)
+        except HostKeyMismatch:
+            raise  # fail closed, whatever is already open
+        except ConnectionFailed:
+            if best is not None:  # the server may cap sessions (MaxStartups): make do with what is open
+                return best.transport
+            raise
+        entries.append(_Entry(client=client, identity=identity))
         return client.get_transport()
 
 
@@ -109,10 +138,10 @@ def open_direct_tcpip(server, port: int) -> paramiko.Channel:
 
 def _discard(server_id: int, transport: paramiko.Transport) -> None:
     with _server_lock(server_id):
-        entry = _entries.get(server_id)
-        if entry is not None and entry.client.get_transport() is transport:
+        entries = _entries.get(server_id, [])
+        for entry in [e for e in entries if e.transport is transport]:
             entry.client.close()
-            _entries.pop(server_id, None)
+            entries.remove(entry)
 
 
 def open_local_socket(port: int) -> socket.socket:
@@ -135,8 +164,8 @@ def open_console_stream(server, port: int) -> paramiko.Channel | socket.socket:
 
 def close_server(server_id: int) -> None:
     with _server_lock(server_id):
-        entry = _entries.pop(server_id, None)
-    if entry is not None:
+        entries = _entries.pop(server_id, [])
+    for entry in entries:
         entry.client.close()
 
 

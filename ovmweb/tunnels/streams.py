@@ -1,8 +1,10 @@
 """Console byte streams (an SSH channel or a TCP socket) driven from an asyncio loop.
 
-Nothing here blocks the event loop: reads happen only when the stream's file
-descriptor says data (or end of stream) is there, and paramiko's sends, which
-may wait for the SSH window or the transport lock, run on a thread pool.
+Nothing here waits on the event loop: reads happen only when the stream's file
+descriptor says data (or end of stream) is there. paramiko's sends wait when
+the SSH window is exhausted or a key exchange is in progress; a send that can
+wait for neither (window open, no rekey, a small message: keystrokes, pointer
+events) is done in place, every other one on a thread pool.
 The descriptor is unregistered from the loop before the stream is closed: a
 later stream reusing the same fd number would otherwise never be woken.
 """
@@ -18,6 +20,10 @@ import paramiko
 # pool of its own keeps one stalled console from starving Django's
 # sync_to_async threads.
 _writers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="console-write")
+# Largest message sent from the event loop itself: one SSH packet's worth, which
+# the kernel's socket buffer takes at once. Bigger ones (pastes, uploads) take
+# the thread hop; small ones would spend more time hopping than sending.
+DIRECT_SEND_MAX = 32 * 1024
 
 
 class ConsoleStream:
@@ -98,7 +104,14 @@ class ChannelStream(ConsoleStream):
         return self.channel.out_window_size < size
 
     async def write(self, data: bytes) -> None:
-        await self._loop.run_in_executor(_writers, self.channel.sendall, data)
+        chan = self.channel
+        if (len(data) <= DIRECT_SEND_MAX and chan.out_window_size >= len(data)
+                and chan.transport.clear_to_send.is_set() and not chan.closed):
+            sent = chan.send(data)
+            if sent == len(data):
+                return
+            data = data[sent:]
+        await self._loop.run_in_executor(_writers, chan.sendall, data)
 
     async def _close(self) -> None:
         await self._loop.run_in_executor(_writers, self.channel.close)

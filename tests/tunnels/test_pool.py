@@ -1,0 +1,87 @@
+"""The per-server pool of SSH transports, against the real loopback sshd."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ovmweb.hypervisor.base import HostKeyMismatch
+from ovmweb.inventory import choices
+from ovmweb.tunnels import pool
+from ovmweb.tunnels.credentials import encrypt_credentials
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def server(sshd):
+    yield factories.ServerFactory(
+        name="sshd", hostname=sshd["hostname"], ssh_port=sshd["port"], ssh_user=sshd["username"],
+        transport=choices.Transport.SSH, host_key_fingerprint=sshd["fingerprint"],
+        credentials_encrypted=encrypt_credentials({"private_key": sshd["private_key"]}),
+    )
+    pool.close_all()
+
+
+@pytest.fixture
+def echo_port():
+    # sshd's own port is a TCP service on the server that is always there to tunnel to.
+    from tests.tunnels.sshd import SSH_DIR
+
+    return int((SSH_DIR / "port").read_text())
+
+
+def test_channels_spread_over_up_to_the_configured_connections(server, echo_port, settings):
+    settings.OVMWEB_SSH_TRANSPORTS_PER_SERVER = 3
+    channels = [pool.open_direct_tcpip(server, echo_port) for _ in range(7)]
+    try:
+        transports = [c.get_transport() for c in channels]
+        distinct = {id(t) for t in transports}
+        assert len(distinct) == 3  # a new connection only while every open one is busy, never more than 3
+        loads = sorted(sum(t is u for t in transports) for u in {id(t): t for t in transports}.values())
+        assert loads == [2, 2, 3]  # each new channel went to the least busy connection
+        # Every channel really reaches the target (sshd greets with its banner).
+        assert all(c.recv(4) == b"SSH-" for c in channels)
+    finally:
+        for c in channels:
+            c.close()
+
+
+def test_an_idle_connection_is_reused_before_opening_another(server, echo_port, settings):
+    settings.OVMWEB_SSH_TRANSPORTS_PER_SERVER = 4
+    first = pool.open_direct_tcpip(server, echo_port)
+    transport = first.get_transport()
+    first.close()
+    # The channel leaves the connection once sshd confirms the close.
+    deadline = time.monotonic() + 10
+    while len(transport._channels) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = pool.open_direct_tcpip(server, echo_port)
+    try:
+        assert second.get_transport() is transport
+    finally:
+        second.close()
+
+
+def test_dead_connection_is_replaced(server, echo_port):
+    channel = pool.open_direct_tcpip(server, echo_port)
+    dead = channel.get_transport()
+    dead.close()
+    fresh = pool.open_direct_tcpip(server, echo_port)
+    try:
+        assert fresh.get_transport() is not dead and fresh.get_transport().is_active()
+        assert fresh.recv(4) == b"SSH-"
+    finally:
+        fresh.close()
+
+
+def test_changed_host_key_fails_closed_even_with_connections_open(server, echo_port, settings):
+    settings.OVMWEB_SSH_TRANSPORTS_PER_SERVER = 4
+    busy = pool.open_direct_tcpip(server, echo_port)
+    try:
+        server.host_key_fingerprint = "SHA256:" + "A" * 43
+        with pytest.raises(HostKeyMismatch):
+            pool.open_direct_tcpip(server, echo_port)
+    finally:
+        busy.close()
