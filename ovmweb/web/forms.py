@@ -211,7 +211,7 @@ class ServerDiscoverForm(forms.Form):
                                   widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}))
     host_key_fingerprint = forms.CharField(
         label=_("Host key fingerprint"), max_length=128, required=False,
-        help_text=_("SHA256:… as `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints it on the server. "
+        help_text=_("SHA256:… as “ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub” prints it on the server. "
                     "The connection is refused unless the server offers exactly this key."))
     server_pool = forms.ModelChoiceField(label=_("Server pool"), queryset=ServerPool.objects.all(), required=False)
 
