@@ -9,9 +9,13 @@ from .models import Job
 
 @task()
 def run_job_task(job_id: int) -> None:
+    from . import live
     from .runner import run_job
 
     run_job(job_id)
+    # RQ runs each task in a forked work horse that leaves with os._exit (no
+    # atexit): send the job's last updates before returning.
+    live.flush()
 
 
 def _is_database_backend() -> bool:

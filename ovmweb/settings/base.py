@@ -138,7 +138,13 @@ WHITENOISE_AUTOREFRESH = True
 REDIS_URL = os.environ.get("OVMWEB_REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        # redis-py's default socket timeout (5 s) equals channels-redis' blocking
+        # receive (BZPOPMIN, 5 s): an idle receive then fails with TimeoutError
+        # at random. Give the socket a margin over the blocking call.
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+        }
     }
     TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
     RQ_QUEUES = {"default": {"URL": REDIS_URL}}

@@ -74,7 +74,8 @@ def test_separate_worker_on_redis_publishes_to_other_processes(tmp_path, redis_u
     worker_log = open(tmp_path / "worker.log", "w+")
 
     async def scenario():
-        layer = RedisChannelLayer(hosts=[redis_url])
+        # As ovmweb.settings.base configures it (socket timeout above the blocking receive).
+        layer = RedisChannelLayer(hosts=[{"address": redis_url, "socket_timeout": 30}])
         channel = await layer.new_channel()
         await layer.group_add("live", channel)
         submitted = await asyncio.to_thread(_manage, env, "shell", "-c", SUBMIT)
@@ -83,18 +84,27 @@ def test_separate_worker_on_redis_publishes_to_other_processes(tmp_path, redis_u
         worker = subprocess.Popen([sys.executable, "manage.py", "runjobworker"], cwd=ROOT, env=env,
                                   stdout=worker_log, stderr=subprocess.STDOUT)
         seen = []
+
+        async def collect():
+            # One uninterrupted receive loop: cancelling a channels-redis
+            # receive midway (wait_for) can break its connection.
+            while True:
+                message = await layer.receive(channel)
+                seen.append(message)
+                payload = message["payload"]
+                if message["topic"] == "job" and payload["id"] == job_id and payload["status"] == "FAILURE":
+                    return
+
+        collector = asyncio.create_task(collect())
         try:
             deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                try:
-                    message = await asyncio.wait_for(layer.receive(channel), 5)
-                except asyncio.TimeoutError:
-                    assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-                    continue
-                seen.append(message)
-                if message["topic"] == "job" and message["payload"]["id"] == job_id and message["payload"]["status"] == "FAILURE":
-                    break
+            while not collector.done():
+                assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+                assert time.monotonic() < deadline, (seen, (tmp_path / "worker.log").read_text())
+                await asyncio.sleep(0.3)
+            collector.result()
         finally:
+            collector.cancel()
             worker.terminate()
             worker.wait(20)
             await layer.flush()
