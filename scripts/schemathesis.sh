@@ -58,7 +58,10 @@ models.IsoFile.objects.create(name="install.iso", repository=repo, size_bytes=1 
 models.ProcessorCompatibilityGroup.objects.create(name="compat-1")
 models.AntiAffinityGroup.objects.create(name="aag-1", server_pool=pool)
 models.CloneCustomizer.objects.create(name="cc-1", vm=vm)
-models.VirtualAppliance.objects.create(name="appliance-1", repository=repo)
+appliance = models.VirtualAppliance.objects.create(name="appliance-1", repository=repo)
+# An appliance VM (with a disk of its own), so that POST /vms/ with an appliance source reaches vm_create.
+appliance_vm = models.VirtualApplianceVm.objects.create(appliance=appliance, name="avm-1")
+appliance_vm.disks.add(models.VirtualDisk.objects.create(name="adisk-1", repository=repo, volume="adisk-1.qcow2", size_bytes=1 << 30))
 from ovmweb.jobs.services import event_record, job_submit
 job_submit(operation="repository.refresh", summary="seed job", user=user, target=repo, params={"repository_id": repo.pk})
 event_record(obj=vm, type="seed", text="seed event", user=user)
@@ -81,6 +84,7 @@ done
 cat >"$TMP/schemathesis.toml" <<'TOML'
 [parameters]
 "path.id" = 1
+"path.slot" = 0
 TOML
 
 set +e

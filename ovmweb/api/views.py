@@ -537,8 +537,8 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         before = last_job_id()
         slot = _service("vms").vm_disk_attach(vm=vm, user=request.user, **data)
         job = job_queued_since(after=before, target=vm, operation="vm.hot_update")
-        body = {"slot": s.VmDiskSlotSerializer(models.VmDiskSlot.objects.select_related("virtual_disk", "iso").get(pk=slot.pk)).data,
-                "job": s.JobSerializer(job).data if job else None}
+        slot = models.VmDiskSlot.objects.select_related("virtual_disk", "iso").get(pk=slot.pk)
+        body = {"slot": s.VmDiskSlotSerializer(slot).data, "job": s.JobSerializer(job).data if job else None}
         return Response(body, status=status.HTTP_201_CREATED, headers=monitor_link(job))
 
     @extend_schema(
