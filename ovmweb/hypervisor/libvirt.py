@@ -164,6 +164,40 @@ def _volume_format(vol) -> str:
     return fmt.get("type") if fmt is not None else "raw"
 
 
+def _migration_xml(document: str, vnc_port: int | None, serial_port: int | None,
+                   disk_map: dict[str, str] | None) -> str:
+    """A domain definition for the migration target: its console ports there, its disks' paths there."""
+    root = ET.fromstring(xmlbuild.rewrite_disk_sources(document, disk_map) if disk_map else document)
+    if vnc_port is not None:
+        for graphics in root.findall("./devices/graphics[@type='vnc']"):
+            graphics.set("port", str(vnc_port))
+            graphics.set("autoport", "no")
+    if serial_port is not None:
+        # The <console> of a serial console repeats the first <serial>: both get the port.
+        for el in root.findall("./devices/serial[@type='tcp']/source") + root.findall("./devices/console[@type='tcp']/source"):
+            el.set("service", str(serial_port))
+    return ET.tostring(root, encoding="unicode")
+
+
+def _migration_progress(dom) -> tuple[int, str]:
+    """(percent, message) of a running migration from its job statistics."""
+    try:
+        stats = dom.jobStats()
+    except libvirt.libvirtError:
+        return 0, ""
+    total = stats.get("data_total") or 0
+    processed = stats.get("data_processed") or 0
+    remaining = stats.get("data_remaining")
+    if total and remaining is not None:
+        percent = int(100 * (total - remaining) / total)
+    else:
+        percent = int(100 * processed / total) if total else 0
+    message = "%d MiB of %d MiB sent" % (processed >> 20, total >> 20)
+    if stats.get("memory_iteration"):
+        message += ", memory pass %d" % stats["memory_iteration"]
+    return max(0, min(percent, 99)), message
+
+
 class LibvirtDriver(StorageDriver, Driver):
     """A connection to one libvirt daemon, e.g. ``qemu:///system``,
     ``qemu+libssh://root@host:22/system?...`` or ``test:///default``."""
@@ -171,14 +205,18 @@ class LibvirtDriver(StorageDriver, Driver):
     def __init__(self, uri: str, *, password: str | None = None):
         ensure_event_loop()
         self.uri = uri
+        self._password = password  # a migration opens a second connection for its statistics
         self._closed = False
         with _errors(f"cannot connect to {self._safe_uri()}"):
             if password is None:
                 self._conn = libvirt.open(uri)
             else:
                 self._conn = libvirt.openAuth(uri, self._auth(password), 0)
+        self._keepalive(True)
+
+    def _keepalive(self, on: bool) -> None:
         try:
-            self._conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+            self._conn.setKeepAlive(KEEPALIVE_INTERVAL if on else 0, KEEPALIVE_COUNT)
         except libvirt.libvirtError:
             pass  # local drivers (test://, qemu:///system without a daemon) have no keepalive
 
@@ -421,7 +459,21 @@ class LibvirtDriver(StorageDriver, Driver):
                         raise
             return result
 
-    def migrate(self, uuid: str, target: Driver, *, live: bool = True, unsafe: bool = False, copy_storage: bool = False) -> None:
+    def migrate(self, uuid: str, target: Driver, *, live: bool = True, unsafe: bool = False,
+                copy_storage: bool = False, vnc_port: int | None = None, serial_port: int | None = None,
+                disk_map: dict[str, str] | None = None,
+                progress: Callable[[int, str], None] | None = None) -> dict:
+        """Migrate the domain to ``target`` and return libvirt's statistics of the completed job
+        (``time_elapsed`` and ``downtime`` in ms, ``data_total`` ... in bytes).
+
+        Client-managed: ovmweb holds both connections and libvirt runs the protocol
+        through them, while the source QEMU streams straight to the target QEMU (at the
+        target's ``migration_host``). The destination definition (live and persistent)
+        gets the console ports chosen on the target (``vnc_port``, ``serial_port``: the
+        source's may be taken there) and, with ``disk_map``, the disks' new paths.
+        ``progress(percent, message)`` is called from this thread while the job runs; if
+        it raises (an abort), the migration is cancelled, the domain stays on the source
+        and the exception propagates."""
         if not isinstance(target, LibvirtDriver):
             raise OperationFailed("the target server does not use libvirt")
         dom = self._domain(uuid)
@@ -431,27 +483,74 @@ class LibvirtDriver(StorageDriver, Driver):
         if unsafe:
             # A plain shared directory is not recognised by libvirt as shared storage.
             flags |= libvirt.VIR_MIGRATE_UNSAFE
-        if copy_storage:
+        if copy_storage or disk_map:
             flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
         with _errors(f"migrating {uuid}"):
-            dom.migrate(target._conn, flags, None, None, 0)
+            params = {
+                libvirt.VIR_MIGRATE_PARAM_DEST_XML: _migration_xml(
+                    dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), vnc_port, serial_port, disk_map),
+            }
+            if dom.isPersistent():
+                params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = _migration_xml(
+                    dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_INACTIVE),
+                    vnc_port, serial_port, disk_map)
+            if disk_map:
+                root = ET.fromstring(params[libvirt.VIR_MIGRATE_PARAM_DEST_XML])
+                params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = [
+                    el.find("target").get("dev") for el in root.findall("./devices/disk")
+                    if el.find("source") is not None and el.find("source").get("file") in disk_map.values()
+                ]
+        # The migration runs on two connections of its own, without keepalive, that nothing
+        # else uses meanwhile: libvirt 9.0's client crashed (SIGSEGV in virNetClient's I/O
+        # loop, libssh transport) when a keepalive exchange or another call (the monitor's,
+        # the progress reads) shared a connection with a running migration.
+        source = LibvirtDriver(self.uri, password=self._password)
+        try:
+            destination = LibvirtDriver(target.uri, password=target._password)
+        except DriverError:
+            source.close()
+            raise
+        outcome: dict = {}
 
-    def migrate_with_storage(self, uuid: str, target: Driver, *, disk_map: dict[str, str]) -> None:
-        if not isinstance(target, LibvirtDriver):
-            raise OperationFailed("the target server does not use libvirt")
-        dom = self._domain(uuid)
-        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-                 | libvirt.VIR_MIGRATE_NON_SHARED_DISK)
-        with _errors(f"migrating {uuid} with its storage"):
-            document = xmlbuild.rewrite_disk_sources(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), disk_map)
-            targets = [
-                el.find("target").get("dev")
-                for el in ET.fromstring(document).findall("./devices/disk")
-                if el.find("source") is not None and el.find("source").get("file") in disk_map.values()
-            ]
-            params = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: document, libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: document,
-                      libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: targets}
-            dom.migrate3(target._conn, params, flags)
+        def run() -> None:
+            try:
+                arrived = source._domain(uuid).migrate3(destination._conn, params, flags)
+                outcome["stats"] = arrived.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            except (libvirt.libvirtError, DriverError) as exc:
+                outcome["error"] = exc
+
+        for driver in (source, destination):
+            driver._keepalive(False)
+        worker = threading.Thread(target=run, name=f"migrate-{uuid}", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.5)
+                if progress is not None and worker.is_alive():
+                    percent, message = _migration_progress(dom)  # on this (shared) connection
+                    if message:
+                        progress(percent, message)
+        except BaseException:
+            try:
+                dom.abortJob()
+            except libvirt.libvirtError:
+                log.warning("could not abort the migration of %s", uuid)
+            worker.join()
+            raise
+        finally:
+            if not worker.is_alive():
+                source.close()
+                destination.close()
+        error = outcome.get("error")
+        if isinstance(error, libvirt.libvirtError):
+            raise _translate(error, f"migrating {uuid}") from error
+        if error is not None:
+            raise error
+        return {k: v for k, v in outcome["stats"].items() if isinstance(v, (int, float))}
+
+    def migrate_with_storage(self, uuid: str, target: Driver, *, disk_map: dict[str, str], **options) -> dict:
+        """Live migration copying the disks in ``disk_map`` (source path -> target path) along."""
+        return self.migrate(uuid, target, live=True, disk_map=disk_map, **options)
 
     # ---------------------------------------------------------------- hot-plug
     @staticmethod

@@ -27,6 +27,18 @@ _IN_FLIGHT = {"STARTING", "STOPPING"}
 _OFF = {PowerState.SHUTOFF, PowerState.ABSENT, PowerState.CRASHED}
 
 
+def _migrating(vm) -> bool:
+    """A live migration job owns the VM: its domain pauses, leaves the source and appears
+    on the target, and the job records where it ends up (it stays RUNNING throughout)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from ovmweb.jobs.choices import JobStatus
+    from ovmweb.jobs.models import Job
+
+    return Job.objects.filter(operation="vm.migrate", status=JobStatus.RUNNING, target_id=vm.pk,
+                              target_type=ContentType.objects.get_for_model(vm)).exists()
+
+
 class Monitor:
     def __init__(self, *, interval: float | None = None, offline_after: float | None = None):
         self.interval = interval if interval is not None else settings.OVMWEB_RECONCILE_INTERVAL
@@ -102,8 +114,8 @@ class Monitor:
         vm = VirtualMachine.objects.filter(uuid=event.uuid, server_id=server_id).first()
         if vm is None:
             return
-        if vm.status == "STARTING":
-            return  # the start job decides (and tells a kill apart from a start)
+        if vm.status == "STARTING" or _migrating(vm):
+            return  # the start (or migrate) job decides (and tells a kill apart from a start)
         reason = ""
         if event.state == PowerState.SHUTOFF and event.reason == "shutdown":
             reason = f"{vm.name} powered off."
@@ -144,7 +156,7 @@ class Monitor:
         self._failing_since.pop(server.pk, None)
         server_mark_reachable(server=server)
         for vm in server.vms.exclude(status="TEMPLATE"):
-            if vm.status in _IN_FLIGHT:
+            if vm.status in _IN_FLIGHT or _migrating(vm):
                 continue
             info = domains.get(str(vm.uuid))
             state = info.state if info else PowerState.ABSENT

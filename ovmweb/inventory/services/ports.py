@@ -26,12 +26,7 @@ def allocate_console_ports(*, vm: VirtualMachine, server: Server) -> tuple[int, 
             if current["server_id"] == server.pk and current["vnc_port"] is not None:
                 vm.server, vm.vnc_port, vm.serial_port = server, current["vnc_port"], current["serial_port"]
                 return current["vnc_port"], current["serial_port"]
-            taken = set(
-                VirtualMachine.objects.filter(server=server, vnc_port__isnull=False).values_list("vnc_port", flat=True)
-            )
-            n = next((i for i in range(MAX_PER_SERVER) if vnc_base + i not in taken), None)
-            if n is None:
-                raise Conflict(_("Server %(s)s has no free console port left.") % {"s": server.name})
+            n = _free_n(server)
             try:
                 with transaction.atomic():
                     VirtualMachine.objects.filter(pk=vm.pk).update(
@@ -42,6 +37,36 @@ def allocate_console_ports(*, vm: VirtualMachine, server: Server) -> tuple[int, 
             vm.server, vm.vnc_port, vm.serial_port = server, vnc_base + n, serial_base + n
             return vm.vnc_port, vm.serial_port
     raise Conflict(_("Could not allocate console ports on %(s)s; try again.") % {"s": server.name})
+
+
+def _free_n(server: Server) -> int:
+    vnc_base = settings.OVMWEB_VNC_PORT_BASE
+    taken = set(VirtualMachine.objects.filter(server=server, vnc_port__isnull=False).values_list("vnc_port", flat=True))
+    n = next((i for i in range(MAX_PER_SERVER) if vnc_base + i not in taken), None)
+    if n is None:
+        raise Conflict(_("Server %(s)s has no free console port left.") % {"s": server.name})
+    return n
+
+
+def free_console_ports(*, server: Server) -> tuple[int, int]:
+    """The ports the next allocation on ``server`` would give, without taking them: a live
+    migration puts them into the destination definition before the VM is there."""
+    n = _free_n(server)
+    return settings.OVMWEB_VNC_PORT_BASE + n, settings.OVMWEB_SERIAL_PORT_BASE + n
+
+
+def move_console_ports(*, vm: VirtualMachine, server: Server, vnc_port: int, serial_port: int) -> tuple[int, int]:
+    """Record that ``vm`` now holds these ports on ``server`` (its domain was migrated there
+    with them). If another VM took them meanwhile, ``vm`` gets the next free ones recorded."""
+    try:
+        with transaction.atomic():
+            VirtualMachine.objects.filter(pk=vm.pk).update(server=server, vnc_port=vnc_port, serial_port=serial_port)
+    except IntegrityError:
+        release_console_ports(vm=vm)
+        VirtualMachine.objects.filter(pk=vm.pk).update(server=server)
+        return allocate_console_ports(vm=vm, server=server)
+    vm.server, vm.vnc_port, vm.serial_port = server, vnc_port, serial_port
+    return vnc_port, serial_port
 
 
 def release_console_ports(*, vm: VirtualMachine) -> None:
