@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import IsoFile, VirtualDisk
-from ovmweb.inventory.services import storage, vms
+from ovmweb.inventory.services import repositories, storage, vms
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.testing import run_pending_jobs
 
@@ -167,3 +167,18 @@ def test_vm_json_follows_create_and_update(estate):
     vms.vm_update(vm=vm, user=estate["user"], name="redescribed", memory_mib=192)
     config = json.loads(path.read_text())
     assert config["name"] == "redescribed" and config["memory_mib"] == 192
+
+
+def test_refresh_discovers_files_put_into_the_repository(estate):
+    repo = Path(estate["repo"].path)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(repo / "VirtualDisks" / "found.qcow2"), "16M"], check=True)
+    (repo / "ISOs" / "found.iso").write_bytes(GUEST_ISO.read_bytes())
+    job = _run(repositories.repository_refresh(repository=estate["repo"], user=estate["user"]))
+    assert job.status == "SUCCESS", job.error
+    assert job.result["found"] == {"isos": 1, "disks": 1}
+    disk = VirtualDisk.objects.get(volume="found.qcow2")
+    assert disk.format == "qcow2" and disk.size_bytes == 16 * MIB and disk.repository_id == estate["repo"].pk
+    assert IsoFile.objects.filter(repository=estate["repo"], name="found.iso").exists()
+    # A second refresh finds nothing new.
+    job = _run(repositories.repository_refresh(repository=estate["repo"], user=estate["user"]))
+    assert job.result["found"] == {"isos": 0, "disks": 0}

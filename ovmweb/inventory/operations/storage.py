@@ -8,13 +8,11 @@ import urllib.request
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 from django.utils.translation import gettext as _
 
 from ovmweb.hypervisor.base import OperationFailed
 from ovmweb.hypervisor.connections import driver_for
 from ovmweb.jobs.registry import JobContext, operation
-from ovmweb.jobs.services import event_record
 
 from ..exceptions import Conflict
 from ..models import Repository, VirtualDisk
@@ -62,21 +60,8 @@ def repository_refresh(ctx: JobContext, *, repository_id: int) -> dict:
     info = driver.pool_refresh(repo_services.pool_name(repository))
     isos = driver.pool_refresh(repo_services.pool_name(repository, "isos"))
     disks = driver.pool_refresh(repo_services.pool_name(repository, "disks"))
-    found = {"isos": 0, "disks": 0}
-    with transaction.atomic():
-        known_isos = set(repository.iso_files.values_list("name", flat=True))
-        for vol in isos.volumes:
-            if vol.name not in known_isos and not vol.name.startswith("."):
-                storage_services.iso_record(repository=repository, name=vol.name, size_bytes=vol.capacity_bytes, job=ctx.job)
-                found["isos"] += 1
-        known_disks = set(VirtualDisk.objects.filter(repository=repository).values_list("volume", flat=True))
-        for vol in disks.volumes:
-            if vol.name not in known_disks and not VirtualDisk.objects.filter(volume=vol.name).exists():
-                disk = VirtualDisk(name=vol.name, repository=repository, volume=vol.name, size_bytes=max(vol.capacity_bytes, 1),
-                                   allocation_bytes=vol.allocation_bytes, format=vol.format if vol.format in ("raw", "qcow2") else "raw")
-                disk.full_clean()
-                disk.save()
-                found["disks"] += 1
+    found = storage_services.repository_record_contents(repository=repository, isos=isos.volumes, disks=disks.volumes,
+                                                        job=ctx.job)
     repo_services.repository_record_capacity(repository=repository, info=info)
     return {"capacity_bytes": info.capacity_bytes, "available_bytes": info.available_bytes, "found": found}
 
@@ -138,13 +123,6 @@ def iso_import(ctx: JobContext, *, repository_id: int, name: str, url: str) -> d
     return _store_iso(ctx, repository, name, Path(path))
 
 
-def _forget_disk(disk: VirtualDisk, job, reason: str) -> None:
-    with transaction.atomic():
-        event_record(obj=None, type="disk.create_failed", text=_("Virtual disk %(name)s was not created: %(reason)s")
-                     % {"name": disk.name, "reason": reason}, job=job)
-        VirtualDisk.objects.filter(pk=disk.pk).delete()
-
-
 @operation("disk.create")
 def disk_create(ctx: JobContext, *, disk_id: int) -> dict:
     disk = VirtualDisk.objects.select_related("repository").get(pk=disk_id)
@@ -155,9 +133,9 @@ def disk_create(ctx: JobContext, *, disk_id: int) -> dict:
         info = driver.volume_create(repo_services.pool_name(disk.repository, "disks"), disk.volume, disk.size_bytes,
                                     format=disk.format, sparse=disk.sparse)
     except Exception as exc:
-        _forget_disk(disk, ctx.job, str(exc))
+        storage_services.disk_forget_failed(disk=disk, job=ctx.job, reason=str(exc))
         raise
-    VirtualDisk.objects.filter(pk=disk.pk).update(allocation_bytes=info.allocation_bytes)
+    storage_services.disk_record_volume(disk=disk, info=info)
     return {"disk_id": disk.pk, "path": info.path, "allocation_bytes": info.allocation_bytes}
 
 
@@ -166,7 +144,7 @@ def disk_resize(ctx: JobContext, *, disk_id: int, size_bytes: int) -> dict:
     disk = VirtualDisk.objects.select_related("repository").get(pk=disk_id)
     driver = storage_services.repository_driver(disk.repository)
     info = driver.volume_resize(repo_services.pool_name(disk.repository, "disks"), disk.volume, size_bytes)
-    VirtualDisk.objects.filter(pk=disk.pk).update(size_bytes=info.capacity_bytes, allocation_bytes=info.allocation_bytes)
+    storage_services.disk_record_volume(disk=disk, info=info)
     return {"size_bytes": info.capacity_bytes}
 
 

@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from ovmweb.hypervisor.base import VolumeInfo
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
@@ -119,6 +120,42 @@ def disk_delete(*, disk: VirtualDisk, user) -> Job:
     with transaction.atomic():
         return job_submit(operation="disk.delete", summary=_("Delete virtual disk %(name)s") % {"name": disk.name}, user=user,
                           target=disk, params={"disk_id": disk.pk}, lock=[disk])
+
+
+@transaction.atomic
+def disk_forget_failed(*, disk: VirtualDisk, job: Job | None = None, reason: str = "") -> None:
+    """A disk whose volume could not be made leaves no record behind."""
+    event_record(obj=None, type="disk.create_failed", text=_("Virtual disk %(name)s was not created: %(reason)s")
+                 % {"name": disk.name, "reason": reason}, job=job)
+    VirtualDisk.objects.filter(pk=disk.pk).delete()
+
+
+def disk_record_volume(*, disk: VirtualDisk, info: VolumeInfo) -> VirtualDisk:
+    """Size and allocation of the disk as its server reports them."""
+    VirtualDisk.objects.filter(pk=disk.pk).update(size_bytes=info.capacity_bytes, allocation_bytes=info.allocation_bytes)
+    disk.size_bytes, disk.allocation_bytes = info.capacity_bytes, info.allocation_bytes
+    return disk
+
+
+@transaction.atomic
+def repository_record_contents(*, repository: Repository, isos: list[VolumeInfo], disks: list[VolumeInfo],
+                               job: Job | None = None) -> dict:
+    """Files found in a repository that the database does not know become ISO and disk records."""
+    found = {"isos": 0, "disks": 0}
+    known_isos = set(repository.iso_files.values_list("name", flat=True))
+    for vol in isos:
+        if vol.name not in known_isos and not vol.name.startswith("."):
+            iso_record(repository=repository, name=vol.name, size_bytes=vol.capacity_bytes, job=job)
+            found["isos"] += 1
+    known_disks = set(VirtualDisk.objects.filter(volume__in=[v.name for v in disks]).values_list("volume", flat=True))
+    for vol in disks:
+        if vol.name not in known_disks and not vol.name.endswith(".tmp"):
+            disk = VirtualDisk(name=vol.name, repository=repository, volume=vol.name, size_bytes=max(vol.capacity_bytes, 1),
+                               allocation_bytes=vol.allocation_bytes, format=vol.format if vol.format in ("raw", "qcow2") else "raw")
+            disk.full_clean()
+            disk.save()
+            found["disks"] += 1
+    return found
 
 
 @transaction.atomic
