@@ -136,8 +136,7 @@ class Monitor:
             self.reconcile_server(server)
 
     def reconcile_server(self, server) -> None:
-        from ovmweb.inventory.services.ports import release_console_ports
-        from ovmweb.inventory.services.servers import server_mark_reachable, server_mark_unreachable
+        from ovmweb.inventory.services.servers import server_mark_reachable, server_mark_unreachable, vm_release_offline_ports
         from ovmweb.inventory.services.vms import vm_reconcile
 
         from .connections import driver_for, forget
@@ -163,4 +162,4 @@ class Monitor:
             vm_reconcile(vm=vm, power_state=state.value)
             if vm.vnc_port is not None and vm.status == "STOPPED" and state in _OFF:
                 # Kept while its server was unreachable; now known to be free.
-                release_console_ports(vm=vm)
+                vm_release_offline_ports(vm=vm)

@@ -145,6 +145,20 @@ def test_cut_off_server_goes_unreachable_and_comes_back(ssh_estate):
         vm.refresh_from_db()
         assert (vm.vnc_port, vm.serial_port) == ports  # its console ports were never given away
         assert Event.objects.filter(type="server.reachable").exists()
+
+        # Cut again, and the guest dies while the server is away: back, the VM stays
+        # STOPPED and the ports it kept are free again.
+        link.cut()
+        assert wait_for(lambda: _status(VirtualMachine, vm.pk) == "STOPPED", 30)
+        local = LibvirtDriver("qemu:///system")
+        try:
+            local.destroy(str(vm.uuid))
+        finally:
+            local.close()
+        link.restore()
+        assert wait_for(lambda: _status(Server, server.pk) == "RUNNING", 30)
+        assert wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).vnc_port is None, 15), "ports not released"
+        assert _status(VirtualMachine, vm.pk) == "STOPPED"
     finally:
         monitor.stop()
 

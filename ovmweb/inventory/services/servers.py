@@ -200,3 +200,17 @@ def server_mark_reachable(*, server: Server) -> Server:
             publish("server", server_payload(server))
         server.save(update_fields=fields)
     return server
+
+
+def vm_release_offline_ports(*, vm) -> bool:
+    """Free the console ports an OFFLINE VM kept, once its server says the guest is not running.
+
+    Conditional on the VM still being STOPPED at that instant, so a start that has
+    just begun (STARTING, with freshly allocated ports) is never robbed of them."""
+    from ..models import VirtualMachine
+
+    done = VirtualMachine.objects.filter(pk=vm.pk, status=VmStatus.STOPPED, vnc_port__isnull=False).update(
+        vnc_port=None, serial_port=None)
+    if done:
+        vm.vnc_port = vm.serial_port = None
+    return bool(done)
