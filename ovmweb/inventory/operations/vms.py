@@ -6,6 +6,7 @@ running; a failed start ends STOPPED with its ports released and an event.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -188,53 +189,80 @@ def _running_driver(vm: VirtualMachine):
     return driver_for(vm.server)
 
 
-def _restore_after_failure(vm: VirtualMachine, driver, job: Job, error: str) -> None:
-    # The immediate status (STOPPING) was a promise the hypervisor did not keep:
-    # record what really is.
-    try:
-        state = _state(driver, vm) if driver is not None else PowerState.ABSENT
-    except DriverError:
+def vm_reread(vm: VirtualMachine, *, job: Job | None = None, reason: str = "") -> PowerState | None:
+    """THE one place that replaces a promised status by the real one, re-read from the
+    VM's server: a failed or aborted action job, an interrupted one, a ``vm.reread`` job.
+    Returns the power state read, or None when the server could not be asked (then the
+    status is left for the monitor, which marks unreachable servers' VMs)."""
+    vm.refresh_from_db(fields=["status", "server"])
+    if vm.status == VmStatus.TEMPLATE:
+        return None
+    if vm.server is None:
         state = PowerState.ABSENT
-    vm.refresh_from_db(fields=["status"])
-    vm_reconcile(vm=vm, power_state=state, job=job, reason=_("%(vm)s: %(err)s") % {"vm": vm.name, "err": error})
+    else:
+        try:
+            state = _state(driver_for(vm.server), vm)
+        except DriverError as exc:
+            log.warning("cannot re-read the state of %s: %s", vm.uuid, exc)
+            event_record(obj=vm, type="vm.state_unknown", severity=Severity.WARNING, job=job,
+                         text=_("The state of %(vm)s could not be re-read from %(s)s (%(err)s).")
+                         % {"vm": vm.name, "s": vm.server.name, "err": exc})
+            return None
+    text = _("%(vm)s is %(state)s on its server") % {"vm": vm.name, "state": state.value}
+    vm_reconcile(vm=vm, power_state=state, job=job, reason=f"{text}: {reason}" if reason else f"{text}.")
+    return state
+
+
+def restores_state_on_failure(fn):
+    """Wrap a VM action operation: whatever ends it early (driver error, timeout, abort),
+    the VM is left in the state its server reports before the job ends."""
+    @functools.wraps(fn)
+    def wrapper(ctx: JobContext, *, vm_id: int, **params):
+        try:
+            return fn(ctx, vm_id=vm_id, **params)
+        except Exception as exc:
+            vm = VirtualMachine.objects.get(pk=vm_id)
+            vm_reread(vm, job=ctx.job, reason=_("job #%(id)s ended early: %(err)s") % {"id": ctx.job.pk, "err": exc})
+            raise
+    return wrapper
+
+
+@operation("vm.reread")
+def vm_reread_operation(ctx: JobContext, *, vm_id: int, after_job_id: int | None = None) -> dict:
+    """Submitted by ``services.vms.vm_reread_submit`` when a VM action job ended before its
+    operation could correct the status it promised (aborted while queued)."""
+    vm = _vm(vm_id)
+    state = vm_reread(vm, job=ctx.job, reason=_("job #%(id)s did not run") % {"id": after_job_id}
+                      if after_job_id else "")
+    return {"power_state": state.value if state else None, "status": vm.status}
 
 
 @operation("vm.stop")
+@restores_state_on_failure
 def vm_stop(ctx: JobContext, *, vm_id: int, timeout: float | None = None) -> dict:
     vm = _vm(vm_id)
-    driver = None
-    placed = False
-    try:
-        driver = _running_driver(vm)
-        driver.shutdown(str(vm.uuid))
-        ctx.progress(30, _("Shutdown requested."))
-        state = _wait_for(ctx, driver, vm, {PowerState.SHUTOFF, PowerState.ABSENT}, timeout or STOP_TIMEOUT)
-        if state not in (PowerState.SHUTOFF, PowerState.ABSENT):
-            raise OperationFailed(_("the guest did not power off in time; kill it to force it off"))
-    except Exception as exc:
-        _restore_after_failure(vm, driver, ctx.job, str(exc))
-        raise
+    driver = _running_driver(vm)
+    driver.shutdown(str(vm.uuid))
+    ctx.progress(30, _("Shutdown requested."))
+    state = _wait_for(ctx, driver, vm, {PowerState.SHUTOFF, PowerState.ABSENT}, timeout or STOP_TIMEOUT)
+    if state not in (PowerState.SHUTOFF, PowerState.ABSENT):
+        raise OperationFailed(_("the guest did not power off in time; kill it to force it off"))
     vm_set_status(vm=vm, status=VmStatus.STOPPED, job=ctx.job, vnc_port=None, serial_port=None,
                   reason=_("%(vm)s stopped.") % {"vm": vm.name})
     return {}
 
 
 @operation("vm.restart")
+@restores_state_on_failure
 def vm_restart(ctx: JobContext, *, vm_id: int) -> dict:
     """A restart reboots the guest in the same domain: pending changes are NOT applied (7.9)."""
     vm = _vm(vm_id)
-    driver = None
-    placed = False
-    try:
-        driver = _running_driver(vm)
-        driver.reboot(str(vm.uuid))
-        vm_set_status(vm=vm, status=VmStatus.STARTING, only_from={VmStatus.STOPPING}, job=ctx.job)
-        state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
-        if state != PowerState.RUNNING:
-            raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
-    except Exception as exc:
-        _restore_after_failure(vm, driver, ctx.job, str(exc))
-        raise
+    driver = _running_driver(vm)
+    driver.reboot(str(vm.uuid))
+    vm_set_status(vm=vm, status=VmStatus.STARTING, only_from={VmStatus.STOPPING}, job=ctx.job)
+    state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
+    if state != PowerState.RUNNING:
+        raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
     vm_set_status(vm=vm, status=VmStatus.RUNNING, job=ctx.job, reason=_("%(vm)s restarted.") % {"vm": vm.name})
     return {}
 
@@ -253,37 +281,27 @@ def vm_kill(ctx: JobContext, *, vm_id: int) -> dict:
 
 
 @operation("vm.suspend")
+@restores_state_on_failure
 def vm_suspend(ctx: JobContext, *, vm_id: int) -> dict:
     vm = _vm(vm_id)
-    driver = None
-    placed = False
-    try:
-        driver = _running_driver(vm)
-        driver.suspend(str(vm.uuid))
-        state = _wait_for(ctx, driver, vm, {PowerState.PAUSED, PowerState.SAVED}, timeout=30)
-        if state not in (PowerState.PAUSED, PowerState.SAVED):
-            raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
-    except Exception as exc:
-        _restore_after_failure(vm, driver, ctx.job, str(exc))
-        raise
+    driver = _running_driver(vm)
+    driver.suspend(str(vm.uuid))
+    state = _wait_for(ctx, driver, vm, {PowerState.PAUSED, PowerState.SAVED}, timeout=30)
+    if state not in (PowerState.PAUSED, PowerState.SAVED):
+        raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
     vm_set_status(vm=vm, status=VmStatus.SUSPENDED, job=ctx.job, reason=_("%(vm)s suspended.") % {"vm": vm.name})
     return {}
 
 
 @operation("vm.resume")
+@restores_state_on_failure
 def vm_resume(ctx: JobContext, *, vm_id: int) -> dict:
     vm = _vm(vm_id)
-    driver = None
-    placed = False
-    try:
-        driver = _running_driver(vm)
-        driver.resume(str(vm.uuid))
-        state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
-        if state != PowerState.RUNNING:
-            raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
-    except Exception as exc:
-        _restore_after_failure(vm, driver, ctx.job, str(exc))
-        raise
+    driver = _running_driver(vm)
+    driver.resume(str(vm.uuid))
+    state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
+    if state != PowerState.RUNNING:
+        raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
     vm_set_status(vm=vm, status=VmStatus.RUNNING, job=ctx.job, reason=_("%(vm)s resumed.") % {"vm": vm.name})
     return {}
 
@@ -550,17 +568,6 @@ def reread_vm_after_interrupted_job(sender, job: Job, **kwargs) -> None:
     """A worker died mid-job: the VM's status may be a promise (STARTING, STOPPING)
     nobody will keep. Ask its server what is real."""
     target = job.target
-    if not isinstance(target, VirtualMachine) or target.status == VmStatus.TEMPLATE:
+    if not isinstance(target, VirtualMachine):
         return
-    if target.server is None:
-        if target.status in VmStatus.ACTIVE:
-            vm_reconcile(vm=target, power_state=PowerState.ABSENT)
-        return
-    try:
-        state = _state(driver_for(target.server), target)
-    except DriverError as exc:
-        log.warning("cannot re-read %s after interrupted job #%s: %s", target, job.pk, exc)
-        return
-    vm_reconcile(vm=target, power_state=state,
-                 reason=_("%(vm)s re-read after interrupted job #%(id)s: %(state)s.") % {
-                     "vm": target.name, "id": job.pk, "state": state.value})
+    vm_reread(target, reason=_("re-read after interrupted job #%(id)s") % {"id": job.pk})

@@ -7,17 +7,19 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ovmweb.jobs.choices import Severity
+from ovmweb.jobs.choices import JobStatus, Severity
 from ovmweb.jobs.live import publish
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
 from .. import rules
 from ..choices import VM_ACTION_TABLE, DiskSlotKind, DomainType, RepositoryKind, VmAction, VmStatus
-from ..exceptions import Conflict, InvalidTransition
+from ..exceptions import Conflict, InvalidTransition, LockConflict
 from ..models import (
     CloneCustomizer,
     IsoFile,
@@ -548,7 +550,24 @@ def vm_clone(*, vm: VirtualMachine, user, name: str, customizer: CloneCustomizer
     return job
 
 
-def _clone(*, vm, user, name, server_pool, as_template, overrides, customizer=None):
+def vm_backup(*, vm: VirtualMachine, user, repository=None) -> Job:
+    """Back up a VM the way seed 7.17 recommends: a cold clone, named
+    ``<vm>-backup-<UTC timestamp>``, with its configuration and disks in ``repository``
+    (default: the VM's own). A running VM is backed up only as a hot clone with every
+    disk thin (7.6's rule, enforced by ``rules.check_clone``)."""
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    suffix = f"-backup-{stamp}"
+    name = vm.name[: VirtualMachine._meta.get_field("name").max_length - len(suffix)] + suffix
+    if repository is not None and not _repository_reachable(repository, vm.server_pool):
+        raise ValidationError({"repository": [_("Repository %(repo)s is not seen by the server pool of %(vm)s.")
+                                              % {"repo": repository.name, "vm": vm.name}]})
+    _vm, job = _clone(vm=vm, user=user, name=name, server_pool=None, as_template=False, overrides={},
+                      target_repository=repository, summary=_("Back up %(src)s to %(vm)s"))
+    return job
+
+
+def _clone(*, vm, user, name, server_pool, as_template, overrides, customizer=None, target_repository=None,
+           summary=None):
     from ..choices import CloneType
 
     with transaction.atomic():
@@ -564,7 +583,7 @@ def _clone(*, vm, user, name, server_pool, as_template, overrides, customizer=No
         fields = {f: getattr(source, f) for f in UPDATABLE_FIELDS - {"name", "ha_enabled", "origin"}}
         fields.update(overrides)
         _check_config(cfg={**fields}, pool=pool, disk_buses=[s.bus for s in disk_slots])
-        clone = VirtualMachine(name=name, server_pool=pool, repository=source.repository,
+        clone = VirtualMachine(name=name, server_pool=pool, repository=target_repository or source.repository,
                                origin=_("clone of %(vm)s") % {"vm": source.name}, **fields)
         clone.full_clean()
         clone.save()
@@ -573,7 +592,8 @@ def _clone(*, vm, user, name, server_pool, as_template, overrides, customizer=No
                           reason=_("%(vm)s created as a template.") % {"vm": clone.name})
         plan = []
         for slot, clone_type in zip(disk_slots, clone_types):
-            target_repo = targets[slot.pk].target_repository if slot.pk in targets else slot.virtual_disk.repository
+            target_repo = (targets[slot.pk].target_repository if slot.pk in targets
+                           else target_repository or slot.virtual_disk.repository)
             plan.append({"slot": slot.slot, "disk_id": slot.virtual_disk_id, "bus": slot.bus,
                          "target_repository_id": target_repo.pk, "clone_type": clone_type})
         # A simple clone does not copy the CD-ROM (7.6).
@@ -586,7 +606,7 @@ def _clone(*, vm, user, name, server_pool, as_template, overrides, customizer=No
                      text=_("Virtual machine %(vm)s created as a clone of %(src)s.") % {"vm": clone.name, "src": source.name})
         job = job_submit(
             operation="vm.clone",
-            summary=_("Clone %(src)s to %(vm)s") % {"src": source.name, "vm": clone.name},
+            summary=(summary or _("Clone %(src)s to %(vm)s")) % {"src": source.name, "vm": clone.name},
             user=user, target=clone, lock=[clone],
             params={"vm_id": clone.pk, "source_vm_id": source.pk, "disks": plan},
         )
@@ -809,3 +829,48 @@ def vm_slot_set_disk(*, vm: VirtualMachine, slot: int, disk: VirtualDisk, bus: s
 
 def new_volume_name() -> str:
     return f"{uuidlib.uuid4().hex}.qcow2"
+
+
+# --------------------------------------------------------------------------
+# jobs that end without keeping the status they promised (7.8)
+# --------------------------------------------------------------------------
+
+# The operations whose submit put the VM in a promised status (STARTING, STOPPING).
+VM_STATE_OPERATIONS = frozenset({"vm.start", "vm.stop", "vm.restart", "vm.suspend", "vm.resume"})
+_PROMISED = (VmStatus.STARTING, VmStatus.STOPPING)
+
+
+@receiver(post_save, sender=Job, dispatch_uid="inventory.vm_reread_after_unfinished_action")
+def _vm_action_job_ended(sender, instance: Job, update_fields=None, **kwargs) -> None:
+    """An action job that failed or was aborted: once that is committed, make sure the VM
+    does not keep a status nobody will change. The operations correct it themselves when
+    they ran (``restores_state_on_failure``); this catches the jobs aborted while queued
+    or before their operation started."""
+    if instance.operation not in VM_STATE_OPERATIONS or instance.status not in (JobStatus.FAILURE, JobStatus.ABORTED):
+        return
+    if update_fields is not None and "status" not in update_fields:
+        return
+    from ovmweb.jobs.recovery import INTERRUPTED
+
+    if instance.error == INTERRUPTED:
+        return  # recovery sends job_interrupted, whose receiver re-reads at once
+    vm_id, job_id = (instance.params or {}).get("vm_id"), instance.pk
+    if vm_id is not None:
+        transaction.on_commit(lambda: vm_reread_submit(vm_id=vm_id, after_job_id=job_id))
+
+
+def vm_reread_submit(*, vm_id: int, after_job_id: int | None = None, user=None) -> Job | None:
+    """Queue a ``vm.reread`` job (the worker asks the VM's server for its real state) if
+    the VM still shows a promised status; None when there is nothing to correct or another
+    job holds the VM (that job sets the status itself)."""
+    with transaction.atomic():
+        vm = VirtualMachine.objects.filter(pk=vm_id, status__in=_PROMISED).first()
+        if vm is None:
+            return None
+        try:
+            with transaction.atomic():
+                return job_submit(operation="vm.reread", user=user, target=vm, lock=[vm],
+                                  summary=_("Re-read the state of virtual machine %(vm)s") % {"vm": vm.name},
+                                  params={"vm_id": vm.pk, "after_job_id": after_job_id})
+        except LockConflict:
+            return None
