@@ -214,6 +214,27 @@ class ServerDiscoverForm(forms.Form):
         help_text=_("SHA256:… as “ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub” prints it on the server. "
                     "The connection is refused unless the server offers exactly this key."))
     server_pool = forms.ModelChoiceField(label=_("Server pool"), queryset=ServerPool.objects.all(), required=False)
+    # Filled by "Fetch host key" (what the server offered); used only when the administrator
+    # ticks confirm_scanned after comparing it with the server's own fingerprint.
+    scanned_fingerprint = forms.CharField(required=False, max_length=128, widget=forms.HiddenInput)
+    confirm_scanned = forms.BooleanField(
+        label=_("I compared this fingerprint with the one the server prints itself, and they are the same"),
+        required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("transport") == choices.Transport.SSH and not data.get("host_key_fingerprint"):
+            if data.get("scanned_fingerprint") and data.get("confirm_scanned"):
+                data["host_key_fingerprint"] = data["scanned_fingerprint"]
+            elif data.get("scanned_fingerprint"):
+                self.add_error("confirm_scanned", _("Compare the fetched fingerprint with the server's own and confirm it, "
+                                                    "or type the fingerprint yourself."))
+        return data
+
+
+class HostKeyScanForm(forms.Form):
+    hostname = forms.CharField(label=_("Host name or address"), max_length=255)
+    ssh_port = forms.IntegerField(label=_("SSH port"), min_value=1, max_value=65535, required=False)
 
 
 class RepositoryCreateForm(forms.Form):

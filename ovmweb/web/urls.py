@@ -28,6 +28,7 @@ urlpatterns = [
     # Servers perspective
     path("servers/", infra.server_list, name="server_list"),
     path("servers/discover/", infra.server_discover, name="server_discover"),
+    path("servers/discover/host-key/", infra.server_scan_host_key, name="server_scan_host_key"),
     path("servers/<int:server_id>/", infra.server_detail, name="server_detail"),
     path("servers/<int:server_id>/inbound-lock/", infra.server_inbound_lock, name="server_inbound_lock"),
     path("nav/", infra.nav_tree, name="nav_tree"),

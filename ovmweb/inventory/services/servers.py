@@ -214,3 +214,33 @@ def vm_release_offline_ports(*, vm) -> bool:
     if done:
         vm.vnc_port = vm.serial_port = None
     return bool(done)
+
+
+def server_scan_host_key(*, hostname: str, port: int = 22, timeout: float = 10) -> dict:
+    """The host key ``hostname:port`` offers, for the administrator to compare with the
+    server's own fingerprint before discovery (as ssh asks on a first connection).
+
+    Only the key exchange runs: no authentication, nothing trusted or stored. The
+    result is shown, never used to pin: discovery still needs the fingerprint typed
+    or confirmed by the administrator."""
+    import socket
+
+    import paramiko
+
+    from ovmweb.tunnels.ssh import host_key_fingerprint
+
+    try:
+        sock = socket.create_connection((hostname, int(port)), timeout=timeout)
+    except (OSError, ValueError) as exc:
+        raise ValidationError({"hostname": [_("Cannot reach %(h)s:%(p)s: %(e)s") % {"h": hostname, "p": port, "e": exc}]})
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise ValidationError({"hostname": [_("%(h)s:%(p)s did not complete an SSH key exchange: %(e)s")
+                                            % {"h": hostname, "p": port, "e": exc}]})
+    finally:
+        transport.close()
+        sock.close()
+    return {"key_type": key.get_name(), "fingerprint": host_key_fingerprint(key)}

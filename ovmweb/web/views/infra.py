@@ -82,6 +82,22 @@ def server_discover(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+def server_scan_host_key(request: HttpRequest) -> HttpResponse:
+    """Fetch the host key a server offers (no login, nothing trusted): a fragment of the
+    Discover Server form showing its fingerprint for the administrator to compare."""
+    form = web_forms.HostKeyScanForm(request.POST)
+    context: dict = {"form": form}
+    if form.is_valid():
+        d = form.cleaned_data
+        ok, offered = ui.call_service(
+            request, lambda: services("servers").server_scan_host_key(hostname=d["hostname"], port=d["ssh_port"] or 22),
+            form=form, field_map={"port": "ssh_port"})
+        context["offered"] = offered if ok else None
+    return render(request, "web/servers/_host_key.html", context)
+
+
+@login_required
+@require_POST
 def server_inbound_lock(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=server_id)
     locked = request.POST.get("locked") == "1"
