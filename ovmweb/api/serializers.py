@@ -428,6 +428,11 @@ class VmDiskAttachResultSerializer(serializers.Serializer):
     job = JobSerializer(allow_null=True, help_text=_("The hot-plug job on a running VM; null on a stopped one."))
 
 
+class VmBackupSerializer(StrictSerializer):
+    repository = _pk(models.Repository.objects.all(), required=False, allow_null=True,
+                     help_text=_("Where the backup's disks go (default: the VM's own repository)."))
+
+
 class VmMoveSerializer(StrictSerializer):
     customizer = _pk(models.CloneCustomizer.objects.all())
 

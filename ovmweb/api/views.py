@@ -381,11 +381,6 @@ VM_FILTER_PARAMETERS = [
 ]
 
 
-class VmBackupSerializer(StrictSerializer):
-    repository = serializers.PrimaryKeyRelatedField(queryset=models.Repository.objects.all(), required=False,
-                                                    allow_null=True)
-
-
 @extend_schema_view(
     list=extend_schema(parameters=VM_FILTER_PARAMETERS),
     create=extend_schema(
@@ -527,12 +522,12 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         validated(EmptySerializer, request)
         return job_response(_service("vms").vm_export(vm=self.get_object(), user=request.user))
 
-    @extend_schema(request=VmBackupSerializer, responses=RESPONSES_JOB)
+    @extend_schema(request=s.VmBackupSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
     def backup(self, request, pk=None):
         """Back up a VM as a cold clone named ``<vm>-backup-<UTC timestamp>`` in ``repository``
         (default: the VM's own); a running VM only as a hot clone with thin disks (seed 7.17, 7.6)."""
-        data = validated(VmBackupSerializer, request)
+        data = validated(s.VmBackupSerializer, request)
         return job_response(_service("vms").vm_backup(vm=self.get_object(), user=request.user, **data))
 
     @extend_schema(
