@@ -423,9 +423,17 @@ def check_cold_migration(*, vm: VirtualMachine, target_pool: ServerPool | None) 
         check_domain_type(domain_type=vm.domain_type, os_type=vm.os_type, pool_architecture=target_pool.architecture)
 
 
+# The states each non-table operation may start from (7.6, 7.7, 7.10). The checks below
+# use them, and the UI reads them to enable its buttons (the checks still decide).
+CLONE_STATES = frozenset({VmStatus.STOPPED, VmStatus.TEMPLATE, VmStatus.RUNNING})  # RUNNING: hot clone, thin only
+MOVE_STATES = frozenset({VmStatus.STOPPED, VmStatus.TEMPLATE})
+EXPORT_STATES = frozenset({VmStatus.STOPPED})
+MESSAGE_STATES = frozenset({VmStatus.RUNNING})
+
+
 def check_move(*, vm: VirtualMachine, target_repositories: Iterable) -> None:
     """Moving changes repositories: only when stopped, never local -> other local with disks (7.7)."""
-    if vm.status not in (VmStatus.STOPPED, VmStatus.TEMPLATE):
+    if vm.status not in MOVE_STATES:
         raise Conflict(
             _("Cannot move virtual machine '%(vm)s' while it is %(status)s; stop it first.")
             % {"vm": vm.name, "status": vm.status}
@@ -443,7 +451,7 @@ def check_move(*, vm: VirtualMachine, target_repositories: Iterable) -> None:
 
 
 def check_export(vm: VirtualMachine) -> None:
-    if vm.status != VmStatus.STOPPED:
+    if vm.status not in EXPORT_STATES:
         raise Conflict(
             _("Only a STOPPED virtual machine can be exported; '%(vm)s' is %(status)s.")
             % {"vm": vm.name, "status": vm.status}
@@ -455,7 +463,7 @@ def check_clone(*, vm: VirtualMachine, clone_types: Iterable[str]) -> None:
     only when every disk is a thin clone (7.6). Suspended or transitional VMs are refused."""
     if vm.status in (VmStatus.STOPPED, VmStatus.TEMPLATE):
         return
-    if vm.status != VmStatus.RUNNING:
+    if vm.status not in CLONE_STATES:
         raise Conflict(
             _("Cannot clone virtual machine '%(vm)s' while it is %(status)s.") % {"vm": vm.name, "status": vm.status}
         )
@@ -515,6 +523,12 @@ MESSAGE_KEY_MAX_BYTES = 256
 MESSAGE_VALUE_MAX_BYTES_LOGGED = 1024
 MESSAGE_VALUE_MAX_BYTES_UNLOGGED = 8192
 HIDDEN_VALUE = "********"
+
+
+def check_message_target(vm: VirtualMachine) -> None:
+    if vm.status not in MESSAGE_STATES:
+        raise Conflict(_("Messages reach only a RUNNING virtual machine; '%(vm)s' is %(status)s.")
+                       % {"vm": vm.name, "status": vm.status})
 
 
 def check_message(*, key: str, value: str, log: bool) -> None:

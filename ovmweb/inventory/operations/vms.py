@@ -510,7 +510,7 @@ def vm_clone(ctx: JobContext, *, vm_id: int, source_vm_id: int, disks: list[dict
 
 
 @operation("vm.move")
-def vm_move(ctx: JobContext, *, vm_id: int, disks: list[dict]) -> dict:
+def vm_move(ctx: JobContext, *, vm_id: int, disks: list[dict], repository_id: int | None = None) -> dict:
     """Copy each listed disk to its target repository, switch the slot to the copy, then
     delete the original — except shareable disks, which are copied, not moved (7.7)."""
     from ..models import Repository, VmDiskSlot
@@ -533,8 +533,10 @@ def vm_move(ctx: JobContext, *, vm_id: int, disks: list[dict]) -> dict:
                              target=old, params={"disk_id": old.pk}, lock=[old])
         moved.append(new.pk)
         ctx.progress(int(90 * (index + 1) / max(len(disks), 1)))
-    if disks:
-        vm_set_placement(vm=vm, repository=Repository.objects.get(pk=disks[0]["target_repository_id"]), job=ctx.job)
+    # The configuration goes to the named repository, else to where the first disk went.
+    target_id = repository_id or (disks[0]["target_repository_id"] if disks else None)
+    if target_id is not None:
+        vm_set_placement(vm=vm, repository=Repository.objects.get(pk=target_id), job=ctx.job)
     return {"moved_disk_ids": moved}
 
 

@@ -10,8 +10,7 @@ from ovmweb.jobs.services import event_record, job_submit
 from ovmweb.tunnels.credentials import decrypt_credentials, encrypt_credentials
 
 from .. import rules
-from ..choices import MessageResult, VmStatus
-from ..exceptions import Conflict
+from ..choices import MessageResult
 from ..models import VirtualMachine, VmMessage
 
 _ALLOWED = frozenset({"key", "value", "hidden", "log"})
@@ -39,9 +38,7 @@ def vm_send_messages(*, vm: VirtualMachine, user, messages: list[dict]) -> list[
     jobs = []
     with transaction.atomic():
         vm = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
-        if vm.status != VmStatus.RUNNING:
-            raise Conflict(_("Messages reach only a RUNNING virtual machine; '%(vm)s' is %(status)s.")
-                           % {"vm": vm.name, "status": vm.status})
+        rules.check_message_target(vm)
         for message in messages:
             hidden, log = bool(message.get("hidden", False)), bool(message.get("log", True))
             value = message.get("value", "")

@@ -613,19 +613,36 @@ def _clone(*, vm, user, name, server_pool, as_template, overrides, customizer=No
     return clone, job
 
 
-def vm_move(*, vm: VirtualMachine, user, customizer: CloneCustomizer) -> Job:
+def vm_move(*, vm: VirtualMachine, user, customizer: CloneCustomizer | None = None, target_repository=None) -> Job:
     """Move the configuration and disks to other repositories; only when stopped (7.7).
-    Network changes in the customizer are ignored by a move."""
+    Either a clone customizer names each disk's target (its network changes are ignored
+    by a move), or ``target_repository`` takes the configuration and every disk."""
+    if (customizer is None) == (target_repository is None):
+        raise ValidationError({"customizer": [_("Choose a clone customizer or a target repository.")]})
     with transaction.atomic():
         current = _lock_row(vm)
-        if customizer.vm_id != current.pk:
-            raise ValidationError({"customizer": [_("This clone customizer belongs to another virtual machine.")]})
-        disks = _customizer_disks(customizer)
-        rules.check_move(vm=current, target_repositories=[d.target_repository for d in disks])
-        plan = [{"slot_id": d.slot_id, "target_repository_id": d.target_repository_id, "clone_type": d.clone_type}
-                for d in disks]
+        params: dict[str, Any] = {"vm_id": current.pk}
+        if customizer is not None:
+            if customizer.vm_id != current.pk:
+                raise ValidationError({"customizer": [_("This clone customizer belongs to another virtual machine.")]})
+            disks = _customizer_disks(customizer)
+            targets = [d.target_repository for d in disks]
+            plan = [{"slot_id": d.slot_id, "target_repository_id": d.target_repository_id, "clone_type": d.clone_type}
+                    for d in disks]
+        else:
+            from ..choices import CloneType
+
+            if not _repository_reachable(target_repository, current.server_pool):
+                raise ValidationError({"target_repository": [_("Repository %(repo)s is not seen by the server pool of "
+                                                               "%(vm)s.") % {"repo": target_repository.name, "vm": current.name}]})
+            targets = [target_repository]
+            plan = [{"slot_id": slot.pk, "target_repository_id": target_repository.pk, "clone_type": CloneType.SPARSE}
+                    for slot in current.disk_slots.filter(kind=DiskSlotKind.DISK)]
+            params["repository_id"] = target_repository.pk
+        rules.check_move(vm=current, target_repositories=targets)
+        params["disks"] = plan
         job = job_submit(operation="vm.move", summary=_("Move virtual machine %(vm)s") % {"vm": current.name},
-                         user=user, target=current, lock=[current], params={"vm_id": current.pk, "disks": plan})
+                         user=user, target=current, lock=[current], params=params)
     return job
 
 
