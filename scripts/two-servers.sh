@@ -12,8 +12,9 @@
 # private directory on each (a local repository at the same path).
 #
 # Writes $STATE/servers.json: per server ssh_port, host key fingerprint, ip, hostname;
-# the manager's private key file, shared_path and local_path. `down` kills every
-# process inside the namespaces and the socat forwarders, unmounts, and removes the
+# the manager's private key file, shared_path, local_path and, per server, the directory
+# seen at local_path inside it (local_backing, for tests that prepare local repositories).
+# `down` kills every process inside the namespaces and the socat forwarders, unmounts, and removes the
 # runtime files; only $STATE/keys and $STATE/cache (QEMU capabilities, ~8 s to probe)
 # stay. The machine's own libvirtd, sshd and networks are never touched.
 set -Eeuo pipefail
@@ -161,7 +162,8 @@ cmd_up() {
   "b": {"hostname": "127.0.0.1", "ssh_port": ${SSH_PORT[b]}, "fingerprint": "$(fp b)", "ip": "${IP[b]}", "name": "${HN[b]}"},
   "private_key": "$KEYS/manager_ed25519",
   "shared_path": "$STATE/shared",
-  "local_path": "$STATE/local"
+  "local_path": "$STATE/local",
+  "local_backing": {"a": "$RUN/a/local", "b": "$RUN/b/local"}
 }
 EOF
   mv "$STATE/servers.json.tmp" "$STATE/servers.json"

@@ -90,13 +90,13 @@ def estate(admin_user, endpoints, settings):
     tunnel_pool.close_all()
 
 
-def make_vm(estate, *, name=None, memory_mib=256, **fields) -> VirtualMachine:
+def make_vm(estate, *, name=None, memory_mib=256, iso=None, with_disk=True, **fields) -> VirtualMachine:
     """The tiny guest (PVHVM: virtio disk, boots its ISO) with an empty disk in the shared repository."""
+    disks = [{"new": {"name": "data", "size_bytes": 32 << 20, "repository": estate["repo"]}}] if with_disk else []
     vm = vms.vm_create(user=estate["user"], name=name or f"mig-{uuid.uuid4().hex[:6]}", server_pool=estate["pool"],
                        repository=estate["repo"], domain_type="PVHVM", os_type="OTHER_LINUX", memory_mib=memory_mib,
-                       max_memory_mib=memory_mib, source={"kind": "iso", "iso": estate["iso"]},
-                       disks=[{"new": {"name": "data", "size_bytes": 32 << 20, "repository": estate["repo"]}}],
-                       boot_order=["cdrom", "disk"], **fields)
+                       max_memory_mib=memory_mib, source={"kind": "iso", "iso": iso or estate["iso"]},
+                       disks=disks, boot_order=["cdrom", "disk"], **fields)
     run_pending_jobs()
     return vm
 

@@ -3,6 +3,7 @@ network/mount/UTS namespace, its own libvirtd and sshd), discovered over SSH int
 pool, the tiny guest on a shared repository, migrated through the API and the jobs."""
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
@@ -10,12 +11,12 @@ from rest_framework.test import APIClient
 from ovmweb.hypervisor import connections
 from ovmweb.hypervisor.monitor import Monitor
 from ovmweb.inventory.exceptions import Conflict
-from ovmweb.inventory.models import VirtualMachine
-from ovmweb.inventory.services import servers, vms
+from ovmweb.inventory.models import IsoFile, Repository, VirtualMachine
+from ovmweb.inventory.services import repositories, servers, storage, vms
 from ovmweb.jobs.models import Event, Job
 from ovmweb.jobs.testing import run_pending_jobs
 
-from .conftest import SerialShell, StatusWatcher, make_vm, ok, start_on
+from .conftest import GUEST_ISO, SerialShell, StatusWatcher, make_vm, ok, start_on
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -73,6 +74,8 @@ def test_live_migration_keeps_the_guest_running(estate):
 
     job.refresh_from_db()
     assert job.progress == 100
+    # Progress came from libvirt's job statistics while the memory was being copied.
+    assert "MiB of" in job.log and "MiB sent" in job.log, job.log
     assert job.result["server_id"] == b.pk
     assert job.result["downtime_ms"] > 0 and job.result["time_elapsed_ms"] > 0
     assert (job.result["vnc_port"], job.result["serial_port"]) == (vm.vnc_port, vm.serial_port)
@@ -94,3 +97,51 @@ def test_live_migration_keeps_the_guest_running(estate):
     # a's console ports are free again: nothing listens there any more.
     assert not connections.driver_for(a).list_domains()
     assert source_ports[0] not in VirtualMachine.objects.filter(server=a).values_list("vnc_port", flat=True)
+
+
+def test_rules_refuse_and_a_refused_job_leaves_the_guest_where_it_runs(estate):
+    """Refused on the real pair: a VM with a local ISO, a CPU-pinned VM, a target under the
+    inbound migration lock (at submit, and when set while the job waits in the queue)."""
+    a, b, user, endpoints = estate["a"], estate["b"], estate["user"], estate["endpoints"]
+    client = APIClient()
+    client.force_authenticate(user)
+
+    # A local repository of a: the same path exists on b, but holds b's own (empty) directory.
+    (Path(endpoints["local_backing"]["a"]) / "repo").mkdir()
+    (Path(endpoints["local_backing"]["b"]) / "repo").mkdir()
+    job = ok(repositories.repository_create(user=user, name="local-a", kind="LOCAL", path=f"{endpoints['local_path']}/repo",
+                                            server=a, server_pools=[estate["pool"]]))
+    local = Repository.objects.get(pk=job.target_id)
+    with open(GUEST_ISO, "rb") as fh:
+        ok(storage.iso_upload(repository=local, user=user, name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size))
+    assert (Path(endpoints["local_backing"]["a"]) / "repo" / "ISOs" / "tiny.iso").exists()
+    assert not (Path(endpoints["local_backing"]["b"]) / "repo" / "ISOs" / "tiny.iso").exists()
+    with_local_iso = start_on(estate, make_vm(estate, memory_mib=128, with_disk=False,
+                                              iso=IsoFile.objects.get(repository=local)), a)
+    response = client.post(f"/api/v1/vms/{with_local_iso.pk}/migrate/", {"target_server": b.pk}, format="json")
+    assert response.status_code == 409, response.content
+    assert "local repository" in response.content.decode()
+
+    pinned = start_on(estate, make_vm(estate, memory_mib=128, with_disk=False, cpu_pinning="0"), a)
+    assert "vcpupin" in connections.driver_for(a).domain_xml(str(pinned.uuid))
+    with pytest.raises(Conflict, match="pinned"):
+        vms.vm_migrate(vm=pinned, user=user, target_server=b)
+
+    plain = start_on(estate, make_vm(estate, memory_mib=128, with_disk=False), a)
+    servers.server_set_inbound_lock(server=b, user=user, locked=True)
+    response = client.post(f"/api/v1/vms/{plain.pk}/migrate/", {"target_server": b.pk}, format="json")
+    assert response.status_code == 409 and "inbound migration lock" in response.content.decode()
+    servers.server_set_inbound_lock(server=b, user=user, locked=False)
+
+    # Accepted, then the lock is set before the job runs: the job checks again and refuses.
+    job = vms.vm_migrate(vm=plain, user=user, target_server=b)
+    servers.server_set_inbound_lock(server=b, user=user, locked=True)
+    run_pending_jobs()
+    job.refresh_from_db()
+    assert job.status == "FAILURE" and "inbound migration lock" in job.error
+    for vm in (with_local_iso, pinned, plain):
+        vm.refresh_from_db()
+        assert (vm.status, vm.server_id) == ("RUNNING", a.pk)
+        assert _domains(a).get(str(vm.uuid)) == "running"
+    assert not _domains(b)
+    assert not Job.objects.filter(operation="vm.migrate", status="SUCCESS").exists()
