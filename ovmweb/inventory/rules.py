@@ -408,9 +408,13 @@ def check_storage_migration(*, vm: VirtualMachine, target: Server, target_reposi
         )
 
 
+# vm_migrate migrates a STOPPED VM cold; a template stays where it is.
+COLD_MIGRATION_STATES = frozenset({VmStatus.STOPPED})
+
+
 def check_cold_migration(*, vm: VirtualMachine, target_pool: ServerPool | None) -> None:
     """Migrating a stopped VM: to another pool, or off any server (unassigned)."""
-    if vm.status not in (VmStatus.STOPPED, VmStatus.TEMPLATE):
+    if vm.status not in COLD_MIGRATION_STATES:
         raise Conflict(
             _("Migrating '%(vm)s' to another server pool needs it STOPPED; it is %(status)s.")
             % {"vm": vm.name, "status": vm.status}

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from ovmweb.inventory import rules
 from ovmweb.inventory.choices import VM_ACTION_TABLE, VmAction, VmStatus
 from ovmweb.inventory.exceptions import Conflict
 
@@ -47,6 +48,33 @@ def vm_toolbar(vm) -> list[dict[str, Any]]:
             }
         )
     return buttons
+
+
+# Operations with a form of their own: (key, label, the states rules.py lets them start from).
+FORM_ACTIONS = [
+    ("migrate", _("Migrate…"), VM_ACTION_TABLE[VmAction.MIGRATE][0] | rules.COLD_MIGRATION_STATES),
+    ("clone", _("Clone…"), rules.CLONE_STATES),
+    ("template", _("Save as Template…"), rules.CLONE_STATES - {VmStatus.TEMPLATE}),
+    ("backup", _("Back Up…"), rules.CLONE_STATES),
+    ("move", _("Move…"), rules.MOVE_STATES),
+    ("export", _("Export…"), rules.EXPORT_STATES),
+    ("messages", _("Send Messages…"), rules.MESSAGE_STATES),
+]
+
+
+def vm_form_actions(vm) -> list[dict[str, Any]]:
+    """The toolbar's links to the forms of migrate, clone, back up, move, export and
+    messages, enabled in the states the rules allow (the services still check)."""
+    from django.urls import reverse
+
+    out = []
+    for key, label, states in FORM_ACTIONS:
+        url = ""
+        if vm is not None:
+            url = (reverse("web:vm_clone", args=[vm.pk]) + "?as_template=1" if key == "template"
+                   else reverse(f"web:vm_{key}", args=[vm.pk]))
+        out.append({"key": key, "label": label, "url": url, "enabled": vm is not None and vm.status in states})
+    return out
 
 
 def vm_can_console(vm) -> bool:

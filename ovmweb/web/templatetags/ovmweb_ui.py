@@ -1,6 +1,6 @@
 from django import template
 
-from ..ui import human_bytes
+from ..ui import human_bytes, vm_form_actions
 
 register = template.Library()
 
@@ -60,3 +60,9 @@ def page_url(context):
     if htmx and htmx.current_url_abs_path:
         return htmx.current_url_abs_path
     return request.get_full_path()
+
+
+@register.simple_tag
+def vm_form_action_links(vm):
+    """Migrate, clone, back up, move, export, messages: links with their enabled state."""
+    return vm_form_actions(vm)

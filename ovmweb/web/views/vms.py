@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from ovmweb.inventory.choices import VmAction
+from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import Server, ServerPool, VirtualMachine, VmDiskSlot, Vnic
 
 from .. import forms as web_forms
@@ -169,21 +170,148 @@ def vm_delete(request: HttpRequest, vm_id: int) -> HttpResponse:
     return redirect(safe_next(request, reverse("web:vm_list") + f"?selected={vm.pk}"))
 
 
+def _selected_url(vm) -> str:
+    return reverse("web:vm_list") + f"?selected={vm.pk}"
+
+
 @login_required
 def vm_migrate(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "migrate")
     form = web_forms.MigrateForm(request.POST if request.method == "POST" else None, vm=vm)
     if request.method == "POST" and form.is_valid():
         ok, job = ui.call_service(
-            request,
-            lambda: services("vms").vm_migrate(vm=vm, user=request.user, target_server=form.cleaned_data["target_server"],
-                                               target_pool=form.cleaned_data["target_pool"]),
+            request, lambda: services("vms").vm_migrate(vm=vm, user=request.user, **form.service_kwargs()),
             form=form, field_map={"target_server": "target_server", "server": "target_server"},
         )
         if ok:
             messages.success(request, _("Migration of %(vm)s queued as job #%(job)s.") % {"vm": vm.name, "job": job.pk})
-            return redirect(reverse("web:vm_list") + f"?selected={vm.pk}")
+            return redirect(_selected_url(vm))
     return render_page(request, "web/vms/migrate.html", {"vm": vm, "form": form}, section="servers")
+
+
+def _action_form_page(request: HttpRequest, vm, *, form, title: str, intro: str, submit: str, call,
+                      done: str, field_map: dict | None = None, notes: list[str] = ()) -> HttpResponse:
+    """A VM operation behind a small form: on a valid POST call the service, report its job."""
+    if request.method == "POST" and form.is_valid():
+        ok, job = ui.call_service(request, lambda: call(form.cleaned_data), form=form, field_map=field_map or {})
+        if ok:
+            messages.success(request, done % {"vm": vm.name, "job": job.pk})
+            return redirect(_selected_url(vm))
+    return render_page(request, "web/vms/action_form.html",
+                       {"vm": vm, "form": form, "title": title, "intro": intro, "submit": submit, "notes": notes},
+                       section="servers")
+
+
+@login_required
+def vm_clone(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id, "clone")
+    as_template = request.GET.get("as_template") == "1"
+    initial = {"name": f"{vm.name}-{'template' if as_template else 'clone'}", "as_template": as_template}
+    form = web_forms.CloneForm(request.POST if request.method == "POST" else None, vm=vm, initial=initial)
+    notes = [_("A simple clone does not copy an attached ISO (CD-ROM).")]
+    if vm.status == "RUNNING":
+        notes.append(_("%(vm)s is running: this is a hot clone, only possible as a thin clone of every disk, and its "
+                       "disks are in an inconsistent state (repair them, e.g. with fsck, before use).") % {"vm": vm.name})
+    return _action_form_page(
+        request, vm, form=form,
+        title=_("Save as Template") if as_template else _("Clone Virtual Machine"),
+        intro=_("Creates a new virtual machine (or template) from %(vm)s; its disks are copied by a job.") % {"vm": vm.name},
+        submit=_("Save as Template") if as_template else _("Clone"),
+        call=lambda d: services("vms").vm_clone(vm=vm, user=request.user, name=d["name"], customizer=d["customizer"],
+                                                server_pool=d["server_pool"], as_template=d["as_template"]),
+        done=_("Clone of %(vm)s queued as job #%(job)s."), notes=notes)
+
+
+@login_required
+def vm_backup(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id, "backup")
+    form = web_forms.BackupForm(request.POST if request.method == "POST" else None)
+    notes = [_("The backup is a virtual machine named “%(vm)s-backup-<UTC date and time>”, left stopped.") % {"vm": vm.name}]
+    if vm.status == "RUNNING":
+        notes.append(_("%(vm)s is running: the backup is a hot clone with thin disks (overlays on the running disks, "
+                       "in an inconsistent state). Stop it first for a consistent cold backup.") % {"vm": vm.name})
+    return _action_form_page(
+        request, vm, form=form, title=_("Back Up Virtual Machine"),
+        intro=_("Backs %(vm)s up as a cold clone (seed 7.17): its configuration and a copy of every disk go to the "
+                "repository you choose.") % {"vm": vm.name},
+        submit=_("Back Up"),
+        call=lambda d: services("vms").vm_backup(vm=vm, user=request.user, repository=d["repository"]),
+        done=_("Backup of %(vm)s queued as job #%(job)s."), notes=notes)
+
+
+@login_required
+def vm_move(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id, "move")
+    form = web_forms.MoveForm(request.POST if request.method == "POST" else None, vm=vm)
+    return _action_form_page(
+        request, vm, form=form, title=_("Move Virtual Machine"),
+        intro=_("Moves the configuration and the virtual disks of %(vm)s to another repository; only while it is "
+                "stopped. Shareable disks and ISOs are copied, not moved.") % {"vm": vm.name},
+        submit=_("Move"),
+        call=lambda d: services("vms").vm_move(vm=vm, user=request.user, customizer=d["customizer"],
+                                               target_repository=d["target_repository"]),
+        done=_("Move of %(vm)s queued as job #%(job)s."),
+        notes=[_("A virtual machine with disks cannot move from one local repository to another: move it through a "
+                 "shared repository.")])
+
+
+@login_required
+def vm_export(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id, "export")
+    form = web_forms.ConfirmForm(request.POST if request.method == "POST" else None)
+    where = f"{vm.repository.path}/VirtualMachines/{vm.uuid}/vm.json" if vm.repository else _("(no repository)")
+    return _action_form_page(
+        request, vm, form=form, title=_("Export Virtual Machine"),
+        intro=_("Writes the description of %(vm)s (configuration, disk slots, VNICs) as vm.json into its repository: "
+                "%(where)s.") % {"vm": vm.name, "where": where},
+        submit=_("Export"),
+        call=lambda d: services("vms").vm_export(vm=vm, user=request.user),
+        done=_("Export of %(vm)s queued as job #%(job)s."),
+        notes=[_("The disks are not copied and no OVA is written; exporting to Oracle Cloud Infrastructure (the Oracle "
+                 "VM Exporter Appliance) is not available here. Only a stopped virtual machine can be exported.")])
+
+
+@login_required
+def vm_messages(request: HttpRequest, vm_id: int) -> HttpResponse:
+    """Send key/value messages into a running guest (seed 7.10): one job per message."""
+    vm = access_vm(request, vm_id, "message")
+    formset = web_forms.MessageFormSet(request.POST if request.method == "POST" else None, prefix="msg")
+    if request.method == "POST" and formset.is_valid():
+        rows = [(i, f.cleaned_data) for i, f in enumerate(formset.forms) if f.has_changed() and not f.is_blank()]
+        batch = [{"key": d["key"], "value": d["value"], "hidden": d["hidden"], "log": d["log"]} for _i, d in rows]
+        try:
+            jobs = services("messages").vm_send_messages(vm=vm, user=request.user, messages=batch)
+        except ValidationError as exc:
+            _message_errors(formset, rows, exc)
+        except (Conflict, PermissionDenied) as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, _("%(n)d message(s) to %(vm)s queued as job(s) %(jobs)s.")
+                             % {"n": len(jobs), "vm": vm.name, "jobs": ", ".join(f"#{j.pk}" for j in jobs)})
+            return redirect(_selected_url(vm))
+    from ovmweb.inventory import rules
+
+    limits = {"key": rules.MESSAGE_KEY_MAX_BYTES, "logged": rules.MESSAGE_VALUE_MAX_BYTES_LOGGED,
+              "unlogged": rules.MESSAGE_VALUE_MAX_BYTES_UNLOGGED}
+    return render_page(request, "web/vms/messages.html", {"vm": vm, "formset": formset, "limits": limits},
+                       section="servers")
+
+
+def _message_errors(formset, rows, exc: ValidationError) -> None:
+    """Service errors ``messages[i].field`` go back to row i's field."""
+    if not hasattr(exc, "error_dict"):
+        formset.forms[0].add_error(None, exc)
+        return
+    for key, errors in exc.message_dict.items():
+        index, _sep, field = key.partition("].")
+        try:
+            form = formset.forms[rows[int(index.removeprefix("messages["))][0]]
+        except (ValueError, IndexError):
+            for e in errors:
+                formset.forms[0].add_error(None, e)
+            continue
+        for e in errors:
+            form.add_error(field if field in form.fields else None, e)
 
 
 @login_required
