@@ -88,7 +88,7 @@ class VmCreateForm(VmCoreFieldsMixin):
                                           queryset=VirtualApplianceVm.objects.select_related("appliance"))
     existing_disks = forms.ModelMultipleChoiceField(
         label=_("Existing virtual disks"), required=False,
-        queryset=VirtualDisk.objects.filter(slots__isnull=True).select_related("repository"),
+        queryset=VirtualDisk.objects.filter(slots__isnull=True, appliance_vms__isnull=True).select_related("repository"),
         help_text=_("Unattached disks to give to this VM, in slot order."))
     new_disk_name = forms.CharField(label=_("New disk name"), required=False, max_length=255)
     new_disk_size_gib = forms.DecimalField(label=_("New disk size (GiB)"), required=False, min_value=0,
@@ -109,6 +109,18 @@ class VmCreateForm(VmCoreFieldsMixin):
         self.fields["domain_type"].choices = [(t, choices.DomainType(t).label) for t in self.source["domain_types"]]
         self.fields["boot_1"].initial = "cdrom" if source == "iso" else "disk"
         self.fields["boot_2"].initial = "disk" if source == "iso" else ""
+
+    @staticmethod
+    def initial_from(source: str, query) -> dict:
+        """Defaults when the wizard is opened for one object (e.g. "Create VM…" on an
+        appliance VM in a repository): its name and sizing."""
+        if source == "appliance" and (pk := query.get("appliance_vm", "")).isdigit():
+            av = VirtualApplianceVm.objects.filter(pk=pk).select_related("appliance__repository").first()
+            if av is not None:
+                return {"appliance_vm": av.pk, "name": av.name, "os_type": av.os_type, "vcpus": av.vcpus,
+                        "max_vcpus": av.vcpus, "memory_mib": av.memory_mib, "max_memory_mib": av.memory_mib,
+                        "repository": av.appliance.repository_id}
+        return {}
 
     def clean(self):
         data = super().clean()
@@ -351,6 +363,21 @@ class IsoUploadForm(forms.Form):
                            help_text=_("Blank: the file's own name."))
 
 
+class ApplianceImportForm(forms.Form):
+    file = forms.FileField(label=_("OVA file"), required=False,
+                           help_text=_("An .ova: the OVF descriptor and its disks in one tar archive."))
+    url = forms.URLField(label=_("or URL"), max_length=1024, required=False, assume_scheme="https",
+                         help_text=_("HTTP(S) URL of an .ova, or of an .ovf with its disk files next to it."))
+    name = forms.CharField(label=_("Appliance name"), max_length=255, required=False,
+                           help_text=_("Blank: the file's name without .ova."))
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("file")) == bool(data.get("url")):
+            raise forms.ValidationError(_("Upload an OVA file or give a URL (one of them)."))
+        return data
+
+
 class IsoImportForm(forms.Form):
     url = forms.URLField(label=_("URL"), max_length=1024, assume_scheme="https")
 
@@ -386,4 +413,5 @@ class DiskAttachForm(forms.Form):
     def __init__(self, *args, vm: VirtualMachine, **kwargs):
         super().__init__(*args, **kwargs)
         # Offer what the VM does not use yet; whether it may be attached is the service's call.
-        self.fields["virtual_disk"].queryset = VirtualDisk.objects.exclude(slots__vm=vm).select_related("repository")
+        self.fields["virtual_disk"].queryset = VirtualDisk.objects.exclude(slots__vm=vm).filter(
+            appliance_vms__isnull=True).select_related("repository")

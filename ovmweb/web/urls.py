@@ -45,6 +45,7 @@ urlpatterns = [
     path("repositories/<int:repo_id>/refresh/", infra.repository_refresh, name="repository_refresh"),
     path("repositories/<int:repo_id>/isos/upload/", infra.iso_upload, name="iso_upload"),
     path("repositories/<int:repo_id>/isos/import/", infra.iso_import, name="iso_import"),
+    path("repositories/<int:repo_id>/appliances/import/", infra.appliance_import, name="appliance_import"),
     path("repositories/<int:repo_id>/disks/new/", infra.disk_create, name="disk_create"),
     # Networking
     path("networks/", infra.network_list, name="network_list"),

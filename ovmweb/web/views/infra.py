@@ -136,9 +136,10 @@ def repository_detail(request: HttpRequest, repo_id: int) -> HttpResponse:
         "disks": repo.virtual_disks.prefetch_related("slots__vm"),
         "templates": [vm for vm in vms if vm.status == VmStatus.TEMPLATE],
         "vm_files": [vm for vm in vms if vm.status != VmStatus.TEMPLATE],
-        "appliances": repo.appliances.prefetch_related("vms"),
+        "appliances": repo.appliances.prefetch_related("vms__disks"),
         "upload_form": web_forms.IsoUploadForm(),
         "import_form": web_forms.IsoImportForm(),
+        "appliance_form": web_forms.ApplianceImportForm(),
         "disk_form": web_forms.DiskCreateForm(request.POST if request.method == "POST" else None) if request.method == "POST"
         else web_forms.DiskCreateForm(),
         "tab": request.GET.get("tab", "isos"),
@@ -182,6 +183,37 @@ def iso_upload(request: HttpRequest, repo_id: int) -> HttpResponse:
         for e in errs:
             messages.error(request, e)
     return redirect("web:repository_detail", repo_id=repo.pk)
+
+
+@login_required
+@require_POST
+def appliance_import(request: HttpRequest, repo_id: int) -> HttpResponse:
+    """Import a virtual appliance (OVA upload, sent with XHR for progress, or a URL) into the
+    repository's Assemblies/; answers JSON for XHR."""
+    repo = get_object_or_404(Repository, pk=repo_id)
+    form = web_forms.ApplianceImportForm(request.POST, request.FILES)
+    wants_json = request.headers.get("Accept", "").startswith("application/json")
+    if form.is_valid():
+        d = form.cleaned_data
+        upload = d["file"]
+        ok, job = ui.call_service(
+            request, lambda: services("appliances").appliance_import(
+                user=request.user, repository=repo, name=d["name"], url=d["url"] or "",
+                fileobj=upload, filename=upload.name if upload else ""),
+            form=form, field_map={"fileobj": "file", "filename": "file"})
+        if ok:
+            msg = _("Appliance import queued as job #%(job)s.") % {"job": job.pk}
+            if wants_json:
+                return JsonResponse({"ok": True, "job": job.pk, "message": msg})
+            messages.success(request, msg)
+            return redirect(reverse("web:repository_detail", args=[repo.pk]) + "?tab=appliances")
+    errors = {k: [str(e) for e in v] for k, v in form.errors.items()}
+    if wants_json:
+        return JsonResponse({"ok": False, "errors": errors}, status=400)
+    for errs in errors.values():
+        for e in errs:
+            messages.error(request, e)
+    return redirect(reverse("web:repository_detail", args=[repo.pk]) + "?tab=appliances")
 
 
 @login_required

@@ -323,7 +323,8 @@ def vm_create_start(request: HttpRequest) -> HttpResponse:
 def vm_create(request: HttpRequest, source: str) -> HttpResponse:
     if source not in web_forms.SOURCE_KINDS:
         raise Http404
-    form = web_forms.VmCreateForm(request.POST if request.method == "POST" else None, source=source)
+    form = web_forms.VmCreateForm(request.POST if request.method == "POST" else None, source=source,
+                                  initial=web_forms.VmCreateForm.initial_from(source, request.GET))
     if request.method == "POST" and form.is_valid():
         kwargs = form.service_kwargs()
         ok, vm = ui.call_service(
