@@ -17,17 +17,19 @@ from ovmweb.inventory.models import MacAddressRange, Repository, Server, ServerP
 
 from .. import forms as web_forms
 from .. import selectors, ui
-from .common import render_page
+from .common import needs, render_page, require_perm
 from .vms import inventory_selectors, services
 
 
 @login_required
+@needs("inventory.view_server")
 def server_list(request: HttpRequest) -> HttpResponse:
     return render_page(request, "web/servers/list.html",
                        {"servers": selectors.server_list(), "perspective": "servers"}, section="servers")
 
 
 @login_required
+@needs("inventory.view_server")
 def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server.objects.select_related("server_pool", "compatibility_group"), pk=server_id)
     vms = inventory_selectors().vm_list(user=request.user, server=server, ordering="name")[:200]
@@ -37,18 +39,21 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.view_serverpool")
 def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
     pool = get_object_or_404(ServerPool, pk=pool_id)
     return redirect(reverse("web:vm_list") + f"?pool={pool.pk}")
 
 
 @login_required
+@needs("inventory.view_server")
 def nav_tree(request: HttpRequest) -> HttpResponse:
     """The navigation tree alone, re-fetched when a server changes."""
     return render(request, "web/_nav_tree.html", {"nav": selectors.nav_tree()})
 
 
 @login_required
+@needs("inventory.add_serverpool")
 def pool_create(request: HttpRequest) -> HttpResponse:
     form = web_forms.ServerPoolForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -62,6 +67,7 @@ def pool_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.add_server")
 def server_discover(request: HttpRequest) -> HttpResponse:
     form = web_forms.ServerDiscoverForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -81,6 +87,7 @@ def server_discover(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.add_server")
 @require_POST
 def server_scan_host_key(request: HttpRequest) -> HttpResponse:
     """Fetch the host key a server offers (no login, nothing trusted): a fragment of the
@@ -97,6 +104,7 @@ def server_scan_host_key(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.change_server")
 @require_POST
 def server_inbound_lock(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=server_id)
@@ -109,8 +117,11 @@ def server_inbound_lock(request: HttpRequest, server_id: int) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.view_repository")
 def repository_list(request: HttpRequest) -> HttpResponse:
     form = web_forms.RepositoryCreateForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        require_perm(request, "inventory.add_repository")
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         ok, job = ui.call_service(
@@ -127,6 +138,7 @@ def repository_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.view_repository")
 def repository_detail(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository.objects.select_related("server").prefetch_related("server_pools"), pk=repo_id)
     vms = list(selectors.vms_of_repository(repo))
@@ -148,6 +160,7 @@ def repository_detail(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.change_repository")
 @require_POST
 def repository_refresh(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
@@ -157,6 +170,7 @@ def repository_refresh(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.add_isofile")
 @require_POST
 def iso_upload(request: HttpRequest, repo_id: int) -> HttpResponse:
     """Multipart upload (the page sends it with XHR to show progress); answers JSON for XHR."""
@@ -186,6 +200,7 @@ def iso_upload(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.add_virtualappliance")
 @require_POST
 def appliance_import(request: HttpRequest, repo_id: int) -> HttpResponse:
     """Import a virtual appliance (OVA upload, sent with XHR for progress, or a URL) into the
@@ -217,6 +232,7 @@ def appliance_import(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.add_isofile")
 @require_POST
 def iso_import(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
@@ -231,6 +247,7 @@ def iso_import(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.add_virtualdisk")
 def disk_create(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
     form = web_forms.DiskCreateForm(request.POST if request.method == "POST" else None)
@@ -249,6 +266,7 @@ def disk_create(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.view_network")
 def network_list(request: HttpRequest) -> HttpResponse:
     mac = MacAddressRange.objects.filter(pk=1).first()
     net_form = web_forms.NetworkCreateForm(request.POST if request.POST.get("form") == "network" else None)
@@ -256,6 +274,10 @@ def network_list(request: HttpRequest) -> HttpResponse:
         request.POST if request.POST.get("form") == "mac" else None,
         initial={"start": mac.start, "end": mac.end} if mac else {"start": "00:21:f6:00:00:00", "end": "00:21:f6:ff:ff:ff"},
     )
+    if net_form.is_bound:
+        require_perm(request, "inventory.add_network")
+    if mac_form.is_bound:
+        require_perm(request, "inventory.change_macaddressrange")
     if request.method == "POST" and net_form.is_bound and net_form.is_valid():
         d = net_form.cleaned_data
         ok, _net = ui.call_service(request, lambda: services("networks").network_create(
@@ -276,6 +298,7 @@ def network_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.delete_network")
 @require_POST
 def network_delete(request: HttpRequest, network_id: int) -> HttpResponse:
     from ovmweb.inventory.models import Network
