@@ -434,7 +434,16 @@ class VmBackupSerializer(StrictSerializer):
 
 
 class VmMoveSerializer(StrictSerializer):
-    customizer = _pk(models.CloneCustomizer.objects.all())
+    """Exactly one of the two: a clone customizer naming each disk's target, or one repository
+    for the configuration and every disk."""
+
+    customizer = _pk(models.CloneCustomizer.objects.all(), required=False)
+    target_repository = _pk(models.Repository.objects.all(), required=False)
+
+    def validate(self, attrs):
+        if ("customizer" in attrs) == ("target_repository" in attrs):
+            raise serializers.ValidationError(_("Give exactly one of customizer or target_repository."))
+        return attrs
 
 
 class VmMessageSerializer(StrictSerializer):

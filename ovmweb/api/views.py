@@ -511,7 +511,8 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
     @extend_schema(request=s.VmMoveSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
     def move(self, request, pk=None):
-        """Move a stopped VM's disks to other repositories with a clone customizer."""
+        """Move a stopped VM's configuration and disks to other repositories: per disk with a
+        clone customizer, or all to one ``target_repository`` (seed 7.7)."""
         data = validated(s.VmMoveSerializer, request)
         return job_response(_service("vms").vm_move(vm=self.get_object(), user=request.user, **data))
 
