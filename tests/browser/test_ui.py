@@ -63,6 +63,14 @@ def test_administrator_flow(ovmweb_server, page):
     page.locator("main").get_by_role("button", name="Create", exact=True).click()
     expect(page.locator("#messages")).to_contain_text("Server pool browser-pool created")
     page.goto(base + "/servers/discover/")
+    # Fetch host key: the real sshd's fingerprint is shown to compare, never pre-confirmed.
+    page.locator("main").get_by_label("Host name or address").fill("127.0.0.1")
+    page.locator("main").get_by_label("SSH port").fill((ROOT / "var" / "ssh" / "port").read_text().strip())
+    page.get_by_role("button", name="Fetch host key").click()
+    expect(page.locator("#host-key-result code.fingerprint")).to_have_text(
+        (ROOT / "var" / "ssh" / "host_fingerprint").read_text().strip())
+    expect(page.locator("#id_confirm_scanned")).not_to_be_checked()
+    shot(page, "02a-discover-host-key")
     page.locator("main").get_by_label("Host name or address").fill("localhost")
     page.locator("main").get_by_label("Display name").fill("local-hv")
     page.locator("main").get_by_label("Transport").select_option("local")
@@ -185,6 +193,15 @@ def test_administrator_flow(ovmweb_server, page):
     page.locator("#vm-toolbar").get_by_role("button", name="Stop", exact=True).click()
     expect(page.locator(f"#vm-row-{vm_id} .badge")).to_have_text("Stopped", timeout=SLOW)
     _wait_job_success(page, base, "tiny-1")
+
+    # Back it up (stopped: a cold clone) through the toolbar's form.
+    _settle(page)
+    page.locator("#vm-toolbar").get_by_role("link", name="Back Up…").click()
+    page.locator("main").get_by_label("Repository for the backup").select_option(label="local-repo")
+    shot(page, "11b-backup")
+    page.locator("main").get_by_role("button", name="Back Up").click()
+    expect(page.locator("#messages")).to_contain_text("Backup of tiny-1 queued")
+    _wait_job_success(page, base, "tiny-1-backup-")
 
     # The job and the VM's events.
     page.goto(base + "/jobs/")
