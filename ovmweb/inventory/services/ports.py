@@ -3,7 +3,8 @@ per server (seed 7.11; unique by database constraint)."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Exists, F, Min, OuterRef, Q
 from django.utils.translation import gettext as _
 
 from ..exceptions import Conflict
@@ -18,32 +19,48 @@ def allocate_console_ports(*, vm: VirtualMachine, server: Server) -> tuple[int, 
     """Give ``vm`` the lowest free n on ``server`` (and record it there). Idempotent."""
     vnc_base, serial_base = settings.OVMWEB_VNC_PORT_BASE, settings.OVMWEB_SERIAL_PORT_BASE
     for _attempt in range(_ATTEMPTS):
-        with transaction.atomic():
-            # Serialises allocators of one server on PostgreSQL; the unique
-            # constraints catch anything else.
-            Server.objects.select_for_update().filter(pk=server.pk).first()
-            current = VirtualMachine.objects.filter(pk=vm.pk).values("server_id", "vnc_port", "serial_port").get()
-            if current["server_id"] == server.pk and current["vnc_port"] is not None:
-                vm.server, vm.vnc_port, vm.serial_port = server, current["vnc_port"], current["serial_port"]
-                return current["vnc_port"], current["serial_port"]
-            n = _free_n(server)
-            try:
-                with transaction.atomic():
-                    VirtualMachine.objects.filter(pk=vm.pk).update(
-                        server=server, vnc_port=vnc_base + n, serial_port=serial_base + n
-                    )
-            except IntegrityError:
-                continue
-            vm.server, vm.vnc_port, vm.serial_port = server, vnc_base + n, serial_base + n
-            return vm.vnc_port, vm.serial_port
+        try:
+            with transaction.atomic():
+                if connection.features.has_select_for_update:
+                    # Serialises allocators of one server on PostgreSQL (SQLite's
+                    # IMMEDIATE transaction holds the write lock from BEGIN already);
+                    # the unique constraints catch anything else.
+                    Server.objects.select_for_update().filter(pk=server.pk).values_list("pk", flat=True).first()
+                n = _free_n(server)
+                # One conditional UPDATE: a VM that already holds ports on this server keeps them.
+                taken = (
+                    VirtualMachine.objects.filter(pk=vm.pk)
+                    .exclude(server=server, vnc_port__isnull=False)
+                    .update(server=server, vnc_port=vnc_base + n, serial_port=serial_base + n)
+                )
+                if not taken:
+                    current = VirtualMachine.objects.filter(pk=vm.pk).values("vnc_port", "serial_port").get()
+                    vm.server, vm.vnc_port, vm.serial_port = server, current["vnc_port"], current["serial_port"]
+                    return current["vnc_port"], current["serial_port"]
+        except IntegrityError:
+            continue
+        vm.server, vm.vnc_port, vm.serial_port = server, vnc_base + n, serial_base + n
+        return vm.vnc_port, vm.serial_port
     raise Conflict(_("Could not allocate console ports on %(s)s; try again.") % {"s": server.name})
 
 
 def _free_n(server: Server) -> int:
+    """The lowest free n on ``server``, by one query that reads no port list: it is 0,
+    or one above a taken port whose successor is free (the lowest such)."""
     vnc_base = settings.OVMWEB_VNC_PORT_BASE
-    taken = set(VirtualMachine.objects.filter(server=server, vnc_port__isnull=False).values_list("vnc_port", flat=True))
-    n = next((i for i in range(MAX_PER_SERVER) if vnc_base + i not in taken), None)
-    if n is None:
+    on_server = VirtualMachine.objects.filter(server=server).order_by()
+    in_range = on_server.filter(vnc_port__gte=vnc_base, vnc_port__lt=vnc_base + MAX_PER_SERVER)
+    found = in_range.annotate(
+        successor_free=~Exists(on_server.filter(vnc_port=OuterRef("vnc_port") + 1)),
+    ).aggregate(
+        base_taken=Count("pk", filter=Q(vnc_port=vnc_base)),
+        gap=Min(F("vnc_port") + 1, filter=Q(successor_free=True)),
+    )
+    if not found["base_taken"]:
+        n = 0
+    else:
+        n = MAX_PER_SERVER if found["gap"] is None else found["gap"] - vnc_base
+    if n >= MAX_PER_SERVER:
         raise Conflict(_("Server %(s)s has no free console port left.") % {"s": server.name})
     return n
 
