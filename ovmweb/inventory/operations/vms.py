@@ -134,8 +134,10 @@ def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_fa
     driver = None
     placed = False
     try:
-        # 7.9: a stop + start is when pending runtime changes take effect.
-        vm = vm_apply_pending(vm=vm, user=ctx.user, job=ctx.job)
+        # 7.9: a stop + start is when pending runtime changes take effect. The job
+        # holds the VM's lock, so the row just read is current: nothing pending, nothing to apply.
+        if vm.pending_changes:
+            vm = vm_apply_pending(vm=vm, user=ctx.user, job=ctx.job)
         if server_id is not None:
             server = placement.check_server(vm=vm, server=Server.objects.get(pk=server_id), ha_failover=ha_failover)
         else:
