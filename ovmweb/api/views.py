@@ -519,7 +519,7 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
     def export(self, request, pk=None):
-        """Export a stopped VM as a virtual appliance (OVA)."""
+        """Export a stopped VM as an OVA (OVF 1.0 + streamOptimized VMDKs) into its repository's Assemblies/, as a job (at most four run at once)."""
         validated(EmptySerializer, request)
         return job_response(_service("vms").vm_export(vm=self.get_object(), user=request.user))
 

@@ -454,7 +454,15 @@ def check_move(*, vm: VirtualMachine, target_repositories: Iterable) -> None:
                 )
 
 
+# 7.7 "Exporting Virtual Machines": up to four exports run at once, the others wait.
+MAX_CONCURRENT_EXPORTS = 4
+
+
 def check_export(vm: VirtualMachine) -> None:
+    """Only a stopped VM that is in a server pool or unassigned can be exported (7.7);
+    a template (TEMPLATE, kept in a repository rather than a pool) or a VM that runs,
+    is suspended or is changing state cannot. Exporting again is allowed: every export
+    is a new file."""
     if vm.status not in EXPORT_STATES:
         raise Conflict(
             _("Only a STOPPED virtual machine can be exported; '%(vm)s' is %(status)s.")

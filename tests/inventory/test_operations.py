@@ -200,19 +200,7 @@ def test_cold_clone_copies_disks_through_storage(repo_on_test_driver, pool, serv
     assert clone.status == VmStatus.STOPPED
 
 
-def test_export_writes_vm_json(repo_on_test_driver, pool, user):
-    import json
-    from pathlib import Path
-
-    from ovmweb.inventory.services.vms import vm_export
-
-    vm = f.VirtualMachineFactory(server_pool=pool, repository=repo_on_test_driver)
-    job = vm_export(vm=vm, user=user)
-    run_pending_jobs()
-    job.refresh_from_db()
-    assert job.status == JobStatus.SUCCESS, job.error
-    data = json.loads(Path(job.result["path"]).read_text())
-    assert data["uuid"] == str(vm.uuid)
+# vm.export (an OVA) is tested in test_export.py.
 
 
 def test_interrupted_job_rereads_the_real_state(running_setup, user, server):

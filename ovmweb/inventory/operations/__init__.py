@@ -1,1 +1,1 @@
-from . import appliances, vms  # noqa: F401  (registers the vm.* and appliance.* job operations)
+from . import appliances, exports, vms  # noqa: F401  (registers the vm.*, vm.export and appliance.* job operations)

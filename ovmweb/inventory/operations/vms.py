@@ -542,18 +542,7 @@ def vm_move(ctx: JobContext, *, vm_id: int, disks: list[dict], repository_id: in
     return {"moved_disk_ids": moved}
 
 
-@operation("vm.export")
-def vm_export(ctx: JobContext, *, vm_id: int) -> dict:
-    """Writes the VM's portable description (vm.json) into its repository.
-    Exporting to Oracle Cloud Infrastructure (the seed's Exporter Appliance) is out
-    of scope: there is no such appliance here."""
-    from ..services import storage
-
-    vm = _vm(vm_id)
-    path = storage.vm_config_write(vm=vm)
-    if not path:
-        raise OperationFailed(_("%(vm)s has no repository to export into.") % {"vm": vm.name})
-    return {"path": path}
+# vm.export (an OVA of a stopped VM) lives in operations/exports.py.
 
 
 @operation("vm.delete")

@@ -646,12 +646,18 @@ def vm_move(*, vm: VirtualMachine, user, customizer: CloneCustomizer | None = No
     return job
 
 
-def vm_export(*, vm: VirtualMachine, user) -> Job:
-    with transaction.atomic():
-        current = _lock_row(vm)
-        rules.check_export(current)
-        return job_submit(operation="vm.export", summary=_("Export virtual machine %(vm)s") % {"vm": current.name},
-                          user=user, target=current, lock=[current], params={"vm_id": current.pk})
+def vm_export(*, vm: VirtualMachine, user, repository=None, resume_job: Job | None = None) -> Job:
+    """Export a stopped VM as an OVA (OVF + streamOptimized VMDKs) into ``<repository>/Assemblies/``
+    (default: the VM's repository), or resume the aborted/failed export ``resume_job``
+    (``services/exports.py``)."""
+    from . import exports
+
+    if resume_job is not None:
+        if resume_job.params.get("vm_id") != vm.pk:
+            raise ValidationError({"resume_job": [_("Job #%(id)s is not an export of %(vm)s.")
+                                                  % {"id": resume_job.pk, "vm": vm.name}]})
+        return exports.export_resume(job=resume_job, user=user)
+    return exports.export_submit(vm=vm, user=user, repository=repository)
 
 
 def vm_delete(*, vm: VirtualMachine, user) -> Job:

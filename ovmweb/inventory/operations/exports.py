@@ -1,0 +1,18 @@
+"""The ``vm.export`` job: a stopped VM as an OVA in a repository's Assemblies/ (see
+``services/exports.py`` for the format and the seed's rules)."""
+from __future__ import annotations
+
+from ovmweb.jobs.registry import JobAborted, JobContext, operation
+
+from ..services import exports
+
+
+@operation(exports.OPERATION)
+def vm_export(ctx: JobContext, **params) -> dict:
+    # At most MAX_CONCURRENT_EXPORTS exports convert at once; this one waits its turn.
+    exports.export_wait_for_slot(job=ctx.job, progress=ctx.progress, check_abort=ctx.check_abort)
+    try:
+        return exports.export_run(job=ctx.job, progress=ctx.progress, log=ctx.log, check_abort=ctx.check_abort)
+    except (JobAborted, Exception):
+        ctx.log(exports.export_partial_note(ctx.job))
+        raise
