@@ -360,3 +360,71 @@ def test_a_fifth_export_waits_for_a_free_slot(real_estate):
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCESS, (job.error, job.log)
     assert exports.exports_running() == 3  # its own slot went with it
+
+
+# ---------------------------------------------------------------- the same machine as an SSH server
+
+
+def _ssh_estate(e, ssh_access, tmp_path):
+    """This machine discovered again over the loopback sshd (transport ssh, pinned host key),
+    with a local repository of its own."""
+    import uuid
+
+    from ovmweb.inventory.models import Repository, Server
+    from ovmweb.inventory.services import pools, repositories, servers
+
+    pool = pools.server_pool_create(user=e["user"], name=f"ssh-{uuid.uuid4().hex[:6]}")
+    job = servers.server_discover(user=e["user"], hostname="127.0.0.1", transport="ssh", ssh_port=ssh_access["port"],
+                                  ssh_user="root", private_key=ssh_access["private_key"],
+                                  host_key_fingerprint=ssh_access["fingerprint"], name="over-ssh", server_pool=pool)
+    assert _run(job).status == JobStatus.SUCCESS, job.error
+    server = Server.objects.get(name="over-ssh")
+    (tmp_path / "ssh-repo").mkdir()
+    job = repositories.repository_create(user=e["user"], name="ssh-repo", kind="LOCAL", path=str(tmp_path / "ssh-repo"),
+                                         server=server, server_pools=[pool])
+    assert _run(job).status == JobStatus.SUCCESS, job.error
+    return {**e, "pool": pool, "server": server, "repo": Repository.objects.get(name="ssh-repo")}
+
+
+def _pgrep(pattern: str) -> str:
+    return subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_export_over_ssh_and_abort_stops_the_remote_conversion(real_estate, ssh_access, tmp_path):
+    e = _ssh_estate(real_estate, ssh_access, tmp_path)
+    small = _disk(e, "small", 16 << 20, random_mib=1)
+    big = _disk(e, "big", 384 << 20, random_mib=384)
+    vm = _vm(e, [(small, "ide"), (big, "ide")], name="remote")
+    job = vms.vm_export(vm=vm, user=e["user"])
+    thread = _run_in_thread(job)
+    job = _wait_log(job, "Disk 1 of 2 (slot 0) converted")
+    assert job.status == JobStatus.RUNNING, (job.error, job.log)
+    part = f"{job.params['directory']}/remote-disk1.vmdk.part"
+    deadline = time.monotonic() + 30
+    while part not in _pgrep("qemu-img convert") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert part in _pgrep("qemu-img convert")  # the conversion runs (a command of the sshd session)
+    job_request_abort(job=job, user=e["user"])
+    thread.join(120)
+    job.refresh_from_db()
+    assert job.status == JobStatus.ABORTED, (job.error, job.log)
+    # Closing the session's terminal hung the remote qemu-img up: nothing keeps writing.
+    deadline = time.monotonic() + 10
+    while part in _pgrep("qemu-img convert") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert part not in _pgrep("qemu-img convert")
+    assert not Path(part).exists()
+
+    resumed = _run(vms.vm_export(vm=vm, user=e["user"], resume_job=job))
+    assert resumed.status == JobStatus.SUCCESS, (resumed.error, resumed.log)
+    assert resumed.result["server_id"] == e["server"].pk
+    assert [d["converted"] for d in resumed.result["disks"]] == [False, True]
+    with tarfile.open(resumed.result["ova"]) as tar:
+        names = [m.name for m in tar.getmembers()]
+        ovf = appliances.parse_ovf(tar.extractfile(names[0]).read())
+        manifest = tar.extractfile(names[1]).read().decode()
+        assert hashlib.sha256(tar.extractfile(names[0]).read()).hexdigest() in manifest
+    assert names == ["remote.ovf", "remote.mf", "remote-disk0.vmdk", "remote-disk1.vmdk"]
+    assert [d.capacity_bytes for d in ovf.vms[0].disks] == [16 << 20, 384 << 20]
