@@ -27,7 +27,7 @@ INTERRUPTED = "interrupted by worker restart"
 
 def _queued_without_task() -> list[int]:
     """QUEUED jobs that no worker will ever pick up: their task is gone, or
-    finished/claimed without the job having started."""
+    finished without the job having started."""
     from django_tasks_db.backend import DatabaseBackend
 
     queued = list(Job.objects.filter(status=JobStatus.QUEUED).values_list("pk", "task_id"))
@@ -38,6 +38,11 @@ def _queued_without_task() -> list[int]:
     if isinstance(backend, DatabaseBackend):
         from django_tasks_db.models import DBTaskResult
 
+        # A worker claims several tasks at a time: those it claimed but never started
+        # (the job is still QUEUED) go back to the queue, to run after this restart.
+        DBTaskResult.objects.filter(id__in=[tid for _pk, tid in queued if tid], status="RUNNING").update(
+            status="READY", started_at=None
+        )
         ready = {
             str(pk)
             for pk in DBTaskResult.objects.filter(

@@ -96,6 +96,8 @@ class JobContext:
         self.job = job
         self.user = job.user
         self.params: dict[str, Any] = dict(job.params)
+        # Whether this run submitted children: only then must its end look for live ones.
+        self.children_submitted = False
 
     @property
     def target(self):
@@ -130,6 +132,7 @@ class JobContext:
         from .services import job_submit
 
         kwargs.setdefault("user", self.user)
+        self.children_submitted = True
         return job_submit(parent=self.job, **kwargs)
 
     @staticmethod

@@ -42,11 +42,11 @@ def run_job(job_id: int) -> str | None:
         fn = get_operation(job.operation)
         result = fn(ctx, **job.params)
     except JobAborted as exc:
-        return _end(job, JobStatus.ABORTED, error=str(exc) or _("Aborted on request."))
+        return _end(job, JobStatus.ABORTED, error=str(exc) or _("Aborted on request."), children=ctx.children_submitted)
     except Exception as exc:  # an operation's failure is the job's failure, never the worker's
         logger.warning("job #%s (%s) failed", job.pk, job.operation, exc_info=True)
-        return _end(job, JobStatus.FAILURE, error=str(exc) or exc.__class__.__name__)
-    return _end(job, JobStatus.SUCCESS, result=_jsonable(result))
+        return _end(job, JobStatus.FAILURE, error=str(exc) or exc.__class__.__name__, children=ctx.children_submitted)
+    return _end(job, JobStatus.SUCCESS, result=_jsonable(result), children=ctx.children_submitted)
 
 
 def _jsonable(result) -> dict:
@@ -57,10 +57,11 @@ def _jsonable(result) -> dict:
     return {"value": result}
 
 
-def _end(job: Job, status: str, *, error: str = "", result: dict | None = None) -> str:
-    """Finish `job`, unless children are still live: then it waits for them."""
+def _end(job: Job, status: str, *, error: str = "", result: dict | None = None, children: bool = True) -> str:
+    """Finish `job`, unless children are still live: then it waits for them.
+    ``children=False``: the run submitted none (JobContext.children_submitted), nothing to look for."""
     with transaction.atomic():
-        if status == JobStatus.SUCCESS and job.children.filter(status__in=JobStatus.LIVE).exists():
+        if status == JobStatus.SUCCESS and children and job.children.filter(status__in=JobStatus.LIVE).exists():
             job.waiting_for_children = True
             job.result = result or {}
             job.save(update_fields=["waiting_for_children", "result"])
@@ -73,7 +74,7 @@ def _end(job: Job, status: str, *, error: str = "", result: dict | None = None) 
     if waiting:
         maybe_finish_parent(job.pk)
         return "WAITING"
-    if status != JobStatus.SUCCESS:
+    if status != JobStatus.SUCCESS and children:
         # Children of a job that failed or was aborted have no reason to run.
         abort_live_children(job)
     if job.parent_id:

@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
 from django.utils.translation import gettext as _
 
 from ..choices import Architecture, DomainType, RepositoryKind, ServerStatus, VmStatus
 from ..exceptions import Conflict
-from ..models import AntiAffinityGroup, Repository, Server, VirtualMachine
+from ..models import AntiAffinityGroup, Repository, Server, ServerPool, VirtualMachine
 
 # VMs that occupy memory on their server.
 _OCCUPYING = [VmStatus.STARTING, VmStatus.RUNNING, VmStatus.STOPPING, VmStatus.SUSPENDED]
@@ -33,29 +32,50 @@ def _effective(vm: VirtualMachine, field: str):
 _SAME = object()
 
 
-def _with_facts(servers: QuerySet, *, vm: VirtualMachine, repository) -> QuerySet:
-    """``servers`` annotated with what ``_reason`` needs, as correlated subqueries (one query)."""
-    others = VirtualMachine.objects.filter(server=OuterRef("pk"), status__in=_OCCUPYING).exclude(pk=vm.pk).order_by()
-    used = others.values("server").annotate(total=Sum("memory_mib")).values("total")[:1]
-    facts: dict[str, Any] = {
-        "used_memory": Coalesce(Subquery(used, output_field=IntegerField()), 0),
-        "pool_architecture": F("server_pool__architecture"),
-    }
+def _with_facts(*, vm: VirtualMachine, repository, where: str, params: list[Any]) -> list[Server]:
+    """The servers matching ``where`` (SQL on server ``s``), each with the facts ``_reason``
+    needs as attributes, read by ONE query.
+
+    Plain SQL on purpose: it runs for every VM start, and the equivalent ORM query
+    (correlated subqueries) costs ~4 ms of CPU to build and compile against 0.4 ms
+    to run; the rules themselves stay in Python, in ``_reason``."""
+    q = connection.ops.quote_name
+    vm_table, server_table = q(VirtualMachine._meta.db_table), q(Server._meta.db_table)
+    pool_table = q(ServerPool._meta.db_table)
+    presented = Repository.server_pools.through._meta
+    members = AntiAffinityGroup.vms.through._meta
+    member_table, member_vm = q(members.db_table), q(members.get_field("virtualmachine").column)
+    member_group = q(members.get_field("antiaffinitygroup").column)
+    occupying = ", ".join(["%s"] * len(_OCCUPYING))
+    # Other VMs occupying memory on server s (not the VM being placed: it may show STARTING there already).
+    others = f"o.{q('server_id')} = s.{q('id')} AND o.{q('status')} IN ({occupying}) AND o.{q('id')} <> %s"
+    sql_params: list[Any] = [*_OCCUPYING, vm.pk or 0]
     if repository is not None and repository.kind == RepositoryKind.SHARED:
-        presented = Repository.server_pools.through.objects.filter(
-            repository_id=repository.pk, serverpool_id=OuterRef("server_pool_id")
+        presented_sql = (
+            f"EXISTS (SELECT 1 FROM {q(presented.db_table)} r WHERE r.{q(presented.get_field('repository').column)} = %s "
+            f"AND r.{q(presented.get_field('serverpool').column)} = s.{q('server_pool_id')})"
         )
-        facts["repository_presented"] = Exists(presented)
+        presented_params: list[Any] = [repository.pk]
     else:
-        facts["repository_presented"] = Value(True)
-    if vm.pk is not None:
-        # Anti-affinity: never two running members of one group on the same server.
-        groups = AntiAffinityGroup.objects.filter(vms=vm).values("pk")
-        clash = others.filter(anti_affinity_groups__in=groups).order_by("name").values("name")[:1]
-        facts["anti_affinity_clash"] = Subquery(clash)
-    else:
-        facts["anti_affinity_clash"] = Value(None)
-    return servers.annotate(**facts)
+        presented_sql, presented_params = "1 = 1", []
+    # Anti-affinity: the first running member of one of the VM's groups on server s.
+    clash_sql = (
+        f"(SELECT o.{q('name')} FROM {vm_table} o JOIN {member_table} m ON m.{member_vm} = o.{q('id')} "
+        f"WHERE {others} AND m.{member_group} IN "
+        f"(SELECT g.{member_group} FROM {member_table} g WHERE g.{member_vm} = %s) "
+        f"ORDER BY o.{q('name')} LIMIT 1)"
+    )
+    sql = (
+        f"SELECT s.*, "
+        f"COALESCE((SELECT SUM(o.{q('memory_mib')}) FROM {vm_table} o WHERE {others}), 0) AS used_memory, "
+        f"p.{q('architecture')} AS pool_architecture, "
+        f"{presented_sql} AS repository_presented, "
+        f"{clash_sql} AS anti_affinity_clash "
+        f"FROM {server_table} s LEFT JOIN {pool_table} p ON p.{q('id')} = s.{q('server_pool_id')} "
+        f"WHERE {where} ORDER BY s.{q('name')}"
+    )
+    all_params = [*sql_params, *presented_params, *sql_params, vm.pk or 0, *params]
+    return list(Server.objects.raw(sql, all_params))
 
 
 def _reason(*, vm: VirtualMachine, server: Server, facts: dict[str, Any], ha_failover: bool, repo) -> str | None:
@@ -88,9 +108,10 @@ def refusal(*, vm: VirtualMachine, server: Server, ha_failover: bool = False, re
     """Why ``vm`` may not run on ``server``, or None. ``repository``: where its disks will be
     (a live migration with storage copies them into a repository of the target)."""
     repo = vm.repository if repository is _SAME else repository
-    facts = _with_facts(Server.objects.filter(pk=server.pk), vm=vm, repository=repo).values(*_FACTS).first()
-    if facts is None:
+    rows = _with_facts(vm=vm, repository=repo, where=f"s.{connection.ops.quote_name('id')} = %s", params=[server.pk])
+    if not rows:
         return _("%(s)s no longer exists") % {"s": server.name}
+    facts = {name: getattr(rows[0], name) for name in _FACTS}
     return _reason(vm=vm, server=server, facts=facts, ha_failover=ha_failover, repo=repo)
 
 
@@ -105,13 +126,14 @@ def choose_server(*, vm: VirtualMachine, exclude: Iterable[Server] = (), ha_fail
     """The eligible server of the VM's pool with the most free memory; Conflict with the reasons otherwise."""
     if vm.server_pool_id is None:
         raise Conflict(_("'%(vm)s' is in no server pool; migrate it to a pool first.") % {"vm": vm.name})
-    excluded = [s.pk for s in exclude]
+    excluded = {s.pk for s in exclude}
     repo = vm.repository
-    candidates = _with_facts(
-        Server.objects.filter(server_pool_id=vm.server_pool_id).exclude(pk__in=excluded), vm=vm, repository=repo
-    )
+    pool_column = connection.ops.quote_name("server_pool_id")
+    candidates = _with_facts(vm=vm, repository=repo, where=f"s.{pool_column} = %s", params=[vm.server_pool_id])
     reasons, eligible = [], []
     for server in candidates:
+        if server.pk in excluded:
+            continue
         facts = {name: getattr(server, name) for name in _FACTS}
         why = _reason(vm=vm, server=server, facts=facts, ha_failover=ha_failover, repo=repo)
         if why:
