@@ -116,6 +116,19 @@ def rss_kib(pids: list[int]) -> int:
     return total
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes (all their threads, and their reaped children:
+    websockify's per-connection processes are gone by the time a stream has ended)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def process_tree(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -138,8 +151,9 @@ def process_tree(root: int) -> list[int]:
 class Proxy:
     """How to open a WebSocket to the target through one proxy."""
 
-    def __init__(self, name: str, url_factory, headers_factory=lambda: {}):
+    def __init__(self, name: str, url_factory, headers_factory=lambda: {}, pids=lambda: []):
         self.name, self.url_factory, self.headers_factory = name, url_factory, headers_factory
+        self.pids = pids  # the proxy's processes, for CPU time per byte (independent of the machine's load)
 
     async def connect(self):
         import websockets
@@ -315,6 +329,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--session-kib", type=int, default=1024)
     parser.add_argument("--rtt-count", type=int, default=2000)
+    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne",
+                        help="ASGI server in front of ovmweb's consumer (daphne is what runovmweb uses)")
     args = parser.parse_args()
     if args.target:
         run_target(args.target)
@@ -339,10 +355,12 @@ def main() -> None:
 
         daphne_port = free_port()
         server_log = open(Path(var) / "server.log", "w")
-        daphne = subprocess.Popen(
-            [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(daphne_port), "ovmweb.asgi:application"],
-            cwd=ROOT, env=os.environ.copy(), stdout=server_log, stderr=subprocess.STDOUT,
-        )
+        command = {
+            "daphne": [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(daphne_port), "ovmweb.asgi:application"],
+            "uvicorn": [str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(daphne_port), "--ws", "websockets",
+                        "--no-access-log", "--lifespan", "off", "ovmweb.asgi:application"],
+        }[args.server]
+        daphne = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), stdout=server_log, stderr=subprocess.STDOUT)
         procs.append(daphne)
 
         # Baseline: OpenSSH local forward to the same sshd (host key pinned), websockify in front.
@@ -352,11 +370,12 @@ def main() -> None:
         host_key = (ssh_dir / "ssh_host_ed25519_key.pub").read_text().split()
         known.write_text(f"[127.0.0.1]:{ssh_port} {host_key[0]} {host_key[1]}\n")
         forward_port, wsfy_port = free_port(), free_port()
-        procs.append(subprocess.Popen([
+        ssh_client = subprocess.Popen([
             "ssh", "-N", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
             "-o", "ExitOnForwardFailure=yes", "-i", str(ssh_dir / "id_ed25519"), "-p", str(ssh_port),
             "-L", f"127.0.0.1:{forward_port}:127.0.0.1:{target_port}", "root@127.0.0.1",
-        ]))
+        ])
+        procs.append(ssh_client)
         websockify = subprocess.Popen(
             [str(VENV_BIN / "websockify"), f"127.0.0.1:{wsfy_port}", f"127.0.0.1:{forward_port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -373,8 +392,11 @@ def main() -> None:
         async def wsfy_url():
             return f"ws://127.0.0.1:{wsfy_port}/"
 
-        ovm = Proxy("ovmweb", ovm_url, lambda: {"Origin": f"http://127.0.0.1:{daphne_port}", "Cookie": cookie})
-        wsfy = Proxy("websockify", wsfy_url)
+        print(f"ovmweb under {args.server}; load average {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
+        ovm = Proxy("ovmweb", ovm_url, lambda: {"Origin": f"http://127.0.0.1:{daphne_port}", "Cookie": cookie},
+                    pids=lambda: [daphne.pid])
+        # websockify forks per connection; the OpenSSH client carries the tunnel (sshd is common to both).
+        wsfy = Proxy("websockify", wsfy_url, pids=lambda: process_tree(websockify.pid) + [ssh_client.pid])
         length = args.stream_mib << 20
 
         async def run():
@@ -382,10 +404,12 @@ def main() -> None:
             for proxy in (ovm, wsfy):
                 await download(proxy, 8 << 20)  # warm up (SSH transport, daphne imports)
                 for direction, fn in (("download", download), ("upload", upload)):
+                    cpu = cpu_seconds(proxy.pids())
                     elapsed, ok = await fn(proxy, length)
+                    cpu = cpu_seconds(proxy.pids()) - cpu
                     results[(proxy.name, direction)] = (length / elapsed / (1 << 20), ok)
                     print(f"{proxy.name:10s} {direction:8s} {length >> 20} MiB: {length / elapsed / (1 << 20):8.1f} MiB/s "
-                          f"sha256 {'ok' if ok else 'MISMATCH'}", flush=True)
+                          f"sha256 {'ok' if ok else 'MISMATCH'}, proxy CPU {cpu * (1 << 30) / length:.2f} s/GiB", flush=True)
             rtts = {"direct": await rtt_tcp(target_port, args.rtt_count)}
             for proxy in (ovm, wsfy):
                 rtts[proxy.name] = await rtt_ws(proxy, args.rtt_count)
@@ -410,6 +434,7 @@ def main() -> None:
         ratio = min(ratios) if intact else 0.0
         p99_added = pct(rtts["ovmweb"], 99) - pct(rtts["direct"], 99)
         print(f"ratios download={ratios[0]:.2f} upload={ratios[1]:.2f} streams_intact={intact}")
+        print(f"load average at the end {Path('/proc/loadavg').read_text().split()[0]}")
         print(f"throughput_ratio={ratio:.2f} p99_added_ms={p99_added:.2f} sessions_ok={sessions['ovmweb']}/{args.sessions}")
     finally:
         for proc in reversed(procs):
