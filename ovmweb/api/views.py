@@ -676,6 +676,17 @@ class JobViewSet(ReadOnlyApiViewSet):
         job = import_module("ovmweb.jobs.services").job_request_abort(job=job, user=request.user)
         return Response(s.JobSerializer(self.get_queryset().get(pk=job.pk)).data)
 
+    @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def resume(self, request, pk=None):
+        """Resume an aborted or failed VM export: a new job that keeps the disks it already converted."""
+        job = get_object_or_404(Job, pk=pk)
+        validated(EmptySerializer, request)
+        if job.operation != "vm.export":
+            return job_response(_service("exports").export_resume(job=job, user=request.user))  # 409: not an export
+        vm = selectors.access_vm(request.user, job.params.get("vm_id"), "change")
+        return job_response(_service("vms").vm_export(vm=vm, user=request.user, resume_job=job))
+
 
 class EventViewSet(ReadOnlyApiViewSet):
     queryset = Event.objects.select_related("user", "acknowledged_by")

@@ -428,3 +428,27 @@ def test_export_over_ssh_and_abort_stops_the_remote_conversion(real_estate, ssh_
         assert hashlib.sha256(tar.extractfile(names[0]).read()).hexdigest() in manifest
     assert names == ["remote.ovf", "remote.mf", "remote-disk0.vmdk", "remote-disk1.vmdk"]
     assert [d.capacity_bytes for d in ovf.vms[0].disks] == [16 << 20, 384 << 20]
+
+
+def test_resume_through_the_api(user, pool, repo):
+    from django.contrib.auth.models import Permission
+
+    vm = f.VirtualMachineFactory(server_pool=pool, repository=repo)
+    job = vms.vm_export(vm=vm, user=user)
+    api = APIClient()
+    api.force_authenticate(user)
+    assert api.post(f"/api/v1/jobs/{job.pk}/resume/", {}, format="json").status_code == 409  # still queued
+    job_finish(job=job, status=JobStatus.ABORTED)
+    viewer = f.UserFactory()
+    viewer.user_permissions.add(Permission.objects.get(codename="view_virtualmachine"))
+    other = APIClient()
+    other.force_authenticate(viewer)
+    assert other.post(f"/api/v1/jobs/{job.pk}/resume/", {}, format="json").status_code == 403
+    response = api.post(f"/api/v1/jobs/{job.pk}/resume/", {}, format="json")
+    assert response.status_code == 202, response.json()
+    resumed = Job.objects.get(pk=response.json()["id"])
+    assert resumed.operation == "vm.export" and resumed.params["resumed_from"] == job.pk
+    start = job_submit(operation="vm.start", summary="s", target=vm)
+    job_finish(job=start, status=JobStatus.FAILURE)
+    response = api.post(f"/api/v1/jobs/{start.pk}/resume/", {}, format="json")
+    assert response.status_code == 409 and "not an export" in response.json()["detail"]
