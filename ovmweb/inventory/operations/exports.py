@@ -2,7 +2,7 @@
 ``services/exports.py`` for the format and the seed's rules)."""
 from __future__ import annotations
 
-from ovmweb.jobs.registry import JobAborted, JobContext, operation
+from ovmweb.jobs.registry import JobContext, operation
 
 from ..services import exports
 
@@ -13,6 +13,6 @@ def vm_export(ctx: JobContext, **params) -> dict:
     exports.export_wait_for_slot(job=ctx.job, progress=ctx.progress, check_abort=ctx.check_abort)
     try:
         return exports.export_run(job=ctx.job, progress=ctx.progress, log=ctx.log, check_abort=ctx.check_abort)
-    except (JobAborted, Exception):
+    except Exception:  # JobAborted included: the converted disks stay for a resume
         ctx.log(exports.export_partial_note(ctx.job))
         raise

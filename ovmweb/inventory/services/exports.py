@@ -24,7 +24,14 @@ The seed's rules kept here and in ``rules.py``:
 - an export is a job like all others, and one that was aborted or failed can be
   resumed (``export_resume``): a new job with the same target, which keeps every
   disk already converted (``<vm>-<stamp>.ova.parts/<vm>-disk<slot>.vmdk`` exists
-  only once its conversion has finished) and converts only the rest.
+  only once its conversion has finished) and converts only the rest. Through the
+  API: ``POST /api/v1/jobs/{id}/resume/``; in code: ``vms.vm_export(vm=, user=,
+  resume_job=job)``.
+
+Not exported: CD-ROM slots (the ISOs stay in the repository) and ovmweb-specific
+settings without an OVF equivalent (domain type is named in the VirtualSystem's
+Info, HA, pinning, keymap). virtio-blk disks are described on an LSI Logic SCSI
+controller, as OVF has no virtio controller.
 """
 from __future__ import annotations
 
