@@ -200,7 +200,8 @@ def _migration_progress(dom) -> tuple[int, str]:
 
 class LibvirtDriver(StorageDriver, Driver):
     """A connection to one libvirt daemon, e.g. ``qemu:///system``,
-    ``qemu+libssh://root@host:22/system?...`` or ``test:///default``."""
+    ``qemu+ssh://root@host:22/system?command=<wrapper>...`` (see ``connections.server_uri``)
+    or ``test:///default``."""
 
     def __init__(self, uri: str, *, password: str | None = None):
         ensure_event_loop()
@@ -500,10 +501,12 @@ class LibvirtDriver(StorageDriver, Driver):
                     el.find("target").get("dev") for el in root.findall("./devices/disk")
                     if el.find("source") is not None and el.find("source").get("file") in disk_map.values()
                 ]
-        # The migration runs on two connections of its own, without keepalive, that nothing
-        # else uses meanwhile: libvirt 9.0's client crashed (SIGSEGV in virNetClient's I/O
-        # loop, libssh transport) when a keepalive exchange or another call (the monitor's,
-        # the progress reads) shared a connection with a running migration.
+        # The migration runs on two connections of its own (same URIs, so the same OpenSSH
+        # wrapper and pinned host keys as every other connection), without keepalive, that
+        # nothing else uses meanwhile: libvirt 9.0's client crashed (SIGSEGV in virNetClient's
+        # I/O loop, libssh transport) when a keepalive exchange or another call (the monitor's,
+        # the progress reads) shared a connection with a running migration. Kept with the
+        # ssh transport too: a long migrate3 call gains nothing from sharing.
         source = LibvirtDriver(self.uri, password=self._password)
         try:
             destination = LibvirtDriver(target.uri, password=target._password)

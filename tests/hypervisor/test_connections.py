@@ -1,4 +1,6 @@
 """driver_for(): one cached connection per server, the URI per transport."""
+import os
+import shlex
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -32,7 +34,7 @@ def test_local_transport_uses_qemu_system(settings, db):
     assert connections.server_uri(server) == "qemu:///system"
 
 
-def test_ssh_uri_pins_the_host_key(settings, db, tmp_path):
+def test_ssh_uri_uses_openssh_with_only_the_pinned_host_key(settings, db, tmp_path):
     settings.OVMWEB_HYPERVISOR_URI = ""
     settings.VAR_DIR = tmp_path
     server = Server(
@@ -41,14 +43,42 @@ def test_ssh_uri_pins_the_host_key(settings, db, tmp_path):
     )
     uri = connections.server_uri(server)
     parts = urlsplit(uri)
-    assert parts.scheme == "qemu+libssh" and parts.netloc == "root@10.0.0.5:2222"
+    assert parts.scheme == "qemu+ssh" and parts.netloc == "root@10.0.0.5:2222" and parts.path == "/system"
     query = parse_qs(parts.query)
-    assert query["known_hosts_verify"] == ["normal"]
-    known = open(query["known_hosts"][0]).read()
-    assert known.strip() == "[10.0.0.5]:2222 ssh-ed25519 AAAAkey"
+    assert query["no_verify"] == ["0"] and query["no_tty"] == ["1"]
     keyfile = query["keyfile"][0]
     assert open(keyfile).read().strip() == "PRIVATE"
-    assert oct(__import__("os").stat(keyfile).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(keyfile).st_mode & 0o777) == "0o600"
+    wrapper = query["command"][0]
+    assert wrapper == str(tmp_path / "ssh-wrappers" / "server-7.sh")
+    assert oct(os.stat(wrapper).st_mode & 0o777) == "0o700"
+    argv = shlex.split(open(wrapper).read().splitlines()[-1])
+    assert argv[0] == "exec" and argv[-1] == "$@"
+    options = dict(argv[i + 1].split("=", 1) for i, arg in enumerate(argv) if arg == "-o")
+    known_hosts = options["UserKnownHostsFile"]
+    assert open(known_hosts).read().strip() == "[10.0.0.5]:2222 ssh-ed25519 AAAAkey"
+    assert options["GlobalKnownHostsFile"] == "/dev/null"
+    assert options["StrictHostKeyChecking"] == "yes" and options["UpdateHostKeys"] == "no"
+    assert options["BatchMode"] == "yes"
+    assert argv[argv.index("-i") + 1] == keyfile and argv[argv.index("-F") + 1] == "none"
+    # Nothing secret in the URI itself (it can reach logs and error messages).
+    assert "PRIVATE" not in uri
+
+
+def test_password_only_server_keeps_libssh(settings, db, tmp_path):
+    settings.OVMWEB_HYPERVISOR_URI = ""
+    settings.VAR_DIR = tmp_path
+    server = Server(
+        pk=9, name="p", hostname="h", transport="ssh", ssh_port=22, ssh_user="root",
+        host_key="ssh-ed25519 AAAAkey", credentials_encrypted=encrypt_credentials({"password": "secret"}),
+    )
+    uri = connections.server_uri(server)
+    parts = urlsplit(uri)
+    assert parts.scheme == "qemu+libssh" and "secret" not in uri
+    query = parse_qs(parts.query)
+    assert query["known_hosts_verify"] == ["normal"] and query["sshauth"] == ["password"]
+    assert open(query["known_hosts"][0]).read().strip() == "h ssh-ed25519 AAAAkey"
+    assert connections._password(server) == "secret"
 
 
 def test_ssh_without_pinned_key_is_refused(settings, db):

@@ -46,7 +46,7 @@ def test_discover_over_ssh_and_boot_the_tiny_guest(admin_user, ssh_access, real_
 
     # The management connection is libvirt over the pinned SSH, not qemu:///system.
     driver = connections.driver_for(server)
-    assert driver.uri.startswith("qemu+libssh://root@127.0.0.1:")
+    assert driver.uri.startswith("qemu+ssh://root@127.0.0.1:")
     assert isinstance(driver.list_domains(), list)
 
     # Credentials: encrypted at rest, never shown by the API.
