@@ -88,6 +88,7 @@ class _Sender:
         self.pending = 0
         self._buffer: collections.deque = collections.deque()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._woken = False
         self._ready = asyncio.Event()
         loop.call_soon_threadsafe(self._start)
@@ -114,7 +115,14 @@ class _Sender:
                     finally:
                         with self._lock:
                             self.pending -= 1
-                await asyncio.sleep(self.LINGER)
+                            if self.pending <= 0:
+                                self._idle.notify_all()
+                # Linger (drain() cuts it short): what is published meanwhile needs no wakeup.
+                try:
+                    await asyncio.wait_for(self._ready.wait(), self.LINGER)
+                except asyncio.TimeoutError:
+                    pass
+                self._ready.clear()
 
     def put(self, layer, message: dict[str, Any]) -> None:
         with self._lock:
@@ -126,10 +134,18 @@ class _Sender:
 
     def drain(self, timeout: float) -> bool:
         """Wait until every message handed over so far was sent (or timeout)."""
+        with self._lock:
+            if self.pending <= 0:
+                return True
+        self.loop.call_soon_threadsafe(self._ready.set)
         deadline = time.monotonic() + timeout
-        while self.pending > 0 and self.loop.is_running() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return self.pending <= 0
+        with self._lock:
+            while self.pending > 0 and self.loop.is_running():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._idle.wait(min(left, 0.1))
+            return self.pending <= 0
 
 
 _senders: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sender]" = weakref.WeakKeyDictionary()

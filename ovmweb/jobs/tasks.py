@@ -13,9 +13,11 @@ def run_job_task(job_id: int) -> None:
     from .runner import run_job
 
     run_job(job_id)
-    # RQ runs each task in a forked work horse that leaves with os._exit (no
-    # atexit): send the job's last updates before returning.
-    live.flush()
+    if not _is_database_backend():
+        # RQ runs each task in a forked work horse that leaves with os._exit (no
+        # atexit): send the job's last updates before returning. A database
+        # worker lives on; waiting here would only delay its next job.
+        live.flush()
 
 
 def _is_database_backend() -> bool:
