@@ -104,22 +104,36 @@ class JobContext:
         return self.job.target
 
     def progress(self, percent: int, message: str = "") -> None:
-        """Advance progress to `percent` (never backwards), optionally logging `message`."""
-        percent = max(0, min(100, int(percent)))
-        updates: dict[str, Any] = {"progress": Greatest(F("progress"), Value(percent))}
+        """Advance progress to `percent` (never backwards), optionally logging `message`.
+        A call that changes nothing (same percent, no message) writes and publishes nothing."""
+        percent = max(self.job.progress, min(100, int(percent)))
+        if percent == self.job.progress and not message:
+            return
+        # Only this context writes a running job's progress, unless children report
+        # theirs into it (runner.maybe_finish_parent): then the database keeps the larger.
+        updates: dict[str, Any] = {
+            "progress": Greatest(F("progress"), Value(percent)) if self.children_submitted else percent
+        }
         if message:
-            updates["log"] = Concat(F("log"), Value(self._line(message)))
+            updates["log"] = self._appended(self._line(message))
         Job.objects.filter(pk=self.job.pk).update(**updates)
-        self.job.progress = max(self.job.progress, percent)
-        if message:
-            self.job.log += self._line(message)
+        self.job.progress = percent
         live.publish("job", live.job_payload(self.job))
 
     def log(self, message: str) -> None:
         """Append a timestamped line to the job log."""
-        line = self._line(message)
-        Job.objects.filter(pk=self.job.pk).update(log=Concat(F("log"), Value(line)))
+        Job.objects.filter(pk=self.job.pk).update(log=self._appended(self._line(message)))
+
+    # A log this long is appended to in SQL rather than rewritten whole.
+    _LOG_REWRITE_MAX = 16384
+
+    def _appended(self, line: str):
+        """The new value of the log column with ``line`` added (and ``job.log`` updated).
+        Only this context appends to a running job's log, so the copy in memory is the
+        row's: writing it whole is cheaper to build than a concatenation in SQL."""
+        short = len(self.job.log) < self._LOG_REWRITE_MAX
         self.job.log += line
+        return self.job.log if short else Concat(F("log"), Value(line))
 
     def check_abort(self) -> None:
         """Raise JobAborted if someone asked to abort this job (call between steps)."""
