@@ -2,6 +2,8 @@
 real loopback sshd: an idle connection and concurrent callers do not take the process
 down (libvirt 9.0's libssh transport segfaulted on both), and a host key other than the
 pinned one is refused without anything being learned."""
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -14,6 +16,8 @@ from ovmweb.hypervisor.base import HostKeyMismatch
 from ovmweb.inventory.models import Server
 from ovmweb.inventory.services import servers
 from ovmweb.jobs.testing import run_pending_jobs
+
+from .conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -62,6 +66,32 @@ def test_idle_and_shared_ssh_connection_keeps_working(admin_user, ssh_access, re
     assert not errors and not any(t.is_alive() for t in threads)
     time.sleep(IDLE_SECONDS)
     assert isinstance(driver.list_domains(), list) and driver.is_alive()
+
+    # The link dies (its ssh process is killed): the connection is noticed dead, not hung
+    # on and not crashing, and driver_for() opens a new one, as the monitor relies on.
+    wrapper = f"ssh-wrappers/server-{server.pk}.sh"
+    assert wrapper in driver.uri
+    children = _ssh_children(f"server-{server.pk}.known_hosts")
+    assert len(children) == 1, children
+    os.kill(children[0], signal.SIGKILL)
+    assert wait_for(lambda: not driver.is_alive(), 30)
+    fresh = connections.driver_for(server)
+    assert fresh is not driver and isinstance(fresh.list_domains(), list)
+
+
+def _ssh_children(marker: str) -> list[int]:
+    """Pids of this process's ssh children whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and argv and argv[0].endswith(b"ssh") and any(marker.encode() in a for a in argv):
+            found.append(int(entry.name))
+    return found
 
 
 def test_libvirt_over_ssh_refuses_another_host_key(admin_user, ssh_access, real_hypervisor, tmp_path, settings):
