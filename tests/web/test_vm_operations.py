@@ -109,7 +109,7 @@ def test_move_needs_a_choice_and_a_stopped_vm(admin_client, pool):
 def test_export_says_what_it_writes_and_queues_the_job(admin_client, pool):
     vm = make_vm(pool)
     page = admin_client.get(f"/vms/{vm.pk}/export/").content.decode()
-    assert f"/VirtualMachines/{vm.uuid}/vm.json" in page and "no OVA" in page
+    assert f"{vm.repository.path}/Assemblies/" in page and "OVA" in page and "streamOptimized VMDK" in page
     assert admin_client.post(f"/vms/{vm.pk}/export/").status_code == 302
     assert Job.objects.get(operation="vm.export").target_id == vm.pk
 

@@ -259,16 +259,19 @@ def vm_move(request: HttpRequest, vm_id: int) -> HttpResponse:
 def vm_export(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "export")
     form = web_forms.ConfirmForm(request.POST if request.method == "POST" else None)
-    where = f"{vm.repository.path}/VirtualMachines/{vm.uuid}/vm.json" if vm.repository else _("(no repository)")
+    where = f"{vm.repository.path}/Assemblies/" if vm.repository else _("(no repository)")
     return _action_form_page(
         request, vm, form=form, title=_("Export Virtual Machine"),
-        intro=_("Writes the description of %(vm)s (configuration, disk slots, VNICs) as vm.json into its repository: "
-                "%(where)s.") % {"vm": vm.name, "where": where},
+        intro=_("Exports %(vm)s as an OVA (OVF descriptor, SHA-256 manifest and streamOptimized VMDK disks) into "
+                "its repository: %(where)s<name>-<UTC time>.ova. Other tools import it, and so does "
+                "Import Virtual Appliance.") % {"vm": vm.name, "where": where},
         submit=_("Export"),
         call=lambda d: services("vms").vm_export(vm=vm, user=request.user),
         done=_("Export of %(vm)s queued as job #%(job)s."),
-        notes=[_("The disks are not copied and no OVA is written; exporting to Oracle Cloud Infrastructure (the Oracle "
-                 "VM Exporter Appliance) is not available here. Only a stopped virtual machine can be exported.")])
+        notes=[_("Only a stopped virtual machine can be exported, more than once if you like; at most four exports run "
+                 "at once and the others wait. An aborted or failed export can be resumed from its job without "
+                 "converting finished disks again. Exporting to Oracle Cloud Infrastructure (the Oracle VM Exporter "
+                 "Appliance) is not available here.")])
 
 
 @login_required
