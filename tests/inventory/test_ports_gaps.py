@@ -38,6 +38,9 @@ def test_full_server_refuses(pool, server, monkeypatch):
     _hold(vms, server, [0, 1, 2])
     with pytest.raises(Conflict, match="no free console port"):
         ports.allocate_console_ports(vm=vms[3], server=server)
+    # A VM that holds its ports on the full server still gets them back (idempotent).
+    assert ports.allocate_console_ports(vm=vms[2], server=server) == (
+        settings.OVMWEB_VNC_PORT_BASE + 2, settings.OVMWEB_SERIAL_PORT_BASE + 2)
     VirtualMachine.objects.filter(pk=vms[1].pk).update(vnc_port=None, serial_port=None)
     assert ports.allocate_console_ports(vm=vms[3], server=server) == (
         settings.OVMWEB_VNC_PORT_BASE + 1, settings.OVMWEB_SERIAL_PORT_BASE + 1)

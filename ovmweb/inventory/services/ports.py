@@ -25,15 +25,21 @@ def allocate_console_ports(*, vm: VirtualMachine, server: Server) -> tuple[int, 
                     # IMMEDIATE transaction holds the write lock from BEGIN already);
                     # the unique constraints catch anything else.
                     Server.objects.select_for_update().filter(pk=server.pk).values_list("pk", flat=True).first()
-                n = _free_n(server)
+                full: Conflict | None = None
+                try:
+                    n = _free_n(server)
+                except Conflict as exc:
+                    full, n = exc, None  # unless the VM already holds ports here
                 # One conditional UPDATE: a VM that already holds ports on this server keeps them.
-                taken = (
+                taken = n is not None and (
                     VirtualMachine.objects.filter(pk=vm.pk)
                     .exclude(server=server, vnc_port__isnull=False)
                     .update(server=server, vnc_port=vnc_base + n, serial_port=serial_base + n)
                 )
                 if not taken:
-                    current = VirtualMachine.objects.filter(pk=vm.pk).values("vnc_port", "serial_port").get()
+                    current = VirtualMachine.objects.filter(pk=vm.pk).values("server_id", "vnc_port", "serial_port").get()
+                    if full is not None and (current["server_id"] != server.pk or current["vnc_port"] is None):
+                        raise full
                     vm.server, vm.vnc_port, vm.serial_port = server, current["vnc_port"], current["serial_port"]
                     return current["vnc_port"], current["serial_port"]
         except IntegrityError:
