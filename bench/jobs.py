@@ -3,10 +3,12 @@
 Fills its own temporary SQLite database (WAL, as the embedded default) with
 one server pool, 2 servers (--servers) and 500 stopped VMs, then queues 1,000 VM actions
 through the real service (`vm_action`): 500 starts, and once they have run,
-500 stops. They are executed by the embedded worker (django-tasks-db's worker
-loop on a thread, as inside `manage.py runovmweb`) running the real `vm.start`
-and `vm.stop` operations against libvirt's test:///default driver
-(OVMWEB_HYPERVISOR_URI). Prints submission and execution figures; last line:
+500 stops. They are executed by the embedded worker (the django-tasks-db worker
+loop that claims several tasks per transaction, on a thread, as inside `manage.py
+runovmweb`) running the real `vm.start` and `vm.stop` operations against
+libvirt's test:///default driver (OVMWEB_HYPERVISOR_URI). Prints submission and
+execution figures, the load average and jobs per CPU-second of this process (the
+figure that depends least on what else the machine runs); last line:
 ``jobs_per_s=X`` (jobs executed per second of worker time).
 
     .venv/bin/python bench/jobs.py [--vms 500]
