@@ -96,7 +96,8 @@ TEMPLATES = [
 # deadlocks between the web process and the worker), and a busy timeout.
 DATABASE_URL = os.environ.get("OVMWEB_DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # ASGI: no persistent connections (Django docs); each request opens its own.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 else:
     DATABASES = {
         "default": {
