@@ -24,6 +24,16 @@ from ovmweb.hypervisor.base import ConnectionFailed, HostKeyMismatch
 WINDOW_SIZE = 6 * 1024 * 1024
 MAX_PACKET_SIZE = 256 * 1024
 KEEPALIVE_INTERVAL = 15
+# Ciphers and MACs in order of preference. paramiko offers aes-ctr with
+# hmac-sha2-256 first; without SHA extensions in the CPU that HMAC is most of
+# a console download's cost. AES-GCM (authenticated, no separate MAC, AES-NI
+# and PCLMUL in OpenSSL) measured 270-320 MiB/s at 3.2-3.5 CPU-s/GiB against
+# 111 MiB/s at 9.1 for aes128-ctr + hmac-sha2-256 (a 256 MiB direct-tcpip
+# download from the loopback sshd). CBC, 3DES, MD5 and truncated MACs are not
+# offered at all.
+CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr")
+MACS = ("hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512", "hmac-sha2-256",
+        "hmac-sha1")
 
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
@@ -86,7 +96,11 @@ def load_private_key(text: str, password: str | None = None) -> paramiko.PKey:
 def _tuned_transport(sock, **kwargs) -> paramiko.Transport:
     kwargs.setdefault("default_window_size", WINDOW_SIZE)
     kwargs.setdefault("default_max_packet_size", MAX_PACKET_SIZE)
-    return paramiko.Transport(sock, **kwargs)
+    transport = paramiko.Transport(sock, **kwargs)
+    options = transport.get_security_options()
+    options.ciphers = CIPHERS
+    options.digests = MACS
+    return transport
 
 
 def connect(

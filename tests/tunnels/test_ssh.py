@@ -24,6 +24,19 @@ def test_pinned_fingerprint_connects_and_runs(sshd):
     assert (status, out, err) == (3, "ovmweb-42\n", "oops\n")
 
 
+def test_aes_gcm_is_negotiated_and_weak_algorithms_are_not_offered(sshd):
+    client = _connect(sshd, sshd["fingerprint"])
+    try:
+        transport = client.get_transport()
+        # OpenSSH offers aes128-gcm; it is the fast choice for console streams.
+        assert transport.remote_cipher == transport.local_cipher == "aes128-gcm@openssh.com"
+        offered = transport.get_security_options()
+        assert not [c for c in offered.ciphers if "cbc" in c or "3des" in c]
+        assert not [m for m in offered.digests if "md5" in m or m.endswith("-96")]
+    finally:
+        client.close()
+
+
 def test_fingerprint_in_other_spellings_is_accepted(sshd):
     # Administrators paste fingerprints with padding or without the prefix.
     bare = sshd["fingerprint"].split(":", 1)[1] + "="
