@@ -40,6 +40,19 @@ def vm(pool, repo):
     return f.VirtualMachineFactory(server_pool=pool, repository=repo)
 
 
+@pytest.fixture
+def libvirt_test_driver(settings):
+    """Every server reached through libvirt's in-process test:///default driver. Not
+    autouse: modules opt in with ``pytestmark``, and a test that also takes
+    ``real_estate`` must not, since that points the URI at this machine's libvirtd."""
+    from ovmweb.hypervisor.connections import close_all
+
+    settings.OVMWEB_HYPERVISOR_URI = "test:///default"
+    yield
+    # Cached connections would carry the test driver's state into the next test.
+    close_all()
+
+
 def run_concurrently(fn, args_list):
     """Run fn(*args) in one thread each, all released at the same moment; returns
     [(result, exception)] in order. Every thread closes its own DB connection."""

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.core.exceptions import ValidationError
 
-from ovmweb.hypervisor.connections import close_all, driver_for
+from ovmweb.hypervisor.connections import driver_for
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.services.repositories import define_pools, pool_name, undefine_pools
@@ -17,14 +17,7 @@ from tests import factories as f
 
 
 @pytest.fixture
-def test_driver(settings):
-    settings.OVMWEB_HYPERVISOR_URI = "test:///default"
-    yield
-    close_all()
-
-
-@pytest.fixture
-def repos(test_driver, tmp_path, pool, server):
+def repos(libvirt_test_driver, tmp_path, pool, server):
     made = []
     for name in ("primary", "backups"):
         (tmp_path / name).mkdir()

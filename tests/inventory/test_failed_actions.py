@@ -4,7 +4,7 @@ event. Runs through the real job runner against libvirt's test:///default driver
 import pytest
 
 from ovmweb.hypervisor.base import PowerState
-from ovmweb.hypervisor.connections import close_all, driver_for
+from ovmweb.hypervisor.connections import driver_for
 from ovmweb.hypervisor.libvirt import LibvirtDriver
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.operations import vms as vm_operations
@@ -16,11 +16,7 @@ from ovmweb.jobs.testing import run_pending_jobs
 from tests import factories as f
 
 
-@pytest.fixture(autouse=True)
-def test_driver(settings):
-    settings.OVMWEB_HYPERVISOR_URI = "test:///default"
-    yield
-    close_all()
+pytestmark = pytest.mark.usefixtures("libvirt_test_driver")
 
 
 @pytest.fixture

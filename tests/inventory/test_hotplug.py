@@ -9,7 +9,7 @@ import pytest
 
 from ovmweb.hypervisor import xml as xmlbuild
 from ovmweb.hypervisor.base import DiskSpec, NicSpec
-from ovmweb.hypervisor.connections import close_all, driver_for
+from ovmweb.hypervisor.connections import driver_for
 from ovmweb.inventory.choices import DiskSlotKind, VmStatus
 from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import VirtualDisk, VmDiskSlot, Vnic
@@ -20,13 +20,6 @@ from ovmweb.jobs.testing import run_pending_jobs
 from tests import factories as f
 
 from .conftest import GUEST_DIR
-
-
-@pytest.fixture
-def test_uri(settings):
-    settings.OVMWEB_HYPERVISOR_URI = "test:///default"
-    yield
-    close_all()
 
 
 def test_device_xml_builders():
@@ -97,7 +90,7 @@ def test_solaris_x86_cannot_eject_a_running_cdrom(vm, user, server):
     assert VmDiskSlot.objects.get(pk=slot.pk).kind == DiskSlotKind.CDROM
 
 
-def test_hypervisor_without_hot_plug_fails_the_job_and_keeps_the_change(test_uri, vm, user, pool, server):
+def test_hypervisor_without_hot_plug_fails_the_job_and_keeps_the_change(libvirt_test_driver, vm, user, pool, server):
     vm.domain_type, vm.memory_mib, vm.max_memory_mib = "PVHVM", 256, 256
     vm.save()
     vms.vm_action(vm=vm, action="start", user=user)

@@ -3,7 +3,7 @@ in-process test:///default driver via driver_for()."""
 import pytest
 
 from ovmweb.hypervisor.base import PowerState
-from ovmweb.hypervisor.connections import close_all, driver_for
+from ovmweb.hypervisor.connections import driver_for
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.services.vms import vm_action, vm_update
 from ovmweb.jobs.choices import JobStatus
@@ -12,11 +12,7 @@ from ovmweb.jobs.testing import run_pending_jobs
 from tests import factories as f
 
 
-@pytest.fixture(autouse=True)
-def test_driver(settings):
-    settings.OVMWEB_HYPERVISOR_URI = "test:///default"
-    yield
-    close_all()
+pytestmark = pytest.mark.usefixtures("libvirt_test_driver")
 
 
 @pytest.fixture
