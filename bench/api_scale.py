@@ -9,26 +9,13 @@ and the median response time. Last line: ``queries_per_page=N median_ms=M``.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TMP = tempfile.mkdtemp(prefix="ovmweb-bench-api-")
-os.environ["OVMWEB_VAR_DIR"] = TMP
-os.environ["OVMWEB_SQLITE_PATH"] = os.path.join(TMP, "bench.sqlite3")
-os.environ.pop("OVMWEB_DATABASE_URL", None)
-os.environ["DJANGO_SETTINGS_MODULE"] = "ovmweb.settings.base"
-os.environ.setdefault("OVMWEB_LOG_LEVEL", "WARNING")
+from _common import isolated_django
 
-import django  # noqa: E402
-
-django.setup()
+TMP, _ENV = isolated_django("ovmweb-bench-api-")
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402

@@ -17,35 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TMP = tempfile.mkdtemp(prefix="ovmweb-bench-migration-")
-GUEST_ISO = ROOT / "var" / "guest" / "tiny.iso"
-ENV = {
-    "OVMWEB_VAR_DIR": TMP,
-    "OVMWEB_SQLITE_PATH": os.path.join(TMP, "bench.sqlite3"),
-    "DJANGO_SETTINGS_MODULE": "ovmweb.settings.base",
-    "OVMWEB_LOG_LEVEL": "WARNING",
-    "OVMWEB_SECRET_KEY": "bench-" + "x" * 50,
-    "OVMWEB_EMBEDDED_WORKER": "0",
-}
-for key in ("OVMWEB_DATABASE_URL", "OVMWEB_REDIS_URL", "OVMWEB_HYPERVISOR_URI"):
-    os.environ.pop(key, None)
-os.environ.update(ENV)
+from _common import GUEST_ISO, ROOT, isolated_django
 
-import django  # noqa: E402
-
-django.setup()
+# The bench drives jobs itself (run_pending_jobs); no worker may claim them first.
+TMP, _ENV = isolated_django("ovmweb-bench-migration-", OVMWEB_EMBEDDED_WORKER="0")
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402

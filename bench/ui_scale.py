@@ -6,24 +6,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TMP = tempfile.mkdtemp(prefix="ovmweb-ui-bench-")
-os.environ["OVMWEB_VAR_DIR"] = TMP
-os.environ["OVMWEB_SQLITE_PATH"] = os.path.join(TMP, "bench.sqlite3")
-os.environ.pop("OVMWEB_DATABASE_URL", None)
-os.environ["OVMWEB_ALLOWED_HOSTS"] = "testserver,127.0.0.1"
-os.environ.setdefault("OVMWEB_LOG_LEVEL", "WARNING")
-os.environ["DJANGO_SETTINGS_MODULE"] = "ovmweb.settings.base"
+from _common import isolated_django
 
-import django  # noqa: E402
-
-django.setup()
+TMP, _ENV = isolated_django("ovmweb-ui-bench-", OVMWEB_ALLOWED_HOSTS="testserver,127.0.0.1")
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
