@@ -273,6 +273,53 @@ class MoveForm(forms.Form):
         return data
 
 
+class CustomizerForm(forms.Form):
+    """Create Clone Customizer (seed 7.6): name, description, and per disk of the VM a target
+    repository and clone type, per VNIC a network. A disk without a repository and a VNIC
+    without a network are left out (the clone keeps the original's)."""
+
+    name = forms.CharField(label=_("Name"), max_length=128)
+    description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, vm: VirtualMachine, customizer=None, **kwargs):
+        if customizer is not None:
+            kwargs.setdefault("initial", {"name": customizer.name, "description": customizer.description})
+        super().__init__(*args, **kwargs)
+        current_disks = {d.slot_id: d for d in customizer.disks.all()} if customizer else {}
+        current_nets = {n.vnic_id: n for n in customizer.networks.all()} if customizer else {}
+        self.disk_rows, self.vnic_rows = [], []
+        for slot in vm.disk_slots.filter(kind=choices.DiskSlotKind.DISK).select_related("virtual_disk").order_by("slot"):
+            row = current_disks.get(slot.pk)
+            repo_key, type_key = f"disk_{slot.pk}_repository", f"disk_{slot.pk}_clone_type"
+            self.fields[repo_key] = forms.ModelChoiceField(
+                label=_("Target repository of slot %(n)s") % {"n": slot.slot}, queryset=Repository.objects.all(),
+                required=False, empty_label=_("— as a simple clone —"),
+                initial=row.target_repository_id if row else None)
+            self.fields[type_key] = forms.ChoiceField(
+                label=_("Clone type of slot %(n)s") % {"n": slot.slot}, choices=choices.CloneType.choices,
+                initial=row.clone_type if row else choices.CloneType.SPARSE)
+            self.disk_rows.append({"slot": slot, "repository": self[repo_key], "clone_type": self[type_key]})
+        for vnic in vm.vnics.select_related("network").order_by("position", "id"):
+            row = current_nets.get(vnic.pk)
+            key = f"vnic_{vnic.pk}_network"
+            self.fields[key] = forms.ModelChoiceField(
+                label=_("Network of VNIC %(mac)s") % {"mac": vnic.mac}, queryset=Network.objects.all(), required=False,
+                empty_label=_("— unchanged —"), initial=row.network_id if row else None)
+            self.vnic_rows.append({"vnic": vnic, "network": self[key]})
+
+    def service_kwargs(self) -> dict:
+        d = self.cleaned_data
+        return {
+            "name": d["name"],
+            "description": d["description"],
+            "disks": [{"slot": r["slot"], "target_repository": d[r["repository"].name],
+                       "clone_type": d[r["clone_type"].name]}
+                      for r in self.disk_rows if d.get(r["repository"].name) is not None],
+            "networks": [{"vnic": r["vnic"], "network": d[r["network"].name]}
+                         for r in self.vnic_rows if d.get(r["network"].name) is not None],
+        }
+
+
 class ConfirmForm(forms.Form):
     """An operation with nothing to choose: the POST itself is the confirmation."""
 

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from .views import activity, infra, vms
+from .views import activity, customizers, infra, vms
 
 app_name = "web"
 urlpatterns = [
@@ -25,6 +25,10 @@ urlpatterns = [
     path("vms/<int:vm_id>/export/", vms.vm_export, name="vm_export"),
     path("vms/<int:vm_id>/messages/", vms.vm_messages, name="vm_messages"),
     path("vms/<int:vm_id>/delete/", vms.vm_delete, name="vm_delete"),
+    path("vms/<int:vm_id>/customizers/", customizers.customizer_list, name="customizer_list"),
+    path("vms/<int:vm_id>/customizers/new/", customizers.customizer_create, name="customizer_create"),
+    path("customizers/<int:customizer_id>/edit/", customizers.customizer_edit, name="customizer_edit"),
+    path("customizers/<int:customizer_id>/delete/", customizers.customizer_delete, name="customizer_delete"),
     path("vms/<int:vm_id>/action/<slug:action>/", vms.vm_action, name="vm_action"),
     path("vms/<int:vm_id>/vnics/add/", vms.vnic_add, name="vnic_add"),
     path("vms/<int:vm_id>/disks/attach/", vms.disk_attach, name="disk_attach"),

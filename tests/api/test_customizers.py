@@ -18,9 +18,9 @@ def vm_with_devices(pool, repo):
     return vm, slots, vnic
 
 
-def test_crud(api, vm_with_devices):
+def test_crud(api, vm_with_devices, pool):
     vm, (s0, s1), vnic = vm_with_devices
-    target, net = f.RepositoryFactory(), f.NetworkFactory()
+    target, net = f.RepositoryFactory(server_pools=[pool]), f.NetworkFactory()
     created = api.post("/api/v1/clone-customizers/", {
         "name": "plan", "vm": vm.pk, "disks": [{"slot": s0.pk, "target_repository": target.pk, "clone_type": "THIN"}],
         "networks": [{"vnic": vnic.pk, "network": net.pk}]}, format="json")
@@ -36,7 +36,7 @@ def test_crud(api, vm_with_devices):
     assert renamed.json()["networks"] == [{"vnic": vnic.pk, "network": net.pk}]
 
     # Given lists replace the whole list.
-    other = f.RepositoryFactory()
+    other = f.RepositoryFactory(server_pools=[pool])
     replaced = api.patch(url, {"disks": [{"slot": s1.pk, "target_repository": other.pk, "clone_type": "NON_SPARSE"}],
                                "networks": []}, format="json")
     assert replaced.status_code == 200, replaced.json()
@@ -52,9 +52,9 @@ def test_crud(api, vm_with_devices):
     assert api.get(url).status_code == 404
 
 
-def test_update_refusals_write_nothing(api, vm_with_devices):
+def test_update_refusals_write_nothing(api, vm_with_devices, repo):
     vm, (s0, _s1), vnic = vm_with_devices
-    target = f.RepositoryFactory()
+    target = repo
     customizer = customizer_create(vm=vm, user=None, name="plan",
                                    disks=[{"slot": s0, "target_repository": target, "clone_type": "SPARSE"}])
     customizer_create(vm=vm, user=None, name="taken")
@@ -67,6 +67,8 @@ def test_update_refusals_write_nothing(api, vm_with_devices):
         ({"name": ""}, "name"),
         ({"disks": [{"slot": stranger.pk, "target_repository": target.pk}]}, "disks"),
         ({"disks": [{"slot": s0.pk, "target_repository": target.pk, "clone_type": "COPY"}]}, "disks"),
+        # A target repository the VM's server pool does not see.
+        ({"disks": [{"slot": s0.pk, "target_repository": f.RepositoryFactory().pk}]}, "disks"),
         ({"networks": [{"vnic": foreign_vnic.pk, "network": f.NetworkFactory().pk}]}, "networks"),
         ({"colour": "red"}, "colour"),
     ):
@@ -79,9 +81,9 @@ def test_update_refusals_write_nothing(api, vm_with_devices):
         assert list(customizer.disks.values_list("slot_id", "clone_type")) == [(s0.pk, "SPARSE")]
 
 
-def test_customizer_update_service(vm_with_devices):
+def test_customizer_update_service(vm_with_devices, repo):
     vm, (s0, s1), vnic = vm_with_devices
-    target = f.RepositoryFactory()
+    target = repo
     customizer = customizer_create(vm=vm, user=None, name="plan",
                                    disks=[{"slot": s0, "target_repository": target}],
                                    networks=[{"vnic": vnic, "network": f.NetworkFactory()}])

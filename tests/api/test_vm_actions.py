@@ -198,7 +198,7 @@ def test_clone_customizer_create_via_api(api):
     vm = f.VirtualMachineFactory()
     disk = f.VirtualDiskFactory(repository=vm.repository)
     slot = f.VmDiskSlotFactory(vm=vm, virtual_disk=disk, slot=0)
-    target = f.RepositoryFactory()
+    target = f.RepositoryFactory(server_pools=[vm.server_pool])
     body = {"name": "to-target", "vm": vm.pk,
             "disks": [{"slot": slot.pk, "target_repository": target.pk, "clone_type": "SPARSE"}]}
     response = api.post("/api/v1/clone-customizers/", body, format="json")

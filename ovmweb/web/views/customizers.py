@@ -1,0 +1,70 @@
+"""Clone customizers of a VM (seed 7.6, 7.7): the "Clone Customizers" page of a VM with
+Create, Edit and Delete. Reading needs view permission on the VM and on customizers;
+writing needs change permission on the VM and the matching customizer permission."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from ovmweb.inventory.models import CloneCustomizer
+
+from .. import forms as web_forms
+from .. import ui
+from .common import needs, render_page
+from .vms import access_vm, services
+
+@login_required
+@needs("inventory.view_clonecustomizer")
+def customizer_list(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id)
+    customizers = vm.clone_customizers.prefetch_related("disks__slot", "disks__target_repository",
+                                                        "networks__vnic", "networks__network")
+    return render_page(request, "web/vms/customizers.html", {"vm": vm, "customizers": customizers},
+                       section="servers")
+
+
+def _customizer_form_page(request: HttpRequest, vm, *, customizer=None, call, done: str) -> HttpResponse:
+    form = web_forms.CustomizerForm(request.POST if request.method == "POST" else None, vm=vm, customizer=customizer)
+    if request.method == "POST" and form.is_valid():
+        ok, saved = ui.call_service(request, lambda: call(form.service_kwargs()), form=form)
+        if ok:
+            messages.success(request, done % {"name": saved.name, "vm": vm.name})
+            return redirect("web:customizer_list", vm_id=vm.pk)
+    return render_page(request, "web/vms/customizer_form.html",
+                       {"vm": vm, "form": form, "customizer": customizer}, section="servers")
+
+
+@login_required
+@needs("inventory.add_clonecustomizer")
+def customizer_create(request: HttpRequest, vm_id: int) -> HttpResponse:
+    vm = access_vm(request, vm_id, "change")
+    return _customizer_form_page(
+        request, vm, call=lambda kw: services("customizers").customizer_create(vm=vm, user=request.user, **kw),
+        done=_("Clone customizer %(name)s of %(vm)s created."))
+
+
+@login_required
+@needs("inventory.change_clonecustomizer")
+def customizer_edit(request: HttpRequest, customizer_id: int) -> HttpResponse:
+    customizer = get_object_or_404(CloneCustomizer, pk=customizer_id)
+    vm = access_vm(request, customizer.vm_id, "change")
+    return _customizer_form_page(
+        request, vm, customizer=customizer,
+        call=lambda kw: services("customizers").customizer_update(customizer=customizer, user=request.user, **kw),
+        done=_("Clone customizer %(name)s of %(vm)s saved."))
+
+
+@login_required
+@needs("inventory.delete_clonecustomizer")
+@require_POST
+def customizer_delete(request: HttpRequest, customizer_id: int) -> HttpResponse:
+    customizer = get_object_or_404(CloneCustomizer, pk=customizer_id)
+    access_vm(request, customizer.vm_id, "change")
+    vm_id, name = customizer.vm_id, customizer.name
+    ui.call_service(request, lambda: services("customizers").customizer_delete(customizer=customizer, user=request.user),
+                    success=_("Clone customizer %(name)s deleted.") % {"name": name})
+    return redirect("web:customizer_list", vm_id=vm_id)
