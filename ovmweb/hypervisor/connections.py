@@ -1,21 +1,22 @@
 """One cached libvirt connection per server, reopened when it dies.
 
-The ``local`` transport talks to ``qemu:///system``. A server reached over SSH
-with a key uses libvirt's ``ssh`` transport, i.e. the OpenSSH client binary: libvirt
-9.0's in-process ``libssh`` transport crashed the whole Python process (SIGSEGV in
-its I/O loop) after a connection sat idle ~30 s and when two threads shared one
-connection during a migration. OpenSSH runs in a child process; a fault there only
-breaks that one connection (an ordinary ``ConnectionFailed``), never the console.
+The ``local`` transport talks to ``qemu:///system``. Every server reached over SSH
+uses libvirt's ``ssh`` transport, i.e. the OpenSSH client binary, with a private
+key: libvirt 9.0's in-process ``libssh`` transport crashed the whole Python process
+(SIGSEGV in its I/O loop) after a connection sat idle ~30 s and when two threads
+shared one connection during a migration, so it is never used. OpenSSH runs in a
+child process; a fault there only breaks that one connection (an ordinary
+``ConnectionFailed``), never the console. A server given only a password gets a
+key of the manager's own at discovery (``ovmweb.tunnels.manager_keys``).
 
 libvirt passes ssh options poorly, so its ``command=`` points at a wrapper script
 written under the var dir that execs ``ssh`` with the pinned known_hosts file as
 the ONLY source of host keys (``StrictHostKeyChecking=yes``: any other key is
 refused; ``UpdateHostKeys=no``, no global file: nothing is ever learned or written).
 
-KNOWN RISK: a server discovered with only a password keeps the libssh transport
-(OpenSSH cannot take a password non-interactively), and with it the crash above.
-Give servers a private key instead (installing a key of the manager's own at
-discovery, as virt-manager-style managers do, is not implemented yet).
+The key, known_hosts and wrapper files of a server are its only traces on this
+machine besides the cached connection; ``purge()`` removes all of them when the
+server is forgotten.
 ``OVMWEB_HYPERVISOR_URI`` overrides every server's URI (tests, benchmarks).
 """
 from __future__ import annotations
@@ -99,7 +100,8 @@ def ssh_wrapper(*, server, known_hosts: Path, keyfile: Path) -> Path:
     ]
     script = "#!/bin/sh\n# Written by ovmweb for server %d; rewritten on every connection.\nexec %s \"$@\"\n" % (
         server.pk, " ".join(shlex.quote(part) for part in [ssh, *options]))
-    path = _wrapper_dir() / f"server-{server.pk}.sh"
+    _wrapper_dir()
+    path = server_files(server.pk)[2]
     _write_atomic(path, script, 0o700)
     return path
 
@@ -114,34 +116,30 @@ def server_uri(server) -> str:
         raise ConnectionFailed(f"server {server.name} has no pinned host key; discover it again")
     from ovmweb.tunnels.credentials import decrypt_credentials
 
-    directory = _secret_dir()
-    known_hosts = directory / f"server-{server.pk}.known_hosts"
+    _secret_dir()
+    keyfile, known_hosts, _wrapper = server_files(server.pk)
     _write_private(known_hosts, known_hosts_line(hostname=server.hostname, port=server.ssh_port, host_key=server.host_key))
     creds = decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
+    if not creds.get("private_key"):
+        # A password alone is never handed to libvirt (no libssh, see above): discovery
+        # trades it for a key of the manager's own, and only a finished discovery has one.
+        raise ConnectionFailed(f"server {server.name} has no SSH key yet (only a password); discover it again "
+                               "so that ovmweb installs its own key there")
     authority = f"{quote(server.ssh_user)}@{server.hostname}:{server.ssh_port}"
-    if creds.get("private_key"):
-        keyfile = directory / f"server-{server.pk}.key"
-        _write_private(keyfile, creds["private_key"])
-        wrapper = ssh_wrapper(server=server, known_hosts=known_hosts, keyfile=keyfile)
-        # no_verify=0: ssh's StrictHostKeyChecking is not turned off; no_tty=1: BatchMode.
-        params = [f"command={quote(str(wrapper), safe='/')}", f"keyfile={quote(str(keyfile), safe='/')}",
-                  "no_verify=0", "no_tty=1"]
-        return f"qemu+ssh://{authority}/system?" + "&".join(params)
-    # Password only: libssh (see the module docstring for why this is the exception).
-    params = [f"known_hosts={quote(str(known_hosts))}", "known_hosts_verify=normal"]
-    if creds.get("password"):
-        params.append("sshauth=password")
-    return f"qemu+libssh://{authority}/system?" + "&".join(params)
+    _write_private(keyfile, creds["private_key"])
+    wrapper = ssh_wrapper(server=server, known_hosts=known_hosts, keyfile=keyfile)
+    # no_verify=0: ssh's StrictHostKeyChecking is not turned off; no_tty=1: BatchMode.
+    params = [f"command={quote(str(wrapper), safe='/')}", f"keyfile={quote(str(keyfile), safe='/')}",
+              "no_verify=0", "no_tty=1"]
+    return f"qemu+ssh://{authority}/system?" + "&".join(params)
 
 
-def _password(server) -> str | None:
-    if settings.OVMWEB_HYPERVISOR_URI or server.transport == "local" or not server.credentials_encrypted:
-        return None
-    from ovmweb.tunnels.credentials import decrypt_credentials
-
-    creds = decrypt_credentials(server.credentials_encrypted)
-    # Only the libssh transport (password-only servers) asks for it.
-    return None if creds.get("private_key") else creds.get("password")
+def server_files(server_id: int) -> list[Path]:
+    """The files ``server_uri`` writes for server ``server_id`` (whether they exist or not)."""
+    directory = Path(settings.VAR_DIR)
+    return [directory / "hypervisor" / f"server-{server_id}.key",
+            directory / "hypervisor" / f"server-{server_id}.known_hosts",
+            directory / "ssh-wrappers" / f"server-{server_id}.sh"]
 
 
 def driver_for(server) -> Driver:
@@ -156,7 +154,7 @@ def driver_for(server) -> Driver:
         if cached:
             cached[1].close()
             del _drivers[server.pk]
-    driver = LibvirtDriver(uri, password=_password(server))
+    driver = LibvirtDriver(uri)
     with _lock:
         # Another thread may have connected meanwhile; keep one connection.
         existing = _drivers.get(server.pk)
@@ -168,11 +166,26 @@ def driver_for(server) -> Driver:
 
 
 def forget(server) -> None:
-    """Close and drop the cached connection of ``server`` (deleted, or credentials changed)."""
+    """Close and drop the cached connection of ``server`` (it failed, or its credentials changed)."""
+    _close_cached(server.pk)
+
+
+def _close_cached(server_id: int) -> None:
     with _lock:
-        cached = _drivers.pop(server.pk, None)
+        cached = _drivers.pop(server_id, None)
     if cached:
         cached[1].close()
+
+
+def purge(server_id: int) -> None:
+    """Everything of a forgotten server on this machine: its cached connection and its
+    key, known_hosts and wrapper files (the key is a secret: it must not outlive the server)."""
+    _close_cached(server_id)
+    for path in server_files(server_id):
+        path.unlink(missing_ok=True)
+        # Half-written temporary copies of _write_atomic (a process killed mid-write).
+        for leftover in path.parent.glob(f".{path.name}.*"):
+            leftover.unlink(missing_ok=True)
 
 
 def close_all() -> None:

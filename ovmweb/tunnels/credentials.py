@@ -52,3 +52,15 @@ def decrypt_credentials(token: str) -> dict:
     except (InvalidToken, ValueError) as exc:
         # Never echo the token: it is the secret.
         raise CredentialsUnreadable("stored credentials cannot be decrypted with the configured key") from exc
+
+
+def install_id() -> str:
+    """A short stable name of this ovmweb installation (comments of the keys it installs).
+
+    Derived from the credentials key under its own HKDF label: stable for as long as
+    the stored credentials are readable, the same in every process of the
+    installation, and revealing nothing about the key itself."""
+    configured = getattr(settings, "OVMWEB_CREDENTIALS_KEY", "") or settings.SECRET_KEY
+    digest = HKDF(algorithm=hashes.SHA256(), length=6, salt=None, info=b"ovmweb install id v1").derive(
+        configured.encode("utf-8"))
+    return digest.hex()

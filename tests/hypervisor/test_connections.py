@@ -11,6 +11,11 @@ from ovmweb.inventory.models import Server
 from ovmweb.tunnels.credentials import encrypt_credentials
 
 
+def _ssh_server(*, pk: int, hostname: str = "h", ssh_port: int = 22, **credentials) -> Server:
+    return Server(pk=pk, name=f"s{pk}", hostname=hostname, transport="ssh", ssh_port=ssh_port, ssh_user="root",
+                  host_key="ssh-ed25519 AAAAkey", credentials_encrypted=encrypt_credentials(credentials))
+
+
 @pytest.fixture(autouse=True)
 def _close():
     yield
@@ -37,10 +42,7 @@ def test_local_transport_uses_qemu_system(settings, db):
 def test_ssh_uri_uses_openssh_with_only_the_pinned_host_key(settings, db, tmp_path):
     settings.OVMWEB_HYPERVISOR_URI = ""
     settings.VAR_DIR = tmp_path
-    server = Server(
-        pk=7, name="r", hostname="10.0.0.5", transport="ssh", ssh_port=2222, ssh_user="root",
-        host_key="ssh-ed25519 AAAAkey", credentials_encrypted=encrypt_credentials({"private_key": "PRIVATE"}),
-    )
+    server = _ssh_server(pk=7, hostname="10.0.0.5", ssh_port=2222, private_key="PRIVATE")
     uri = connections.server_uri(server)
     parts = urlsplit(uri)
     assert parts.scheme == "qemu+ssh" and parts.netloc == "root@10.0.0.5:2222" and parts.path == "/system"
@@ -65,20 +67,38 @@ def test_ssh_uri_uses_openssh_with_only_the_pinned_host_key(settings, db, tmp_pa
     assert "PRIVATE" not in uri
 
 
-def test_password_only_server_keeps_libssh(settings, db, tmp_path):
+def test_password_only_server_is_never_handed_to_libssh(settings, db, tmp_path):
+    # Discovery trades a password for a key; credentials that still hold only a
+    # password (a discovery that did not finish) get a clear error, no libssh URI.
     settings.OVMWEB_HYPERVISOR_URI = ""
     settings.VAR_DIR = tmp_path
-    server = Server(
-        pk=9, name="p", hostname="h", transport="ssh", ssh_port=22, ssh_user="root",
-        host_key="ssh-ed25519 AAAAkey", credentials_encrypted=encrypt_credentials({"password": "secret"}),
-    )
-    uri = connections.server_uri(server)
-    parts = urlsplit(uri)
-    assert parts.scheme == "qemu+libssh" and "secret" not in uri
-    query = parse_qs(parts.query)
-    assert query["known_hosts_verify"] == ["normal"] and query["sshauth"] == ["password"]
-    assert open(query["known_hosts"][0]).read().strip() == "h ssh-ed25519 AAAAkey"
-    assert connections._password(server) == "secret"
+    server = _ssh_server(pk=9, password="secret")
+    with pytest.raises(ConnectionFailed, match="only a password") as failure:
+        connections.server_uri(server)
+    assert "secret" not in str(failure.value)
+    assert not (tmp_path / "hypervisor" / "server-9.key").exists()
+
+
+def test_purge_removes_the_files_and_the_cached_connection(settings, db, tmp_path):
+    settings.OVMWEB_HYPERVISOR_URI = ""
+    settings.VAR_DIR = tmp_path
+    server = _ssh_server(pk=11, private_key="PRIVATE")
+    other = _ssh_server(pk=12, hostname="h2", private_key="OTHER")
+    connections.server_uri(server)
+    connections.server_uri(other)
+    files = connections.server_files(server.pk)
+    assert all(path.exists() for path in files)
+    (files[0].parent / f".{files[0].name}.123.456").write_text("half-written")
+    # A cached connection (any URI will do for the cache; test:///default needs no server).
+    settings.OVMWEB_HYPERVISOR_URI = "test:///default"
+    driver = connections.driver_for(server)
+
+    connections.purge(server.pk)
+    assert not any(path.exists() for path in files)
+    assert not list(files[0].parent.glob(f".server-{server.pk}.*"))
+    assert not driver.is_alive() and server.pk not in connections._drivers
+    assert all(path.exists() for path in connections.server_files(other.pk))  # another server's files stay
+    connections.purge(server.pk)  # nothing left to remove is not an error
 
 
 def test_ssh_without_pinned_key_is_refused(settings, db):

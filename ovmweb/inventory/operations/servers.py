@@ -1,4 +1,4 @@
-"""Job operations on servers: ``server.discover``."""
+"""Job operations on servers: ``server.discover``, ``server.delete``."""
 from __future__ import annotations
 
 import dataclasses
@@ -45,7 +45,10 @@ def parse_meminfo(text: str) -> int:
 
 
 def _ssh_probe(ctx: JobContext, server: Server) -> tuple[str, str, str]:
-    """(cpuinfo, meminfo, host key) read over SSH with the pinned host key."""
+    """(cpuinfo, meminfo, host key) read over SSH with the pinned host key.
+
+    Also settles the credentials: a password is traded for a key of the manager's
+    own (installed over this session), and a retired manager key is removed."""
     from ovmweb.tunnels import credentials, ssh
 
     secret = credentials.decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
@@ -63,9 +66,62 @@ def _ssh_probe(ctx: JobContext, server: Server) -> tuple[str, str, str]:
                                     "libvirt-daemon and QEMU there.") % {"host": server.hostname})
         _s, cpuinfo, _e = ssh.run(client, "cat /proc/cpuinfo")
         _s, meminfo, _e = ssh.run(client, "cat /proc/meminfo")
+        if secret.get("password"):
+            _install_manager_key(ctx, server, client, secret)
+        elif secret.get("retire_public_key"):
+            _retire_manager_key(ctx, server, client, secret)
         return cpuinfo, meminfo, f"{key.get_name()} {key.get_base64()}"
     finally:
         client.close()
+
+
+def _install_manager_key(ctx: JobContext, server: Server, client, secret: dict) -> None:
+    """Install the manager's key over the password session, prove it works, then keep only it.
+
+    Any failure fails the discovery, naming why: falling back to libvirt's libssh
+    transport (the only one that takes a password) would bring back the crash that
+    made ovmweb drop it, and an administrator would not see that until it happened."""
+    from ovmweb.tunnels import manager_keys, ssh
+
+    where = _("~/.ssh/authorized_keys of %(user)s on %(host)s") % {"user": server.ssh_user, "host": server.hostname}
+    key = (manager_keys.from_private_key(secret["manager_private_key"]) if secret.get("manager_private_key")
+           else manager_keys.generate())
+    try:
+        added = manager_keys.install(client, key=key)
+    except (OperationFailed, ConnectionFailed) as exc:
+        raise OperationFailed(_("Cannot install ovmweb's SSH key in %(where)s (%(error)s). ovmweb does not manage "
+                                "servers with a password alone: make that file writable, or discover the server "
+                                "with a private key.") % {"where": where, "error": exc}) from exc
+    ctx.log((_("ovmweb's SSH key (%(comment)s) added to %(where)s.") if added
+             else _("ovmweb's SSH key (%(comment)s) is already in %(where)s.")) % {"comment": manager_keys.comment(),
+                                                                                     "where": where})
+    try:
+        ssh.connect(hostname=server.hostname, port=server.ssh_port, username=server.ssh_user,
+                    private_key=key.private_key, expected_fingerprint=server.host_key_fingerprint).close()
+    except ConnectionFailed as exc:
+        if added:  # a line the server ignores is clutter for its administrator
+            try:
+                manager_keys.remove(client, public_key=key.public_key)
+            except (OperationFailed, ConnectionFailed):
+                pass
+        raise OperationFailed(_("ovmweb's SSH key was written to %(where)s but the server still refuses it (%(error)s): "
+                                "its sshd may read keys from another AuthorizedKeysFile or refuse public key "
+                                "authentication. ovmweb does not manage servers with a password alone: discover the "
+                                "server with a private key it accepts.") % {"where": where, "error": exc}) from exc
+    server_services.server_store_credentials(server=server, private_key=key.private_key, manager_key=True)
+    ctx.log(_("Key authentication verified; the password is not kept."))
+
+
+def _retire_manager_key(ctx: JobContext, server: Server, client, secret: dict) -> None:
+    """The administrator gave a key of their own: ovmweb's earlier key leaves the server."""
+    from ovmweb.tunnels import manager_keys
+
+    try:
+        if manager_keys.remove(client, public_key=secret["retire_public_key"]):
+            ctx.log(_("ovmweb's earlier SSH key removed from the server."))
+    except (OperationFailed, ConnectionFailed) as exc:
+        ctx.log(_("ovmweb's earlier SSH key could not be removed from the server: %(error)s") % {"error": exc})
+    server_services.server_store_credentials(server=server, private_key=secret["private_key"], manager_key=False)
 
 
 @operation("server.discover")
@@ -76,6 +132,7 @@ def server_discover(ctx: JobContext, *, server_id: int) -> dict:
         host_key = ""
         if server.transport == Transport.SSH:
             cpuinfo, meminfo, host_key = _ssh_probe(ctx, server)
+            server.refresh_from_db(fields=["credentials_encrypted"])  # the key _ssh_probe may have stored
             server.host_key = host_key  # the libvirt connection pins the same key
             Server.objects.filter(pk=server.pk).update(host_key=host_key)
         else:
@@ -113,3 +170,33 @@ def server_discover(ctx: JobContext, *, server_id: int) -> dict:
         raise
     return {"server_id": server.pk, "domain_types": server.domain_types, "host_uuid": server.host_uuid}
 
+
+
+@operation("server.delete")
+def server_delete(ctx: JobContext, *, server_id: int) -> dict:
+    """Forget a server. A key ovmweb installed there is removed first when the server
+    answers; an unreachable server is forgotten anyway (that is often why it goes),
+    and the job log says the key was left behind."""
+    from ovmweb.tunnels import credentials, manager_keys, ssh
+
+    server = Server.objects.get(pk=server_id)
+    secret = credentials.decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
+    left_behind = False
+    if server.transport == Transport.SSH and secret.get("manager_key"):
+        ctx.progress(20, _("Removing ovmweb's SSH key from the server"))
+        key = manager_keys.from_private_key(secret["private_key"])
+        try:
+            client = ssh.connect(hostname=server.hostname, port=server.ssh_port, username=server.ssh_user,
+                                 private_key=key.private_key, expected_fingerprint=server.host_key_fingerprint)
+            try:
+                manager_keys.remove(client, public_key=key.public_key)
+            finally:
+                client.close()
+            ctx.log(_("ovmweb's SSH key removed from %(host)s.") % {"host": server.hostname})
+        except (ConnectionFailed, OperationFailed) as exc:
+            left_behind = True
+            ctx.log(_("ovmweb's SSH key (%(comment)s) stays in ~/.ssh/authorized_keys on %(host)s: %(error)s")
+                    % {"comment": manager_keys.comment(), "host": server.hostname, "error": exc})
+    ctx.progress(80, _("Forgetting the server"))
+    server_services.server_remove(server=server, user=ctx.job.user, job=ctx.job, key_left_behind=left_behind)
+    return {"server_id": server_id}

@@ -4,6 +4,10 @@ Rules kept here (and only here):
 - a server is trusted only under the host-key fingerprint given at discovery
   (never learned on first use); its credentials are stored encrypted and never
   returned;
+- a server given a password is reached with a key of the manager's own,
+  installed at discovery; the password is not kept (``server_store_credentials``);
+- a forgotten server leaves nothing on this machine: no cached connection, no
+  pooled SSH transport, no key or known_hosts file (``server_remove``);
 - KVM counts as usable only when a probe domain really ran under it;
 - an unreachable server has every VM on it STOPPED with an OFFLINE event.
 """
@@ -21,6 +25,7 @@ from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
 from ..choices import ServerStatus, Transport, VmStatus
+from ..exceptions import Conflict
 from ..models import Server, ServerPool
 
 _UPDATABLE = {"name", "server_pool", "compatibility_group", "status_message"}
@@ -66,8 +71,8 @@ def server_discover(
             if server.host_key_fingerprint != host_key_fingerprint:
                 server.host_key = ""  # the pinned key follows the fingerprint
             server.host_key_fingerprint = host_key_fingerprint
-            secret = {"password": password} if password else {"private_key": private_key}
-            server.credentials_encrypted = encrypt_credentials(secret)
+            server.credentials_encrypted = encrypt_credentials(_discovery_secret(
+                server=server, password=password, private_key=private_key))
         if server_pool is not None:
             server.server_pool = server_pool
         if server.status != ServerStatus.RUNNING:
@@ -82,6 +87,42 @@ def server_discover(
             params={"server_id": server.pk},
             lock=[server],
         )
+
+
+def _discovery_secret(*, server: Server, password: str | None, private_key: str | None) -> dict:
+    """What the ``server.discover`` job needs to log in, and to keep the manager's key tidy.
+
+    A server that already holds a manager key and is rediscovered with a password
+    gets that same key installed again (found in place: no second line). Given an
+    administrator's key instead, the manager key is retired from the server."""
+    from ovmweb.tunnels import manager_keys
+    from ovmweb.tunnels.credentials import CredentialsUnreadable, decrypt_credentials
+
+    try:
+        previous = decrypt_credentials(server.credentials_encrypted) if server.pk else {}
+    except CredentialsUnreadable:
+        previous = {}
+    manager_key = previous.get("private_key") if previous.get("manager_key") else previous.get("manager_private_key")
+    if password:
+        return {"password": password, "manager_private_key": manager_key} if manager_key else {"password": password}
+    if manager_key:
+        return {"private_key": private_key, "retire_public_key": manager_keys.from_private_key(manager_key).public_key}
+    return {"private_key": private_key}
+
+
+@transaction.atomic
+def server_store_credentials(*, server: Server, private_key: str, manager_key: bool) -> Server:
+    """After discovery logged in: keep only the key from now on (a password is never kept).
+
+    ``manager_key`` marks a key ovmweb installed itself, so that it is removed from
+    the server again when the server is forgotten (an administrator's key never is)."""
+    from ovmweb.tunnels.credentials import encrypt_credentials
+
+    server = Server.objects.select_for_update().get(pk=server.pk)
+    secret = {"private_key": private_key, "manager_key": True} if manager_key else {"private_key": private_key}
+    server.credentials_encrypted = encrypt_credentials(secret)
+    server.save(update_fields=["credentials_encrypted", "updated_at"])
+    return server
 
 
 @transaction.atomic
@@ -129,12 +170,67 @@ def server_discovery_failed(*, server: Server, error: str, job: Job | None = Non
     if server.last_seen_at is None and not server.vms.exists() and not server.local_repositories.exists():
         event_record(obj=None, type="server.discovery_failed", text=_("Discovery of %(host)s failed: %(error)s")
                      % {"host": server.hostname, "error": error}, severity=Severity.ERROR, job=job)
-        server.delete()
+        server_remove(server=server)
         return
     server.status = ServerStatus.UNREACHABLE
     server.status_message = error[:2000]
     server.save(update_fields=["status", "status_message", "updated_at"])
     publish("server", server_payload(server))
+
+
+def _ensure_removable(server: Server) -> None:
+    active = server.vms.exclude(status__in=[VmStatus.STOPPED, VmStatus.TEMPLATE]).values_list("name", flat=True)
+    if active:
+        raise Conflict(_("Server %(name)s still runs virtual machines (%(vms)s): stop or migrate them first.")
+                       % {"name": server.name, "vms": ", ".join(sorted(active)[:10])})
+    if server.local_repositories.exists():
+        raise Conflict(_("Server %(name)s still owns local repositories: delete them first.") % {"name": server.name})
+
+
+def server_delete(*, server: Server, user) -> Job:
+    """Queue ``server.delete``: forget the server (its manager key leaves the server too, if reachable)."""
+    with transaction.atomic():
+        server = Server.objects.select_for_update().get(pk=server.pk)
+        _ensure_removable(server)
+        return job_submit(
+            operation="server.delete",
+            summary=_("Delete server %(name)s") % {"name": server.name},
+            user=user,
+            target=server,
+            params={"server_id": server.pk},
+            lock=[server],
+        )
+
+
+@transaction.atomic
+def server_remove(*, server: Server, user=None, job: Job | None = None, key_left_behind: bool = False) -> None:
+    """Delete the server's row and, once that is committed, every trace of it on this machine.
+
+    ``key_left_behind``: ovmweb's key could not be removed from the unreachable
+    server; the event says so, at WARNING, for its administrator to remove by hand."""
+    from ovmweb.hypervisor import connections
+    from ovmweb.tunnels import pool
+
+    server = Server.objects.select_for_update().get(pk=server.pk)
+    if server.last_seen_at is not None:  # a failed first discovery recorded its own event
+        _ensure_removable(server)
+        text = _("Server %(name)s (%(host)s) deleted.") % {"name": server.name, "host": server.hostname}
+        if key_left_behind:
+            from ovmweb.tunnels.manager_keys import comment
+
+            text += " " + _("ovmweb's SSH key (%(comment)s) is still in ~/.ssh/authorized_keys of %(user)s there: "
+                            "remove it by hand.") % {"comment": comment(), "user": server.ssh_user}
+        event_record(obj=None, type="server.deleted", text=text, user=user, job=job,
+                     severity=Severity.WARNING if key_left_behind else Severity.INFO)
+    server_id = server.pk
+    server.delete()
+
+    def cleanup() -> None:
+        pool.close_server(server_id)
+        connections.purge(server_id)
+
+    transaction.on_commit(cleanup)
+    publish("server", {"id": server_id, "deleted": True})
 
 
 @transaction.atomic
