@@ -102,6 +102,8 @@ class DiskSlotKind(models.TextChoices):
 class DiskFormat(models.TextChoices):
     RAW = "raw", _("Raw")
     QCOW2 = "qcow2", _("QCOW2")
+    # An imported appliance's disk as it came (OVAs carry VMDKs); copies of it are qcow2.
+    VMDK = "vmdk", _("VMDK")
 
 
 class CloneType(models.TextChoices):
