@@ -72,3 +72,10 @@ def appliance_deploy(ctx: JobContext, *, vm_id: int, appliance_id: int, target_r
         copied.append(copy.pk)
         ctx.progress(int(100 * (index + 1) / max(len(disks), 1)), _("Disk %(n)d copied.") % {"n": index + 1})
     return {"vm_id": vm.pk, "disk_ids": copied}
+
+
+@operation("appliance.delete")
+def appliance_delete(ctx: JobContext, *, appliance_id: int) -> dict:
+    appliance = VirtualAppliance.objects.select_related("repository").get(pk=appliance_id)
+    appliances.appliance_remove(appliance=appliance, job=ctx.job)
+    return {"deleted": appliance_id}
