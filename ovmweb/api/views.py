@@ -626,8 +626,9 @@ class CloneCustomizerViewSet(viewsets.ModelViewSet, ApiViewSet):
 
 @extend_schema_view(
     create=extend_schema(request={"multipart/form-data": s.VirtualApplianceUploadSerializer}, responses=RESPONSES_JOB),
+    destroy=extend_schema(request=None, responses={k: v for k, v in RESPONSES_JOB.items() if k != 400}),
 )
-class VirtualApplianceViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
+class VirtualApplianceViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
     """Virtual appliances (an OVF with one or more VMs) in a repository's Assemblies/. Create
     VMs from them with ``POST /vms/`` and ``source: {"kind": "appliance", "appliance_vm": id}``."""
 
@@ -645,6 +646,11 @@ class VirtualApplianceViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
             filename=upload.name,
         )
         return job_response(job)
+
+    def destroy(self, request, *args, **kwargs):
+        """Delete the appliance's files in Assemblies/ and its records, as a job; VMs made from it
+        keep their disks. 409 while a job still imports it or copies its disks."""
+        return job_response(_service("appliances").appliance_delete(appliance=self.get_object(), user=request.user))
 
     @extend_schema(request=s.VirtualApplianceImportSerializer, responses=RESPONSES_JOB)
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[JSONParser, FormParser, MultiPartParser],

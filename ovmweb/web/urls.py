@@ -50,6 +50,7 @@ urlpatterns = [
     path("repositories/<int:repo_id>/isos/upload/", infra.iso_upload, name="iso_upload"),
     path("repositories/<int:repo_id>/isos/import/", infra.iso_import, name="iso_import"),
     path("repositories/<int:repo_id>/appliances/import/", infra.appliance_import, name="appliance_import"),
+    path("appliances/<int:appliance_id>/delete/", infra.appliance_delete, name="appliance_delete"),
     path("repositories/<int:repo_id>/disks/new/", infra.disk_create, name="disk_create"),
     # Networking
     path("networks/", infra.network_list, name="network_list"),

@@ -70,3 +70,46 @@ def test_import_ova_then_create_vm_from_it_through_the_pages(real_estate, tmp_pa
     disk = vm.disk_slots.get(slot=0).virtual_disk
     assert disk.repository == e["repo"] and not disk.appliance_vms.exists()
     assert (Path(e["repo"].path) / "VirtualDisks" / disk.volume).is_file()
+
+
+def test_delete_button_queues_the_deletion_and_shows_refusals(admin_client):
+    repo = f.RepositoryFactory()
+    appliance = VirtualAppliance.objects.create(name="suite", repository=repo)
+    appliance.vms.create(name="db")
+    bare = VirtualAppliance.objects.create(name="bare", repository=repo)  # no VMs: still deletable
+    page = admin_client.get(f"/repositories/{repo.pk}/?tab=appliances").content.decode()
+    for a in (appliance, bare):
+        assert f'action="/appliances/{a.pk}/delete/"' in page
+    # The upload panels keep their forms and CSRF tokens (one include serves both).
+    form = page.split('id="appliance-import-form"')[1].split("</form>")[0]
+    assert "csrfmiddlewaretoken" in form and 'name="url"' in form and 'name="file"' in form
+    iso_page = admin_client.get(f"/repositories/{repo.pk}/?tab=isos").content.decode()
+    assert "csrfmiddlewaretoken" in iso_page.split('id="iso-upload-form"')[1].split("</form>")[0]
+
+    Job.objects.create(operation="appliance.deploy", summary="deploy", status="RUNNING", params={"appliance_id": appliance.pk})
+    response = admin_client.post(f"/appliances/{appliance.pk}/delete/", follow=True)
+    assert "is in use by job" in response.content.decode()
+    assert not Job.objects.filter(operation="appliance.delete").exists()
+    response = admin_client.post(f"/appliances/{bare.pk}/delete/")
+    assert response.status_code == 302 and response["Location"] == f"/repositories/{repo.pk}/?tab=appliances"
+    job = Job.objects.get(operation="appliance.delete")
+    assert job.target_id == bare.pk
+    run_pending_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCESS, job.error
+    assert list(VirtualAppliance.objects.values_list("name", flat=True)) == ["suite"]
+
+
+def test_delete_needs_the_delete_permission(client):
+    from django.contrib.auth.models import Permission
+
+    appliance = VirtualAppliance.objects.create(name="suite", repository=f.RepositoryFactory())
+    user = f.UserFactory()
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_repository", "view_virtualappliance"]))
+    client.force_login(user)
+    assert client.post(f"/appliances/{appliance.pk}/delete/").status_code == 403
+    assert client.get(f"/appliances/{appliance.pk}/delete/").status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="delete_virtualappliance"))
+    assert client.get(f"/appliances/{appliance.pk}/delete/").status_code == 405
+    assert client.post(f"/appliances/{appliance.pk}/delete/").status_code == 302
+    assert Job.objects.filter(operation="appliance.delete", target_id=appliance.pk).exists()

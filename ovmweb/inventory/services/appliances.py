@@ -32,6 +32,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from ovmweb.hypervisor.base import PoolSpec
+from ovmweb.jobs.choices import JobStatus, Severity
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
@@ -46,6 +47,12 @@ RASD_NS = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocat
 # CIM resource types used by OVF hardware items.
 RESOURCE_CPU, RESOURCE_MEMORY, RESOURCE_DISK = "3", "4", "17"
 QCOW2_MAGIC = b"QFI\xfb"
+# VMDK hosted sparse / streamOptimized extents ("KDMV") and ESX sparse ("COWD"), or a text descriptor.
+VMDK_MAGICS = (b"KDMV", b"COWD")
+VMDK_DESCRIPTOR = b"# Disk DescriptorFile"
+VMDK_DESCRIPTOR_PROBE = 512
+# (offset, magic, name): images qemu would read as what they are, but that we would record as raw.
+UNSUPPORTED_MAGICS = ((0, b"conectix", "VHD"), (0, b"vhdxfile", "VHDX"), (0x40, b"\x7f\x10\xda\xbe", "VDI"))
 
 
 class ApplianceError(Conflict):
@@ -235,8 +242,20 @@ def fetch_ovf_tree(url: str, into: Path, fetch) -> Path:
 
 
 def disk_format(path: Path) -> str:
+    """What a disk file really is, by its header (as ``qemu-img`` probes it): qcow2, VMDK
+    (sparse or streamOptimized extents, or a descriptor), or raw. Formats that would be
+    misread as raw are refused."""
     with open(path, "rb") as fh:
-        return DiskFormat.QCOW2 if fh.read(4) == QCOW2_MAGIC else DiskFormat.RAW
+        head = fh.read(VMDK_DESCRIPTOR_PROBE)
+    if head[:4] == QCOW2_MAGIC:
+        return DiskFormat.QCOW2
+    if head[:4] in VMDK_MAGICS or head.lstrip().startswith(VMDK_DESCRIPTOR):
+        return DiskFormat.VMDK
+    for offset, magic, name in UNSUPPORTED_MAGICS:
+        if head[offset:offset + len(magic)] == magic:
+            raise ApplianceError(_("Disk %(file)s is a %(format)s image, which cannot be imported; convert it to VMDK, "
+                                   "QCOW2 or raw.") % {"file": path.name, "format": name})
+    return DiskFormat.RAW
 
 
 def assembly_directory(appliance: VirtualAppliance) -> str:
@@ -261,6 +280,8 @@ def appliance_store(*, repository: Repository, name: str, descriptor: Path, job:
     missing = [p.name for p in files if not p.is_file()]
     if missing:
         raise ApplianceError(_("The appliance lacks the files %(f)s its OVF refers to.") % {"f": ", ".join(missing)})
+    # Before anything is uploaded: a disk we cannot record truthfully stops the import here.
+    formats = {d.href: disk_format(descriptor.parent / _safe_name(d.href)) for vm in ovf.vms for d in vm.disks}
     directory = f"{repository.path}/Assemblies/{slugify(name)[:40] or 'appliance'}-{uuidlib.uuid4().hex[:8]}"
     driver = repository_driver(repository)
     pool = assembly_pool(driver, repository, directory)
@@ -294,7 +315,7 @@ def appliance_store(*, repository: Repository, name: str, descriptor: Path, job:
                         disk_rows[disk.href] = VirtualDisk(
                             name=f"{name}/{disk.href}"[:255], repository=repository, volume=f"{rel}/{disk.href}",
                             size_bytes=max(disk.capacity_bytes, path.stat().st_size, 1),
-                            allocation_bytes=path.stat().st_size, format=disk_format(path))
+                            allocation_bytes=path.stat().st_size, format=formats[disk.href])
                         disk_rows[disk.href].full_clean()
                         disk_rows[disk.href].save()
                     row.disks.add(disk_rows[disk.href])
@@ -325,6 +346,85 @@ def _forget_assembly(repository: Repository, directory: str) -> None:
     if servers:
         with server_files(servers[0]) as files:
             files.run(["rmdir", directory])
+
+
+# --------------------------------------------------------------------------
+# delete
+# --------------------------------------------------------------------------
+
+
+def check_appliance_idle(appliance: VirtualAppliance) -> None:
+    """An appliance that a live job is still importing, or copying disks from, stays."""
+    live = Job.objects.filter(status__in=list(JobStatus.LIVE))
+    deploying = live.filter(operation="appliance.deploy", params__appliance_id=appliance.pk).first()
+    if deploying is not None:
+        raise Conflict(_("Virtual appliance %(name)s is in use by job #%(job)s (%(summary)s); delete it when that job "
+                         "has finished.") % {"name": appliance.name, "job": deploying.pk, "summary": deploying.summary})
+    # The import job records the appliance only at its end, and finishes just after.
+    importing = live.filter(operation="appliance.import", params__repository_id=appliance.repository_id,
+                            params__name=appliance.name).first()
+    if importing is not None:
+        raise Conflict(_("Virtual appliance %(name)s is still being imported by job #%(job)s.")
+                       % {"name": appliance.name, "job": importing.pk})
+
+
+def appliance_delete(*, appliance: VirtualAppliance, user) -> Job:
+    """Queue the deletion of an appliance: its files in Assemblies/ and its records (VMs
+    made from it keep their own copies of its disks). Refused (409) while a job imports
+    or deploys it."""
+    with transaction.atomic():
+        current = VirtualAppliance.objects.select_for_update().get(pk=appliance.pk)
+        check_appliance_idle(current)
+        return job_submit(operation="appliance.delete",
+                          summary=_("Delete virtual appliance %(name)s") % {"name": current.name}, user=user,
+                          target=current, lock=[current], params={"appliance_id": current.pk})
+
+
+def _owned_directory(appliance: VirtualAppliance) -> str | None:
+    """The assembly directory of the appliance, only if it is one of its repository's
+    ``Assemblies/<dir>``: nothing else is ever removed on its behalf."""
+    if not appliance.ovf_path:
+        return None
+    directory = PurePosixPath(assembly_directory(appliance))
+    if directory.parent != PurePosixPath(appliance.repository.path) / "Assemblies" or directory.name in ("", ".", ".."):
+        return None
+    return str(directory)
+
+
+def appliance_remove(*, appliance: VirtualAppliance, job: Job | None = None) -> None:
+    """Remove the appliance's files through the repository's server, then its records
+    (the ``appliance.delete`` job calls this)."""
+    from .repositories import repository_servers
+    from .server_files import server_files
+
+    check_appliance_idle(appliance)  # again: a deploy may have been queued since the request
+    repository = appliance.repository
+    directory = _owned_directory(appliance)
+    removed = []
+    if directory is not None:
+        driver = repository_driver(repository)
+        pool = assembly_pool(driver, repository, directory)
+        try:
+            for volume in driver.pool_refresh(pool).volumes:
+                driver.volume_delete(pool, volume.name)
+                removed.append(volume.name)
+        finally:
+            driver.pool_undefine(pool)
+        servers = repository_servers(repository)
+        if servers:
+            with server_files(servers[0]) as files:
+                rc, _out, err = files.run(["rmdir", directory])
+            if rc != 0:
+                event_record(obj=repository, type="appliance.directory_left", job=job, severity=Severity.WARNING,
+                             text=_("Directory %(dir)s was left in place: %(err)s") % {"dir": directory, "err": err.strip()})
+    with transaction.atomic():
+        disks = list(VirtualDisk.objects.filter(appliance_vms__appliance=appliance).distinct().values_list("pk", flat=True))
+        name = appliance.name
+        appliance.delete()
+        VirtualDisk.objects.filter(pk__in=disks).delete()
+        event_record(obj=repository, type="appliance.deleted", job=job,
+                     text=_("Virtual appliance %(name)s deleted from %(repo)s (%(n)d file(s) removed).")
+                     % {"name": name, "repo": repository.name, "n": len(removed)})
 
 
 # --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.models import MacAddressRange, Repository, Server, ServerPool
+from ovmweb.inventory.models import MacAddressRange, Repository, Server, ServerPool, VirtualAppliance
 
 from .. import forms as web_forms
 from .. import selectors, ui
@@ -229,6 +229,19 @@ def appliance_import(request: HttpRequest, repo_id: int) -> HttpResponse:
         for e in errs:
             messages.error(request, e)
     return redirect(reverse("web:repository_detail", args=[repo.pk]) + "?tab=appliances")
+
+
+@login_required
+@needs("inventory.delete_virtualappliance")
+@require_POST
+def appliance_delete(request: HttpRequest, appliance_id: int) -> HttpResponse:
+    appliance = get_object_or_404(VirtualAppliance, pk=appliance_id)
+    ok, job = ui.call_service(request, lambda: services("appliances").appliance_delete(appliance=appliance,
+                                                                                       user=request.user))
+    if ok:
+        messages.success(request, _("Deletion of virtual appliance %(name)s queued as job #%(job)s.")
+                         % {"name": appliance.name, "job": job.pk})
+    return redirect(reverse("web:repository_detail", args=[appliance.repository_id]) + "?tab=appliances")
 
 
 @login_required
