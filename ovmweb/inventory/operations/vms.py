@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable, Collection
 
 from django.conf import settings
 from django.dispatch import receiver
@@ -19,6 +20,7 @@ from ovmweb.hypervisor.base import (
     DiskSpec,
     DomainNotFound,
     DomainSpec,
+    Driver,
     DriverError,
     NicSpec,
     OperationFailed,
@@ -110,7 +112,7 @@ def _state(driver, vm: VirtualMachine) -> PowerState:
         return PowerState.ABSENT
 
 
-def _wait_for(ctx: JobContext, driver, vm: VirtualMachine, states: set[PowerState], timeout: float) -> PowerState:
+def _wait_for(ctx: JobContext, driver, vm: VirtualMachine, states: Collection[PowerState], timeout: float) -> PowerState:
     deadline = time.monotonic() + timeout
     while True:
         state = _state(driver, vm)
@@ -254,19 +256,31 @@ def vm_stop(ctx: JobContext, *, vm_id: int, timeout: float | None = None) -> dic
     return {}
 
 
+def _power_change(ctx: JobContext, *, vm_id: int, request: Callable[[Driver, str], None],
+                  reached: Collection[PowerState], status: str, reason: str, underway: str | None = None) -> dict:
+    """A power action the hypervisor completes promptly: ``request(driver, uuid)`` on the
+    VM's server, then up to 30 s for the server to report one of ``reached``, and only
+    then the VM becomes ``status`` (``reason`` names it as ``%(vm)s``). ``underway`` is
+    its status meanwhile, replacing the STOPPING the service promised."""
+    vm = _vm(vm_id)
+    driver = _running_driver(vm)
+    request(driver, str(vm.uuid))
+    if underway is not None:
+        vm_set_status(vm=vm, status=underway, only_from={VmStatus.STOPPING}, job=ctx.job)
+    state = _wait_for(ctx, driver, vm, reached, timeout=30)
+    if state not in reached:
+        raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
+    vm_set_status(vm=vm, status=status, job=ctx.job, reason=reason % {"vm": vm.name})
+    return {}
+
+
 @operation("vm.restart")
 @restores_state_on_failure
 def vm_restart(ctx: JobContext, *, vm_id: int) -> dict:
     """A restart reboots the guest in the same domain: pending changes are NOT applied (7.9)."""
-    vm = _vm(vm_id)
-    driver = _running_driver(vm)
-    driver.reboot(str(vm.uuid))
-    vm_set_status(vm=vm, status=VmStatus.STARTING, only_from={VmStatus.STOPPING}, job=ctx.job)
-    state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
-    if state != PowerState.RUNNING:
-        raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
-    vm_set_status(vm=vm, status=VmStatus.RUNNING, job=ctx.job, reason=_("%(vm)s restarted.") % {"vm": vm.name})
-    return {}
+    return _power_change(ctx, vm_id=vm_id, request=lambda driver, uuid: driver.reboot(uuid),
+                         underway=VmStatus.STARTING, reached=frozenset({PowerState.RUNNING}),
+                         status=VmStatus.RUNNING, reason=_("%(vm)s restarted."))
 
 
 @operation("vm.kill")
@@ -285,27 +299,17 @@ def vm_kill(ctx: JobContext, *, vm_id: int) -> dict:
 @operation("vm.suspend")
 @restores_state_on_failure
 def vm_suspend(ctx: JobContext, *, vm_id: int) -> dict:
-    vm = _vm(vm_id)
-    driver = _running_driver(vm)
-    driver.suspend(str(vm.uuid))
-    state = _wait_for(ctx, driver, vm, {PowerState.PAUSED, PowerState.SAVED}, timeout=30)
-    if state not in (PowerState.PAUSED, PowerState.SAVED):
-        raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
-    vm_set_status(vm=vm, status=VmStatus.SUSPENDED, job=ctx.job, reason=_("%(vm)s suspended.") % {"vm": vm.name})
-    return {}
+    return _power_change(ctx, vm_id=vm_id, request=lambda driver, uuid: driver.suspend(uuid),
+                         reached=frozenset({PowerState.PAUSED, PowerState.SAVED}),
+                         status=VmStatus.SUSPENDED, reason=_("%(vm)s suspended."))
 
 
 @operation("vm.resume")
 @restores_state_on_failure
 def vm_resume(ctx: JobContext, *, vm_id: int) -> dict:
-    vm = _vm(vm_id)
-    driver = _running_driver(vm)
-    driver.resume(str(vm.uuid))
-    state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
-    if state != PowerState.RUNNING:
-        raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
-    vm_set_status(vm=vm, status=VmStatus.RUNNING, job=ctx.job, reason=_("%(vm)s resumed.") % {"vm": vm.name})
-    return {}
+    return _power_change(ctx, vm_id=vm_id, request=lambda driver, uuid: driver.resume(uuid),
+                         reached=frozenset({PowerState.RUNNING}), status=VmStatus.RUNNING,
+                         reason=_("%(vm)s resumed."))
 
 
 @operation("vm.hot_update")
