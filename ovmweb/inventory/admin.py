@@ -11,7 +11,6 @@ from django.utils.translation import gettext_lazy as _
 from ovmweb.api.admin_support import ReadOnlyAdmin, ServiceAdmin, run_service_action
 
 from . import models
-from .services import pools
 
 
 def _service(name: str):
@@ -20,52 +19,55 @@ def _service(name: str):
     return import_module(f"ovmweb.inventory.services.{name}")
 
 
+class CrudServiceAdmin(ServiceAdmin):
+    """A model whose services module has the house trio ``<noun>_create(user=, **fields)``,
+    ``<noun>_update(<service_object>=obj, user=, **changes)`` and
+    ``<noun>_delete(<service_object>=obj, user=)``: subclasses name the module (under
+    ovmweb.inventory.services, loaded on first use) and the noun instead of spelling
+    out the three calls."""
+
+    service_module: str
+    service_noun: str
+    service_object: str
+
+    def _service_function(self, verb: str):
+        return getattr(_service(self.service_module), f"{self.service_noun}_{verb}")
+
+    def service_create(self, request, data):
+        return self._service_function("create")(user=request.user, **data)
+
+    def service_update(self, request, obj, changes):
+        return self._service_function("update")(**{self.service_object: obj}, user=request.user, **changes)
+
+    def service_delete(self, request, obj):
+        self._service_function("delete")(**{self.service_object: obj}, user=request.user)
+
+
 @admin.register(models.ServerPool)
-class ServerPoolAdmin(ServiceAdmin):
+class ServerPoolAdmin(CrudServiceAdmin):
     list_display = ["name", "architecture", "created_at"]
     list_filter = ["architecture"]
     search_fields = ["name", "description"]
-
-    def service_create(self, request, data):
-        return pools.server_pool_create(user=request.user, **data)
-
-    def service_update(self, request, obj, changes):
-        return pools.server_pool_update(pool=obj, user=request.user, **changes)
-
-    def service_delete(self, request, obj):
-        pools.server_pool_delete(pool=obj, user=request.user)
+    # server_pool_create / server_pool_update / server_pool_delete
+    service_module, service_noun, service_object = "pools", "server_pool", "pool"
 
 
 @admin.register(models.ProcessorCompatibilityGroup)
-class ProcessorCompatibilityGroupAdmin(ServiceAdmin):
+class ProcessorCompatibilityGroupAdmin(CrudServiceAdmin):
     list_display = ["name", "description"]
     search_fields = ["name"]
-
-    def service_create(self, request, data):
-        return pools.compatibility_group_create(user=request.user, **data)
-
-    def service_update(self, request, obj, changes):
-        return pools.compatibility_group_update(group=obj, user=request.user, **changes)
-
-    def service_delete(self, request, obj):
-        pools.compatibility_group_delete(group=obj, user=request.user)
+    # compatibility_group_create / compatibility_group_update / compatibility_group_delete
+    service_module, service_noun, service_object = "pools", "compatibility_group", "group"
 
 
 @admin.register(models.AntiAffinityGroup)
-class AntiAffinityGroupAdmin(ServiceAdmin):
+class AntiAffinityGroupAdmin(CrudServiceAdmin):
     list_display = ["name", "server_pool"]
     list_filter = ["server_pool"]
     search_fields = ["name"]
     filter_horizontal = ["vms"]
-
-    def service_create(self, request, data):
-        return pools.anti_affinity_group_create(user=request.user, **data)
-
-    def service_update(self, request, obj, changes):
-        return pools.anti_affinity_group_update(group=obj, user=request.user, **changes)
-
-    def service_delete(self, request, obj):
-        pools.anti_affinity_group_delete(group=obj, user=request.user)
+    # anti_affinity_group_create / anti_affinity_group_update / anti_affinity_group_delete
+    service_module, service_noun, service_object = "pools", "anti_affinity_group", "group"
 
 
 @admin.register(models.Server)
@@ -133,20 +135,16 @@ class RepositoryAdmin(ServiceAdmin):
 
 
 @admin.register(models.Network)
-class NetworkAdmin(ServiceAdmin):
+class NetworkAdmin(CrudServiceAdmin):
     list_display = ["name", "bridge", "libvirt_network", "vlan_id", "roles"]
     search_fields = ["name", "bridge", "libvirt_network"]
     filter_horizontal = ["server_pools"]
+    # network_create / network_update / network_delete
+    service_module, service_noun, service_object = "networks", "network", "network"
 
     def service_create(self, request, data):
         data["server_pools"] = list(data.get("server_pools", ()))
-        return _service("networks").network_create(user=request.user, **data)
-
-    def service_update(self, request, obj, changes):
-        return _service("networks").network_update(network=obj, user=request.user, **changes)
-
-    def service_delete(self, request, obj):
-        _service("networks").network_delete(network=obj, user=request.user)
+        return super().service_create(request, data)
 
 
 @admin.register(models.MacAddressRange)
@@ -168,7 +166,7 @@ class MacAddressRangeAdmin(ServiceAdmin):
 
 
 @admin.register(models.VirtualMachine)
-class VirtualMachineAdmin(ServiceAdmin):
+class VirtualMachineAdmin(CrudServiceAdmin):
     list_display = ["name", "status", "domain_type", "os_type", "server_pool", "server", "vcpus", "memory_mib"]
     list_filter = ["status", "domain_type", "os_type", "server_pool", "ha_enabled"]
     search_fields = ["name", "description", "uuid"]
@@ -176,6 +174,8 @@ class VirtualMachineAdmin(ServiceAdmin):
     readonly_fields = ["status", "uuid", "server", "pending_changes", "vnc_port", "serial_port", "origin",
                        "disks", "vnic_list"]
     actions = ["start_vms", "stop_vms", "kill_vms"]
+    # vm_create / vm_update / vm_delete
+    service_module, service_noun, service_object = "vms", "vm", "vm"
 
     def get_readonly_fields(self, request, obj=None):
         # Placement changes are migrations (a job), not edits.
@@ -195,13 +195,7 @@ class VirtualMachineAdmin(ServiceAdmin):
 
     def service_create(self, request, data):
         data = {k: v for k, v in data.items() if k != "origin"}
-        return _service("vms").vm_create(user=request.user, source={"kind": "none"}, **data)
-
-    def service_update(self, request, obj, changes):
-        return _service("vms").vm_update(vm=obj, user=request.user, **changes)
-
-    def service_delete(self, request, obj):
-        _service("vms").vm_delete(vm=obj, user=request.user)
+        return super().service_create(request, {**data, "source": {"kind": "none"}})
 
     def _act(self, request, queryset, action, done):
         vms = _service("vms")
