@@ -15,12 +15,14 @@ import pytest
 
 from ovmweb.hypervisor import connections
 from ovmweb.inventory.exceptions import Conflict
-from ovmweb.inventory.models import Server, VirtualMachine
+from ovmweb.inventory.models import Server
 from ovmweb.inventory.services import servers
 from ovmweb.jobs.models import Event
 from ovmweb.jobs.testing import run_pending_jobs
 from ovmweb.tunnels import manager_keys, pool
 from ovmweb.tunnels.credentials import decrypt_credentials
+
+from tests.factories import RepositoryFactory, VirtualMachineFactory
 
 from .conftest import SSH_DIR, free_port, stop_process, wait_for
 
@@ -195,6 +197,7 @@ def test_deleting_a_server_removes_its_key_files_and_connections(admin_user, ssh
     transport = pool.transport_for(server)
     files = connections.server_files(server.pk)
     assert all(path.exists() for path in files)
+    stopped = VirtualMachineFactory(server=server, status="STOPPED")  # stopped VMs do not hold a server
 
     job = servers.server_delete(server=server, user=admin_user)
     run_pending_jobs()
@@ -205,6 +208,8 @@ def test_deleting_a_server_removes_its_key_files_and_connections(admin_user, ssh
     assert not any(path.exists() for path in files)
     assert not driver.is_alive() and not transport.is_active()
     assert server.pk not in connections._drivers and server.pk not in pool._entries
+    stopped.refresh_from_db()
+    assert stopped.server_id is None
     event = Event.objects.get(type="server.deleted")
     assert event.severity == "INFO" and "by-password" in event.text
 
@@ -230,8 +235,26 @@ def test_a_server_running_vms_is_not_deleted(admin_user, ssh_access, real_hyperv
     sshd = password_sshd()
     assert _discover(admin_user, sshd, ssh_access["fingerprint"]).status == "SUCCESS"
     server = Server.objects.get(name="by-password")
-    VirtualMachine.objects.create(name="busy", server=server, status="RUNNING")
+    busy = VirtualMachineFactory(name="busy", server=server, status="RUNNING")
     with pytest.raises(Conflict, match="busy"):
         servers.server_delete(server=server, user=admin_user)
+    busy.delete()
+    repo = RepositoryFactory(kind="LOCAL", server=server)
+    with pytest.raises(Conflict, match="local repositories"):
+        servers.server_delete(server=server, user=admin_user)
+    repo.delete()
     assert Server.objects.filter(pk=server.pk).exists()
     assert all(path.exists() for path in connections.server_files(server.pk))
+
+
+def test_keys_are_named_after_a_stable_install_id(settings):
+    from ovmweb.tunnels.credentials import install_id
+
+    first = install_id()
+    assert first == install_id() and len(first) == 12
+    assert manager_keys.comment() == f"ovmweb-manager@{first}"
+    assert settings.SECRET_KEY not in first
+    settings.OVMWEB_CREDENTIALS_KEY = "x" * 43 + "="
+    assert install_id() != first  # another installation (another credentials key), another name
+    key = manager_keys.generate()
+    assert manager_keys.from_private_key(key.private_key) == key and key.public_key.startswith("ssh-ed25519 ")
