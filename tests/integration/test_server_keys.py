@@ -258,3 +258,15 @@ def test_keys_are_named_after_a_stable_install_id(settings):
     assert install_id() != first  # another installation (another credentials key), another name
     key = manager_keys.generate()
     assert manager_keys.from_private_key(key.private_key) == key and key.public_key.startswith("ssh-ed25519 ")
+
+
+def test_a_first_discovery_failing_after_the_key_was_added_takes_it_back(admin_user, ssh_access, real_hypervisor,
+                                                                         password_sshd, settings, tmp_path):
+    sshd = password_sshd()
+    # SSH and the key work; libvirt, opened next, does not (a libvirt URI that cannot open).
+    settings.OVMWEB_HYPERVISOR_URI = f"test://{tmp_path}/no-such-definition.xml"
+    job = _discover(admin_user, sshd, ssh_access["fingerprint"])
+    assert job.status == "FAILURE"
+    assert "added to" in job.log and "removed from the server again" in job.log, job.log
+    assert not Server.objects.filter(name="by-password").exists()
+    assert _our_lines(sshd) == []

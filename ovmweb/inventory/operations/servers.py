@@ -44,11 +44,12 @@ def parse_meminfo(text: str) -> int:
     return 0
 
 
-def _ssh_probe(ctx: JobContext, server: Server) -> tuple[str, str, str]:
+def _ssh_probe(ctx: JobContext, server: Server, added_keys: list) -> tuple[str, str, str]:
     """(cpuinfo, meminfo, host key) read over SSH with the pinned host key.
 
     Also settles the credentials: a password is traded for a key of the manager's
-    own (installed over this session), and a retired manager key is removed."""
+    own (installed over this session, and appended to ``added_keys`` if it was not
+    there yet), and a retired manager key is removed."""
     from ovmweb.tunnels import credentials, ssh
 
     secret = credentials.decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
@@ -67,7 +68,7 @@ def _ssh_probe(ctx: JobContext, server: Server) -> tuple[str, str, str]:
         _s, cpuinfo, _e = ssh.run(client, "cat /proc/cpuinfo")
         _s, meminfo, _e = ssh.run(client, "cat /proc/meminfo")
         if secret.get("password"):
-            _install_manager_key(ctx, server, client, secret)
+            _install_manager_key(ctx, server, client, secret, added_keys)
         elif secret.get("retire_public_key"):
             _retire_manager_key(ctx, server, client, secret)
         return cpuinfo, meminfo, f"{key.get_name()} {key.get_base64()}"
@@ -75,7 +76,7 @@ def _ssh_probe(ctx: JobContext, server: Server) -> tuple[str, str, str]:
         client.close()
 
 
-def _install_manager_key(ctx: JobContext, server: Server, client, secret: dict) -> None:
+def _install_manager_key(ctx: JobContext, server: Server, client, secret: dict, added_keys: list) -> None:
     """Install the manager's key over the password session, prove it works, then keep only it.
 
     Any failure fails the discovery, naming why: falling back to libvirt's libssh
@@ -108,8 +109,24 @@ def _install_manager_key(ctx: JobContext, server: Server, client, secret: dict) 
                                 "its sshd may read keys from another AuthorizedKeysFile or refuse public key "
                                 "authentication. ovmweb does not manage servers with a password alone: discover the "
                                 "server with a private key it accepts.") % {"where": where, "error": exc}) from exc
+    if added:
+        added_keys.append(key)
     server_services.server_store_credentials(server=server, private_key=key.private_key, manager_key=True)
     ctx.log(_("Key authentication verified; the password is not kept."))
+
+
+def _remove_manager_key(server: Server, key) -> None:
+    """Remove ovmweb's ``key`` from the server, logged in with that key itself.
+
+    Raises ``ConnectionFailed`` / ``OperationFailed`` when the server cannot be reached or the file not rewritten."""
+    from ovmweb.tunnels import manager_keys, ssh
+
+    client = ssh.connect(hostname=server.hostname, port=server.ssh_port, username=server.ssh_user,
+                         private_key=key.private_key, expected_fingerprint=server.host_key_fingerprint)
+    try:
+        manager_keys.remove(client, public_key=key.public_key)
+    finally:
+        client.close()
 
 
 def _retire_manager_key(ctx: JobContext, server: Server, client, secret: dict) -> None:
@@ -127,11 +144,12 @@ def _retire_manager_key(ctx: JobContext, server: Server, client, secret: dict) -
 @operation("server.discover")
 def server_discover(ctx: JobContext, *, server_id: int) -> dict:
     server = Server.objects.get(pk=server_id)
+    added_keys: list = []
     try:
         ctx.progress(10, _("Connecting"))
         host_key = ""
         if server.transport == Transport.SSH:
-            cpuinfo, meminfo, host_key = _ssh_probe(ctx, server)
+            cpuinfo, meminfo, host_key = _ssh_probe(ctx, server, added_keys)
             server.refresh_from_db(fields=["credentials_encrypted"])  # the key _ssh_probe may have stored
             server.host_key = host_key  # the libvirt connection pins the same key
             Server.objects.filter(pk=server.pk).update(host_key=host_key)
@@ -166,10 +184,17 @@ def server_discover(ctx: JobContext, *, server_id: int) -> dict:
         server_services.server_discovery_failed(server=server, error=message, job=ctx.job)
         raise OperationFailed(message) from exc
     except (ConnectionFailed, OperationFailed) as exc:
+        if added_keys and server.last_seen_at is None:
+            # A first discovery that fails forgets the server: the key it just added goes too.
+            try:
+                _remove_manager_key(server, added_keys[0])
+                ctx.log(_("ovmweb's SSH key removed from the server again."))
+            except (ConnectionFailed, OperationFailed) as cleanup_error:
+                ctx.log(_("ovmweb's SSH key could not be removed from the server again: %(error)s")
+                        % {"error": cleanup_error})
         server_services.server_discovery_failed(server=server, error=str(exc), job=ctx.job)
         raise
     return {"server_id": server.pk, "domain_types": server.domain_types, "host_uuid": server.host_uuid}
-
 
 
 @operation("server.delete")
@@ -177,21 +202,15 @@ def server_delete(ctx: JobContext, *, server_id: int) -> dict:
     """Forget a server. A key ovmweb installed there is removed first when the server
     answers; an unreachable server is forgotten anyway (that is often why it goes),
     and the job log says the key was left behind."""
-    from ovmweb.tunnels import credentials, manager_keys, ssh
+    from ovmweb.tunnels import credentials, manager_keys
 
     server = Server.objects.get(pk=server_id)
     secret = credentials.decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
     left_behind = False
     if server.transport == Transport.SSH and secret.get("manager_key"):
         ctx.progress(20, _("Removing ovmweb's SSH key from the server"))
-        key = manager_keys.from_private_key(secret["private_key"])
         try:
-            client = ssh.connect(hostname=server.hostname, port=server.ssh_port, username=server.ssh_user,
-                                 private_key=key.private_key, expected_fingerprint=server.host_key_fingerprint)
-            try:
-                manager_keys.remove(client, public_key=key.public_key)
-            finally:
-                client.close()
+            _remove_manager_key(server, manager_keys.from_private_key(secret["private_key"]))
             ctx.log(_("ovmweb's SSH key removed from %(host)s.") % {"host": server.hostname})
         except (ConnectionFailed, OperationFailed) as exc:
             left_behind = True
