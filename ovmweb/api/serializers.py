@@ -31,6 +31,23 @@ def _pk(queryset, **kwargs):
     return serializers.PrimaryKeyRelatedField(queryset=queryset, **kwargs)
 
 
+def _members(queryset):
+    """A group's member list, by primary key; optional (PATCH keeps it)."""
+    return _pk(queryset, many=True, required=False)
+
+
+def with_id_and_timestamps(*names: str) -> list[str]:
+    """``Meta.fields`` of an ``InventorySerializer``: the fields written, with id and timestamps around them."""
+    return ["id", *names, "created_at", "updated_at"]
+
+
+class InventorySerializer(StrictModelSerializer):
+    """An inventory object that a service creates and changes: its id and timestamps are never input."""
+
+    class Meta:
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
 def content_type_label(content_type_id: int | None) -> str | None:
     # ContentType.objects caches by id, so rendering a page costs no query per row.
     if content_type_id is None:
@@ -91,29 +108,26 @@ class ErrorDetailSerializer(serializers.Serializer):
 # --------------------------------------------------------------------- pools and groups
 
 
-class ServerPoolSerializer(StrictModelSerializer):
-    class Meta:
+class ServerPoolSerializer(InventorySerializer):
+    class Meta(InventorySerializer.Meta):
         model = models.ServerPool
-        fields = ["id", "name", "architecture", "description", "created_at", "updated_at"]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        fields = with_id_and_timestamps("name", "architecture", "description")
 
 
-class ProcessorCompatibilityGroupSerializer(StrictModelSerializer):
-    servers = _pk(models.Server.objects.all(), many=True, required=False)
+class ProcessorCompatibilityGroupSerializer(InventorySerializer):
+    servers = _members(models.Server.objects.all())
 
-    class Meta:
+    class Meta(InventorySerializer.Meta):
         model = models.ProcessorCompatibilityGroup
-        fields = ["id", "name", "description", "servers", "created_at", "updated_at"]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        fields = with_id_and_timestamps("name", "description", "servers")
 
 
-class AntiAffinityGroupSerializer(StrictModelSerializer):
-    vms = _pk(models.VirtualMachine.objects.all(), many=True, required=False)
+class AntiAffinityGroupSerializer(InventorySerializer):
+    vms = _members(models.VirtualMachine.objects.all())
 
-    class Meta:
+    class Meta(InventorySerializer.Meta):
         model = models.AntiAffinityGroup
-        fields = ["id", "name", "server_pool", "vms", "created_at", "updated_at"]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        fields = with_id_and_timestamps("name", "server_pool", "vms")
         # Uniqueness of (pool, name) is a rule of the service; the generated
         # validator would make server_pool required on PATCH.
         validators = []
@@ -227,17 +241,14 @@ class IsoImportSerializer(StrictSerializer):
 # --------------------------------------------------------------------- networks
 
 
-class NetworkSerializer(StrictModelSerializer):
+class NetworkSerializer(InventorySerializer):
     roles = serializers.ListField(child=serializers.ChoiceField(choices=choices.NetworkRole.choices), required=False)
-    server_pools = _pk(models.ServerPool.objects.all(), many=True, required=False)
+    server_pools = _members(models.ServerPool.objects.all())
 
-    class Meta:
+    class Meta(InventorySerializer.Meta):
         model = models.Network
-        fields = [
-            "id", "name", "bridge", "libvirt_network", "vlan_id", "roles", "server_pools", "description",
-            "created_at", "updated_at",
-        ]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        fields = with_id_and_timestamps("name", "bridge", "libvirt_network", "vlan_id", "roles", "server_pools",
+                                        "description")
 
 
 class MacRangeSerializer(StrictSerializer):
@@ -474,14 +485,13 @@ class CloneCustomizerNetworkSerializer(StrictModelSerializer):
         validators = []
 
 
-class CloneCustomizerSerializer(StrictModelSerializer):
+class CloneCustomizerSerializer(InventorySerializer):
     disks = CloneCustomizerDiskSerializer(many=True, required=False)
     networks = CloneCustomizerNetworkSerializer(many=True, required=False)
 
-    class Meta:
+    class Meta(InventorySerializer.Meta):
         model = models.CloneCustomizer
-        fields = ["id", "name", "vm", "description", "disks", "networks", "created_at", "updated_at"]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        fields = with_id_and_timestamps("name", "vm", "description", "disks", "networks")
         validators = []
 
 

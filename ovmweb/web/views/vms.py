@@ -395,14 +395,21 @@ def vnic_add(request: HttpRequest, vm_id: int) -> HttpResponse:
     return redirect("web:vm_edit", vm_id=vm.pk)
 
 
+def _remove_part(request: HttpRequest, model, pk: int, *, call, success: str, label) -> HttpResponse:
+    """Remove a part of a VM (a VNIC, a slot's disk) from its edit page: change permission on
+    the VM, the service does it, and the edit page shows the outcome."""
+    part = get_object_or_404(model, pk=pk)
+    access_vm(request, part.vm_id, "change")
+    ui.call_service(request, lambda: call(part), success=success % label(part))
+    return redirect("web:vm_edit", vm_id=part.vm_id)
+
+
 @login_required
 @require_POST
 def vnic_delete(request: HttpRequest, vnic_id: int) -> HttpResponse:
-    vnic = get_object_or_404(Vnic, pk=vnic_id)
-    access_vm(request, vnic.vm_id, "change")
-    ui.call_service(request, lambda: services("vnics").vnic_delete(vnic=vnic, user=request.user),
-                    success=_("VNIC %(mac)s removed.") % {"mac": vnic.mac})
-    return redirect("web:vm_edit", vm_id=vnic.vm_id)
+    return _remove_part(request, Vnic, vnic_id,
+                        call=lambda vnic: services("vnics").vnic_delete(vnic=vnic, user=request.user),
+                        success=_("VNIC %(mac)s removed."), label=lambda vnic: {"mac": vnic.mac})
 
 
 @login_required
@@ -423,8 +430,6 @@ def disk_attach(request: HttpRequest, vm_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def disk_detach(request: HttpRequest, slot_id: int) -> HttpResponse:
-    slot = get_object_or_404(VmDiskSlot, pk=slot_id)
-    access_vm(request, slot.vm_id, "change")
-    ui.call_service(request, lambda: services("vms").vm_disk_detach(slot=slot, user=request.user),
-                    success=_("Slot %(n)s detached.") % {"n": slot.slot})
-    return redirect("web:vm_edit", vm_id=slot.vm_id)
+    return _remove_part(request, VmDiskSlot, slot_id,
+                        call=lambda slot: services("vms").vm_disk_detach(slot=slot, user=request.user),
+                        success=_("Slot %(n)s detached."), label=lambda slot: {"n": slot.slot})
