@@ -92,13 +92,19 @@ echo removed
 """
 
 
+def _outcome(out: str) -> str:
+    # The last line only: a user's shell startup files may print before the script runs.
+    lines = out.strip().splitlines()
+    return lines[-1].strip() if lines else ""
+
+
 def install(client: paramiko.SSHClient, *, key: ManagerKey) -> bool:
     """Append ``key`` to authorized_keys over ``client`` unless it is there; True if it was added."""
     status, out, err = ssh.run(client, _INSTALL.format(blob=shlex.quote(key.blob),
                                                        line=shlex.quote(key.authorized_keys_line)))
-    if status != 0 or out.strip() not in {"added", "present"}:
+    if status != 0 or _outcome(out) not in {"added", "present"}:
         raise OperationFailed(f"cannot write ~/.ssh/authorized_keys: {(err or out).strip()[:500] or f'exit status {status}'}")
-    return out.strip() == "added"
+    return _outcome(out) == "added"
 
 
 def remove(client: paramiko.SSHClient, *, public_key: str) -> bool:
@@ -107,4 +113,4 @@ def remove(client: paramiko.SSHClient, *, public_key: str) -> bool:
     status, out, err = ssh.run(client, _REMOVE.format(blob=shlex.quote(blob)))
     if status != 0:
         raise OperationFailed(f"cannot rewrite ~/.ssh/authorized_keys: {(err or out).strip()[:500] or f'exit status {status}'}")
-    return out.strip() == "removed"
+    return _outcome(out) == "removed"
