@@ -4,6 +4,9 @@
   const root = document.getElementById("console");
   const cfg = root.dataset;
 
+  // The VM states with a console (ovmweb/consoles/services.py CONSOLE_STATES decides; this only words the page).
+  const CONSOLE_STATES = ["RUNNING", "STOPPING", "SUSPENDED"];
+
   function csrf() {
     const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
     return m ? decodeURIComponent(m[1]) : "";
@@ -58,9 +61,15 @@
       try {
         t = await ticket();
       } catch (e) {
-        await refreshVm();
-        setStatus(e.message, "error");
+        const vm = await refreshVm();
         btn.hidden = false;
+        // A VM that stopped while we were reconnecting refuses the ticket (409): say what
+        // happened to the VM rather than relaying the refusal.
+        if (vm && !CONSOLE_STATES.includes(vm.status)) {
+          setStatus(gettext("The virtual machine is not running."), "closed");
+        } else {
+          setStatus(e.message, "error");
+        }
         return;
       }
       connect(t.ws_url, t, onUp, onDrop);
@@ -78,7 +87,7 @@
         setStatus(gettext("Disconnected"), "closed");
         return;
       }
-      if (vm && !["RUNNING", "STOPPING", "SUSPENDED"].includes(vm.status)) {
+      if (vm && !CONSOLE_STATES.includes(vm.status)) {
         setStatus(gettext("The virtual machine is not running."), "closed");
         return;
       }

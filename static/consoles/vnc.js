@@ -11,11 +11,18 @@
   }
   const screen = document.getElementById("screen");
   const KEYS = {
-    Control_L: 0xffe3, Alt_L: 0xffe9, Delete: 0xffff, BackSpace: 0xff08, Tab: 0xff09,
+    Control_L: 0xffe3, Alt_L: 0xffe9, Shift_L: 0xffe1, Delete: 0xffff, BackSpace: 0xff08, Tab: 0xff09,
     Return: 0xff0d, Escape: 0xff1b, Print: 0xff61, Super_L: 0xffeb, F1: 0xffbe,
   };
   let rfb = null;
   let closing = false;
+  // Whether rfb still has a connection: "disconnected" is final for an RFB object, and
+  // disconnecting it again only makes noVNC log an error.
+  let live = false;
+
+  function hangUp() {
+    if (rfb && live) { closing = true; rfb.disconnect(); }
+  }
 
   function combo(names) {
     if (!rfb) return;
@@ -24,6 +31,11 @@
     syms.slice().reverse().forEach((s) => rfb.sendKey(s, null, false));
     rfb.focus();
   }
+
+  // QEMU maps a plain keysym to the scancode of its key and lowercases letters, without
+  // pressing Shift for it: ">" arrives as "." and "A" as "a" unless Shift is held around it.
+  // These are the characters a US keyboard (QEMU's default layout) types with Shift.
+  const SHIFTED = /^[A-Z~!@#$%^&*()_+{}|:"<>?]$/;
 
   // Keysym for one character (X11: Latin-1 maps to itself, the rest to 0x01000000 + code point).
   function keysym(ch) {
@@ -34,15 +46,21 @@
   }
 
   session(function connect(url, ticket, onUp, onDrop) {
-    if (rfb) { closing = true; rfb.disconnect(); }
+    hangUp();
     closing = false;
     screen.textContent = "";
-    rfb = new RFB(screen, url, { shared: true });
+    const own = new RFB(screen, url, { shared: true });
+    rfb = own;
+    live = true;
     rfb.scaleViewport = document.getElementById("scale").checked;
     rfb.viewOnly = ticket.read_only;
     rfb.focusOnClick = true;
     rfb.addEventListener("connect", () => { onUp(); rfb.focus(); });
-    rfb.addEventListener("disconnect", (e) => onDrop(e.detail.clean ? "" : "connection lost", closing));
+    rfb.addEventListener("disconnect", (e) => {
+      if (own !== rfb) return;  // an earlier session, replaced on purpose
+      live = false;
+      onDrop(e.detail.clean ? "" : "connection lost", closing);
+    });
     rfb.addEventListener("desktopname", (e) => { screen.dataset.desktop = e.detail.name; });
     window.ovmRfb = rfb;
   });
@@ -57,9 +75,12 @@
     const box = document.getElementById("paste-text");
     if (!rfb) return;
     for (const ch of box.value) {
+      const shift = SHIFTED.test(ch);
+      if (shift) rfb.sendKey(KEYS.Shift_L, null, true);
       rfb.sendKey(keysym(ch), null);
+      if (shift) rfb.sendKey(KEYS.Shift_L, null, false);
     }
     rfb.focus();
   });
-  document.getElementById("disconnect").addEventListener("click", () => { closing = true; if (rfb) rfb.disconnect(); });
+  document.getElementById("disconnect").addEventListener("click", hangUp);
 })();

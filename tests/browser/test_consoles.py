@@ -139,7 +139,7 @@ def console_stack():
             assert status in ("STOPPED", "STARTING"), f"tiny-guest went {status}"
             assert time.monotonic() < deadline, f"tiny-guest still {status} after {BOOT_TIMEOUT} s"
             time.sleep(1)
-        yield {"url": base, "vm_id": vm_id, "log": tmp / "server.log"}
+        yield {"url": base, "port": port, "vm_id": vm_id, "log": tmp / "server.log", "api": api}
     finally:
         if proc is not None:
             proc.terminate()
@@ -256,3 +256,331 @@ def test_vnc_console_draws_the_screen_and_takes_keystrokes(console_stack, page):
     shot(page, "consoles-vnc-after")  # by now the echo of the typed line is drawn too
     expect(page.locator("#conn-status")).to_have_attribute("data-state", "connected")
     assert page.console_errors == []
+
+
+# --- the console pages' controls -----------------------------------------------
+
+CONTROL_L, ALT_L, SHIFT_L, DELETE, F1 = 0xffe3, 0xffe9, 0xffe1, 0xffff, 0xffbe
+
+# Every text #conn-status has shown since the page loaded (a state may last less than expect's polling interval).
+STATUS_LOG = """() => {
+  const el = document.getElementById('conn-status');
+  window.__statusLog = [el.textContent];
+  new MutationObserver(() => window.__statusLog.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+}"""
+
+# Whether noVNC's canvas, as displayed, fits #screen: as large as it can be with its aspect ratio kept.
+CANVAS_FITS = """() => {
+  const c = document.querySelector('#screen canvas').getBoundingClientRect();
+  const s = document.getElementById('screen').getBoundingClientRect();
+  const near = (a, b) => Math.abs(a - b) <= 1.5;
+  return (near(c.width, s.width) && c.height <= s.height + 1.5) || (near(c.height, s.height) && c.width <= s.width + 1.5);
+}"""
+
+
+class RfbInput:
+    """The RFB client messages the page really sends: the binary WebSocket frames Chromium records."""
+
+    def __init__(self, page):
+        self.frames: list[bytes] = []
+        self.urls: list[str] = []
+        page.on("websocket", self._socket)
+
+    def _socket(self, ws) -> None:
+        if "/ws/console/vnc/" not in ws.url:
+            return
+        self.urls.append(ws.url)
+        ws.on("framesent", lambda payload: self.frames.append(payload if isinstance(payload, bytes) else payload.encode()))
+
+    def mark(self) -> int:
+        return len(self.frames)
+
+    def key_events(self, since: int) -> list[tuple[int, int, int]]:
+        """(message type, down flag, keysym) of each KeyEvent (type 4: u8 type, u8 down, u16 padding,
+        u32 keysym) and QEMU extended key event (type 255 subtype 0: u8, u8, u16 down, u32 keysym,
+        u32 XT scancode) sent after frame number ``since``; other messages are stepped over."""
+        sizes = {0: 20, 3: 10, 5: 6}  # SetPixelFormat, FramebufferUpdateRequest, PointerEvent
+        events = []
+        for frame in self.frames[since:]:
+            i = 0
+            while i < len(frame):
+                kind = frame[i]
+                if kind == 4 and len(frame) - i >= 8:
+                    events.append((4, frame[i + 1], int.from_bytes(frame[i + 4:i + 8], "big")))
+                    i += 8
+                elif kind == 255 and len(frame) - i >= 12 and frame[i + 1] == 0:
+                    events.append((255, int.from_bytes(frame[i + 2:i + 4], "big"), int.from_bytes(frame[i + 4:i + 8], "big")))
+                    i += 12
+                elif kind in sizes:
+                    i += sizes[kind]
+                else:
+                    break  # a message we do not parse: the rest of this frame is not key input
+        return events
+
+    def wait_keys(self, page, since: int, count: int) -> list[tuple[int, int, int]]:
+        for _ in range(100):
+            events = self.key_events(since)
+            if len(events) >= count:
+                return events
+            page.wait_for_timeout(100)  # lets Playwright deliver the recorded frames
+        raise AssertionError(f"expected {count} key events, the page sent {self.key_events(since)}")
+
+
+def _ticket_posts(page) -> list[str]:
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/console-tickets/") else None)
+    return posts
+
+
+def _wait_drawn(page) -> None:
+    page.wait_for_function(f"() => {{ const p = ({CANVAS_PROBE})(); return p && p.lit > 500; }}", timeout=60_000)
+
+
+def _open_vnc(page, base: str, vm_id: int) -> None:
+    _login(page, base, f"/vms/{vm_id}/console/")
+    _expect_connected(page)
+    _wait_drawn(page)
+
+
+def _serial_beside(page, base: str, vm_id: int):
+    """A serial console of the same VM in a second tab: the guest's own word on what the VNC page did."""
+    serial = page.context.new_page()
+    serial.console_errors = []
+    serial.on("pageerror", lambda exc: serial.console_errors.append(f"pageerror: {exc}"))
+    serial.on("console", lambda m: serial.console_errors.append(m.text) if m.type == "error" else None)
+    _open_serial(serial, base, vm_id)
+    return serial
+
+
+def _wait_terminal_line(page, answer: re.Pattern, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = _terminal_lines(page)
+        if any(answer.fullmatch(line.strip()) for line in lines):
+            return
+        assert time.monotonic() < deadline, f"no line {answer.pattern!r} on the serial console:\n" + "\n".join(l for l in lines if l)
+        page.wait_for_timeout(300)
+
+
+def _cut_tcp(port: int) -> None:
+    """Abort every TCP connection to ``port`` on this machine, as a failing network would: the kernel
+    resets them (ss -K, SOCK_DESTROY); neither end chose to close."""
+    result = subprocess.run(["ss", "-K", "-t", "dport", "=", f":{port}"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "ESTAB" in result.stdout, f"no connection to port {port} to cut:\n{result.stdout}"
+
+
+def _vm_action(console_stack, action: str) -> None:
+    api, base, vm_id = console_stack["api"], console_stack["url"], console_stack["vm_id"]
+    r = api.post(f"{base}/api/v1/vms/{vm_id}/{action}/", headers={"X-CSRFToken": api.cookies["csrftoken"]}, timeout=30)
+    assert r.status_code == 202, r.text
+
+
+def test_vnc_paste_is_typed_into_the_guest(console_stack, page):
+    base, vm_id = console_stack["url"], console_stack["vm_id"]
+    rfb = RfbInput(page)
+    _open_vnc(page, base, vm_id)
+    # Capitals, '"', '>' and '$()' need Shift on the guest's keyboard; a newline is Return.
+    text = 'echo "Pasted OK:" $((6*7)) > /tmp/pasted-vnc\n'
+    page.locator("details.paste summary").click()
+    page.locator("#paste-text").fill(text)
+    mark = rfb.mark()
+    page.get_by_role("button", name="Type it").click()
+    events = rfb.wait_keys(page, mark, 2 * len(text))
+    # Each character goes down then up; 'P' inside Shift.
+    assert (4, 1, ord("e")) == events[0] and (4, 0, ord("e")) == events[1], events[:4]
+    p = events.index((4, 1, ord("P")))
+    assert events[p - 1] == (4, 1, SHIFT_L) and events[p + 2] == (4, 0, SHIFT_L), events[p - 2:p + 4]
+    assert events[-2:] == [(4, 1, 0xff0d), (4, 0, 0xff0d)], events[-4:]
+
+    serial = _serial_beside(page, base, vm_id)
+    _run_in_serial(serial, "cat /tmp/pasted-vnc", re.compile(r"Pasted OK: 42"), 60)
+    assert serial.console_errors == []
+    serial.close()
+    assert page.console_errors == []
+
+
+def test_serial_paste_box_and_clipboard_reach_the_guest(console_stack, page):
+    base, vm_id = console_stack["url"], console_stack["vm_id"]
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    _login(page, base, f"/vms/{vm_id}/serial-console/")
+    _expect_connected(page)
+    page.locator("#screen .xterm").click()
+    _run_in_serial(page, "echo ready-$((2+3))", re.compile("ready-5"), BOOT_TIMEOUT)
+
+    # The page's paste box.
+    page.locator("details.paste summary").click()
+    page.locator("#paste-text").fill("echo box-$((6*7))-pasted\n")
+    page.get_by_role("button", name="Type it").click()
+    _wait_terminal_line(page, re.compile("box-42-pasted"), 30)
+
+    # A clipboard paste into the terminal itself (xterm.js: Ctrl+Shift+V, through its paste handler).
+    page.evaluate("navigator.clipboard.writeText('echo clip-$((3*3))-board\\n')")
+    page.locator("#screen .xterm").click()
+    page.keyboard.press("Control+Shift+V")
+    _wait_terminal_line(page, re.compile("clip-9-board"), 30)
+
+    # Text an input method would insert (no key events): xterm's input handler, then onData.
+    page.keyboard.insert_text("echo ime-$((5*5))-text")
+    page.keyboard.press("Enter")
+    _wait_terminal_line(page, re.compile("ime-25-text"), 30)
+    assert page.console_errors == []
+
+
+def test_vnc_scales_to_the_window_and_goes_fullscreen(console_stack, page):
+    base, vm_id = console_stack["url"], console_stack["vm_id"]
+    _open_vnc(page, base, vm_id)
+    fb = page.evaluate("() => { const c = document.querySelector('#screen canvas'); return [c.width, c.height]; }")
+    canvas = page.locator("#screen canvas")
+    expect(page.locator("#scale")).to_be_checked()
+    page.wait_for_function(CANVAS_FITS, timeout=10_000)
+    big = canvas.bounding_box()
+    assert big["width"] > fb[0], (big, fb)  # 1440x900 window: scaled up past the guest's framebuffer
+
+    page.set_viewport_size({"width": 560, "height": 420})
+    page.wait_for_function(CANVAS_FITS, timeout=10_000)
+    small = canvas.bounding_box()
+    assert small["width"] < fb[0] and abs(small["width"] / small["height"] - fb[0] / fb[1]) < 0.02, (small, fb)
+
+    page.locator("#scale").uncheck()
+    page.wait_for_function(f"() => {{ const r = document.querySelector('#screen canvas').getBoundingClientRect();"
+                           f" return Math.abs(r.width - {fb[0]}) < 1 && Math.abs(r.height - {fb[1]}) < 1; }}", timeout=10_000)
+    page.locator("#scale").check()
+    page.wait_for_function(CANVAS_FITS, timeout=10_000)
+    assert canvas.bounding_box()["width"] < fb[0]
+
+    page.get_by_role("button", name="Fullscreen").click()
+    page.wait_for_function("() => document.fullscreenElement && document.fullscreenElement.id === 'screen'", timeout=10_000)
+    page.wait_for_function(CANVAS_FITS, timeout=10_000)  # the whole screen is the console's now
+    shot(page, "consoles-vnc-fullscreen")
+    page.evaluate("() => document.exitFullscreen()")
+    page.wait_for_function("() => document.fullscreenElement === null", timeout=10_000)
+    _expect_connected(page)
+    assert page.console_errors == []
+
+
+def test_vnc_key_combination_reaches_the_guest(console_stack, page):
+    base, vm_id = console_stack["url"], console_stack["vm_id"]
+    rfb = RfbInput(page)
+    _open_vnc(page, base, vm_id)
+    serial = _serial_beside(page, base, vm_id)
+    # Open /dev/tty2 so that the kernel has a virtual terminal 2 to switch to.
+    _run_in_serial(serial, "echo > /dev/tty2; echo before-$(cat /sys/class/tty/tty0/active)", re.compile("before-tty1"), 60)
+
+    mark = rfb.mark()
+    page.locator("#send-keys").select_option(label="Ctrl-Alt-F2")
+    events = rfb.wait_keys(page, mark, 6)
+    assert events == [(4, 1, CONTROL_L), (4, 1, ALT_L), (4, 1, F1 + 1), (4, 0, F1 + 1), (4, 0, ALT_L), (4, 0, CONTROL_L)]
+    expect(page.locator("#send-keys")).to_have_value("")  # ready for the next combination
+    # The guest's kernel switched its console to VT 2.
+    _run_in_serial(serial, "echo after-$(cat /sys/class/tty/tty0/active)", re.compile("after-tty2"), 30)
+
+    mark = rfb.mark()
+    page.locator("#send-keys").select_option(label="Ctrl-Alt-F1")
+    assert [e[2] for e in rfb.wait_keys(page, mark, 6)] == [CONTROL_L, ALT_L, F1, F1, ALT_L, CONTROL_L]
+    _run_in_serial(serial, "echo back-$(cat /sys/class/tty/tty0/active)", re.compile("back-tty1"), 30)
+    assert serial.console_errors == []
+    serial.close()
+    assert page.console_errors == []
+
+
+def test_vnc_reconnects_after_a_drop_but_not_after_disconnect(console_stack, page):
+    base, vm_id = console_stack["url"], console_stack["vm_id"]
+    rfb = RfbInput(page)
+    posts = _ticket_posts(page)
+    _open_vnc(page, base, vm_id)
+    page.evaluate(STATUS_LOG)
+    page.evaluate("() => { window.__canvasBeforeDrop = document.querySelector('#screen canvas'); }")
+    assert len(posts) == 1
+    status = page.locator("#conn-status")
+
+    def expect_reconnected(n: int) -> None:
+        page.wait_for_function("() => window.__statusLog.some(t => /reconnecting/.test(t))", timeout=30_000)
+        _expect_connected(page)
+        log = page.evaluate("window.__statusLog")
+        drop = max(i for i, t in enumerate(log) if "reconnecting" in t)
+        assert "Connected" in log[drop:], log
+        assert len(posts) == n, posts  # a fresh ticket for the new connection...
+        assert len(set(rfb.urls)) == n, rfb.urls  # ...in the WebSocket URL of a new socket
+        # The new session has a canvas of its own, and draws the guest's screen on it.
+        assert page.evaluate("() => document.querySelector('#screen canvas') !== window.__canvasBeforeDrop")
+        _wait_drawn(page)
+        page.evaluate(STATUS_LOG)
+        page.evaluate("() => { window.__canvasBeforeDrop = document.querySelector('#screen canvas'); }")
+
+    # The browser's connections to ovmweb are reset (the WebSocket closes with 1006, not cleanly).
+    _cut_tcp(console_stack["port"])
+    expect_reconnected(2)
+
+    # ovmweb's connection to QEMU's VNC port is reset: ovmweb closes the WebSocket.
+    vnc_port = console_stack["api"].get(f"{base}/api/v1/vms/{vm_id}/", timeout=30).json()["vnc_port"]
+    _cut_tcp(vnc_port)
+    expect_reconnected(3)
+
+    # The user's own Disconnect stays disconnected.
+    page.get_by_role("button", name="Disconnect").click()
+    expect(status).to_have_text("Disconnected")
+    expect(status).to_have_attribute("data-state", "closed")
+    page.wait_for_timeout(4000)  # longer than the first two reconnect delays (1 s, 2 s)
+    expect(status).to_have_text("Disconnected")
+    assert len(posts) == 3, posts
+    expect(page.get_by_role("button", name="Reconnect")).to_be_visible()
+
+    page.get_by_role("button", name="Reconnect").click()
+    _expect_connected(page)
+    assert len(posts) == 4
+    # A dropped connection is never reported as an error on the page, only as a state.
+    assert page.console_errors == []
+
+
+def test_console_page_shows_the_vm_and_follows_its_state(console_stack, page):
+    base, vm_id = console_stack["url"], console_stack["vm_id"]
+    _open_vnc(page, base, vm_id)
+    expect(page.locator("#vm-name")).to_have_text("tiny-guest")
+    expect(page).to_have_title("tiny-guest · Console")
+    state = page.locator("#vm-state")
+    expect(state).to_have_text("RUNNING")
+    expect(state).to_have_attribute("data-status", "RUNNING")
+
+    _vm_action(console_stack, "suspend")
+    expect(state).to_have_text("SUSPENDED", timeout=60_000)
+    # A paused guest keeps its console: QEMU still serves the (frozen) screen.
+    _expect_connected(page)
+    _vm_action(console_stack, "resume")
+    expect(state).to_have_text("RUNNING", timeout=60_000)
+    _expect_connected(page)
+    assert page.console_errors == []
+
+
+def test_ctrl_alt_del_reaches_the_guest_which_powers_off(console_stack, page):
+    """Last in the module: the tiny guest's busybox init answers Ctrl-Alt-Del with
+    ``::ctrlaltdel:/bin/poweroff -f`` (scripts/build-tiny-guest.sh), so the VM stops."""
+    base, vm_id = console_stack["url"], console_stack["vm_id"]
+    rfb = RfbInput(page)
+    posts = _ticket_posts(page)
+    _open_vnc(page, base, vm_id)
+    # Before init is up, the kernel would reboot on Ctrl-Alt-Del itself: wait for the guest's shell.
+    # The guest's inittab names /bin/poweroff, but `busybox --install -s` puts poweroff in /sbin; until
+    # scripts/build-tiny-guest.sh says /sbin/poweroff, give init the path it asks for.
+    serial = _serial_beside(page, base, vm_id)
+    _run_in_serial(serial, "[ -e /bin/poweroff ] || ln -s /sbin/poweroff /bin/poweroff; echo up-$((1+1))",
+                   re.compile("up-2"), BOOT_TIMEOUT)
+    serial.close()
+    mark = rfb.mark()
+    page.get_by_role("button", name="Ctrl-Alt-Del").click()
+    events = rfb.wait_keys(page, mark, 6)
+    assert [(down, sym) for _, down, sym in events] == [
+        (1, CONTROL_L), (1, ALT_L), (1, DELETE), (0, DELETE), (0, ALT_L), (0, CONTROL_L)]
+    # noVNC sends QEMU's extended key events (keysym plus scancode) when the server offers them, as QEMU does.
+    assert {kind for kind, _, _ in events} <= {4, 255}, events
+
+    status = page.locator("#conn-status")
+    expect(status).to_have_text("The virtual machine is not running.", timeout=120_000)
+    expect(page.locator("#vm-state")).to_have_text("STOPPED", timeout=30_000)
+    api = console_stack["api"]
+    assert api.get(f"{base}/api/v1/vms/{vm_id}/", timeout=30).json()["status"] == "STOPPED"
+    tried = len(posts)
+    page.wait_for_timeout(3000)  # no reconnecting to a stopped VM
+    assert len(posts) == tried
+    expect(status).to_have_text("The virtual machine is not running.")
+    expect(page.get_by_role("button", name="Reconnect")).to_be_visible()
