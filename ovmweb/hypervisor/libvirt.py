@@ -203,16 +203,12 @@ class LibvirtDriver(StorageDriver, Driver):
     ``qemu+ssh://root@host:22/system?command=<wrapper>...`` (see ``connections.server_uri``)
     or ``test:///default``."""
 
-    def __init__(self, uri: str, *, password: str | None = None):
+    def __init__(self, uri: str):
         ensure_event_loop()
         self.uri = uri
-        self._password = password  # a migration opens a second connection for its statistics
         self._closed = False
         with _errors(f"cannot connect to {self._safe_uri()}"):
-            if password is None:
-                self._conn = libvirt.open(uri)
-            else:
-                self._conn = libvirt.openAuth(uri, self._auth(password), 0)
+            self._conn = libvirt.open(uri)
         self._keepalive(True)
 
     def _keepalive(self, on: bool) -> None:
@@ -220,20 +216,6 @@ class LibvirtDriver(StorageDriver, Driver):
             self._conn.setKeepAlive(KEEPALIVE_INTERVAL if on else 0, KEEPALIVE_COUNT)
         except libvirt.libvirtError:
             pass  # local drivers (test://, qemu:///system without a daemon) have no keepalive
-
-    @staticmethod
-    def _auth(password: str) -> list:
-        kinds = [libvirt.VIR_CRED_PASSPHRASE, libvirt.VIR_CRED_NOECHOPROMPT, libvirt.VIR_CRED_AUTHNAME]
-
-        def answer(credentials, _opaque) -> int:
-            for cred in credentials:
-                if cred[0] in (libvirt.VIR_CRED_PASSPHRASE, libvirt.VIR_CRED_NOECHOPROMPT):
-                    cred[4] = password
-                else:
-                    cred[4] = cred[3] or ""
-            return 0
-
-        return [kinds, answer, None]
 
     def _safe_uri(self) -> str:
         return self.uri.split("?", 1)[0]
@@ -507,9 +489,9 @@ class LibvirtDriver(StorageDriver, Driver):
         # I/O loop, libssh transport) when a keepalive exchange or another call (the monitor's,
         # the progress reads) shared a connection with a running migration. Kept with the
         # ssh transport too: a long migrate3 call gains nothing from sharing.
-        source = LibvirtDriver(self.uri, password=self._password)
+        source = LibvirtDriver(self.uri)
         try:
-            destination = LibvirtDriver(target.uri, password=target._password)
+            destination = LibvirtDriver(target.uri)
         except DriverError:
             source.close()
             raise
