@@ -203,6 +203,22 @@ def test_administrator_flow(ovmweb_server, page):
     expect(page.locator("#messages")).to_contain_text("Backup of tiny-1 queued")
     _wait_job_success(page, base, "tiny-1-backup-")
 
+    # A clone customizer from the toolbar: created, listed, deleted (confirmed).
+    page.goto(f"{base}/vms/?selected={vm_id}&q=tiny-1")
+    _settle(page)
+    page.locator("#vm-toolbar").get_by_role("link", name="Clone Customizers…").click()
+    page.get_by_role("link", name="Create Clone Customizer…").click()
+    page.locator("#customizer-form").get_by_label("Name", exact=True).fill("to-local")
+    for select in page.locator("#customizer-disks select[name$='_repository']").all():
+        select.select_option(label="local-repo")
+    page.locator("#customizer-form").get_by_role("button", name="Create", exact=True).click()
+    expect(page.locator("#messages")).to_contain_text("Clone customizer to-local of tiny-1 created")
+    expect(page.locator("#customizer-table")).to_contain_text("to-local")
+    shot(page, "11c-clone-customizers")
+    page.locator("#customizer-table tr", has_text="to-local").get_by_role("button", name="Delete").click()
+    expect(page.locator("#messages")).to_contain_text("Clone customizer to-local deleted")
+    expect(page.locator("#customizer-table")).to_contain_text("No clone customizers.")
+
     # The job and the VM's events.
     page.goto(base + "/jobs/")
     expect(page.locator("#job-table")).to_contain_text("tiny-1")
