@@ -40,7 +40,7 @@ test: install services guest
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install services guest
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf var .pytest_cache test-artifacts
