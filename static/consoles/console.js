@@ -109,7 +109,30 @@
     });
     setInterval(refreshVm, 10000);
     refreshVm();
+    liveUpdates();
     start();
+  }
+
+  // The management pages' live feed: a change of this VM is shown at once, not at the next
+  // poll (which stays, for when the feed is down).
+  function liveUpdates() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    let backoff = 1000;
+    function open() {
+      const ws = new WebSocket(scheme + location.host + cfg.liveUrl);
+      ws.onopen = () => { backoff = 1000; refreshVm(); };  // catch up on what the outage hid
+      ws.onmessage = (e) => {
+        let msg;
+        try { msg = JSON.parse(e.data); } catch (err) { return; }
+        if (msg.topic === "vm" && msg.payload && String(msg.payload.id) === cfg.vmId) refreshVm();
+      };
+      ws.onclose = (e) => {
+        if (e.code === 4401) return;  // no longer logged in: the poll's 403s say so
+        setTimeout(open, backoff);
+        backoff = Math.min(backoff * 2, 30000);
+      };
+    }
+    open();
   }
 
   function gettext(s) { return s; }
