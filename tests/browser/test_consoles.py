@@ -451,6 +451,24 @@ def test_serial_control_key_interrupts_the_guest_command(console_stack, page):
     assert page.console_errors == []
 
 
+def test_serial_reconnects_after_a_drop(console_stack, page):
+    base, vm_id = console_stack["url"], console_stack["vm_id"]
+    posts = _ticket_posts(page)
+    _login(page, base, f"/vms/{vm_id}/serial-console/")
+    _expect_connected(page)
+    page.locator("#screen .xterm").click()
+    _run_in_serial(page, "echo ready-$((2+3))", re.compile("ready-5"), BOOT_TIMEOUT)
+    page.evaluate(STATUS_LOG)
+    # ovmweb's connection to QEMU's serial port is reset under the open console.
+    serial_port = console_stack["api"].get(f"{base}/api/v1/vms/{vm_id}/", timeout=30).json()["serial_port"]
+    _cut_tcp(serial_port)
+    page.wait_for_function("() => window.__statusLog.some(t => /reconnecting/.test(t))", timeout=30_000)
+    _expect_connected(page)
+    assert len(posts) == 2, posts
+    _run_in_serial(page, "echo again-$((4+4))", re.compile("again-8"), 30)  # the new session carries keys
+    assert page.console_errors == []
+
+
 def test_vnc_scales_to_the_window_and_goes_fullscreen(console_stack, page):
     base, vm_id = console_stack["url"], console_stack["vm_id"]
     _open_vnc(page, base, vm_id)
