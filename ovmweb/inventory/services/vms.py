@@ -339,6 +339,9 @@ def _create_from_appliance(*, user, name, server_pool, repository, domain_type, 
     if not _repository_reachable(repository, server_pool):
         raise ValidationError({"repository": [_("Repository %(repo)s is not seen by this server pool.") % {"repo": repository.name}]})
     with transaction.atomic():
+        from .appliances import check_appliance_kept
+
+        check_appliance_kept(appliance)
         vm = VirtualMachine(name=name, server_pool=server_pool, repository=repository, domain_type=domain_type,
                             os_type=os_type, vcpus=vcpus, max_vcpus=cfg["max_vcpus"], memory_mib=memory_mib,
                             max_memory_mib=cfg["max_memory_mib"], boot_order=["disk"],
