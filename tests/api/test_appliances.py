@@ -203,6 +203,12 @@ def test_delete_answers_202_with_the_job_or_409_while_a_job_uses_it(api, repo):
                                                                        appliance.pk)
     # The queued deletion holds the appliance: a second one is refused.
     assert api.delete(url).status_code == 409
+    # Nor is a VM made from it any more: its files would be gone before the copy.
+    avm = VirtualApplianceVm.objects.create(appliance=appliance, name="db")
+    created = api.post("/api/v1/vms/", {"name": "late", "domain_type": "HVM", "os_type": "OTHER_LINUX",
+                                        "server_pool": repo.server_pools.get().pk,
+                                        "source": {"kind": "appliance", "appliance_vm": avm.pk}}, format="json")
+    assert created.status_code == 409 and "being deleted by job" in created.json()["detail"], created.json()
     assert VirtualAppliance.objects.filter(pk=appliance.pk).exists()  # the job removes it
 
 

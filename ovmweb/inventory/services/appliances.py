@@ -368,6 +368,18 @@ def check_appliance_idle(appliance: VirtualAppliance) -> None:
                        % {"name": appliance.name, "job": importing.pk})
 
 
+def check_appliance_kept(appliance: VirtualAppliance) -> None:
+    """Nothing new is made from an appliance whose deletion is queued or running (its files
+    would be gone before the copy). Call inside the caller's transaction: the row lock
+    orders it against ``appliance_delete``."""
+    list(VirtualAppliance.objects.select_for_update().filter(pk=appliance.pk).values_list("pk", flat=True))
+    deleting = Job.objects.filter(status__in=list(JobStatus.LIVE), operation="appliance.delete",
+                                  params__appliance_id=appliance.pk).first()
+    if deleting is not None:
+        raise Conflict(_("Virtual appliance %(name)s is being deleted by job #%(job)s.")
+                       % {"name": appliance.name, "job": deleting.pk})
+
+
 def appliance_delete(*, appliance: VirtualAppliance, user) -> Job:
     """Queue the deletion of an appliance: its files in Assemblies/ and its records (VMs
     made from it keep their own copies of its disks). Refused (409) while a job imports
