@@ -54,6 +54,9 @@ def test_create_edit_delete_through_the_pages(admin_client, estate):
     assert list(c.networks.values_list("vnic_id", "network_id")) == [(e["vnic"].pk, e["net"].pk)]
     assert Event.objects.filter(type="customizer.create").count() == 1
 
+    detail = admin_client.get(f"/vms/{vm.pk}/detail/").content.decode()
+    assert f'<a href="/vms/{vm.pk}/customizers/" data-customizer-count>1</a>' in detail
+    assert "Clone Customizers… in the virtual machine toolbar" in admin_client.get(f"/vms/{vm.pk}/move/").content.decode()
     listing = admin_client.get(f"/vms/{vm.pk}/customizers/").content.decode()
     assert "to-other" in listing and e["other"].name in listing and "Non-sparse copy" in listing
 

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from ovmweb.inventory.choices import VmAction
@@ -170,6 +171,11 @@ def vm_delete(request: HttpRequest, vm_id: int) -> HttpResponse:
     return redirect(safe_next(request, reverse("web:vm_list") + f"?selected={vm.pk}"))
 
 
+# Where the clone and move forms' customizers come from (the VM toolbar's page).
+CUSTOMIZERS_NOTE = gettext_lazy("Clone customizers are created and edited under Clone Customizers… in the virtual "
+                                "machine toolbar.")
+
+
 def _selected_url(vm) -> str:
     return reverse("web:vm_list") + f"?selected={vm.pk}"
 
@@ -208,7 +214,7 @@ def vm_clone(request: HttpRequest, vm_id: int) -> HttpResponse:
     as_template = request.GET.get("as_template") == "1"
     initial = {"name": f"{vm.name}-{'template' if as_template else 'clone'}", "as_template": as_template}
     form = web_forms.CloneForm(request.POST if request.method == "POST" else None, vm=vm, initial=initial)
-    notes = [_("A simple clone does not copy an attached ISO (CD-ROM).")]
+    notes = [_("A simple clone does not copy an attached ISO (CD-ROM)."), CUSTOMIZERS_NOTE]
     if vm.status == "RUNNING":
         notes.append(_("%(vm)s is running: this is a hot clone, only possible as a thin clone of every disk, and its "
                        "disks are in an inconsistent state (repair them, e.g. with fsck, before use).") % {"vm": vm.name})
@@ -252,7 +258,7 @@ def vm_move(request: HttpRequest, vm_id: int) -> HttpResponse:
                                                target_repository=d["target_repository"]),
         done=_("Move of %(vm)s queued as job #%(job)s."),
         notes=[_("A virtual machine with disks cannot move from one local repository to another: move it through a "
-                 "shared repository.")])
+                 "shared repository."), CUSTOMIZERS_NOTE])
 
 
 @login_required
