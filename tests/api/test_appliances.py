@@ -301,3 +301,19 @@ def test_other_disk_images_are_refused_not_recorded_as_raw(tmp_path):
     raw = tmp_path / "d.img"
     raw.write_bytes(b"\0" * 1024)
     assert appliances_service.disk_format(raw) == "raw"
+
+
+@pytest.mark.integration
+def test_an_ova_with_a_vdi_disk_fails_before_anything_is_stored(api, real_estate, tmp_path):  # noqa: F811
+    e = real_estate
+    vdi = tmp_path / "disk1.vdi"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vdi", str(vdi), "4M"], check=True)
+    ova = make_ova(tmp_path / "vbox.ova", ovf_xml(disks=[("d1", "disk1.vdi", 1)]), {"disk1.vdi": vdi})
+    with open(ova, "rb") as fh:
+        response = upload(api, repository=e["repo"].pk, file=SimpleUploadedFile("vbox.ova", fh.read()))
+    assert response.status_code == 202, response.json()
+    run_pending_jobs()
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.status == "FAILURE" and "disk1.vdi is a VDI image" in job.error
+    assert not VirtualAppliance.objects.exists() and not VirtualDisk.objects.exists()
+    assert list((Path(e["repo"].path) / "Assemblies").iterdir()) == []
