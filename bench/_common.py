@@ -47,3 +47,24 @@ def isolated_django(prefix: str, **extra: str) -> tuple[str, dict[str, str]]:
 
     django.setup()
     return tmp, env
+
+
+def local_estate(user, tmp: str):
+    """This machine's libvirtd discovered as a ``local`` server in a new pool, with a local
+    repository in ``tmp``/repo. Jobs run in-process. Returns (pool, server, repository)."""
+    from ovmweb.inventory.models import Repository, Server
+    from ovmweb.inventory.services import pools, repositories, servers
+    from ovmweb.jobs.testing import run_pending_jobs
+
+    pool = pools.server_pool_create(user=user, name="bench")
+    servers.server_discover(user=user, hostname="localhost", transport="local", name="local", server_pool=pool)
+    run_pending_jobs()
+    server = Server.objects.get(name="local")
+    if server.status != "RUNNING":
+        raise SystemExit(f"this machine's libvirtd could not be discovered: {server.status_message}")
+    repo_path = Path(tmp) / "repo"
+    repo_path.mkdir()
+    repositories.repository_create(user=user, name="repo", kind="LOCAL", path=str(repo_path), server=server,
+                                   server_pools=[pool])
+    run_pending_jobs()
+    return pool, server, Repository.objects.get(name="repo")

@@ -19,14 +19,13 @@ import hashlib
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import ROOT, isolated_django
+
 VENV_BIN = Path(sys.executable).parent
 BLOCK = hashlib.sha256(b"seed").digest() * (1 << 15)  # 1 MiB, deterministic
 HEADER = 9  # mode (1 byte) + length (8 bytes)
@@ -278,23 +277,15 @@ async def concurrent(proxy: Proxy, sessions: int, length: int, pids_fn) -> tuple
 
 # --- setting up both proxies --------------------------------------------------------------
 
-def setup_django(var: str) -> None:
-    os.environ.update(
-        OVMWEB_VAR_DIR=var,
-        DJANGO_SETTINGS_MODULE="ovmweb.settings.base",
-        OVMWEB_CONSOLE_MAX_PER_VM="10000",
-        OVMWEB_CONSOLE_MAX_PER_USER="10000",
-        OVMWEB_EMBEDDED_WORKER="0",
-        OVMWEB_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+def setup_django() -> str:
+    var, _ = isolated_django(
+        "ovmweb-bench-console-", OVMWEB_CONSOLE_MAX_PER_VM="10000", OVMWEB_CONSOLE_MAX_PER_USER="10000",
+        OVMWEB_EMBEDDED_WORKER="0", OVMWEB_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     )
-    os.environ.pop("OVMWEB_DATABASE_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    return var
 
 
 def make_vm(target_port: int):
@@ -336,12 +327,11 @@ def main() -> None:
         run_target(args.target)
         return
 
-    var = tempfile.mkdtemp(prefix="ovmweb-bench-")
     procs: list[subprocess.Popen] = []
+    var = setup_django()
     try:
         target_port = free_port()
         procs.append(subprocess.Popen([sys.executable, __file__, "--target", str(target_port)]))
-        setup_django(var)
         user, vm = make_vm(target_port)
         from asgiref.sync import sync_to_async
         from django.conf import settings

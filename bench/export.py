@@ -14,33 +14,15 @@ and, last, ``ratio=X`` (job / bare commands).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TMP = tempfile.mkdtemp(prefix="ovmweb-bench-export-")
-os.environ.update({
-    "OVMWEB_VAR_DIR": TMP,
-    "OVMWEB_SQLITE_PATH": os.path.join(TMP, "bench.sqlite3"),
-    "DJANGO_SETTINGS_MODULE": "ovmweb.settings.base",
-    "OVMWEB_LOG_LEVEL": "WARNING",
-    "OVMWEB_SECRET_KEY": "bench-" + "x" * 50,
-    "OVMWEB_EMBEDDED_WORKER": "0",
-    "OVMWEB_MONITOR": "0",
-})
-for key in ("OVMWEB_DATABASE_URL", "OVMWEB_REDIS_URL", "OVMWEB_HYPERVISOR_URI"):
-    os.environ.pop(key, None)
+from _common import isolated_django, local_estate
 
-import django  # noqa: E402
-
-django.setup()
+TMP, _ = isolated_django("ovmweb-bench-export-", OVMWEB_EMBEDDED_WORKER="0", OVMWEB_MONITOR="0")
 
 from django.core.management import call_command  # noqa: E402
 
@@ -57,22 +39,14 @@ def main() -> None:
 
     from ovmweb.hypervisor.connections import close_all
     from ovmweb.hypervisor.libvirt import LibvirtDriver
-    from ovmweb.inventory.models import Repository, Server, VirtualMachine, VmDiskSlot
-    from ovmweb.inventory.services import pools, repositories, servers, storage, vms
+    from ovmweb.inventory.models import VirtualMachine, VmDiskSlot
+    from ovmweb.inventory.services import storage, vms
     from ovmweb.inventory.services.repositories import pool_name
     from ovmweb.jobs.testing import run_pending_jobs
 
     user = get_user_model().objects.create_superuser("bench", password="x")
-    pool = pools.server_pool_create(user=user, name="bench")
-    servers.server_discover(user=user, hostname="localhost", transport="local", name="local", server_pool=pool)
-    run_pending_jobs()
-    server = Server.objects.get(name="local")
-    repo_path = Path(TMP) / "repo"
-    repo_path.mkdir()
-    repositories.repository_create(user=user, name="repo", kind="LOCAL", path=str(repo_path), server=server,
-                                   server_pools=[pool])
-    run_pending_jobs()
-    repo = Repository.objects.get(name="repo")
+    pool, server, repo = local_estate(user, TMP)
+    repo_path = Path(repo.path)
     disk_job = storage.disk_create(user=user, repository=repo, name="data", size_bytes=args.size << 20)
     run_pending_jobs()
     disk = disk_job.target

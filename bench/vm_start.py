@@ -28,9 +28,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from _common import GUEST_ISO, ROOT, isolated_django
+from _common import GUEST_ISO, ROOT, isolated_django, local_estate
 
 TMP, ENV = isolated_django("ovmweb-bench-vmstart-")
 
@@ -57,25 +56,15 @@ def setup() -> tuple[str, int, str]:
     from rest_framework.authtoken.models import Token
 
     from ovmweb.hypervisor.connections import close_all
-    from ovmweb.inventory.models import IsoFile, Repository, Server
+    from ovmweb.inventory.models import IsoFile
     from ovmweb.inventory.operations.vms import domain_name
-    from ovmweb.inventory.services import pools, repositories, servers, storage, vms
+    from ovmweb.inventory.services import storage, vms
     from ovmweb.jobs.testing import run_pending_jobs
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench-pw-123")
     token = Token.objects.create(user=user).key
-    pool = pools.server_pool_create(user=user, name="bench")
-    servers.server_discover(user=user, hostname="localhost", transport="local", name="local", server_pool=pool)
-    run_pending_jobs()
-    server = Server.objects.get(name="local")
-    assert server.status == "RUNNING", server.status_message
-    repo_path = Path(TMP) / "repo"
-    repo_path.mkdir()
-    repositories.repository_create(user=user, name="repo", kind="LOCAL", path=str(repo_path), server=server,
-                                   server_pools=[pool])
-    run_pending_jobs()
-    repo = Repository.objects.get(name="repo")
+    pool, server, repo = local_estate(user, TMP)
     with open(GUEST_ISO, "rb") as fh:
         storage.iso_upload(repository=repo, user=user, name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size)
     run_pending_jobs()
