@@ -55,6 +55,7 @@
 
     async function start() {
       clearTimeout(timer);
+      timer = null;
       btn.hidden = true;
       setStatus(gettext("Connecting…"), "connecting");
       let t;
@@ -102,6 +103,14 @@
     }
 
     btn.addEventListener("click", () => { attempts = 0; start(); });
+    // The page closes a live connection itself (its onDrop then says so); between a drop and
+    // the next attempt there is none, and the user's Disconnect must end the retrying.
+    document.getElementById("disconnect").addEventListener("click", () => {
+      if (timer === null) return;
+      clearTimeout(timer);
+      timer = null;
+      setStatus(gettext("Disconnected"), "closed");
+    });
     document.getElementById("fullscreen").addEventListener("click", () => {
       const el = document.getElementById("screen");
       if (document.fullscreenElement) document.exitFullscreen();

@@ -573,6 +573,16 @@ def test_vnc_reconnects_after_a_drop_but_not_after_disconnect(console_stack, pag
     page.get_by_role("button", name="Reconnect").click()
     _expect_connected(page)
     assert len(posts) == 4
+
+    # Disconnect while the page waits to reconnect (1 s after a drop) ends the retrying too.
+    page.evaluate(STATUS_LOG)
+    _cut_tcp(console_stack["port"])
+    page.wait_for_function("() => window.__statusLog.some(t => /reconnecting/.test(t))", timeout=30_000)
+    page.get_by_role("button", name="Disconnect").click()
+    expect(status).to_have_text("Disconnected")
+    page.wait_for_timeout(3000)
+    expect(status).to_have_text("Disconnected")
+    assert len(posts) == 4, posts
     # A dropped connection is never reported as an error on the page, only as a state.
     assert page.console_errors == []
 
