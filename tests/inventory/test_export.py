@@ -452,3 +452,54 @@ def test_resume_through_the_api(user, pool, repo):
     job_finish(job=start, status=JobStatus.FAILURE)
     response = api.post(f"/api/v1/jobs/{start.pk}/resume/", {}, format="json")
     assert response.status_code == 409 and "not an export" in response.json()["detail"]
+
+
+def test_a_local_conversion_dies_with_the_worker_that_started_it(tmp_path):
+    """SIGKILL of the process streaming a local command takes the command with it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import django\n"
+        "django.setup()\n"
+        "from ovmweb.inventory.services.exports import ExportHost\n"
+        "ExportHost._stream_local(['sleep', '300'], lambda data: None, lambda: None)\n"
+    )
+    worker = subprocess.Popen([sys.executable, str(script)], cwd=str(Path(__file__).resolve().parents[2]),
+                              stderr=subprocess.PIPE)
+
+    def children(pid):
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+        return found
+
+    deadline = time.monotonic() + 30
+    while not (kids := children(worker.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not kids:
+        worker.kill()
+        raise AssertionError(f"the worker never started its command: {worker.communicate()[1][-2000:]!r}")
+    child = kids[0]
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+
+    def running(pid):  # a zombie is dead, only not yet reaped by init
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(child), "the command outlived the worker"

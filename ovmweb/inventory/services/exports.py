@@ -40,6 +40,7 @@ import os
 import re
 import selectors
 import shlex
+import shutil
 import socket
 import subprocess
 import time
@@ -268,6 +269,18 @@ def export_wait_for_slot(*, job: Job, progress: Callable[..., None], check_abort
 # --------------------------------------------------------------------------
 
 
+def _dies_with_caller(argv: list[str]) -> list[str]:
+    """``argv`` run so that the kernel kills it when the thread that started it dies.
+
+    A worker killed mid-export (SIGKILL, OOM) would otherwise leave its qemu-img
+    converting for minutes, holding the disk open while recovery marks the job
+    failed and a resumed export starts a second conversion of the same file.
+    util-linux's setpriv sets PR_SET_PDEATHSIG before exec; subprocess's
+    preexec_fn could do it too, but is unsafe in a threaded worker."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
+
+
 class ExportHost:
     """Commands and small files on the server doing the export."""
 
@@ -313,7 +326,8 @@ class ExportHost:
 
     @staticmethod
     def _stream_local(argv, feed, check_abort) -> int:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(_dies_with_caller(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
         try:
             with selectors.DefaultSelector() as sel:
                 sel.register(proc.stdout, selectors.EVENT_READ)
