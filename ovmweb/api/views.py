@@ -181,12 +181,13 @@ class AntiAffinityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
 
 
 @extend_schema_view(
-    partial_update=extend_schema(request=s.ServerUpdateSerializer, responses={200: s.ServerSerializer, **RESPONSES_409})
+    partial_update=extend_schema(request=s.ServerUpdateSerializer, responses={200: s.ServerSerializer, **RESPONSES_409}),
+    destroy=extend_schema(request=None, responses={k: v for k, v in RESPONSES_JOB.items() if k != 400}),
 )
-class ServerViewSet(mixins.UpdateModelMixin, ReadOnlyApiViewSet):
+class ServerViewSet(mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
     queryset = models.Server.objects.all()
     serializer_class = s.ServerSerializer
-    http_method_names = ["get", "post", "patch", "head", "options"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def partial_update(self, request, *args, **kwargs):
         server = self.get_object()
@@ -202,6 +203,11 @@ class ServerViewSet(mixins.UpdateModelMixin, ReadOnlyApiViewSet):
 
     def update(self, request, *args, **kwargs):
         return self.partial_update(request, *args, **kwargs)
+
+    def destroy(self, request, *args, **kwargs):
+        """Forget a server (OVM Manager's Delete); 202 with the job that removes ovmweb's SSH key
+        from it. 409 while a VM on it is not stopped or while it owns local repositories."""
+        return job_response(_service("servers").server_delete(server=self.get_object(), user=request.user))
 
     @extend_schema(request=s.ServerDiscoverSerializer, responses=RESPONSES_JOB)
     @action(detail=False, methods=["post"], permission_classes=[permissions.IsAuthenticated, ModelPermissions])

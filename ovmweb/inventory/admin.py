@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
@@ -72,7 +74,9 @@ class AntiAffinityGroupAdmin(CrudServiceAdmin):
 
 @admin.register(models.Server)
 class ServerAdmin(ServiceAdmin):
-    """Servers are added by discovery (a job that pins the host key), so the admin only edits them."""
+    """Servers are added by discovery (a job that pins the host key), so the admin cannot add
+    them. Deleting one queues the ``server.delete`` job (``server_delete``), which removes
+    ovmweb's SSH key from it and every per-server file here before the row goes."""
 
     list_display = ["name", "hostname", "transport", "status", "server_pool", "cpu_vendor", "cpu_cores", "memory_mib",
                     "inbound_migration_lock"]
@@ -89,8 +93,17 @@ class ServerAdmin(ServiceAdmin):
     def has_add_permission(self, request):
         return False
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    def service_delete(self, request, obj):
+        # The row stays until the job has run: the confirmation names the job, not a deletion.
+        request.ovmweb_queued_job = _service("servers").server_delete(server=obj, user=request.user)
+
+    def response_delete(self, request, obj_display, obj_id):
+        job = getattr(request, "ovmweb_queued_job", None)
+        if job is None:
+            return super().response_delete(request, obj_display, obj_id)
+        self.message_user(request, _("Deletion of server %(name)s queued as job #%(job)s.")
+                          % {"name": obj_display, "job": job.pk}, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:inventory_server_changelist", current_app=self.admin_site.name))
 
     def service_update(self, request, obj, changes):
         servers = _service("servers")

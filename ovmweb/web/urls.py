@@ -40,6 +40,7 @@ urlpatterns = [
     path("servers/discover/host-key/", infra.server_scan_host_key, name="server_scan_host_key"),
     path("servers/<int:server_id>/", infra.server_detail, name="server_detail"),
     path("servers/<int:server_id>/inbound-lock/", infra.server_inbound_lock, name="server_inbound_lock"),
+    path("servers/<int:server_id>/delete/", infra.server_delete, name="server_delete"),
     path("nav/", infra.nav_tree, name="nav_tree"),
     path("pools/new/", infra.pool_create, name="pool_create"),
     path("pools/<int:pool_id>/", infra.pool_detail, name="pool_detail"),

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.urls import reverse
 
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.models import MacAddressRange, ServerPool, VirtualMachine
+from ovmweb.inventory.models import MacAddressRange, Server, ServerPool, VirtualMachine
 from ovmweb.jobs.models import Event, Job
 from ovmweb.jobs.services import event_record, job_submit
 from tests import factories as f
@@ -262,3 +262,33 @@ def test_group_and_network_admins_add_change_delete_through_services(staff):
         assert response.status_code == 302
         assert Event.objects.filter(type=f"{event}.deleted").exists()
         assert not obj.objects.filter(pk=row.pk).exists()
+
+
+def test_server_admin_delete_queues_the_server_delete_job(staff):
+    server = f.ServerFactory(name="hv-admin-del")
+    url = reverse("admin:inventory_server_delete", args=[server.pk])
+    assert staff.get(url).status_code == 200  # the confirmation page
+    response = staff.post(url, {"post": "yes"}, follow=True)
+    assert response.status_code == 200
+    job = Job.objects.get(operation="server.delete")
+    assert job.params == {"server_id": server.pk}
+    assert f"Deletion of server hv-admin-del queued as job #{job.pk}." in " ".join(
+        str(m) for m in response.context["messages"])
+    # Not a raw ORM delete: the row stays until the job has removed the key and files.
+    assert Server.objects.filter(pk=server.pk).exists()
+
+
+def test_server_admin_delete_refused_shows_message(staff):
+    server = f.ServerFactory(name="hv-busy")
+    f.VirtualMachineFactory(name="runs-here", server=server, server_pool=server.server_pool, status=VmStatus.RUNNING)
+    response = staff.post(reverse("admin:inventory_server_delete", args=[server.pk]), {"post": "yes"}, follow=True)
+    assert response.status_code == 200
+    assert "runs-here" in " ".join(str(m) for m in response.context["messages"])
+    assert Server.objects.filter(pk=server.pk).exists() and not Job.objects.exists()
+
+
+def test_server_admin_bulk_delete_is_not_offered(staff):
+    server = f.ServerFactory()
+    staff.post(reverse("admin:inventory_server_changelist"),
+               {"action": "delete_selected", "_selected_action": [server.pk], "post": "yes"})
+    assert Server.objects.filter(pk=server.pk).exists()  # the bulk delete would skip the job

@@ -117,6 +117,18 @@ def server_inbound_lock(request: HttpRequest, server_id: int) -> HttpResponse:
 
 
 @login_required
+@needs("inventory.delete_server")
+@require_POST
+def server_delete(request: HttpRequest, server_id: int) -> HttpResponse:
+    server = get_object_or_404(Server, pk=server_id)
+    ok, job = ui.call_service(request, lambda: services("servers").server_delete(server=server, user=request.user))
+    if ok:
+        messages.success(request, _("Deletion of server %(s)s queued as job #%(job)s.") % {"s": server.name, "job": job.pk})
+        return redirect("web:server_list")
+    return redirect("web:server_detail", server_id=server.pk)
+
+
+@login_required
 @needs("inventory.view_repository")
 def repository_list(request: HttpRequest) -> HttpResponse:
     form = web_forms.RepositoryCreateForm(request.POST if request.method == "POST" else None)
