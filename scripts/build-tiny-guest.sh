@@ -98,7 +98,7 @@ cat >"$ROOT/etc/inittab" <<'EOF'
 ::sysinit:/etc/rc
 ttyS0::respawn:/bin/sh -c 'cat /etc/banner; exec /bin/sh -l'
 tty1::respawn:/bin/sh -c 'cat /etc/banner; exec /bin/sh -l'
-::ctrlaltdel:/bin/poweroff -f
+::ctrlaltdel:/sbin/poweroff -f
 ::shutdown:/bin/sync
 EOF
 cat >"$ROOT/etc/profile" <<'EOF'
