@@ -220,6 +220,17 @@ def _repository_reachable(repo, pool: ServerPool | None) -> bool:
     return repo.server_pools.filter(pk=pool.pk).exists()
 
 
+def _ensure_storage_reachable(*, repositories, pool: ServerPool | None) -> None:
+    """A clone or a move places the VM's files in ``repositories``; the server pool it will
+    run in must see each of them (7.6/7.7). Checked when the job is requested: a clone
+    customizer was checked against the VM's pool when it was saved, and the VM may have
+    changed pools since, or the clone may go to another pool."""
+    for repo in dict.fromkeys(repositories):
+        if not _repository_reachable(repo, pool):
+            raise Conflict(_("Repository %(repo)s is not seen by server pool %(pool)s.")
+                           % {"repo": repo.name, "pool": pool.name})
+
+
 def vm_create(
     *,
     user,
@@ -583,6 +594,12 @@ def _clone(*, vm, user, name, server_pool, as_template, overrides, customizer=No
                        (CloneType.THIN if source.status == VmStatus.RUNNING else CloneType.SPARSE) for s in disk_slots]
         rules.check_clone(vm=source, clone_types=clone_types)
         pool = server_pool or source.server_pool
+        chosen = [d.target_repository for d in targets.values()] + ([target_repository] if target_repository else [])
+        kept = [source.repository] if target_repository is None else []
+        kept += [slot.virtual_disk.repository for slot in disk_slots if slot.pk not in targets and target_repository is None]
+        # Repositories the source already uses are seen by its own pool; another pool may not see them.
+        same_pool = pool is not None and source.server_pool_id == pool.pk
+        _ensure_storage_reachable(repositories=chosen if same_pool else chosen + kept, pool=pool)
         fields = {f: getattr(source, f) for f in UPDATABLE_FIELDS - {"name", "ha_enabled", "origin"}}
         fields.update(overrides)
         _check_config(cfg={**fields}, pool=pool, disk_buses=[s.bus for s in disk_slots])
@@ -630,6 +647,7 @@ def vm_move(*, vm: VirtualMachine, user, customizer: CloneCustomizer | None = No
                 raise ValidationError({"customizer": [_("This clone customizer belongs to another virtual machine.")]})
             disks = _customizer_disks(customizer)
             targets = [d.target_repository for d in disks]
+            _ensure_storage_reachable(repositories=targets, pool=current.server_pool)
             plan = [{"slot_id": d.slot_id, "target_repository_id": d.target_repository_id, "clone_type": d.clone_type}
                     for d in disks]
         else:
