@@ -69,26 +69,28 @@ def test_clone_to_another_pool_needs_the_configuration_repository_seen(pool, oth
     assert _nothing_queued()
 
 
-def test_clone_with_a_customizer_saved_before_the_vm_changed_pools(vm_with_disk, pool, other_pool, user):
-    target = f.RepositoryFactory(name="only-a", server_pools=[pool])
-    customizer = _customizer(vm_with_disk, user, target)
-    vm_with_disk.server_pool = other_pool  # as a cold migration to pool-b leaves it
+@pytest.fixture
+def stale_customizer(vm_with_disk, pool, other_pool, user):
+    """A customizer made in pool-a targeting a repository only pool-a sees; then the VM went to
+    pool-b (as a cold migration leaves it)."""
+    customizer = _customizer(vm_with_disk, user, f.RepositoryFactory(name="only-a", server_pools=[pool]))
+    vm_with_disk.server_pool = other_pool
     vm_with_disk.save()
+    return customizer
+
+
+def test_clone_with_a_customizer_saved_before_the_vm_changed_pools(vm_with_disk, stale_customizer, user):
     with pytest.raises(Conflict, match="Repository only-a is not seen by server pool pool-b"):
-        vm_clone(vm=vm_with_disk, user=user, name="copy", customizer=customizer)
+        vm_clone(vm=vm_with_disk, user=user, name="copy", customizer=stale_customizer)
     assert _nothing_queued()
 
 
-def test_move_rechecks_a_customizer_saved_before_the_vm_changed_pools(vm_with_disk, pool, other_pool, user):
-    target = f.RepositoryFactory(name="only-a", server_pools=[pool])
-    customizer = _customizer(vm_with_disk, user, target)
-    vm_with_disk.server_pool = other_pool
-    vm_with_disk.save()
+def test_move_rechecks_a_customizer_saved_before_the_vm_changed_pools(vm_with_disk, stale_customizer, pool, user):
     with pytest.raises(Conflict, match="Repository only-a is not seen by server pool pool-b"):
-        vm_move(vm=vm_with_disk, user=user, customizer=customizer)
+        vm_move(vm=vm_with_disk, user=user, customizer=stale_customizer)
     assert not Job.objects.exists()
     # Back in the pool the customizer was made for, the same move is accepted.
     vm_with_disk.server_pool = pool
     vm_with_disk.save()
-    job = vm_move(vm=vm_with_disk, user=user, customizer=customizer)
-    assert [d["target_repository_id"] for d in job.params["disks"]] == [target.pk]
+    job = vm_move(vm=vm_with_disk, user=user, customizer=stale_customizer)
+    assert [d["target_repository_id"] for d in job.params["disks"]] == [stale_customizer.disks.get().target_repository_id]
