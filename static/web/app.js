@@ -194,6 +194,12 @@
       var want = el.getAttribute("data-live-id");
       if (want && id !== null && want !== id) return;
       if (want) matched = true;
+      // The object this page shows is gone (a server deleted by its job): re-fetching it
+      // would only answer 404 and leave the stale page up.
+      if (want && msg.payload && msg.payload.deleted && el.hasAttribute("data-live-gone")) {
+        window.location.assign(el.getAttribute("data-live-gone"));
+        return;
+      }
       schedule(el, 50);
     });
     // A job that ended changed its target: refresh what shows that object
