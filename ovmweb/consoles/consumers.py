@@ -174,6 +174,13 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await flow.wait_writable()
         except (OSError, EOFError) as exc:
             logger.info("console %s stream failed: %s", self.kind, exc)
+        except Exception:
+            # Anything else would end this task silently and leave the browser
+            # connected to a console that never sends again: close it, so the
+            # page says so (and reconnects), and leave the traceback in the log.
+            logger.exception("console %s of VM %s failed", self.kind, self.ticket.vm_id)
+            await self._end(CLOSE_UNAVAILABLE, from_pump=True)
+            return
         await self._end(CLOSE_NORMAL, from_pump=True)
 
     # --- browser -> console ------------------------------------------------

@@ -1,5 +1,6 @@
 """Bytes through the consumer: intact both ways, in order, to the last byte, and clean endings."""
 import hashlib
+import logging
 import os
 
 import pytest
@@ -7,7 +8,10 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
 from ovmweb.consoles import services
-from ovmweb.consoles.consumers import CLOSE_LIFETIME, CLOSE_LOGGED_OUT, CLOSE_NORMAL, CLOSE_VM_STOPPED
+from ovmweb.consoles.consumers import (
+    CLOSE_LIFETIME, CLOSE_LOGGED_OUT, CLOSE_NORMAL, CLOSE_UNAVAILABLE, CLOSE_VM_STOPPED,
+)
+from ovmweb.tunnels import streams
 from tests.consoles import ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -177,3 +181,33 @@ def test_session_lifetime(operator, local_server, running_vm, make_target, setti
         return None
 
     assert _await_close(comm, nothing) == CLOSE_LIFETIME
+
+
+def test_an_unexpected_failure_closes_the_console_and_is_logged(operator, local_server, running_vm, make_target,
+                                                                monkeypatch):
+    """A bug on the console side must not leave the browser on a console that never sends again."""
+    vm = running_vm(local_server, make_target("source", b"x" * 1000).port)
+
+    def broken(self, size):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(streams.SocketStream, "read_nowait", broken)
+    # A handler of our own: importing the ASGI application runs Django's logging set-up,
+    # which replaces the root logger's handlers (pytest's caplog among them).
+    failures = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = failures.append
+    logger = logging.getLogger("ovmweb.consoles.consumers")
+    logger.addHandler(handler)
+    comm = _open(operator, vm)
+
+    async def run():
+        assert (await comm.connect())[0]
+        return await ws.collect(comm, timeout=10)
+
+    try:
+        data, code = async_to_sync(run)()
+    finally:
+        logger.removeHandler(handler)
+    assert (data, code) == (b"", CLOSE_UNAVAILABLE)
+    assert [str(r.exc_info[1]) for r in failures if r.exc_info] == ["unexpected"]
