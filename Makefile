@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export OVMWEB_BIND ?= 127.0.0.1:8000
 
-.PHONY: run test install system venv npm migrate services guest bench clean
+.PHONY: run test lint install system venv npm migrate services guest bench clean
 
 install: system venv npm
 
@@ -36,7 +36,11 @@ run: install services guest migrate
 	$(PY) manage.py bootstrap
 	$(PY) manage.py runovmweb --bind $(OVMWEB_BIND)
 
-test: install services guest
+lint: venv
+	$(VENV)/bin/ruff check ovmweb tests bench
+	$(VENV)/bin/ruff format --check ovmweb tests bench
+
+test: install lint services guest
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install services guest

@@ -7,6 +7,7 @@ on ``sys.path``; they import this module as ``_common``. Importing it has no sid
 effects (``make bench`` runs every ``bench/*.py``, this one included): the work is
 done by ``isolated_django()``, called before any Django import.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,7 +65,8 @@ def local_estate(user, tmp: str):
         raise SystemExit(f"this machine's libvirtd could not be discovered: {server.status_message}")
     repo_path = Path(tmp) / "repo"
     repo_path.mkdir()
-    repositories.repository_create(user=user, name="repo", kind="LOCAL", path=str(repo_path), server=server,
-                                   server_pools=[pool])
+    repositories.repository_create(
+        user=user, name="repo", kind="LOCAL", path=str(repo_path), server=server, server_pools=[pool]
+    )
     run_pending_jobs()
     return pool, server, Repository.objects.get(name="repo")

@@ -7,6 +7,7 @@ and the median response time. Last line: ``queries_per_page=N median_ms=M``.
 
     .venv/bin/python bench/api_scale.py
 """
+
 from __future__ import annotations
 
 import shutil
@@ -31,7 +32,14 @@ def fill() -> str:
 
     from ovmweb.inventory import choices
     from ovmweb.inventory.models import (
-        Network, Repository, Server, ServerPool, VirtualDisk, VirtualMachine, VmDiskSlot, Vnic,
+        Network,
+        Repository,
+        Server,
+        ServerPool,
+        VirtualDisk,
+        VirtualMachine,
+        VmDiskSlot,
+        Vnic,
     )
 
     with transaction.atomic():
@@ -40,8 +48,14 @@ def fill() -> str:
         pools = ServerPool.objects.bulk_create([ServerPool(name=f"pool-{i}") for i in range(10)])
         servers = Server.objects.bulk_create(
             [
-                Server(name=f"server-{i}", hostname=f"server-{i}.example.com", server_pool=pools[i % 10],
-                       status=choices.ServerStatus.RUNNING, cpu_cores=16, memory_mib=262144)
+                Server(
+                    name=f"server-{i}",
+                    hostname=f"server-{i}.example.com",
+                    server_pool=pools[i % 10],
+                    status=choices.ServerStatus.RUNNING,
+                    cpu_cores=16,
+                    memory_mib=262144,
+                )
                 for i in range(SERVERS)
             ]
         )
@@ -51,8 +65,12 @@ def fill() -> str:
         vms = VirtualMachine.objects.bulk_create(
             [
                 VirtualMachine(
-                    name=f"vm-{i:05d}", server_pool=pools[i % 10], server=servers[i % SERVERS], repository=repo,
-                    status=choices.VmStatus.RUNNING if i % 2 else choices.VmStatus.STOPPED, max_vcpus=4,
+                    name=f"vm-{i:05d}",
+                    server_pool=pools[i % 10],
+                    server=servers[i % SERVERS],
+                    repository=repo,
+                    status=choices.VmStatus.RUNNING if i % 2 else choices.VmStatus.STOPPED,
+                    max_vcpus=4,
                     max_memory_mib=2048,
                 )
                 for i in range(VMS)
@@ -61,8 +79,11 @@ def fill() -> str:
         )
         disks = VirtualDisk.objects.bulk_create(
             [
-                VirtualDisk(name=f"{vm.name}-disk{d}", repository=repo, volume=f"{vm.uuid}-{d}.qcow2", size_bytes=10 << 30)
-                for vm in vms for d in range(2)
+                VirtualDisk(
+                    name=f"{vm.name}-disk{d}", repository=repo, volume=f"{vm.uuid}-{d}.qcow2", size_bytes=10 << 30
+                )
+                for vm in vms
+                for d in range(2)
             ],
             batch_size=2000,
         )
@@ -75,7 +96,7 @@ def fill() -> str:
         for vm in vms:
             for position in range(2):
                 n += 1
-                mac = "00:21:f6:%02x:%02x:%02x" % ((n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF)
+                mac = f"00:21:f6:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
                 vnics.append(Vnic(vm=vm, mac=mac, network=net, position=position))
         Vnic.objects.bulk_create(vnics, batch_size=2000)
     return token.key

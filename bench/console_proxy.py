@@ -12,6 +12,7 @@ scripts/start-services.sh (127.0.0.1:2222, key var/ssh/id_ed25519, host key
 pinned). ovmweb runs under daphne in a subprocess with a scratch SQLite DB.
 Last line: throughput_ratio=X p99_added_ms=Y sessions_ok=N/200
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ HEADER = 9  # mode (1 byte) + length (8 bytes)
 
 
 # --- the target (a stand-in for QEMU's console port), run as a subprocess ---------------
+
 
 async def _target_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
@@ -78,6 +80,7 @@ def run_target(port: int) -> None:
 
 
 # --- helpers ----------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -149,6 +152,7 @@ def process_tree(root: int) -> list[int]:
 
 # --- the WebSocket client side ----------------------------------------------------------
 
+
 class Proxy:
     """How to open a WebSocket to the target through one proxy."""
 
@@ -161,8 +165,14 @@ class Proxy:
 
         url = await self.url_factory()
         return await websockets.connect(
-            url, additional_headers=self.headers_factory(), max_size=None, compression=None,
-            max_queue=4, write_limit=1 << 20, open_timeout=60, close_timeout=60,
+            url,
+            additional_headers=self.headers_factory(),
+            max_size=None,
+            compression=None,
+            max_queue=4,
+            write_limit=1 << 20,
+            open_timeout=60,
+            close_timeout=60,
         )
 
 
@@ -279,10 +289,14 @@ async def concurrent(proxy: Proxy, sessions: int, length: int, pids_fn) -> tuple
 
 # --- setting up both proxies --------------------------------------------------------------
 
+
 def setup_django() -> str:
     var, _ = isolated_django(
-        "ovmweb-bench-console-", OVMWEB_CONSOLE_MAX_PER_VM="10000", OVMWEB_CONSOLE_MAX_PER_USER="10000",
-        OVMWEB_EMBEDDED_WORKER="0", OVMWEB_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        "ovmweb-bench-console-",
+        OVMWEB_CONSOLE_MAX_PER_VM="10000",
+        OVMWEB_CONSOLE_MAX_PER_USER="10000",
+        OVMWEB_EMBEDDED_WORKER="0",
+        OVMWEB_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     )
     from django.core.management import call_command
 
@@ -301,21 +315,33 @@ def make_vm(target_port: int):
     user = get_user_model().objects.create_superuser("bench", "bench@example.com", "pw-bench-123")
     pool = ServerPool.objects.create(name="bench")
     server = Server.objects.create(
-        name="sshd", hostname="127.0.0.1", ssh_port=int((ssh_dir / "port").read_text()), ssh_user="root",
-        transport=choices.Transport.SSH, status=choices.ServerStatus.RUNNING, server_pool=pool,
+        name="sshd",
+        hostname="127.0.0.1",
+        ssh_port=int((ssh_dir / "port").read_text()),
+        ssh_user="root",
+        transport=choices.Transport.SSH,
+        status=choices.ServerStatus.RUNNING,
+        server_pool=pool,
         host_key_fingerprint=(ssh_dir / "host_fingerprint").read_text().strip(),
         credentials_encrypted=encrypt_credentials({"private_key": (ssh_dir / "id_ed25519").read_text()}),
     )
     vm = VirtualMachine.objects.create(
-        name="bench-vm", domain_type=choices.DomainType.HVM, os_type=choices.OsType.OTHER_LINUX,
-        server_pool=pool, server=server, vcpus=1, max_vcpus=1, memory_mib=128, max_memory_mib=128,
+        name="bench-vm",
+        domain_type=choices.DomainType.HVM,
+        os_type=choices.OsType.OTHER_LINUX,
+        server_pool=pool,
+        server=server,
+        vcpus=1,
+        max_vcpus=1,
+        memory_mib=128,
+        max_memory_mib=128,
     )
     VirtualMachine.objects.filter(pk=vm.pk).update(status=choices.VmStatus.RUNNING, vnc_port=target_port)
     vm.refresh_from_db()
     return user, vm
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stream-mib", type=int, default=256)
@@ -323,8 +349,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--session-kib", type=int, default=1024)
     parser.add_argument("--rtt-count", type=int, default=2000)
-    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne",
-                        help="ASGI server in front of ovmweb's consumer (daphne is what runovmweb uses)")
+    parser.add_argument(
+        "--server",
+        choices=("daphne", "uvicorn"),
+        default="daphne",
+        help="ASGI server in front of ovmweb's consumer (daphne is what runovmweb uses)",
+    )
     args = parser.parse_args()
     if args.target:
         run_target(args.target)
@@ -350,8 +380,19 @@ def main() -> None:
         server_log = open(Path(var) / "server.log", "w")
         command = {
             "daphne": [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(daphne_port), "ovmweb.asgi:application"],
-            "uvicorn": [str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(daphne_port), "--ws", "websockets",
-                        "--no-access-log", "--lifespan", "off", "ovmweb.asgi:application"],
+            "uvicorn": [
+                str(VENV_BIN / "uvicorn"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(daphne_port),
+                "--ws",
+                "websockets",
+                "--no-access-log",
+                "--lifespan",
+                "off",
+                "ovmweb.asgi:application",
+            ],
         }[args.server]
         daphne = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), stdout=server_log, stderr=subprocess.STDOUT)
         procs.append(daphne)
@@ -363,15 +404,32 @@ def main() -> None:
         host_key = (ssh_dir / "ssh_host_ed25519_key.pub").read_text().split()
         known.write_text(f"[127.0.0.1]:{ssh_port} {host_key[0]} {host_key[1]}\n")
         forward_port, wsfy_port = free_port(), free_port()
-        ssh_client = subprocess.Popen([
-            "ssh", "-N", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
-            "-o", "ExitOnForwardFailure=yes", "-i", str(ssh_dir / "id_ed25519"), "-p", str(ssh_port),
-            "-L", f"127.0.0.1:{forward_port}:127.0.0.1:{target_port}", "root@127.0.0.1",
-        ])
+        ssh_client = subprocess.Popen(
+            [
+                "ssh",
+                "-N",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                f"UserKnownHostsFile={known}",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-i",
+                str(ssh_dir / "id_ed25519"),
+                "-p",
+                str(ssh_port),
+                "-L",
+                f"127.0.0.1:{forward_port}:127.0.0.1:{target_port}",
+                "root@127.0.0.1",
+            ]
+        )
         procs.append(ssh_client)
         websockify = subprocess.Popen(
             [str(VENV_BIN / "websockify"), f"127.0.0.1:{wsfy_port}", f"127.0.0.1:{forward_port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         procs.append(websockify)
         for port in (target_port, daphne_port, forward_port, wsfy_port):
@@ -386,8 +444,12 @@ def main() -> None:
             return f"ws://127.0.0.1:{wsfy_port}/"
 
         print(f"ovmweb under {args.server}; load average {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
-        ovm = Proxy("ovmweb", ovm_url, lambda: {"Origin": f"http://127.0.0.1:{daphne_port}", "Cookie": cookie},
-                    pids=lambda: [daphne.pid])
+        ovm = Proxy(
+            "ovmweb",
+            ovm_url,
+            lambda: {"Origin": f"http://127.0.0.1:{daphne_port}", "Cookie": cookie},
+            pids=lambda: [daphne.pid],
+        )
         # websockify forks per connection; the OpenSSH client carries the tunnel (sshd is common to both).
         wsfy = Proxy("websockify", wsfy_url, pids=lambda: process_tree(websockify.pid) + [ssh_client.pid])
         length = args.stream_mib << 20
@@ -407,14 +469,19 @@ def main() -> None:
                         cpu = cpu_seconds(proxy.pids()) - cpu
                         rate = length / elapsed / (1 << 20)
                         samples.setdefault((proxy.name, direction), []).append((rate, cpu * (1 << 30) / length, ok))
-                        print(f"round {round_no} {proxy.name:10s} {direction:8s} {length >> 20} MiB: {rate:8.1f} MiB/s "
-                              f"sha256 {'ok' if ok else 'MISMATCH'}, proxy CPU {cpu * (1 << 30) / length:.2f} s/GiB",
-                              flush=True)
+                        print(
+                            f"round {round_no} {proxy.name:10s} {direction:8s} {length >> 20} MiB: {rate:8.1f} MiB/s "
+                            f"sha256 {'ok' if ok else 'MISMATCH'}, proxy CPU {cpu * (1 << 30) / length:.2f} s/GiB",
+                            flush=True,
+                        )
             for (name, direction), runs in samples.items():
                 rate = statistics.median(r for r, _, _ in runs)
                 results[(name, direction)] = (rate, all(ok for _, _, ok in runs))
-                print(f"{name:10s} {direction:8s} median of {len(runs)}: {rate:8.1f} MiB/s, proxy CPU "
-                      f"{statistics.median(c for _, c, _ in runs):.2f} s/GiB", flush=True)
+                print(
+                    f"{name:10s} {direction:8s} median of {len(runs)}: {rate:8.1f} MiB/s, proxy CPU "
+                    f"{statistics.median(c for _, c, _ in runs):.2f} s/GiB",
+                    flush=True,
+                )
             rtts = {"direct": await rtt_tcp(target_port, args.rtt_count)}
             for proxy in (ovm, wsfy):
                 rtts[proxy.name] = await rtt_ws(proxy, args.rtt_count)
@@ -424,8 +491,11 @@ def main() -> None:
             for proxy, pids in ((ovm, lambda: [daphne.pid]), (wsfy, lambda: process_tree(websockify.pid))):
                 ok, per_session_kib = await concurrent(proxy, args.sessions, args.session_kib << 10, pids)
                 sessions[proxy.name] = ok
-                print(f"{proxy.name:10s} {args.sessions} concurrent sessions x {args.session_kib} KiB: {ok} intact, "
-                      f"{per_session_kib:.0f} KiB RSS per session", flush=True)
+                print(
+                    f"{proxy.name:10s} {args.sessions} concurrent sessions x {args.session_kib} KiB: {ok} intact, "
+                    f"{per_session_kib:.0f} KiB RSS per session",
+                    flush=True,
+                )
             return results, rtts, sessions
 
         results, rtts, sessions = asyncio.run(run())
@@ -440,7 +510,9 @@ def main() -> None:
         p99_added = pct(rtts["ovmweb"], 99) - pct(rtts["direct"], 99)
         print(f"ratios download={ratios[0]:.2f} upload={ratios[1]:.2f} streams_intact={intact}")
         print(f"load average at the end {Path('/proc/loadavg').read_text().split()[0]}")
-        print(f"throughput_ratio={ratio:.2f} p99_added_ms={p99_added:.2f} sessions_ok={sessions['ovmweb']}/{args.sessions}")
+        print(
+            f"throughput_ratio={ratio:.2f} p99_added_ms={p99_added:.2f} sessions_ok={sessions['ovmweb']}/{args.sessions}"
+        )
     finally:
         for proc in reversed(procs):
             proc.terminate()

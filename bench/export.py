@@ -11,6 +11,7 @@ and, last, ``ratio=X`` (job / bare commands).
 
     .venv/bin/python bench/export.py [--size 512] [--data 128] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,9 @@ def main() -> None:
         out.truncate(args.size << 20)
     subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(source)], check=True)
     raw.unlink()
-    vm = VirtualMachine.objects.create(name="bench-vm", server_pool=pool, repository=repo, memory_mib=256,
-                                       max_memory_mib=256)
+    vm = VirtualMachine.objects.create(
+        name="bench-vm", server_pool=pool, repository=repo, memory_mib=256, max_memory_mib=256
+    )
     VmDiskSlot.objects.create(vm=vm, slot=0, virtual_disk=disk, bus="sata")
 
     job_times, bare_times = [], []
@@ -76,12 +78,27 @@ def main() -> None:
             work = Path(TMP) / "bare"
             work.mkdir()
             start = time.perf_counter()
-            subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "vmdk", "-o", "subformat=streamOptimized",
-                            str(source), str(work / "d.vmdk")], check=True)
+            subprocess.run(
+                [
+                    "qemu-img",
+                    "convert",
+                    "-f",
+                    "qcow2",
+                    "-O",
+                    "vmdk",
+                    "-o",
+                    "subformat=streamOptimized",
+                    str(source),
+                    str(work / "d.vmdk"),
+                ],
+                check=True,
+            )
             (work / "d.ovf").write_text("<Envelope/>")
             subprocess.run(["sha256sum", str(work / "d.ovf"), str(work / "d.vmdk")], check=True, capture_output=True)
-            subprocess.run(["tar", "--format=ustar", "-cf", str(Path(TMP) / "bare.ova"), "-C", str(work), "d.ovf",
-                            "d.vmdk"], check=True)
+            subprocess.run(
+                ["tar", "--format=ustar", "-cf", str(Path(TMP) / "bare.ova"), "-C", str(work), "d.ovf", "d.vmdk"],
+                check=True,
+            )
             bare_times.append(time.perf_counter() - start)
             shutil.rmtree(work)
             Path(TMP, "bare.ova").unlink()

@@ -13,6 +13,7 @@ figure that depends least on what else the machine runs); last line:
 
     .venv/bin/python bench/jobs.py [--vms 500]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -176,9 +177,13 @@ def main() -> None:
             sample = Job.objects.exclude(status=JobStatus.SUCCESS).values_list("operation", "error").first()
             print(f"WARNING: {failed} jobs did not succeed, e.g. {sample}")
         stopped = VirtualMachine.objects.filter(status="STOPPED").count()
-        print(f"sqlite journal_mode={journal}; servers={args.servers}; VMs stopped again: {stopped}/{args.vms}; jobs: {total_jobs}")
+        print(
+            f"sqlite journal_mode={journal}; servers={args.servers}; VMs stopped again: {stopped}/{args.vms}; jobs: {total_jobs}"
+        )
         # Wall time depends on what else the machine runs; CPU time much less so.
-        print(f"load average {os.getloadavg()[0]:.2f}; jobs per CPU-second of this process: {total_jobs / total_cpu:.1f}")
+        print(
+            f"load average {os.getloadavg()[0]:.2f}; jobs per CPU-second of this process: {total_jobs / total_cpu:.1f}"
+        )
         print(f"jobs_per_s={total_jobs / total_worker:.1f}")
     finally:
         from ovmweb.hypervisor.connections import close_all

@@ -13,6 +13,7 @@ The servers are taken down at the end. Last line: ``migrate_s=X downtime_ms=Y``
 
     .venv/bin/python bench/migration.py [--rounds 6]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,12 @@ from django.core.management import call_command  # noqa: E402
 
 
 def two_servers(command: str) -> None:
-    subprocess.run(["bash", str(ROOT / "scripts" / "two-servers.sh"), command], check=True, stdout=subprocess.DEVNULL,
-                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OVMWEB_VAR_DIR": str(ROOT / "var")})
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "two-servers.sh"), command],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OVMWEB_VAR_DIR": str(ROOT / "var")},
+    )
 
 
 def ok(job) -> None:
@@ -92,22 +97,45 @@ def main() -> None:
         found = {}
         for key in ("a", "b"):
             side = endpoints[key]
-            ok(servers.server_discover(user=user, hostname=side["hostname"], transport="ssh", ssh_port=side["ssh_port"],
-                                       private_key=Path(endpoints["private_key"]).read_text(),
-                                       host_key_fingerprint=side["fingerprint"], name=side["name"], server_pool=pool))
+            ok(
+                servers.server_discover(
+                    user=user,
+                    hostname=side["hostname"],
+                    transport="ssh",
+                    ssh_port=side["ssh_port"],
+                    private_key=Path(endpoints["private_key"]).read_text(),
+                    host_key_fingerprint=side["fingerprint"],
+                    name=side["name"],
+                    server_pool=pool,
+                )
+            )
             found[key] = Server.objects.get(name=side["name"])
         shared = Path(endpoints["shared_path"]) / f"bench-{uuid.uuid4().hex[:6]}"
         shared.mkdir()
-        job = repositories.repository_create(user=user, name="shared", kind="SHARED", path=str(shared), server_pools=[pool])
+        job = repositories.repository_create(
+            user=user, name="shared", kind="SHARED", path=str(shared), server_pools=[pool]
+        )
         ok(job)
         repo = Repository.objects.get(pk=job.target_id)
         with open(GUEST_ISO, "rb") as fh:
-            ok(storage.iso_upload(repository=repo, user=user, name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size))
-        vm = vms.vm_create(user=user, name="bench-mig", server_pool=pool, repository=repo, domain_type="PVHVM",
-                           os_type="OTHER_LINUX", memory_mib=256, max_memory_mib=256,
-                           source={"kind": "iso", "iso": IsoFile.objects.get(repository=repo)},
-                           disks=[{"new": {"name": "data", "size_bytes": 32 << 20, "repository": repo}}],
-                           boot_order=["cdrom", "disk"])
+            ok(
+                storage.iso_upload(
+                    repository=repo, user=user, name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size
+                )
+            )
+        vm = vms.vm_create(
+            user=user,
+            name="bench-mig",
+            server_pool=pool,
+            repository=repo,
+            domain_type="PVHVM",
+            os_type="OTHER_LINUX",
+            memory_mib=256,
+            max_memory_mib=256,
+            source={"kind": "iso", "iso": IsoFile.objects.get(repository=repo)},
+            disks=[{"new": {"name": "data", "size_bytes": 32 << 20, "repository": repo}}],
+            boot_order=["cdrom", "disk"],
+        )
         run_pending_jobs()
         ok(vms.vm_action(vm=vm, action="start", user=user, server_id=found["a"].pk))
         vm.refresh_from_db()
@@ -125,9 +153,12 @@ def main() -> None:
             walls.append(wall)
             downtimes.append(job.result["downtime_ms"])
             elapsed.append(job.result["time_elapsed_ms"])
-            print(f"round {n + 1}: {source_name} -> {target.name}: job {wall:.2f} s, libvirt time_elapsed "
-                  f"{job.result['time_elapsed_ms']} ms, downtime {job.result['downtime_ms']} ms, "
-                  f"{(job.result['data_bytes'] or 0) >> 20} MiB sent", flush=True)
+            print(
+                f"round {n + 1}: {source_name} -> {target.name}: job {wall:.2f} s, libvirt time_elapsed "
+                f"{job.result['time_elapsed_ms']} ms, downtime {job.result['downtime_ms']} ms, "
+                f"{(job.result['data_bytes'] or 0) >> 20} MiB sent",
+                flush=True,
+            )
         wait_for_shell(vm.server, vm.serial_port, timeout=30)  # still the same, answering guest
         print(f"median libvirt time_elapsed_ms={statistics.median(elapsed):.0f}")
         print(f"migrate_s={statistics.median(walls):.2f} downtime_ms={statistics.median(downtimes):.0f}")

@@ -2,6 +2,7 @@
 page (first page, a later page, a sorted page) and of a search, with 10,000 VMs
 in a temporary SQLite database. Prints figures; last line
 ``vm_page_ms=X queries=N`` (median over runs of the VM perspective page)."""
+
 from __future__ import annotations
 
 import os
@@ -28,18 +29,34 @@ RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 def populate() -> None:
     pools = [ServerPool.objects.create(name=f"pool-{i}") for i in range(5)]
     servers = Server.objects.bulk_create(
-        Server(name=f"hv-{i:03d}", hostname=f"hv-{i:03d}.example.com", server_pool=pools[i % 5],
-               status=choices.ServerStatus.RUNNING, cpu_cores=32, memory_mib=262144)
+        Server(
+            name=f"hv-{i:03d}",
+            hostname=f"hv-{i:03d}.example.com",
+            server_pool=pools[i % 5],
+            status=choices.ServerStatus.RUNNING,
+            cpu_cores=32,
+            memory_mib=262144,
+        )
         for i in range(50)
     )
     repo = Repository.objects.create(name="shared", kind=choices.RepositoryKind.SHARED, path="/srv/repo")
     statuses = [choices.VmStatus.RUNNING, choices.VmStatus.STOPPED, choices.VmStatus.SUSPENDED]
     VirtualMachine.objects.bulk_create(
-        (VirtualMachine(name=f"vm-{i:05d}", server_pool=pools[i % 5], repository=repo,
-                        server=servers[i % 50] if i % 3 != 1 else None, status=statuses[i % 3],
-                        vcpus=1 + i % 4, max_vcpus=4, memory_mib=512, max_memory_mib=1024,
-                        os_type=choices.OsType.ORACLE_LINUX_6)
-         for i in range(N_VMS)),
+        (
+            VirtualMachine(
+                name=f"vm-{i:05d}",
+                server_pool=pools[i % 5],
+                repository=repo,
+                server=servers[i % 50] if i % 3 != 1 else None,
+                status=statuses[i % 3],
+                vcpus=1 + i % 4,
+                max_vcpus=4,
+                memory_mib=512,
+                max_memory_mib=1024,
+                os_type=choices.OsType.ORACLE_LINUX_6,
+            )
+            for i in range(N_VMS)
+        ),
         batch_size=1000,
     )
 
@@ -80,7 +97,8 @@ def main() -> None:
         results[label] = (ms, n)
         print(f"{label:42s} median {ms:7.1f} ms  queries {n}")
     # The machine is shared: say how busy it was, the figures scale with it.
-    print("load average (1/5/15 min): %.2f %.2f %.2f on %d CPUs" % (*os.getloadavg(), os.cpu_count()))
+    l1, l5, l15 = os.getloadavg()
+    print(f"load average (1/5/15 min): {l1:.2f} {l5:.2f} {l15:.2f} on {os.cpu_count()} CPUs")
     ms, n = results["vm perspective, page 1"]
     s_ms, s_n = results["search 'vm-0999'"]
     print(f"search_ms={s_ms:.1f} search_queries={s_n}")

@@ -15,6 +15,7 @@ path). Prints both medians (5 rounds each) and, last, ``ratio=X``.
 
     .venv/bin/python bench/vm_start.py [--rounds 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,6 @@ from _common import GUEST_ISO, ROOT, isolated_django, local_estate
 TMP, ENV = isolated_django("ovmweb-bench-vmstart-")
 
 from django.core.management import call_command  # noqa: E402
-
 
 # GET polling period. Each GET is served by the same process as the worker and the
 # monitor; polling much faster than this measurably slows the start being timed.
@@ -69,9 +69,18 @@ def setup() -> tuple[str, int, str]:
         storage.iso_upload(repository=repo, user=user, name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size)
     run_pending_jobs()
     iso = IsoFile.objects.get(repository=repo)
-    vm = vms.vm_create(user=user, name=f"bench-{os.getpid()}", server_pool=pool, repository=repo, domain_type="HVM",
-                       os_type="OTHER_LINUX", memory_mib=128, max_memory_mib=128, source={"kind": "iso", "iso": iso},
-                       boot_order=["cdrom"])
+    vm = vms.vm_create(
+        user=user,
+        name=f"bench-{os.getpid()}",
+        server_pool=pool,
+        repository=repo,
+        domain_type="HVM",
+        os_type="OTHER_LINUX",
+        memory_mib=128,
+        max_memory_mib=128,
+        source={"kind": "iso", "iso": iso},
+        boot_order=["cdrom"],
+    )
     close_all()
     return token, vm.pk, domain_name(vm)
 
@@ -133,8 +142,12 @@ def main() -> None:
         raise SystemExit(f"{GUEST_ISO} is missing: run scripts/build-tiny-guest.sh")
     token, vm_id, domain = setup()
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runovmweb", "--bind", f"127.0.0.1:{port}"],
-                              env={**os.environ, **ENV}, cwd=ROOT, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "runovmweb", "--bind", f"127.0.0.1:{port}"],
+        env={**os.environ, **ENV},
+        cwd=ROOT,
+        start_new_session=True,
+    )
     api_times: list[float] = []
     virsh_times: list[float] = []
     breakdown: list[tuple[float, float]] = []
@@ -147,7 +160,7 @@ def main() -> None:
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("runovmweb did not come up")
+                    raise SystemExit("runovmweb did not come up") from None
                 time.sleep(0.2)
         api = Api(port, token)
         api.call("GET", f"/api/v1/vms/{vm_id}/")  # warm the connection and the first request
@@ -176,8 +189,11 @@ def main() -> None:
             api.wait_status(vm_id, "STOPPED")  # seen by the monitor through libvirt's lifecycle event
             off_times.append(time.perf_counter() - t1)
 
-            print(f"round {round_ + 1}: api {api_times[-1] * 1000:.0f} ms (job queued {breakdown[-1][0]:.0f} ms, "
-                  f"ran {breakdown[-1][1]:.0f} ms), virsh {virsh_times[-1] * 1000:.0f} ms", flush=True)
+            print(
+                f"round {round_ + 1}: api {api_times[-1] * 1000:.0f} ms (job queued {breakdown[-1][0]:.0f} ms, "
+                f"ran {breakdown[-1][1]:.0f} ms), virsh {virsh_times[-1] * 1000:.0f} ms",
+                flush=True,
+            )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -199,9 +215,11 @@ def main() -> None:
     api_median, virsh_median = statistics.median(api_times), statistics.median(virsh_times)
     print(f"api start->RUNNING median: {api_median * 1000:.0f} ms ({', '.join(f'{t * 1000:.0f}' for t in api_times)})")
     print(f"virsh start median: {virsh_median * 1000:.0f} ms ({', '.join(f'{t * 1000:.0f}' for t in virsh_times)})")
-    print(f"domain stopped outside ovmweb -> STOPPED in the API (monitor events, reconcile every "
-          f"{os.environ.get('OVMWEB_RECONCILE_INTERVAL', '10')} s): median {statistics.median(off_times) * 1000:.0f} ms, "
-          f"max {max(off_times) * 1000:.0f} ms")
+    print(
+        f"domain stopped outside ovmweb -> STOPPED in the API (monitor events, reconcile every "
+        f"{os.environ.get('OVMWEB_RECONCILE_INTERVAL', '10')} s): median {statistics.median(off_times) * 1000:.0f} ms, "
+        f"max {max(off_times) * 1000:.0f} ms"
+    )
     print(f"ratio={api_median / virsh_median:.2f}")
 
 

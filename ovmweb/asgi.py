@@ -1,9 +1,10 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels."""
+
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ovmweb.settings.base")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 

@@ -3,6 +3,7 @@
 Factories build rows directly: they are test data, not a way around the
 services. Tests of a rule call the service that enforces it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -19,7 +20,7 @@ def _next_test_mac() -> str:
     # Outside the default allocation range (00:21:f6:...), so factory rows never
     # collide with MACs the services hand out in the same test.
     n = next(_mac_counter)
-    return "52:54:00:%02x:%02x:%02x" % ((n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF)
+    return f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -5,6 +5,7 @@ form is validated, so a refusal (ValidationError, Conflict) shows as an error
 on the form that was posted, and nothing is written. The admin's own
 ``save_model``/``save_related`` then have nothing left to do.
 """
+
 from __future__ import annotations
 
 from django.contrib import admin, messages

@@ -1,4 +1,5 @@
 """Domain exceptions become HTTP answers here, at the edge, and nowhere else."""
+
 from __future__ import annotations
 
 import logging
@@ -40,7 +41,16 @@ def exception_handler(exc, context):
     if isinstance(exc, ProtectedError | RestrictedError):
         # The service should have said why; this only keeps a missed case from being a 500.
         set_rollback()
-        names = ", ".join(sorted({str(o) for o in list(exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects)[:5]}))
+        names = ", ".join(
+            sorted(
+                {
+                    str(o)
+                    for o in list(exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects)[
+                        :5
+                    ]
+                }
+            )
+        )
         return Response(
             {"detail": _("Still in use by: %(names)s.") % {"names": names}}, status=status.HTTP_409_CONFLICT
         )

@@ -1,4 +1,5 @@
 """Serializer behaviour shared by every endpoint of the API."""
+
 from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
@@ -21,7 +22,7 @@ class StrictFieldsMixin:
     def to_internal_value(self, data):
         errors = {}
         if hasattr(data, "keys"):
-            for key in data.keys():
+            for key in data:
                 field = self.fields.get(key)
                 if field is None:
                     errors[key] = [_("Unknown field.")]

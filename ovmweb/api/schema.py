@@ -1,4 +1,5 @@
 """OpenAPI generation that tells the truth about strict input."""
+
 from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
@@ -13,6 +14,10 @@ class StrictAutoSchema(AutoSchema):
 
     def _map_serializer(self, serializer, direction, bypass_extensions=False):
         schema = super()._map_serializer(serializer, direction, bypass_extensions)
-        if direction == "request" and isinstance(force_instance(serializer), StrictFieldsMixin) and schema.get("type") == "object":
+        if (
+            direction == "request"
+            and isinstance(force_instance(serializer), StrictFieldsMixin)
+            and schema.get("type") == "object"
+        ):
             schema["additionalProperties"] = False
         return schema

@@ -5,6 +5,7 @@ in the service layer, which the viewsets call with the validated data. Read
 serializers (``FooSerializer``) and input serializers (``FooCreateSerializer``
 ...) are separate so that the OpenAPI schema says exactly what is accepted.
 """
+
 from __future__ import annotations
 
 from django.contrib.contenttypes.models import ContentType
@@ -69,8 +70,24 @@ class JobSerializer(serializers.ModelSerializer):
         # params are left out on purpose: they may carry what a user typed (a
         # discovery password must never be echoed back).
         fields = [
-            "id", "summary", "operation", "status", "progress", "user", "target_type", "target_id", "target_name",
-            "parent", "children", "log", "error", "result", "abort_requested", "created_at", "started_at", "finished_at",
+            "id",
+            "summary",
+            "operation",
+            "status",
+            "progress",
+            "user",
+            "target_type",
+            "target_id",
+            "target_name",
+            "parent",
+            "children",
+            "log",
+            "error",
+            "result",
+            "abort_requested",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
         read_only_fields = fields
 
@@ -86,8 +103,18 @@ class EventSerializer(serializers.ModelSerializer):
     class Meta:
         model = Event
         fields = [
-            "id", "object_type", "object_id", "object_repr", "severity", "type", "text", "acknowledged",
-            "acknowledged_by", "user", "job", "created_at",
+            "id",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "severity",
+            "type",
+            "text",
+            "acknowledged",
+            "acknowledged_by",
+            "user",
+            "job",
+            "created_at",
         ]
         read_only_fields = fields
 
@@ -154,7 +181,9 @@ class ServerDiscoverSerializer(StrictSerializer):
     transport = serializers.ChoiceField(choices=choices.Transport.choices, default=choices.Transport.SSH)
     ssh_port = serializers.IntegerField(min_value=1, max_value=65535, default=22)
     ssh_user = serializers.CharField(max_length=64, default="root")
-    password = serializers.CharField(required=False, allow_blank=True, write_only=True, style={"input_type": "password"})
+    password = serializers.CharField(
+        required=False, allow_blank=True, write_only=True, style={"input_type": "password"}
+    )
     private_key = serializers.CharField(required=False, allow_blank=True, write_only=True)
     host_key_fingerprint = serializers.CharField(max_length=128, validators=[fingerprint_validator], required=False)
     name = serializers.CharField(max_length=models.NAME_MAX, required=False, allow_null=True)
@@ -177,8 +206,21 @@ class RepositorySerializer(serializers.ModelSerializer):
     class Meta:
         model = models.Repository
         fields = [
-            "id", "name", "kind", "backend", "path", "nfs_server", "nfs_export", "server", "server_pools",
-            "capacity_bytes", "allocation_bytes", "available_bytes", "refreshed_at", "created_at", "updated_at",
+            "id",
+            "name",
+            "kind",
+            "backend",
+            "path",
+            "nfs_server",
+            "nfs_export",
+            "server",
+            "server_pools",
+            "capacity_bytes",
+            "allocation_bytes",
+            "available_bytes",
+            "refreshed_at",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -202,8 +244,18 @@ class VirtualDiskSerializer(serializers.ModelSerializer):
     class Meta:
         model = models.VirtualDisk
         fields = [
-            "id", "name", "repository", "volume", "size_bytes", "allocation_bytes", "format", "sparse", "shareable",
-            "backing_disk", "created_at", "updated_at",
+            "id",
+            "name",
+            "repository",
+            "volume",
+            "size_bytes",
+            "allocation_bytes",
+            "format",
+            "sparse",
+            "shareable",
+            "backing_disk",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -247,8 +299,9 @@ class NetworkSerializer(InventorySerializer):
 
     class Meta(InventorySerializer.Meta):
         model = models.Network
-        fields = with_id_and_timestamps("name", "bridge", "libvirt_network", "vlan_id", "roles", "server_pools",
-                                        "description")
+        fields = with_id_and_timestamps(
+            "name", "bridge", "libvirt_network", "vlan_id", "roles", "server_pools", "description"
+        )
 
 
 class MacRangeSerializer(StrictSerializer):
@@ -295,10 +348,38 @@ class VmVnicSerializer(serializers.ModelSerializer):
 
 
 VM_FIELDS = [
-    "id", "name", "uuid", "description", "domain_type", "status", "server_pool", "server", "repository", "os_type",
-    "guest_kernel", "pv_drivers_installed", "vcpus", "max_vcpus", "memory_mib", "max_memory_mib", "huge_pages",
-    "keymap", "mouse_device", "boot_order", "ha_enabled", "cpu_pinning", "pvm_boot_url", "kernel_args",
-    "pending_changes", "vnc_port", "serial_port", "origin", "disks", "vnics", "created_at", "updated_at",
+    "id",
+    "name",
+    "uuid",
+    "description",
+    "domain_type",
+    "status",
+    "server_pool",
+    "server",
+    "repository",
+    "os_type",
+    "guest_kernel",
+    "pv_drivers_installed",
+    "vcpus",
+    "max_vcpus",
+    "memory_mib",
+    "max_memory_mib",
+    "huge_pages",
+    "keymap",
+    "mouse_device",
+    "boot_order",
+    "ha_enabled",
+    "cpu_pinning",
+    "pvm_boot_url",
+    "kernel_args",
+    "pending_changes",
+    "vnc_port",
+    "serial_port",
+    "origin",
+    "disks",
+    "vnics",
+    "created_at",
+    "updated_at",
 ]
 
 
@@ -306,7 +387,9 @@ class VirtualMachineSerializer(serializers.ModelSerializer):
     disks = VmDiskSlotSerializer(source="disk_slots", many=True, read_only=True)
     vnics = VmVnicSerializer(many=True, read_only=True)
     pending_changes = serializers.DictField(read_only=True)
-    boot_order = serializers.ListField(child=serializers.ChoiceField(choices=choices.BootDevice.choices), read_only=True)
+    boot_order = serializers.ListField(
+        child=serializers.ChoiceField(choices=choices.BootDevice.choices), read_only=True
+    )
 
     class Meta:
         model = models.VirtualMachine
@@ -315,9 +398,24 @@ class VirtualMachineSerializer(serializers.ModelSerializer):
 
 
 _VM_EDITABLE = [
-    "name", "description", "domain_type", "os_type", "guest_kernel", "pv_drivers_installed", "vcpus", "max_vcpus",
-    "memory_mib", "max_memory_mib", "huge_pages", "keymap", "mouse_device", "boot_order", "ha_enabled",
-    "cpu_pinning", "pvm_boot_url", "kernel_args",
+    "name",
+    "description",
+    "domain_type",
+    "os_type",
+    "guest_kernel",
+    "pv_drivers_installed",
+    "vcpus",
+    "max_vcpus",
+    "memory_mib",
+    "max_memory_mib",
+    "huge_pages",
+    "keymap",
+    "mouse_device",
+    "boot_order",
+    "ha_enabled",
+    "cpu_pinning",
+    "pvm_boot_url",
+    "kernel_args",
 ]
 
 
@@ -334,8 +432,12 @@ class VmUpdateSerializer(StrictModelSerializer):
 # The installation sources of seed 7.1/7.2, in the order the API documents them
 # (also named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
 VM_SOURCE_KINDS = [
-    rules.SourceKind.ISO, rules.SourceKind.PVM_URL, rules.SourceKind.TEMPLATE, rules.SourceKind.CLONE,
-    rules.SourceKind.APPLIANCE, rules.SourceKind.NONE,
+    rules.SourceKind.ISO,
+    rules.SourceKind.PVM_URL,
+    rules.SourceKind.TEMPLATE,
+    rules.SourceKind.CLONE,
+    rules.SourceKind.APPLIANCE,
+    rules.SourceKind.NONE,
 ]
 
 
@@ -358,7 +460,9 @@ class VmSourceSerializer(StrictSerializer):
             raise serializers.ValidationError({needed: [_("Required when kind is %(kind)s.") % {"kind": kind}]})
         extra = [k for k in attrs if k != "kind" and k != needed]
         if extra:
-            raise serializers.ValidationError({k: [_("Not used when kind is %(kind)s.") % {"kind": kind}] for k in extra})
+            raise serializers.ValidationError(
+                {k: [_("Not used when kind is %(kind)s.") % {"kind": kind}] for k in extra}
+            )
         return {"kind": kind, needed: attrs[needed]} if needed else {"kind": kind}
 
 
@@ -372,8 +476,11 @@ class NewDiskSerializer(StrictSerializer):
 class VmDiskSpecSerializer(StrictSerializer):
     virtual_disk = _pk(models.VirtualDisk.objects.all(), required=False)
     new = NewDiskSerializer(required=False)
-    bus = serializers.ChoiceField(choices=choices.DiskBus.choices, required=False,
-                                  help_text=_("Default: the domain type's (paravirtual for PVHVM/PVM)."))
+    bus = serializers.ChoiceField(
+        choices=choices.DiskBus.choices,
+        required=False,
+        help_text=_("Default: the domain type's (paravirtual for PVHVM/PVM)."),
+    )
 
     def validate(self, attrs):
         if ("virtual_disk" in attrs) == ("new" in attrs):
@@ -403,9 +510,13 @@ class VmMigrateSerializer(StrictSerializer):
     target_server = _pk(models.Server.objects.all(), required=False, allow_null=True)
     target_pool = _pk(models.ServerPool.objects.all(), required=False, allow_null=True)
     target_repository = _pk(
-        models.Repository.objects.all(), required=False, allow_null=True,
-        help_text=_("For a running VM on a local repository: where its disks are copied (default: the first local "
-                    "repository of the target server; naming a local repository is enough to name its server)."),
+        models.Repository.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text=_(
+            "For a running VM on a local repository: where its disks are copied (default: the first local "
+            "repository of the target server; naming a local repository is enough to name its server)."
+        ),
     )
 
 
@@ -415,7 +526,8 @@ class VmDiskAttachSerializer(StrictSerializer):
     virtual_disk = _pk(models.VirtualDisk.objects.all(), required=False)
     iso = _pk(models.IsoFile.objects.all(), required=False)
     bus = serializers.ChoiceField(
-        choices=choices.DiskBus.choices, required=False,
+        choices=choices.DiskBus.choices,
+        required=False,
         help_text=_("Disk bus of a virtual disk (default: the domain type's; a CD-ROM is always SATA)."),
     )
 
@@ -440,8 +552,12 @@ class VmDiskAttachResultSerializer(serializers.Serializer):
 
 
 class VmBackupSerializer(StrictSerializer):
-    repository = _pk(models.Repository.objects.all(), required=False, allow_null=True,
-                     help_text=_("Where the backup's disks go (default: the VM's own repository)."))
+    repository = _pk(
+        models.Repository.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text=_("Where the backup's disks go (default: the VM's own repository)."),
+    )
 
 
 class VmMoveSerializer(StrictSerializer):
@@ -521,15 +637,20 @@ class VirtualApplianceSerializer(serializers.ModelSerializer):
 class VirtualApplianceUploadSerializer(StrictSerializer):
     repository = _pk(models.Repository.objects.all())
     file = serializers.FileField(help_text=_("An OVA: the .ovf descriptor and its disks in one tar."))
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True,
-                                 help_text=_("Default: the file name without .ova."))
+    name = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, help_text=_("Default: the file name without .ova.")
+    )
 
 
 class VirtualApplianceImportSerializer(StrictSerializer):
     repository = _pk(models.Repository.objects.all())
     url = serializers.URLField(max_length=2048, help_text=_("HTTP(S) URL of an .ova, or of an .ovf next to its disks."))
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True,
-                                 help_text=_("Default: the file name of the URL without its extension."))
+    name = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        help_text=_("Default: the file name of the URL without its extension."),
+    )
 
 
 class ConsoleTicketSerializer(serializers.ModelSerializer):

@@ -11,7 +11,9 @@ app_name = "api"
 router = DefaultRouter()
 router.register("server-pools", views.ServerPoolViewSet, basename="server-pool")
 router.register("servers", views.ServerViewSet, basename="server")
-router.register("processor-compatibility-groups", views.ProcessorCompatibilityGroupViewSet, basename="compatibility-group")
+router.register(
+    "processor-compatibility-groups", views.ProcessorCompatibilityGroupViewSet, basename="compatibility-group"
+)
 router.register("anti-affinity-groups", views.AntiAffinityGroupViewSet, basename="anti-affinity-group")
 router.register("repositories", views.RepositoryViewSet, basename="repository")
 router.register("virtual-disks", views.VirtualDiskViewSet, basename="virtual-disk")

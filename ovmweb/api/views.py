@@ -1,6 +1,7 @@
 """Viewsets of the REST API. They validate the shape of a request with a
 serializer, call ONE service, and render what it returns: 201/200 with the
 object, or 202 with the Job that was queued."""
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -59,7 +60,8 @@ class ChangePermission(permissions.BasePermission):
     def has_permission(self, request, view):
         model = view.get_queryset().model
         return bool(
-            request.user and request.user.is_authenticated
+            request.user
+            and request.user.is_authenticated
             and request.user.has_perm(f"{model._meta.app_label}.change_{model._meta.model_name}")
         )
 
@@ -91,9 +93,14 @@ def last_job_id() -> int:
 def job_queued_since(*, after: int, target, operation: str) -> Job | None:
     """The job a service queued on ``target`` (it returned the object it made, not the job)."""
     return (
-        Job.objects.filter(pk__gt=after, operation=operation, target_type=ContentType.objects.get_for_model(target),
-                           target_id=target.pk)
-        .order_by("-pk").first()
+        Job.objects.filter(
+            pk__gt=after,
+            operation=operation,
+            target_type=ContentType.objects.get_for_model(target),
+            target_id=target.pk,
+        )
+        .order_by("-pk")
+        .first()
     )
 
 
@@ -103,8 +110,13 @@ def monitor_link(job: Job | None) -> dict:
 
 
 MONITOR_HEADER = OpenApiParameter(
-    "Link", OpenApiTypes.STR, location=OpenApiParameter.HEADER, response=[201],
-    description=_('When a job goes on with the work (copying disks, hot-plugging): </api/v1/jobs/{id}/>; rel="monitor".'),
+    "Link",
+    OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    response=[201],
+    description=_(
+        'When a job goes on with the work (copying disks, hot-plugging): </api/v1/jobs/{id}/>; rel="monitor".'
+    ),
 )
 
 
@@ -150,7 +162,9 @@ class ProcessorCompatibilityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
     serializer_class = s.ProcessorCompatibilityGroupSerializer
 
     def perform_create(self, serializer):
-        serializer.instance = pool_services.compatibility_group_create(user=self.request.user, **serializer.validated_data)
+        serializer.instance = pool_services.compatibility_group_create(
+            user=self.request.user, **serializer.validated_data
+        )
 
     def perform_update(self, serializer):
         serializer.instance = pool_services.compatibility_group_update(
@@ -166,7 +180,9 @@ class AntiAffinityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
     serializer_class = s.AntiAffinityGroupSerializer
 
     def perform_create(self, serializer):
-        serializer.instance = pool_services.anti_affinity_group_create(user=self.request.user, **serializer.validated_data)
+        serializer.instance = pool_services.anti_affinity_group_create(
+            user=self.request.user, **serializer.validated_data
+        )
 
     def perform_update(self, serializer):
         serializer.instance = pool_services.anti_affinity_group_update(
@@ -181,7 +197,9 @@ class AntiAffinityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
 
 
 @extend_schema_view(
-    partial_update=extend_schema(request=s.ServerUpdateSerializer, responses={200: s.ServerSerializer, **RESPONSES_409}),
+    partial_update=extend_schema(
+        request=s.ServerUpdateSerializer, responses={200: s.ServerSerializer, **RESPONSES_409}
+    ),
     destroy=extend_schema(request=None, responses={k: v for k, v in RESPONSES_JOB.items() if k != 400}),
 )
 class ServerViewSet(mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
@@ -195,7 +213,9 @@ class ServerViewSet(mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyA
         servers = _service("servers")
         with transaction.atomic():
             if "inbound_migration_lock" in data:
-                servers.server_set_inbound_lock(server=server, user=request.user, locked=data.pop("inbound_migration_lock"))
+                servers.server_set_inbound_lock(
+                    server=server, user=request.user, locked=data.pop("inbound_migration_lock")
+                )
             if data:
                 servers.server_update(server=server, user=request.user, **data)
         server.refresh_from_db()
@@ -237,7 +257,9 @@ class RepositoryViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
     def refresh(self, request, pk=None):
         """Re-read the repository's contents and capacity."""
         validated(EmptySerializer, request)
-        return job_response(_service("repositories").repository_refresh(repository=self.get_object(), user=request.user))
+        return job_response(
+            _service("repositories").repository_refresh(repository=self.get_object(), user=request.user)
+        )
 
     @extend_schema(request=s.RepositoryPresentSerializer, responses={200: s.RepositorySerializer, **RESPONSES_JOB})
     @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
@@ -290,13 +312,21 @@ class IsoFileViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
         data = validated(s.IsoUploadSerializer, request)
         upload = data["file"]
         job = _service("storage").iso_upload(
-            repository=data["repository"], user=request.user, name=data.get("name") or upload.name,
-            fileobj=upload, size=upload.size,
+            repository=data["repository"],
+            user=request.user,
+            name=data.get("name") or upload.name,
+            fileobj=upload,
+            size=upload.size,
         )
         return job_response(job)
 
     @extend_schema(request=s.IsoImportSerializer, responses=RESPONSES_JOB)
-    @action(detail=False, methods=["post"], url_path="import", permission_classes=[permissions.IsAuthenticated, ModelPermissions])
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        permission_classes=[permissions.IsAuthenticated, ModelPermissions],
+    )
     def import_url(self, request):
         """Import an ISO file from an HTTP/FTP URL; 202 with the job."""
         data = validated(s.IsoImportSerializer, request)
@@ -390,12 +420,18 @@ VM_FILTER_PARAMETERS = [
 @extend_schema_view(
     list=extend_schema(parameters=VM_FILTER_PARAMETERS),
     create=extend_schema(
-        request=s.VmCreateSerializer, parameters=[MONITOR_HEADER],
-        responses={201: s.VirtualMachineSerializer, 400: OpenApiResponse(description=_("Bad input: field errors.")),
-                   **RESPONSES_409},
+        request=s.VmCreateSerializer,
+        parameters=[MONITOR_HEADER],
+        responses={
+            201: s.VirtualMachineSerializer,
+            400: OpenApiResponse(description=_("Bad input: field errors.")),
+            **RESPONSES_409,
+        },
     ),
     update=extend_schema(request=s.VmUpdateSerializer, responses={200: s.VirtualMachineSerializer, **RESPONSES_409}),
-    partial_update=extend_schema(request=s.VmUpdateSerializer, responses={200: s.VirtualMachineSerializer, **RESPONSES_409}),
+    partial_update=extend_schema(
+        request=s.VmUpdateSerializer, responses={200: s.VirtualMachineSerializer, **RESPONSES_409}
+    ),
     destroy=extend_schema(responses=RESPONSES_JOB),
 )
 class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
@@ -538,9 +574,15 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         return job_response(_service("vms").vm_backup(vm=self.get_object(), user=request.user, **data))
 
     @extend_schema(
-        request=s.VmDiskAttachSerializer, parameters=[MONITOR_HEADER],
-        responses={201: s.VmDiskAttachResultSerializer, 400: OpenApiResponse(description=_("Bad input: field errors.")),
-                   409: OpenApiResponse(s.ErrorDetailSerializer, description=_("The VM's state or the disk's use forbids it."))},
+        request=s.VmDiskAttachSerializer,
+        parameters=[MONITOR_HEADER],
+        responses={
+            201: s.VmDiskAttachResultSerializer,
+            400: OpenApiResponse(description=_("Bad input: field errors.")),
+            409: OpenApiResponse(
+                s.ErrorDetailSerializer, description=_("The VM's state or the disk's use forbids it.")
+            ),
+        },
     )
     @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
     def disks(self, request, pk=None):
@@ -557,15 +599,24 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         return Response(body, status=status.HTTP_201_CREATED, headers=monitor_link(job))
 
     @extend_schema(
-        parameters=[OpenApiParameter("slot", OpenApiTypes.INT, OpenApiParameter.PATH, description=_("Slot number (0-63)."))],
+        parameters=[
+            OpenApiParameter("slot", OpenApiTypes.INT, OpenApiParameter.PATH, description=_("Slot number (0-63)."))
+        ],
         request=None,
-        responses={202: OpenApiResponse(s.JobSerializer, description=_("Running VM: the hot-remove job.")),
-                   204: OpenApiResponse(description=_("Stopped VM: detached.")),
-                   404: OpenApiResponse(description=_("No such slot.")),
-                   409: OpenApiResponse(s.ErrorDetailSerializer, description=_("The VM's state forbids it."))},
+        responses={
+            202: OpenApiResponse(s.JobSerializer, description=_("Running VM: the hot-remove job.")),
+            204: OpenApiResponse(description=_("Stopped VM: detached.")),
+            404: OpenApiResponse(description=_("No such slot.")),
+            409: OpenApiResponse(s.ErrorDetailSerializer, description=_("The VM's state forbids it.")),
+        },
     )
-    @action(detail=True, methods=["delete"], url_path=r"disks/(?P<slot>[0-9]{1,2})", url_name="disk-detach",
-            permission_classes=ACTION_PERMS)
+    @action(
+        detail=True,
+        methods=["delete"],
+        url_path=r"disks/(?P<slot>[0-9]{1,2})",
+        url_name="disk-detach",
+        permission_classes=ACTION_PERMS,
+    )
     def detach_disk(self, request, pk=None, slot=None):
         """Detach the disk or CD-ROM in a slot. A CD-ROM of a running VM is ejected (the drive
         stays, empty); a disk of a running VM is hot-removed where the guest OS allows it."""
@@ -595,7 +646,9 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
 
 @extend_schema_view(
     update=extend_schema(request=s.CloneCustomizerUpdateSerializer, responses={200: s.CloneCustomizerSerializer}),
-    partial_update=extend_schema(request=s.CloneCustomizerUpdateSerializer, responses={200: s.CloneCustomizerSerializer}),
+    partial_update=extend_schema(
+        request=s.CloneCustomizerUpdateSerializer, responses={200: s.CloneCustomizerSerializer}
+    ),
 )
 class CloneCustomizerViewSet(viewsets.ModelViewSet, ApiViewSet):
     """Clone customizers of a VM: per-disk target repository and clone type, network of each
@@ -648,7 +701,10 @@ class VirtualApplianceViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
         data = validated(s.VirtualApplianceUploadSerializer, request)
         upload = data["file"]
         job = _service("appliances").appliance_import(
-            user=request.user, repository=data["repository"], name=data.get("name", ""), fileobj=upload,
+            user=request.user,
+            repository=data["repository"],
+            name=data.get("name", ""),
+            fileobj=upload,
             filename=upload.name,
         )
         return job_response(job)
@@ -659,8 +715,13 @@ class VirtualApplianceViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
         return job_response(_service("appliances").appliance_delete(appliance=self.get_object(), user=request.user))
 
     @extend_schema(request=s.VirtualApplianceImportSerializer, responses=RESPONSES_JOB)
-    @action(detail=False, methods=["post"], url_path="import", parser_classes=[JSONParser, FormParser, MultiPartParser],
-            permission_classes=[permissions.IsAuthenticated, ModelPermissions])
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        parser_classes=[JSONParser, FormParser, MultiPartParser],
+        permission_classes=[permissions.IsAuthenticated, ModelPermissions],
+    )
     def import_url(self, request):
         """Import an OVA, or an .ovf next to its disks, from an HTTP(S) URL; 202 with the job."""
         data = validated(s.VirtualApplianceImportSerializer, request)

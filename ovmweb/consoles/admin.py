@@ -1,5 +1,6 @@
 """Console tickets, read-only. The token hash is never displayed: it is the
 only thing an attacker with database read access would need to guess against."""
+
 from __future__ import annotations
 
 from django.contrib import admin

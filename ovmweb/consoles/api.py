@@ -1,4 +1,5 @@
 """REST endpoint issuing console tickets: POST /api/v1/vms/{id}/console-tickets/."""
+
 from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _

@@ -10,6 +10,7 @@ Data frames take a fast path: no database work per frame (Channels would run
 ``close_old_connections`` in a thread before each one), 1 MiB reads, and
 reads from the console only while the WebSocket side keeps up (see flow.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -100,8 +101,12 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self._open()
         except Refused as exc:
             # Never log the query string: it carries the ticket.
-            logger.info("console %s of VM %s refused: %s", self.kind,
-                        self.scope.get("url_route", {}).get("kwargs", {}).get("vm_id"), exc)
+            logger.info(
+                "console %s of VM %s refused: %s",
+                self.kind,
+                self.scope.get("url_route", {}).get("kwargs", {}).get("vm_id"),
+                exc,
+            )
             await self._teardown()
             await self.close()  # before accept: the handshake is answered 403
             return

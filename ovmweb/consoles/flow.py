@@ -15,6 +15,7 @@ handshake time to follow the data. Under any other ASGI server (uvicorn
 awaits the socket draining inside ``send``; the test communicator) it does
 nothing.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Console tickets: short-lived, single-use, stored only as a hash."""
+
 from __future__ import annotations
 
 from django.conf import settings

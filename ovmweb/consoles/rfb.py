@@ -5,6 +5,7 @@ the client's handshake and its screen-update requests pass, while keyboard,
 pointer, clipboard, desktop-resize and power (xvp) messages are dropped.
 Anything not understood closes the console: failing closed is the point.
 """
+
 from __future__ import annotations
 
 import struct
@@ -43,7 +44,7 @@ class RfbInputFilter:
                 out += self._buffer[:length]
             del self._buffer[:length]
 
-    def _step(self) -> tuple[int, bool] | None:
+    def _step(self) -> tuple[int, bool] | None:  # noqa: C901
         buf = self._buffer
         if self._state == "version":
             if len(buf) < 12:
@@ -71,7 +72,7 @@ class RfbInputFilter:
             return 1, True  # ClientInit (shared flag)
         return self._message()
 
-    def _message(self) -> tuple[int, bool] | None:
+    def _message(self) -> tuple[int, bool] | None:  # noqa: C901
         buf = self._buffer
         if not buf:
             return None

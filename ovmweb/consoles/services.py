@@ -6,6 +6,7 @@ API token) and the WebSocket that follows it: it lives at most
 one user, one VM and one console kind, and only its SHA-256 is stored. The
 token itself is returned once and never logged.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,8 +65,10 @@ def _check_console_available(vm: VirtualMachine, kind: str) -> None:
             % {"name": vm.name, "status": vm.get_status_display()}
         )
     if vm.server_id is None or console_port(vm, kind) is None:
-        raise Conflict(_("Virtual machine '%(name)s' has no %(kind)s console port on a server.")
-                       % {"name": vm.name, "kind": ConsoleKind(kind).label})
+        raise Conflict(
+            _("Virtual machine '%(name)s' has no %(kind)s console port on a server.")
+            % {"name": vm.name, "kind": ConsoleKind(kind).label}
+        )
 
 
 def ticket_issue(*, user, vm: VirtualMachine, kind: str) -> tuple[ConsoleTicket, str]:

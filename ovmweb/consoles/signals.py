@@ -1,4 +1,5 @@
 """Close a user's consoles when that user logs out."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Standalone console pages: noVNC for the VM's screen, xterm.js for its serial port."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required

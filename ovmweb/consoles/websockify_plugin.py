@@ -13,6 +13,7 @@ carried by ovmweb's shared, host-key-pinned SSH transport to the server, and
 returns that. websockify cannot drop a viewer's input, so read-only tickets
 are refused here.
 """
+
 from __future__ import annotations
 
 import logging

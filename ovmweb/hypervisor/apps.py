@@ -22,4 +22,6 @@ class HypervisorConfig(AppConfig):
         post_save.connect(vm_changed, sender=VirtualMachine, weak=False, dispatch_uid="ovmweb-vm-config")
         for model in (VmDiskSlot, Vnic):
             post_save.connect(vm_changed, sender=model, weak=False, dispatch_uid=f"ovmweb-vm-config-{model.__name__}")
-            post_delete.connect(vm_changed, sender=model, weak=False, dispatch_uid=f"ovmweb-vm-config-del-{model.__name__}")
+            post_delete.connect(
+                vm_changed, sender=model, weak=False, dispatch_uid=f"ovmweb-vm-config-del-{model.__name__}"
+            )

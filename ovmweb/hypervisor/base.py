@@ -4,6 +4,7 @@ Methods take and return the dataclasses below and raise only ``DriverError``
 subclasses. ``ovmweb/hypervisor/libvirt.py`` is the one implementation and the
 only module that imports libvirt. Drivers hold connections; models never do.
 """
+
 from __future__ import annotations
 
 import abc
@@ -135,7 +136,7 @@ class PoolInfo:
     capacity_bytes: int
     allocation_bytes: int
     available_bytes: int
-    volumes: list["VolumeInfo"] = field(default_factory=list)
+    volumes: list[VolumeInfo] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,9 @@ class StorageDriver:
         """Forget the pool; the files stay on disk."""
         raise OperationFailed("not supported by this driver")
 
-    def volume_create(self, pool: str, name: str, capacity_bytes: int, *, format: str = "qcow2", sparse: bool = True) -> VolumeInfo:
+    def volume_create(
+        self, pool: str, name: str, capacity_bytes: int, *, format: str = "qcow2", sparse: bool = True
+    ) -> VolumeInfo:
         raise OperationFailed("not supported by this driver")
 
     def volume_info(self, pool: str, name: str) -> VolumeInfo:
@@ -240,7 +243,9 @@ class StorageDriver:
     def volume_resize(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         raise OperationFailed("not supported by this driver")
 
-    def volume_clone(self, pool: str, source: str, target_pool: str, target: str, *, clone_type: str, format: str = "qcow2") -> VolumeInfo:
+    def volume_clone(
+        self, pool: str, source: str, target_pool: str, target: str, *, clone_type: str, format: str = "qcow2"
+    ) -> VolumeInfo:
         """clone_type: "thin" (qcow2 overlay on the source), "sparse" or "non_sparse" (full copy)."""
         raise OperationFailed("not supported by this driver")
 
@@ -251,15 +256,17 @@ class StorageDriver:
     def domain_xml(self, uuid: str) -> str:
         raise OperationFailed("not supported by this driver")
 
-    def migrate(self, uuid: str, target: "Driver", *, live: bool = True, unsafe: bool = False, copy_storage: bool = False) -> None:
+    def migrate(
+        self, uuid: str, target: Driver, *, live: bool = True, unsafe: bool = False, copy_storage: bool = False
+    ) -> None:
         raise OperationFailed("not supported by this driver")
 
-    def attach_device(self, uuid: str, device: "DiskSpec | NicSpec", *, domain_type: str) -> str:
+    def attach_device(self, uuid: str, device: DiskSpec | NicSpec, *, domain_type: str) -> str:
         """Hot-plug a disk, CD-ROM or NIC into the running domain and its persistent
         definition (``VIR_DOMAIN_AFFECT_LIVE|CONFIG``); returns the disk's target or the NIC's MAC."""
         raise OperationFailed("not supported by this driver")
 
-    def detach_device(self, uuid: str, device: "DiskSpec | NicSpec") -> None:
+    def detach_device(self, uuid: str, device: DiskSpec | NicSpec) -> None:
         """Hot-unplug the disk with ``device.path`` or the NIC with ``device.mac``, live and persistently."""
         raise OperationFailed("not supported by this driver")
 
@@ -268,7 +275,7 @@ class StorageDriver:
         (``""``: the first empty drive), live and persistently."""
         raise OperationFailed("not supported by this driver")
 
-    def migrate_with_storage(self, uuid: str, target: "Driver", *, disk_map: dict[str, str]) -> None:
+    def migrate_with_storage(self, uuid: str, target: Driver, *, disk_map: dict[str, str]) -> None:
         """Live-migrate copying the disks (``VIR_MIGRATE_NON_SHARED_DISK``): each source path in
         ``disk_map`` is copied into the target path, which must already exist on the target."""
         raise OperationFailed("not supported by this driver")

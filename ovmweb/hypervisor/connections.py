@@ -19,6 +19,7 @@ machine besides the cached connection; ``purge()`` removes all of them when the
 server is forgotten.
 ``OVMWEB_HYPERVISOR_URI`` overrides every server's URI (tests, benchmarks).
 """
+
 from __future__ import annotations
 
 import os
@@ -80,26 +81,44 @@ def ssh_wrapper(*, server, known_hosts: Path, keyfile: Path) -> Path:
     them and over any ssh_config (``-F none``: no user or system config at all)."""
     ssh = shutil.which("ssh") or "/usr/bin/ssh"
     options = [
-        "-F", "none",
-        "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", "UpdateHostKeys=no",
-        "-o", "CheckHostIP=no",  # no second lookup under the bare IP address
-        "-o", "HashKnownHosts=no",
-        "-o", "BatchMode=yes",  # never prompt: no terminal in a web console
-        "-o", "PasswordAuthentication=no",
-        "-o", "KbdInteractiveAuthentication=no",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "IdentityAgent=none",
-        "-o", "ConnectTimeout=10",
+        "-F",
+        "none",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "UpdateHostKeys=no",
+        "-o",
+        "CheckHostIP=no",  # no second lookup under the bare IP address
+        "-o",
+        "HashKnownHosts=no",
+        "-o",
+        "BatchMode=yes",  # never prompt: no terminal in a web console
+        "-o",
+        "PasswordAuthentication=no",
+        "-o",
+        "KbdInteractiveAuthentication=no",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        "ConnectTimeout=10",
         # Dead peers are noticed by ssh itself too, not only by libvirt's keepalive.
-        "-o", "ServerAliveInterval=10",
-        "-o", "ServerAliveCountMax=3",
-        "-i", str(keyfile),
+        "-o",
+        "ServerAliveInterval=10",
+        "-o",
+        "ServerAliveCountMax=3",
+        "-i",
+        str(keyfile),
     ]
-    script = "#!/bin/sh\n# Written by ovmweb for server %d; rewritten on every connection.\nexec %s \"$@\"\n" % (
-        server.pk, " ".join(shlex.quote(part) for part in [ssh, *options]))
+    command = " ".join(shlex.quote(part) for part in [ssh, *options])
+    script = (
+        f'#!/bin/sh\n# Written by ovmweb for server {server.pk}; rewritten on every connection.\nexec {command} "$@"\n'
+    )
     _wrapper_dir()
     path = server_files(server.pk)[2]
     _write_atomic(path, script, 0o700)
@@ -118,28 +137,38 @@ def server_uri(server) -> str:
 
     _secret_dir()
     keyfile, known_hosts, _wrapper = server_files(server.pk)
-    _write_private(known_hosts, known_hosts_line(hostname=server.hostname, port=server.ssh_port, host_key=server.host_key))
+    _write_private(
+        known_hosts, known_hosts_line(hostname=server.hostname, port=server.ssh_port, host_key=server.host_key)
+    )
     creds = decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
     if not creds.get("private_key"):
         # A password alone is never handed to libvirt (no libssh, see above): discovery
         # trades it for a key of the manager's own, and only a finished discovery has one.
-        raise ConnectionFailed(f"server {server.name} has no SSH key yet (only a password); discover it again "
-                               "so that ovmweb installs its own key there")
+        raise ConnectionFailed(
+            f"server {server.name} has no SSH key yet (only a password); discover it again "
+            "so that ovmweb installs its own key there"
+        )
     authority = f"{quote(server.ssh_user)}@{server.hostname}:{server.ssh_port}"
     _write_private(keyfile, creds["private_key"])
     wrapper = ssh_wrapper(server=server, known_hosts=known_hosts, keyfile=keyfile)
     # no_verify=0: ssh's StrictHostKeyChecking is not turned off; no_tty=1: BatchMode.
-    params = [f"command={quote(str(wrapper), safe='/')}", f"keyfile={quote(str(keyfile), safe='/')}",
-              "no_verify=0", "no_tty=1"]
+    params = [
+        f"command={quote(str(wrapper), safe='/')}",
+        f"keyfile={quote(str(keyfile), safe='/')}",
+        "no_verify=0",
+        "no_tty=1",
+    ]
     return f"qemu+ssh://{authority}/system?" + "&".join(params)
 
 
 def server_files(server_id: int) -> list[Path]:
     """The files ``server_uri`` writes for server ``server_id`` (whether they exist or not)."""
     directory = Path(settings.VAR_DIR)
-    return [directory / "hypervisor" / f"server-{server_id}.key",
-            directory / "hypervisor" / f"server-{server_id}.known_hosts",
-            directory / "ssh-wrappers" / f"server-{server_id}.sh"]
+    return [
+        directory / "hypervisor" / f"server-{server_id}.key",
+        directory / "hypervisor" / f"server-{server_id}.known_hosts",
+        directory / "ssh-wrappers" / f"server-{server_id}.sh",
+    ]
 
 
 def driver_for(server) -> Driver:

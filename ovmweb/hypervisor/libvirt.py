@@ -5,6 +5,7 @@ process-wide event loop thread (libvirt's default implementation) serves
 keepalive and domain events for every connection, so it is registered before
 the first connection is opened.
 """
+
 from __future__ import annotations
 
 import base64
@@ -13,8 +14,8 @@ import threading
 import time
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import libvirt
 
@@ -22,10 +23,10 @@ from . import xml as xmlbuild
 from .base import (
     AgentTimeout,
     ConnectionFailed,
+    DiskSpec,
     DomainEvent,
     DomainInfo,
     DomainNotFound,
-    DiskSpec,
     DomainSpec,
     Driver,
     DriverError,
@@ -164,8 +165,9 @@ def _volume_format(vol) -> str:
     return fmt.get("type") if fmt is not None else "raw"
 
 
-def _migration_xml(document: str, vnc_port: int | None, serial_port: int | None,
-                   disk_map: dict[str, str] | None) -> str:
+def _migration_xml(
+    document: str, vnc_port: int | None, serial_port: int | None, disk_map: dict[str, str] | None
+) -> str:
     """A domain definition for the migration target: its console ports there, its disks' paths there."""
     root = ET.fromstring(xmlbuild.rewrite_disk_sources(document, disk_map) if disk_map else document)
     if vnc_port is not None:
@@ -174,7 +176,9 @@ def _migration_xml(document: str, vnc_port: int | None, serial_port: int | None,
             graphics.set("autoport", "no")
     if serial_port is not None:
         # The <console> of a serial console repeats the first <serial>: both get the port.
-        for el in root.findall("./devices/serial[@type='tcp']/source") + root.findall("./devices/console[@type='tcp']/source"):
+        for el in root.findall("./devices/serial[@type='tcp']/source") + root.findall(
+            "./devices/console[@type='tcp']/source"
+        ):
             el.set("service", str(serial_port))
     return ET.tostring(root, encoding="unicode")
 
@@ -192,9 +196,9 @@ def _migration_progress(dom) -> tuple[int, str]:
         percent = int(100 * (total - remaining) / total)
     else:
         percent = int(100 * processed / total) if total else 0
-    message = "%d MiB of %d MiB sent" % (processed >> 20, total >> 20)
+    message = f"{processed >> 20} MiB of {total >> 20} MiB sent"
     if stats.get("memory_iteration"):
-        message += ", memory pass %d" % stats["memory_iteration"]
+        message += f", memory pass {stats['memory_iteration']}"
     return max(0, min(percent, 99)), message
 
 
@@ -442,10 +446,19 @@ class LibvirtDriver(StorageDriver, Driver):
                         raise
             return result
 
-    def migrate(self, uuid: str, target: Driver, *, live: bool = True, unsafe: bool = False,
-                copy_storage: bool = False, vnc_port: int | None = None, serial_port: int | None = None,
-                disk_map: dict[str, str] | None = None,
-                progress: Callable[[int, str], None] | None = None) -> dict:
+    def migrate(  # noqa: C901
+        self,
+        uuid: str,
+        target: Driver,
+        *,
+        live: bool = True,
+        unsafe: bool = False,
+        copy_storage: bool = False,
+        vnc_port: int | None = None,
+        serial_port: int | None = None,
+        disk_map: dict[str, str] | None = None,
+        progress: Callable[[int, str], None] | None = None,
+    ) -> dict:
         """Migrate the domain to ``target`` and return libvirt's statistics of the completed job
         (``time_elapsed`` and ``downtime`` in ms, ``data_total`` ... in bytes).
 
@@ -471,16 +484,21 @@ class LibvirtDriver(StorageDriver, Driver):
         with _errors(f"migrating {uuid}"):
             params = {
                 libvirt.VIR_MIGRATE_PARAM_DEST_XML: _migration_xml(
-                    dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), vnc_port, serial_port, disk_map),
+                    dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), vnc_port, serial_port, disk_map
+                ),
             }
             if dom.isPersistent():
                 params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = _migration_xml(
                     dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_INACTIVE),
-                    vnc_port, serial_port, disk_map)
+                    vnc_port,
+                    serial_port,
+                    disk_map,
+                )
             if disk_map:
                 root = ET.fromstring(params[libvirt.VIR_MIGRATE_PARAM_DEST_XML])
                 params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = [
-                    el.find("target").get("dev") for el in root.findall("./devices/disk")
+                    el.find("target").get("dev")
+                    for el in root.findall("./devices/disk")
                     if el.find("source") is not None and el.find("source").get("file") in disk_map.values()
                 ]
         # The migration runs on two connections of its own (same URIs, so the same OpenSSH
@@ -551,7 +569,10 @@ class LibvirtDriver(StorageDriver, Driver):
                 document, ident = xmlbuild.nic_device_xml(device, domain_type=domain_type), device.mac
             else:
                 used = {t.get("dev") for t in self._xml_for(dom, 0).findall("./devices/disk/target")}
-                used |= {t.get("dev") for t in self._xml_for(dom, libvirt.VIR_DOMAIN_AFFECT_CONFIG).findall("./devices/disk/target")}
+                used |= {
+                    t.get("dev")
+                    for t in self._xml_for(dom, libvirt.VIR_DOMAIN_AFFECT_CONFIG).findall("./devices/disk/target")
+                }
                 ident = xmlbuild.next_disk_target(device.bus, used)
                 document = xmlbuild.disk_device_xml(device, bus=device.bus, target=ident)
             for flags in self._affects(dom):
@@ -605,10 +626,12 @@ class LibvirtDriver(StorageDriver, Driver):
                 if new_path:
                     source = ET.Element("source", file=new_path)
                     drive.insert(1, source)
-                dom.updateDeviceFlags(ET.tostring(drive, encoding="unicode"), flags | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE)
+                dom.updateDeviceFlags(
+                    ET.tostring(drive, encoding="unicode"), flags | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
+                )
 
     # ---------------------------------------------------------------- guest messages
-    def send_messages(self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0) -> dict[str, str]:
+    def send_messages(self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0) -> dict[str, str]:  # noqa: C901
         """Talk to the guest agent through libvirt's channel stream (works over any transport)."""
         dom = self._domain(uuid)
         with _errors(f"opening the messages channel of {uuid}"):
@@ -666,7 +689,9 @@ class LibvirtDriver(StorageDriver, Driver):
                     pass
 
     # ---------------------------------------------------------------- events
-    def subscribe_events(self, callback: Callable[[DomainEvent], None], on_close: Callable[[], None] | None = None) -> object:
+    def subscribe_events(
+        self, callback: Callable[[DomainEvent], None], on_close: Callable[[], None] | None = None
+    ) -> object:
         def lifecycle(_conn, dom, event, detail, _opaque) -> None:
             state = _EVENT.get(event)
             if state is None:
@@ -704,7 +729,13 @@ class LibvirtDriver(StorageDriver, Driver):
         for vol in pool.listAllVolumes(0):
             _type, vcap, valloc = vol.info()
             volumes.append(
-                VolumeInfo(name=vol.name(), path=vol.path(), capacity_bytes=vcap, allocation_bytes=valloc, format=_volume_format(vol))
+                VolumeInfo(
+                    name=vol.name(),
+                    path=vol.path(),
+                    capacity_bytes=vcap,
+                    allocation_bytes=valloc,
+                    format=_volume_format(vol),
+                )
             )
         return PoolInfo(
             name=pool.name(),
@@ -715,7 +746,7 @@ class LibvirtDriver(StorageDriver, Driver):
             volumes=sorted(volumes, key=lambda v: v.name),
         )
 
-    def pool_define(self, spec: PoolSpec, *, build: bool = True) -> PoolInfo:
+    def pool_define(self, spec: PoolSpec, *, build: bool = True) -> PoolInfo:  # noqa: C901
         """Idempotent. ``build=False`` requires the directory to exist already
         (a repository path that is missing is an error, not something to create)."""
         try:
@@ -782,9 +813,17 @@ class LibvirtDriver(StorageDriver, Driver):
     @staticmethod
     def _vol_info(vol) -> VolumeInfo:
         _type, capacity, allocation = vol.info()
-        return VolumeInfo(name=vol.name(), path=vol.path(), capacity_bytes=capacity, allocation_bytes=allocation, format=_volume_format(vol))
+        return VolumeInfo(
+            name=vol.name(),
+            path=vol.path(),
+            capacity_bytes=capacity,
+            allocation_bytes=allocation,
+            format=_volume_format(vol),
+        )
 
-    def volume_create(self, pool: str, name: str, capacity_bytes: int, *, format: str = "qcow2", sparse: bool = True) -> VolumeInfo:
+    def volume_create(
+        self, pool: str, name: str, capacity_bytes: int, *, format: str = "qcow2", sparse: bool = True
+    ) -> VolumeInfo:
         p = self._pool(pool)
         document = xmlbuild.volume_xml(
             name=name, capacity_bytes=capacity_bytes, format=format, allocation_bytes=0 if sparse else capacity_bytes
@@ -818,7 +857,9 @@ class LibvirtDriver(StorageDriver, Driver):
             vol.resize(capacity_bytes, 0)
             return self._vol_info(vol)
 
-    def volume_clone(self, pool: str, source: str, target_pool: str, target: str, *, clone_type: str, format: str = "qcow2") -> VolumeInfo:
+    def volume_clone(
+        self, pool: str, source: str, target_pool: str, target: str, *, clone_type: str, format: str = "qcow2"
+    ) -> VolumeInfo:
         src = self._volume(pool, source)
         dst_pool = self._pool(target_pool)
         with _errors(f"cloning {source} to {target}"):
@@ -826,18 +867,26 @@ class LibvirtDriver(StorageDriver, Driver):
             if clone_type == "thin":
                 # A qcow2 overlay on the source (ext4 here has no reflink).
                 document = xmlbuild.volume_xml(
-                    name=target, capacity_bytes=capacity, format="qcow2", backing_path=src.path(), backing_format=_volume_format(src)
+                    name=target,
+                    capacity_bytes=capacity,
+                    format="qcow2",
+                    backing_path=src.path(),
+                    backing_format=_volume_format(src),
                 )
                 vol = dst_pool.createXML(document, 0)
             elif clone_type in ("sparse", "non_sparse"):
                 allocation = capacity if clone_type == "non_sparse" else 0
-                document = xmlbuild.volume_xml(name=target, capacity_bytes=capacity, format=format, allocation_bytes=allocation)
+                document = xmlbuild.volume_xml(
+                    name=target, capacity_bytes=capacity, format=format, allocation_bytes=allocation
+                )
                 vol = dst_pool.createXMLFrom(document, src, _prealloc_flags(format, clone_type == "sparse"))
             else:
                 raise OperationFailed(f"unknown clone type {clone_type}")
             return self._vol_info(vol)
 
-    def volume_upload(self, pool: str, name: str, fileobj, size: int, *, progress: Callable[[int], None] | None = None) -> VolumeInfo:
+    def volume_upload(
+        self, pool: str, name: str, fileobj, size: int, *, progress: Callable[[int], None] | None = None
+    ) -> VolumeInfo:
         p = self._pool(pool)
         with _errors(f"creating volume {name} in {pool}"):
             vol = p.createXML(xmlbuild.volume_xml(name=name, capacity_bytes=max(size, 1), format="raw"), 0)

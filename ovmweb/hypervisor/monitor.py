@@ -7,6 +7,7 @@ notices unreachable servers: after ``OVMWEB_SERVER_OFFLINE_AFTER`` seconds
 without an answer the server is UNREACHABLE and its VMs STOPPED (OFFLINE
 events); when it answers again its VMs' states are re-read.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,12 @@ def _migrating(vm) -> bool:
     from ovmweb.jobs.choices import JobStatus
     from ovmweb.jobs.models import Job
 
-    return Job.objects.filter(operation="vm.migrate", status=JobStatus.RUNNING, target_id=vm.pk,
-                              target_type=ContentType.objects.get_for_model(vm)).exists()
+    return Job.objects.filter(
+        operation="vm.migrate",
+        status=JobStatus.RUNNING,
+        target_id=vm.pk,
+        target_type=ContentType.objects.get_for_model(vm),
+    ).exists()
 
 
 class Monitor:
@@ -136,7 +141,11 @@ class Monitor:
             self.reconcile_server(server)
 
     def reconcile_server(self, server) -> None:
-        from ovmweb.inventory.services.servers import server_mark_reachable, server_mark_unreachable, vm_release_offline_ports
+        from ovmweb.inventory.services.servers import (
+            server_mark_reachable,
+            server_mark_unreachable,
+            vm_release_offline_ports,
+        )
         from ovmweb.inventory.services.vms import vm_reconcile
 
         from .connections import driver_for, forget

@@ -8,6 +8,7 @@ parsing them back. The mapping of the seed's domain types (DESIGN.md §4):
 - PVHVM: BIOS boot with virtio disks and NICs.
 - PVM: no BIOS; the kernel and initrd are loaded directly, virtio devices.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -106,7 +107,7 @@ def _inputs(devices: ET.Element, mouse_device: str) -> None:
     _sub(devices, "input", type="keyboard", bus="ps2")
 
 
-def domain_xml(spec: DomainSpec) -> str:
+def domain_xml(spec: DomainSpec) -> str:  # noqa: C901
     """The persistent domain definition for ``spec``."""
     if spec.domain_type not in ("HVM", "PVHVM", "PVM"):
         raise ValueError(f"domain type {spec.domain_type} cannot run on an x86 libvirt server")
@@ -149,7 +150,7 @@ def domain_xml(spec: DomainSpec) -> str:
 
     devices = _sub(root, "devices")
     counters: dict[str, int] = {}
-    for disk, bus in zip(spec.disks, disk_buses(spec)):
+    for disk, bus in zip(spec.disks, disk_buses(spec), strict=False):
         prefix = _DEV_PREFIX[bus]
         index = counters.get(prefix, 0)
         counters[prefix] = index + 1
@@ -208,7 +209,13 @@ def pool_xml(spec: PoolSpec) -> str:
 
 
 def volume_xml(
-    *, name: str, capacity_bytes: int, format: str, allocation_bytes: int = 0, backing_path: str = "", backing_format: str = ""
+    *,
+    name: str,
+    capacity_bytes: int,
+    format: str,
+    allocation_bytes: int = 0,
+    backing_path: str = "",
+    backing_format: str = "",
 ) -> str:
     """A volume; ``allocation_bytes == capacity_bytes`` asks libvirt to allocate every block."""
     root = ET.Element("volume")
@@ -246,8 +253,20 @@ def disk_device_xml(disk: DiskSpec, *, bus: str, target: str) -> str:
 def nic_device_xml(nic: NicSpec, *, domain_type: str) -> str:
     """One ``<interface>`` element; the model follows the domain type as in a full definition."""
     devices = ET.Element("devices")
-    _nic(devices, DomainSpec(name="", uuid="", domain_type=domain_type, virt_type="", vcpus=1, max_vcpus=1,
-                             memory_mib=1, max_memory_mib=1), nic)
+    _nic(
+        devices,
+        DomainSpec(
+            name="",
+            uuid="",
+            domain_type=domain_type,
+            virt_type="",
+            vcpus=1,
+            max_vcpus=1,
+            memory_mib=1,
+            max_memory_mib=1,
+        ),
+        nic,
+    )
     return ET.tostring(devices[0], encoding="unicode")
 
 

@@ -1,5 +1,6 @@
 """Django admin for the inventory. Every edit goes through the services (see
 ovmweb.api.admin_support.ServiceAdmin); rows that only jobs write are read-only."""
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -78,17 +79,61 @@ class ServerAdmin(ServiceAdmin):
     them. Deleting one queues the ``server.delete`` job (``server_delete``), which removes
     ovmweb's SSH key from it and every per-server file here before the row goes."""
 
-    list_display = ["name", "hostname", "transport", "status", "server_pool", "cpu_vendor", "cpu_cores", "memory_mib",
-                    "inbound_migration_lock"]
+    list_display = [
+        "name",
+        "hostname",
+        "transport",
+        "status",
+        "server_pool",
+        "cpu_vendor",
+        "cpu_cores",
+        "memory_mib",
+        "inbound_migration_lock",
+    ]
     list_filter = ["status", "transport", "server_pool", "inbound_migration_lock"]
     search_fields = ["name", "hostname", "host_uuid"]
-    fields = ["name", "server_pool", "compatibility_group", "inbound_migration_lock", "hostname", "transport",
-              "ssh_port", "ssh_user", "host_key_fingerprint", "status", "status_message", "cpu_vendor", "cpu_family",
-              "cpu_model", "cpu_model_name", "cpu_cores", "memory_mib", "libvirt_version", "qemu_version",
-              "domain_types", "last_seen_at"]
-    readonly_fields = ["hostname", "transport", "ssh_port", "ssh_user", "host_key_fingerprint", "status",
-                       "status_message", "cpu_vendor", "cpu_family", "cpu_model", "cpu_model_name", "cpu_cores",
-                       "memory_mib", "libvirt_version", "qemu_version", "domain_types", "last_seen_at"]
+    fields = [
+        "name",
+        "server_pool",
+        "compatibility_group",
+        "inbound_migration_lock",
+        "hostname",
+        "transport",
+        "ssh_port",
+        "ssh_user",
+        "host_key_fingerprint",
+        "status",
+        "status_message",
+        "cpu_vendor",
+        "cpu_family",
+        "cpu_model",
+        "cpu_model_name",
+        "cpu_cores",
+        "memory_mib",
+        "libvirt_version",
+        "qemu_version",
+        "domain_types",
+        "last_seen_at",
+    ]
+    readonly_fields = [
+        "hostname",
+        "transport",
+        "ssh_port",
+        "ssh_user",
+        "host_key_fingerprint",
+        "status",
+        "status_message",
+        "cpu_vendor",
+        "cpu_family",
+        "cpu_model",
+        "cpu_model_name",
+        "cpu_cores",
+        "memory_mib",
+        "libvirt_version",
+        "qemu_version",
+        "domain_types",
+        "last_seen_at",
+    ]
 
     def has_add_permission(self, request):
         return False
@@ -101,8 +146,11 @@ class ServerAdmin(ServiceAdmin):
         job = getattr(request, "ovmweb_queued_job", None)
         if job is None:
             return super().response_delete(request, obj_display, obj_id)
-        self.message_user(request, _("Deletion of server %(name)s queued as job #%(job)s.")
-                          % {"name": obj_display, "job": job.pk}, messages.SUCCESS)
+        self.message_user(
+            request,
+            _("Deletion of server %(name)s queued as job #%(job)s.") % {"name": obj_display, "job": job.pk},
+            messages.SUCCESS,
+        )
         return HttpResponseRedirect(reverse("admin:inventory_server_changelist", current_app=self.admin_site.name))
 
     def service_update(self, request, obj, changes):
@@ -122,10 +170,33 @@ class RepositoryAdmin(ServiceAdmin):
     list_display = ["name", "kind", "backend", "path", "server", "capacity_bytes", "available_bytes", "refreshed_at"]
     list_filter = ["kind", "backend"]
     search_fields = ["name", "path", "nfs_server"]
-    fields = ["name", "kind", "backend", "path", "nfs_server", "nfs_export", "server", "server_pools",
-              "capacity_bytes", "allocation_bytes", "available_bytes", "refreshed_at"]
-    readonly_fields = ["name", "kind", "backend", "path", "nfs_server", "nfs_export", "server", "capacity_bytes",
-                       "allocation_bytes", "available_bytes", "refreshed_at"]
+    fields = [
+        "name",
+        "kind",
+        "backend",
+        "path",
+        "nfs_server",
+        "nfs_export",
+        "server",
+        "server_pools",
+        "capacity_bytes",
+        "allocation_bytes",
+        "available_bytes",
+        "refreshed_at",
+    ]
+    readonly_fields = [
+        "name",
+        "kind",
+        "backend",
+        "path",
+        "nfs_server",
+        "nfs_export",
+        "server",
+        "capacity_bytes",
+        "allocation_bytes",
+        "available_bytes",
+        "refreshed_at",
+    ]
     filter_horizontal = ["server_pools"]
 
     def has_add_permission(self, request):
@@ -184,8 +255,17 @@ class VirtualMachineAdmin(CrudServiceAdmin):
     list_filter = ["status", "domain_type", "os_type", "server_pool", "ha_enabled"]
     search_fields = ["name", "description", "uuid"]
     list_select_related = ["server_pool", "server"]
-    readonly_fields = ["status", "uuid", "server", "pending_changes", "vnc_port", "serial_port", "origin",
-                       "disks", "vnic_list"]
+    readonly_fields = [
+        "status",
+        "uuid",
+        "server",
+        "pending_changes",
+        "vnc_port",
+        "serial_port",
+        "origin",
+        "disks",
+        "vnic_list",
+    ]
     actions = ["start_vms", "stop_vms", "kill_vms"]
     # vm_create / vm_update / vm_delete
     service_module, service_noun, service_object = "vms", "vm", "vm"
@@ -198,13 +278,17 @@ class VirtualMachineAdmin(CrudServiceAdmin):
     @admin.display(description=_("disks"))
     def disks(self, obj):
         slots = obj.disk_slots.select_related("virtual_disk", "iso")
-        return format_html_join(
-            ", ", "{}: {}", ((s.slot, s.virtual_disk or s.iso or s.get_kind_display()) for s in slots)
-        ) or "-"
+        return (
+            format_html_join(", ", "{}: {}", ((s.slot, s.virtual_disk or s.iso or s.get_kind_display()) for s in slots))
+            or "-"
+        )
 
     @admin.display(description=_("VNICs"))
     def vnic_list(self, obj):
-        return format_html_join(", ", "{} ({})", ((v.mac, v.network or "-") for v in obj.vnics.select_related("network"))) or "-"
+        return (
+            format_html_join(", ", "{} ({})", ((v.mac, v.network or "-") for v in obj.vnics.select_related("network")))
+            or "-"
+        )
 
     def service_create(self, request, data):
         data = {k: v for k, v in data.items() if k != "origin"}
@@ -212,7 +296,9 @@ class VirtualMachineAdmin(CrudServiceAdmin):
 
     def _act(self, request, queryset, action, done):
         vms = _service("vms")
-        run_service_action(self, request, queryset, lambda vm: vms.vm_action(vm=vm, action=action, user=request.user), done)
+        run_service_action(
+            self, request, queryset, lambda vm: vms.vm_action(vm=vm, action=action, user=request.user), done
+        )
 
     @admin.action(description=_("Start selected virtual machines"), permissions=["change"])
     def start_vms(self, request, queryset):
@@ -248,7 +334,10 @@ class VnicAdmin(ServiceAdmin):
 
     def service_create(self, request, data):
         return _service("vnics").vnic_create(
-            vm=data["vm"], user=request.user, network=data.get("network"), model=data.get("model") or None,
+            vm=data["vm"],
+            user=request.user,
+            network=data.get("network"),
+            model=data.get("model") or None,
             mac=data.get("mac") or None,
         )
 

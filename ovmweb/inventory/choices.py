@@ -1,4 +1,5 @@
 """Statuses and kinds of the inventory, and the one VM state/action table (seed 7.8)."""
+
 from __future__ import annotations
 
 from django.db import models

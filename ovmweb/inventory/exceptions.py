@@ -1,4 +1,5 @@
 """Domain exceptions of the service layer. They become HTTP answers only at the edges."""
+
 from __future__ import annotations
 
 

@@ -1,5 +1,6 @@
 """The whole inventory. Models hold data and database constraints only: every
 write goes through ``ovmweb.inventory.services`` and no model holds a connection."""
+
 from __future__ import annotations
 
 import uuid
@@ -35,7 +36,9 @@ class ProcessorCompatibilityGroup(TimestampedModel):
 
 class ServerPool(TimestampedModel):
     name = models.CharField(max_length=NAME_MAX, unique=True)
-    architecture = models.CharField(max_length=8, choices=choices.Architecture.choices, default=choices.Architecture.X86)
+    architecture = models.CharField(
+        max_length=8, choices=choices.Architecture.choices, default=choices.Architecture.X86
+    )
     description = models.TextField(blank=True)
 
     class Meta:
@@ -59,8 +62,12 @@ class Server(TimestampedModel):
     host_key = models.TextField(blank=True, help_text=_("The pinned public host key (type and base64)."))
     # Fernet token of a JSON {"password"|"private_key"}; never shown again.
     credentials_encrypted = models.TextField(blank=True, editable=False)
-    status = models.CharField(max_length=16, choices=choices.ServerStatus.choices, default=choices.ServerStatus.DISCOVERING)
-    server_pool = models.ForeignKey(ServerPool, null=True, blank=True, on_delete=models.SET_NULL, related_name="servers")
+    status = models.CharField(
+        max_length=16, choices=choices.ServerStatus.choices, default=choices.ServerStatus.DISCOVERING
+    )
+    server_pool = models.ForeignKey(
+        ServerPool, null=True, blank=True, on_delete=models.SET_NULL, related_name="servers"
+    )
     compatibility_group = models.ForeignKey(
         ProcessorCompatibilityGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="servers"
     )
@@ -92,12 +99,16 @@ class Repository(TimestampedModel):
 
     name = models.CharField(max_length=NAME_MAX, unique=True)
     kind = models.CharField(max_length=8, choices=choices.RepositoryKind.choices, default=choices.RepositoryKind.LOCAL)
-    backend = models.CharField(max_length=8, choices=choices.RepositoryBackend.choices, default=choices.RepositoryBackend.DIR)
+    backend = models.CharField(
+        max_length=8, choices=choices.RepositoryBackend.choices, default=choices.RepositoryBackend.DIR
+    )
     path = models.CharField(max_length=1024, help_text=_("Mount point / directory on the servers."))
     nfs_server = models.CharField(max_length=255, blank=True)
     nfs_export = models.CharField(max_length=1024, blank=True)
     # A local repository lives on exactly one server.
-    server = models.ForeignKey(Server, null=True, blank=True, on_delete=models.PROTECT, related_name="local_repositories")
+    server = models.ForeignKey(
+        Server, null=True, blank=True, on_delete=models.PROTECT, related_name="local_repositories"
+    )
     server_pools = models.ManyToManyField(ServerPool, blank=True, related_name="repositories")
     capacity_bytes = models.PositiveBigIntegerField(default=0)
     allocation_bytes = models.PositiveBigIntegerField(default=0)
@@ -126,7 +137,9 @@ class Network(TimestampedModel):
     name = models.CharField(max_length=NAME_MAX, unique=True)
     bridge = models.CharField(max_length=15, blank=True, help_text=_("Host bridge, e.g. br0"))
     libvirt_network = models.CharField(max_length=64, blank=True, help_text=_("libvirt network name, e.g. default"))
-    vlan_id = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(4094)])
+    vlan_id = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(4094)]
+    )
     roles = models.JSONField(default=list, blank=True)
     server_pools = models.ManyToManyField(ServerPool, blank=True, related_name="networks")
     description = models.TextField(blank=True)
@@ -172,7 +185,9 @@ class VirtualDisk(TimestampedModel):
     format = models.CharField(max_length=8, choices=choices.DiskFormat.choices, default=choices.DiskFormat.QCOW2)
     sparse = models.BooleanField(default=True)
     shareable = models.BooleanField(default=False)
-    backing_disk = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="thin_clones")
+    backing_disk = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="thin_clones"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -186,21 +201,27 @@ class VirtualMachine(TimestampedModel):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     description = models.TextField(blank=True)
     domain_type = models.CharField(max_length=8, choices=choices.DomainType.choices, default=choices.DomainType.HVM)
-    status = models.CharField(max_length=16, choices=choices.VmStatus.choices, default=choices.VmStatus.STOPPED, editable=False)
+    status = models.CharField(
+        max_length=16, choices=choices.VmStatus.choices, default=choices.VmStatus.STOPPED, editable=False
+    )
     server_pool = models.ForeignKey(ServerPool, null=True, blank=True, on_delete=models.PROTECT, related_name="vms")
     server = models.ForeignKey(Server, null=True, blank=True, on_delete=models.SET_NULL, related_name="vms")
     repository = models.ForeignKey(Repository, null=True, blank=True, on_delete=models.PROTECT, related_name="vms")
     os_type = models.CharField(max_length=16, choices=choices.OsType.choices, default=choices.OsType.OTHER_LINUX)
     # The guest kernel release, e.g. "2.6.39-400.211.1.el6uek": decides hot CPU changes (seed 7.14).
     guest_kernel = models.CharField(max_length=64, blank=True)
-    pv_drivers_installed = models.BooleanField(default=False, help_text=_("Paravirtual drivers installed in the guest (Windows)."))
+    pv_drivers_installed = models.BooleanField(
+        default=False, help_text=_("Paravirtual drivers installed in the guest (Windows).")
+    )
     vcpus = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
     max_vcpus = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(128)])
     memory_mib = models.PositiveIntegerField(default=512, validators=[MinValueValidator(16)])
     max_memory_mib = models.PositiveIntegerField(default=512, validators=[MinValueValidator(16)])
     huge_pages = models.BooleanField(default=False)
     keymap = models.CharField(max_length=8, choices=choices.Keymap.choices, default=choices.Keymap.EN_US)
-    mouse_device = models.CharField(max_length=16, choices=choices.MouseDevice.choices, default=choices.MouseDevice.DEFAULT)
+    mouse_device = models.CharField(
+        max_length=16, choices=choices.MouseDevice.choices, default=choices.MouseDevice.DEFAULT
+    )
     boot_order = models.JSONField(default=list, blank=True)
     ha_enabled = models.BooleanField(default=False)
     # Hard partitioning (seed 7.16), a cpuset like "0-1,4"; blank = not pinned.
@@ -220,7 +241,9 @@ class VirtualMachine(TimestampedModel):
         constraints = [
             models.CheckConstraint(condition=Q(vcpus__lte=models.F("max_vcpus")), name="vm_vcpus_le_max"),
             models.CheckConstraint(condition=Q(memory_mib__lte=models.F("max_memory_mib")), name="vm_memory_le_max"),
-            models.UniqueConstraint(fields=["server", "vnc_port"], condition=Q(vnc_port__isnull=False), name="vm_unique_vnc_port"),
+            models.UniqueConstraint(
+                fields=["server", "vnc_port"], condition=Q(vnc_port__isnull=False), name="vm_unique_vnc_port"
+            ),
             models.UniqueConstraint(
                 fields=["server", "serial_port"], condition=Q(serial_port__isnull=False), name="vm_unique_serial_port"
             ),
@@ -362,9 +385,13 @@ class VmMessage(models.Model):
     value = models.TextField(blank=True)
     hidden = models.BooleanField(default=False)
     logged = models.BooleanField(default=True)
-    result = models.CharField(max_length=16, choices=choices.MessageResult.choices, default=choices.MessageResult.PENDING)
+    result = models.CharField(
+        max_length=16, choices=choices.MessageResult.choices, default=choices.MessageResult.PENDING
+    )
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -5,6 +5,7 @@ Checks about the *input* raise ``ValidationError`` with field errors (HTTP 400);
 checks about the *current state* of objects raise ``Conflict`` (HTTP 409).
 Nothing here writes to the database.
 """
+
 from __future__ import annotations
 
 import re
@@ -122,7 +123,7 @@ def vnic_model_for(domain_type: str) -> str:
 
 
 def check_paravirtual_disks(*, domain_type: str, disk_buses: Iterable[str]) -> None:
-    """"If you want to create a PVHVM or PVM, make sure all disks ... are paravirtual devices" (7.1)."""
+    """ "If you want to create a PVHVM or PVM, make sure all disks ... are paravirtual devices" (7.1)."""
     if domain_type in PARAVIRTUAL_DOMAIN_TYPES and any(bus != DiskBus.VIRTIO for bus in disk_buses):
         raise ValidationError(
             {"disks": [_("A %(type)s virtual machine needs paravirtual (virtio) disks.") % {"type": domain_type}]}
@@ -244,8 +245,9 @@ def _solaris_11_or_later(release: str) -> bool:
     return key[0] >= 11
 
 
-def hot_change_refusal(*, os_type: str, component: str, domain_type: str, guest_kernel: str = "",
-                       pv_drivers: bool = False) -> str | None:
+def hot_change_refusal(
+    *, os_type: str, component: str, domain_type: str, guest_kernel: str = "", pv_drivers: bool = False
+) -> str | None:
     """Why ``component`` may not change while this guest runs, or None if it may (seed 7.14)."""
     rule = HOT_CHANGE_MATRIX.get(os_type, _UNKNOWN_OS)[component]
     allowed = rule.allowed
@@ -297,10 +299,22 @@ def check_device_change(vm: VirtualMachine, component: str) -> None:
 
 # Everything the hypervisor reads when it creates the domain. vcpus and memory_mib
 # are here too: they become pending when they cannot change hot (7.13/7.14).
-RUNTIME_FIELDS = frozenset({
-    "domain_type", "vcpus", "max_vcpus", "memory_mib", "max_memory_mib", "huge_pages", "keymap",
-    "mouse_device", "boot_order", "cpu_pinning", "kernel_args", "pvm_boot_url",
-})
+RUNTIME_FIELDS = frozenset(
+    {
+        "domain_type",
+        "vcpus",
+        "max_vcpus",
+        "memory_mib",
+        "max_memory_mib",
+        "huge_pages",
+        "keymap",
+        "mouse_device",
+        "boot_order",
+        "cpu_pinning",
+        "kernel_args",
+        "pvm_boot_url",
+    }
+)
 
 
 # --------------------------------------------------------------------------
@@ -337,14 +351,14 @@ def cpu_compatible(source: Server, target: Server) -> bool:
     """Same processor compatibility group, or the same CPU vendor, family and model (7.7, 6.14)."""
     if source.compatibility_group_id and source.compatibility_group_id == target.compatibility_group_id:
         return True
-    return (
-        bool(source.cpu_vendor)
-        and (source.cpu_vendor, source.cpu_family, source.cpu_model)
-        == (target.cpu_vendor, target.cpu_family, target.cpu_model)
+    return bool(source.cpu_vendor) and (source.cpu_vendor, source.cpu_family, source.cpu_model) == (
+        target.cpu_vendor,
+        target.cpu_family,
+        target.cpu_model,
     )
 
 
-def check_live_migration(*, vm: VirtualMachine, source: Server, target: Server) -> None:
+def check_live_migration(*, vm: VirtualMachine, source: Server, target: Server) -> None:  # noqa: C901
     """Live migration of a running VM from ``source`` to ``target`` (7.7, 7.16)."""
 
     def refuse(reason) -> None:
@@ -391,17 +405,21 @@ def check_storage_migration(*, vm: VirtualMachine, target: Server, target_reposi
     may only be migrated while it is running")."""
     if target_repository is None:
         raise Conflict(
-            _("Cannot live-migrate '%(vm)s' to %(target)s: its disks are in a local repository and %(target)s has "
-              "no repository to receive them.") % {"vm": vm.name, "target": target.name}
+            _(
+                "Cannot live-migrate '%(vm)s' to %(target)s: its disks are in a local repository and %(target)s has "
+                "no repository to receive them."
+            )
+            % {"vm": vm.name, "target": target.name}
         )
     if target_repository.kind == RepositoryKind.LOCAL and target_repository.server_id != target.pk:
         raise Conflict(
             _("Repository %(repo)s is local to another server than %(target)s.")
             % {"repo": target_repository.name, "target": target.name}
         )
-    if target_repository.kind == RepositoryKind.SHARED and not target_repository.server_pools.filter(
-        pk=target.server_pool_id
-    ).exists():
+    if (
+        target_repository.kind == RepositoryKind.SHARED
+        and not target_repository.server_pools.filter(pk=target.server_pool_id).exists()
+    ):
         raise Conflict(
             _("Repository %(repo)s is not presented to the pool of %(target)s.")
             % {"repo": target_repository.name, "target": target.name}
@@ -448,8 +466,10 @@ def check_move(*, vm: VirtualMachine, target_repositories: Iterable) -> None:
         for target in target_repositories:
             if target.kind == RepositoryKind.LOCAL and target.pk != source.pk:
                 raise Conflict(
-                    _("Cannot move '%(vm)s' with virtual disks from local repository %(src)s to local repository "
-                      "%(dst)s; move it through a shared repository.")
+                    _(
+                        "Cannot move '%(vm)s' with virtual disks from local repository %(src)s to local repository "
+                        "%(dst)s; move it through a shared repository."
+                    )
                     % {"vm": vm.name, "src": source.name, "dst": target.name}
                 )
 
@@ -481,8 +501,11 @@ def check_clone(*, vm: VirtualMachine, clone_types: Iterable[str]) -> None:
         )
     if any(t != CloneType.THIN for t in clone_types):
         raise Conflict(
-            _("A hot clone of running virtual machine '%(vm)s' needs a thin clone of every disk; "
-              "stop it for a sparse or non-sparse copy.") % {"vm": vm.name}
+            _(
+                "A hot clone of running virtual machine '%(vm)s' needs a thin clone of every disk; "
+                "stop it for a sparse or non-sparse copy."
+            )
+            % {"vm": vm.name}
         )
 
 
@@ -508,7 +531,9 @@ def normalize_mac(mac: str, *, field: str = "mac") -> str:
     if not _MAC_RE.match(value):
         raise ValidationError({field: [_("%(mac)r is not a MAC address like 00:21:f6:00:00:01.") % {"mac": mac}]})
     if int(value[:2], 16) & 1:
-        raise ValidationError({field: [_("%(mac)s is a multicast address; a VNIC needs a unicast MAC.") % {"mac": value}]})
+        raise ValidationError(
+            {field: [_("%(mac)s is a multicast address; a VNIC needs a unicast MAC.") % {"mac": value}]}
+        )
     return value
 
 
@@ -521,7 +546,9 @@ def check_mac_range(start: str, end: str) -> tuple[str, str]:
         except ValidationError as exc:
             errors.update(exc.message_dict)
     if not errors and mac_to_int(values["start"]) > mac_to_int(values["end"]):
-        errors["end"] = [_("The range ends before it starts (%(s)s > %(e)s).") % {"s": values["start"], "e": values["end"]}]
+        errors["end"] = [
+            _("The range ends before it starts (%(s)s > %(e)s).") % {"s": values["start"], "e": values["end"]}
+        ]
     if errors:
         raise ValidationError(errors)
     return values["start"], values["end"]
@@ -539,8 +566,10 @@ HIDDEN_VALUE = "********"
 
 def check_message_target(vm: VirtualMachine) -> None:
     if vm.status not in MESSAGE_STATES:
-        raise Conflict(_("Messages reach only a RUNNING virtual machine; '%(vm)s' is %(status)s.")
-                       % {"vm": vm.name, "status": vm.status})
+        raise Conflict(
+            _("Messages reach only a RUNNING virtual machine; '%(vm)s' is %(status)s.")
+            % {"vm": vm.name, "status": vm.status}
+        )
 
 
 def check_message(*, key: str, value: str, log: bool) -> None:

@@ -1,4 +1,5 @@
 """Reads of the inventory, filtered by permission. Views, the API and consumers share these."""
+
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
@@ -24,13 +25,17 @@ def vm_queryset() -> QuerySet[VirtualMachine]:
     return VirtualMachine.objects.select_related("server_pool", "server", "repository").prefetch_related(
         Prefetch(
             "disk_slots",
-            queryset=VmDiskSlot.objects.select_related("virtual_disk", "virtual_disk__repository", "iso").order_by("slot"),
+            queryset=VmDiskSlot.objects.select_related("virtual_disk", "virtual_disk__repository", "iso").order_by(
+                "slot"
+            ),
         ),
         Prefetch("vnics", queryset=Vnic.objects.select_related("network").order_by("position", "id")),
     )
 
 
-def vm_list(*, user, search: str | None = None, pool=None, server=None, ordering: str | None = None) -> QuerySet[VirtualMachine]:
+def vm_list(
+    *, user, search: str | None = None, pool=None, server=None, ordering: str | None = None
+) -> QuerySet[VirtualMachine]:
     if not _can(user, "view"):
         return VirtualMachine.objects.none()
     qs = vm_queryset()

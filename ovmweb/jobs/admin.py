@@ -1,5 +1,6 @@
 """Jobs, locks and events are written by services only; the admin reads them and
 offers the two things a user does to them: abort a job, acknowledge an event."""
+
 from __future__ import annotations
 
 from django.contrib import admin
@@ -13,7 +14,17 @@ from .models import Event, Job, ObjectLock
 
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
-    list_display = ["id", "summary", "operation", "status", "progress", "user", "target_name", "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "summary",
+        "operation",
+        "status",
+        "progress",
+        "user",
+        "target_name",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status", "operation"]
     search_fields = ["summary", "target_name", "operation"]
     list_select_related = ["user"]
@@ -26,8 +37,13 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.action(description=_("Abort selected jobs"), permissions=["abort"])
     def abort_jobs(self, request, queryset):
-        run_service_action(self, request, queryset, lambda job: services.job_request_abort(job=job, user=request.user),
-                           _("abort requests recorded"))
+        run_service_action(
+            self,
+            request,
+            queryset,
+            lambda job: services.job_request_abort(job=job, user=request.user),
+            _("abort requests recorded"),
+        )
 
 
 @admin.register(ObjectLock)
@@ -48,5 +64,10 @@ class EventAdmin(ReadOnlyAdmin):
 
     @admin.action(description=_("Acknowledge selected events"), permissions=["acknowledge"])
     def acknowledge_events(self, request, queryset):
-        run_service_action(self, request, queryset, lambda e: services.event_acknowledge(event=e, user=request.user),
-                           _("events acknowledged"))
+        run_service_action(
+            self,
+            request,
+            queryset,
+            lambda e: services.event_acknowledge(event=e, user=request.user),
+            _("events acknowledged"),
+        )

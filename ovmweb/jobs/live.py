@@ -4,6 +4,7 @@ Browsers listen through the `/ws/live/` consumer. Messages are sent only after
 the surrounding transaction commits, so a browser never sees a state that was
 rolled back.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -120,7 +121,7 @@ class _Sender:
                 # Linger (drain() cuts it short): what is published meanwhile needs no wakeup.
                 try:
                     await asyncio.wait_for(self._ready.wait(), self.LINGER)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 self._ready.clear()
 
@@ -148,7 +149,7 @@ class _Sender:
             return self.pending <= 0
 
 
-_senders: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sender]" = weakref.WeakKeyDictionary()
+_senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sender] = weakref.WeakKeyDictionary()
 
 
 def _forget_loops_after_fork() -> None:

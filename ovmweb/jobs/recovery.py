@@ -5,6 +5,7 @@ worker is running jobs at that moment (the embedded worker is the only one of
 its process; separate workers are started one by one with recovery, or with
 --no-recover when others already run).
 """
+
 from __future__ import annotations
 
 import logging

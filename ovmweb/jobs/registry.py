@@ -4,6 +4,7 @@ An operation is `fn(ctx: JobContext, **params) -> dict | None`, registered
 with `@operation("vm.start")`. Every installed `ovmweb.<app>.operations`
 module or package is imported by `autodiscover()` before a worker runs jobs.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -3,6 +3,7 @@
 Called by the django-tasks task (any backend), by `testing.run_pending_jobs`
 and by nothing else.
 """
+
 from __future__ import annotations
 
 import logging
@@ -100,7 +101,8 @@ def _finish_with_event(job: Job, status: str, *, error: str = "", result: dict |
         event_record(
             obj=job.target,
             type="job.failure",
-            text=_("Job #%(id)s (%(summary)s) failed: %(error)s") % {"id": job.pk, "summary": job.summary, "error": error},
+            text=_("Job #%(id)s (%(summary)s) failed: %(error)s")
+            % {"id": job.pk, "summary": job.summary, "error": error},
             severity=Severity.ERROR,
             user=job.user,
             job=job,
@@ -145,9 +147,7 @@ def maybe_finish_parent(parent_id: int) -> None:
         if bad is None:
             _finish_with_event(parent, JobStatus.SUCCESS, result=parent.result)
         elif bad.status == JobStatus.ABORTED:
-            _finish_with_event(
-                parent, JobStatus.ABORTED, error=_("Child job #%(id)s was aborted.") % {"id": bad.pk}
-            )
+            _finish_with_event(parent, JobStatus.ABORTED, error=_("Child job #%(id)s was aborted.") % {"id": bad.pk})
         else:
             _finish_with_event(
                 parent,

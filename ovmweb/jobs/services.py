@@ -1,4 +1,5 @@
 """Writes for jobs, object locks and events. Every job is created here."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -51,7 +52,9 @@ def _locks_acquire(*, job: Job, objects: Iterable[models.Model]) -> None:
         return
     ancestors = _ancestor_ids(job) if job.parent_id else set()
     if ancestors:
-        held = ObjectLock.objects.filter(_keys_q(keys), job_id__in=ancestors).values_list("content_type_id", "object_id")
+        held = ObjectLock.objects.filter(_keys_q(keys), job_id__in=ancestors).values_list(
+            "content_type_id", "object_id"
+        )
         for key in held:
             keys.pop(tuple(key), None)
         if not keys:
@@ -76,7 +79,7 @@ def _locks_acquire(*, job: Job, objects: Iterable[models.Model]) -> None:
             )
             exc.holder_job_id = holder.job_id
             exc.holder_summary = holder.job.summary
-            raise exc
+            raise exc from None
     raise LockConflict(_("%(object)s is locked by another job.") % {"object": next(iter(keys.values()))})
 
 
@@ -188,7 +191,7 @@ def job_request_abort(*, job: Job, user) -> Job:
 def event_record(
     *,
     obj: models.Model | None,
-    type: str,  # noqa: A002 - the contract's name
+    type: str,
     text: str,
     severity: str = Severity.INFO,
     user=None,

@@ -1,4 +1,5 @@
 """Signals of the job machinery."""
+
 from django.dispatch import Signal
 
 # Sent by recovery for each job found RUNNING (or queued without a task) at

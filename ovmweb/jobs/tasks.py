@@ -1,4 +1,5 @@
 """The django-tasks task through which every job reaches a worker."""
+
 from __future__ import annotations
 
 from django.db import transaction

@@ -1,4 +1,5 @@
 """Helpers for everyone's tests."""
+
 from __future__ import annotations
 
 from .choices import JobStatus

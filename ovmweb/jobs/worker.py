@@ -4,6 +4,7 @@ It is django-tasks-db's worker loop (`manage.py db_worker`'s Worker, claiming
 several ready tasks per transaction) on a thread, so queued and interrupted
 work behaves exactly as with a separate worker process.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,14 @@ WORKER_THREAD_PREFIX = "ovmweb-job-worker"
 DEFAULT_CLAIM = 8
 
 
-def make_db_worker(*, interval: float, worker_id: str | None = None, batch: bool = False, max_tasks: int | None = None,
-                   claim: int | None = None):
+def make_db_worker(
+    *,
+    interval: float,
+    worker_id: str | None = None,
+    batch: bool = False,
+    max_tasks: int | None = None,
+    claim: int | None = None,
+):
     """A worker for the queue of the job task: django-tasks-db's, claiming several tasks at a time."""
     backend = task_backends[run_job_task.backend]
     if not isinstance(backend, DatabaseBackend):

@@ -1,4 +1,5 @@
 """Settings shared by every environment; every knob comes from an environment variable."""
+
 from __future__ import annotations
 
 import os
@@ -210,9 +211,7 @@ OVMWEB_CREDENTIALS_KEY = os.environ.get("OVMWEB_CREDENTIALS_KEY", "")
 OVMWEB_RECONCILE_INTERVAL = float(os.environ.get("OVMWEB_RECONCILE_INTERVAL", "10"))
 OVMWEB_SERVER_OFFLINE_AFTER = float(os.environ.get("OVMWEB_SERVER_OFFLINE_AFTER", "30"))
 # Where the embedded default keeps its first local repository.
-OVMWEB_LOCAL_REPOSITORY_PATH = os.environ.get(
-    "OVMWEB_LOCAL_REPOSITORY_PATH", str(VAR_DIR / "repositories" / "local")
-)
+OVMWEB_LOCAL_REPOSITORY_PATH = os.environ.get("OVMWEB_LOCAL_REPOSITORY_PATH", str(VAR_DIR / "repositories" / "local"))
 
 # When set (e.g. "test:///default"), every server uses this libvirt URI instead of
 # its own: unit tests and benchmarks against libvirt's test driver.

@@ -1,4 +1,5 @@
 """Production settings: secure cookies and an explicit secret key."""
+
 import os
 
 from .base import *  # noqa: F403

@@ -5,6 +5,7 @@ can be rotated independently of SECRET_KEY; otherwise it is derived from
 SECRET_KEY with HKDF under a purpose label, so no other use of SECRET_KEY can
 produce or read these tokens.
 """
+
 from __future__ import annotations
 
 import base64
@@ -29,7 +30,9 @@ def _fernet() -> Fernet:
         try:
             return Fernet(configured)
         except (ValueError, TypeError) as exc:
-            raise ImproperlyConfigured("OVMWEB_CREDENTIALS_KEY must be a Fernet key (32 url-safe base64 bytes)") from exc
+            raise ImproperlyConfigured(
+                "OVMWEB_CREDENTIALS_KEY must be a Fernet key (32 url-safe base64 bytes)"
+            ) from exc
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
         settings.SECRET_KEY.encode("utf-8")
     )
@@ -62,5 +65,6 @@ def install_id() -> str:
     installation, and revealing nothing about the key itself."""
     configured = getattr(settings, "OVMWEB_CREDENTIALS_KEY", "") or settings.SECRET_KEY
     digest = HKDF(algorithm=hashes.SHA256(), length=6, salt=None, info=b"ovmweb install id v1").derive(
-        configured.encode("utf-8"))
+        configured.encode("utf-8")
+    )
     return digest.hex()

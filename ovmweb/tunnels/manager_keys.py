@@ -16,6 +16,7 @@ never by their comment, so installing twice adds nothing and removing touches
 only that one line. The comment ``ovmweb-manager@<install id>`` is for people
 reading the file.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -52,8 +53,9 @@ def comment() -> str:
 def generate() -> ManagerKey:
     """A fresh Ed25519 key pair (not encrypted: it is stored encrypted with the credentials)."""
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode("ascii")
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode("ascii")
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return ManagerKey(private_key=private, public_key=public.decode("ascii"))
 
@@ -100,10 +102,13 @@ def _outcome(out: str) -> str:
 
 def install(client: paramiko.SSHClient, *, key: ManagerKey) -> bool:
     """Append ``key`` to authorized_keys over ``client`` unless it is there; True if it was added."""
-    status, out, err = ssh.run(client, _INSTALL.format(blob=shlex.quote(key.blob),
-                                                       line=shlex.quote(key.authorized_keys_line)))
+    status, out, err = ssh.run(
+        client, _INSTALL.format(blob=shlex.quote(key.blob), line=shlex.quote(key.authorized_keys_line))
+    )
     if status != 0 or _outcome(out) not in {"added", "present"}:
-        raise OperationFailed(f"cannot write ~/.ssh/authorized_keys: {(err or out).strip()[:500] or f'exit status {status}'}")
+        raise OperationFailed(
+            f"cannot write ~/.ssh/authorized_keys: {(err or out).strip()[:500] or f'exit status {status}'}"
+        )
     return _outcome(out) == "added"
 
 
@@ -112,5 +117,7 @@ def remove(client: paramiko.SSHClient, *, public_key: str) -> bool:
     blob = public_key.split()[1]
     status, out, err = ssh.run(client, _REMOVE.format(blob=shlex.quote(blob)))
     if status != 0:
-        raise OperationFailed(f"cannot rewrite ~/.ssh/authorized_keys: {(err or out).strip()[:500] or f'exit status {status}'}")
+        raise OperationFailed(
+            f"cannot rewrite ~/.ssh/authorized_keys: {(err or out).strip()[:500] or f'exit status {status}'}"
+        )
     return _outcome(out) == "removed"

@@ -14,6 +14,7 @@ A further connection is only opened once every existing one carries a channel.
 Servers with the ``local`` transport are this machine: their console ports
 are reached with a plain TCP connection instead.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,7 +64,13 @@ _server_locks: dict[int, threading.Lock] = {}
 
 
 def _identity(server) -> tuple:
-    return (server.hostname, server.ssh_port, server.ssh_user, server.host_key_fingerprint, server.credentials_encrypted)
+    return (
+        server.hostname,
+        server.ssh_port,
+        server.ssh_user,
+        server.host_key_fingerprint,
+        server.credentials_encrypted,
+    )
 
 
 def _server_lock(server_id: int) -> threading.Lock:
@@ -97,8 +104,11 @@ def transport_for(server) -> paramiko.Transport:
         entries = _entries.setdefault(server.pk, [])
         stale = [entry for entry in entries if not entry.usable(identity)]
         for entry in stale:
-            logger.info("SSH transport to server %s is %s; reconnecting", server.name,
-                        "outdated" if entry.identity != identity else "dead")
+            logger.info(
+                "SSH transport to server %s is %s; reconnecting",
+                server.name,
+                "outdated" if entry.identity != identity else "dead",
+            )
             entry.client.close()
             entries.remove(entry)
         best = min(entries, key=_Entry.load, default=None)
@@ -125,7 +135,9 @@ def open_direct_tcpip(server, port: int) -> paramiko.Channel:
     for attempt in (1, 2):
         transport = transport_for(server)
         try:
-            return transport.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT)
+            return transport.open_channel(
+                "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT
+            )
         except paramiko.ChannelException as exc:
             # The server answered: the port is closed (VM not running there); no retry helps.
             raise ConnectionFailed(f"server {server.name} refused a tunnel to port {port}: {exc}") from exc

@@ -6,6 +6,7 @@ use, no known_hosts file is read or written, and any other key fails closed
 with ``HostKeyMismatch`` carrying the offered fingerprint so an administrator
 can compare it out of band.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,8 +33,7 @@ KEEPALIVE_INTERVAL = 15
 # download from the loopback sshd). CBC, 3DES, MD5 and truncated MACs are not
 # offered at all.
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr")
-MACS = ("hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512", "hmac-sha2-256",
-        "hmac-sha1")
+MACS = ("hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512", "hmac-sha2-256", "hmac-sha1")
 
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
@@ -48,7 +48,7 @@ def normalize_fingerprint(fingerprint: str) -> str:
     """Accept what administrators paste ("SHA256:abc=", " abc ") and compare on one form."""
     value = fingerprint.strip()
     if value.upper().startswith("SHA256:"):
-        value = value[len("SHA256:"):]
+        value = value[len("SHA256:") :]
     return "SHA256:" + value.rstrip("=")
 
 
@@ -161,7 +161,7 @@ def run(client: paramiko.SSHClient, command: str, timeout: float = 30) -> tuple[
         out = stdout.read().decode("utf-8", "replace")
         err = stderr.read().decode("utf-8", "replace")
         status = stdout.channel.recv_exit_status()
-    except (socket.timeout, TimeoutError) as exc:
+    except TimeoutError as exc:
         raise ConnectionFailed(f"command timed out after {timeout}s") from exc
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise ConnectionFailed(f"SSH command failed: {exc}") from exc

@@ -8,6 +8,7 @@ events) is done in place, every other one on a thread pool.
 The descriptor is unregistered from the loop before the stream is closed: a
 later stream reusing the same fd number would otherwise never be woken.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -105,8 +106,12 @@ class ChannelStream(ConsoleStream):
 
     async def write(self, data: bytes) -> None:
         chan = self.channel
-        if (len(data) <= DIRECT_SEND_MAX and chan.out_window_size >= len(data)
-                and chan.transport.clear_to_send.is_set() and not chan.closed):
+        if (
+            len(data) <= DIRECT_SEND_MAX
+            and chan.out_window_size >= len(data)
+            and chan.transport.clear_to_send.is_set()
+            and not chan.closed
+        ):
             sent = chan.send(data)
             if sent == len(data):
                 return

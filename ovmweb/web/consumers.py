@@ -1,6 +1,7 @@
 """Live updates: every authenticated browser joins the channel group "live" and
 receives what ``ovmweb.jobs.live.publish`` sends, as JSON. The page decides
 what to re-fetch; nothing here touches the database per message."""
+
 from __future__ import annotations
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer

@@ -1,13 +1,13 @@
 """Reads that only the UI needs (navigation tree, job panel, event lists).
 VM reads go through ``ovmweb.inventory.selectors``; these stay permission-aware
 by taking the user and bounded in query count."""
+
 from __future__ import annotations
 
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from ovmweb.inventory.models import Network, Repository, Server, ServerPool, VirtualMachine
-from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.models import Event, Job
 
 JOB_PANEL_SIZE = 8
@@ -23,9 +23,21 @@ def nav_tree() -> dict:
 
 def job_panel(*, user) -> list[Job]:
     """Live jobs first, then the most recent finished ones: what the bottom panel shows."""
-    qs = Job.objects.filter(parent__isnull=True).select_related("user").only(
-        "id", "summary", "status", "progress", "created_at", "finished_at", "target_name", "abort_requested",
-        "user__username", "error",
+    qs = (
+        Job.objects.filter(parent__isnull=True)
+        .select_related("user")
+        .only(
+            "id",
+            "summary",
+            "status",
+            "progress",
+            "created_at",
+            "finished_at",
+            "target_name",
+            "abort_requested",
+            "user__username",
+            "error",
+        )
     )
     return list(qs.order_by("-created_at", "-id")[:JOB_PANEL_SIZE])
 
@@ -53,16 +65,23 @@ def event_list(*, user, obj=None, severity: str | None = None, unacknowledged: b
 
 
 def server_list() -> QuerySet[Server]:
-    return Server.objects.select_related("server_pool").annotate(
-        n_vms=Count("vms", distinct=True),
-        n_running=Count("vms", filter=Q(vms__status="RUNNING"), distinct=True),
-    ).order_by("name")
+    return (
+        Server.objects.select_related("server_pool")
+        .annotate(
+            n_vms=Count("vms", distinct=True),
+            n_running=Count("vms", filter=Q(vms__status="RUNNING"), distinct=True),
+        )
+        .order_by("name")
+    )
 
 
 def repository_list() -> QuerySet[Repository]:
-    return Repository.objects.select_related("server").prefetch_related("server_pools").annotate(
-        n_isos=Count("iso_files", distinct=True), n_disks=Count("virtual_disks", distinct=True)
-    ).order_by("name")
+    return (
+        Repository.objects.select_related("server")
+        .prefetch_related("server_pools")
+        .annotate(n_isos=Count("iso_files", distinct=True), n_disks=Count("virtual_disks", distinct=True))
+        .order_by("name")
+    )
 
 
 def network_list() -> QuerySet[Network]:

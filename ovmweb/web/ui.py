@@ -1,6 +1,7 @@
 """Small helpers shared by the UI views: what the page may offer, and how domain
 errors become messages. The rules themselves live in the services; the UI only
 reflects them (the server still enforces every action)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -71,8 +72,11 @@ def vm_form_actions(vm) -> list[dict[str, Any]]:
     for key, label, states in FORM_ACTIONS:
         url = ""
         if vm is not None:
-            url = (reverse("web:vm_clone", args=[vm.pk]) + "?as_template=1" if key == "template"
-                   else reverse(f"web:vm_{key}", args=[vm.pk]))
+            url = (
+                reverse("web:vm_clone", args=[vm.pk]) + "?as_template=1"
+                if key == "template"
+                else reverse(f"web:vm_{key}", args=[vm.pk])
+            )
         out.append({"key": key, "label": label, "url": url, "enabled": vm is not None and vm.status in states})
     return out
 
@@ -92,8 +96,14 @@ def error_messages(exc: Exception) -> list[str]:
     return [str(exc)]
 
 
-def call_service(request: HttpRequest, fn: Callable[[], Any], *, form: forms.Form | None = None,
-                 field_map: dict[str, str] | None = None, success: str = "") -> tuple[bool, Any]:
+def call_service(
+    request: HttpRequest,
+    fn: Callable[[], Any],
+    *,
+    form: forms.Form | None = None,
+    field_map: dict[str, str] | None = None,
+    success: str = "",
+) -> tuple[bool, Any]:
     """Run a service call; domain errors become field errors on ``form`` (when
     the field exists) or messages, never a 500. Returns (ok, result)."""
     try:

@@ -7,8 +7,11 @@ from .views import activity, customizers, infra, vms
 app_name = "web"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="web:vm_list"), name="home"),
-    path("login/", auth_views.LoginView.as_view(template_name="web/login.html", redirect_authenticated_user=True),
-         name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="web/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     # Servers and VMs: virtual machine perspective
     path("vms/", vms.vm_list, name="vm_list"),

@@ -1,4 +1,5 @@
 """Every model's admin pages load; admin edits go through the services and their rules."""
+
 import json
 
 import pytest
@@ -37,11 +38,11 @@ def inventory(admin_user):
     MacAddressRange.objects.create(pk=1, start="00:21:f6:00:00:00", end="00:21:f6:ff:ff:ff")
     job = job_submit(operation="vm.start", summary="start", user=admin_user, target=vm, lock=[vm])
     event_record(obj=vm, type="test", text="hello", user=admin_user)
-    from ovmweb.consoles.models import ConsoleTicket
     from django.utils import timezone
 
-    ConsoleTicket.objects.create(token_hash="f" * 64, user=admin_user, vm=vm, kind="vnc",
-                                 expires_at=timezone.now())
+    from ovmweb.consoles.models import ConsoleTicket
+
+    ConsoleTicket.objects.create(token_hash="f" * 64, user=admin_user, vm=vm, kind="vnc", expires_at=timezone.now())
     return {"vm": vm, "job": job}
 
 
@@ -128,8 +129,16 @@ def test_vm_admin_add_goes_through_vm_create(staff):
     pool = f.ServerPoolFactory()
     url = reverse("admin:inventory_virtualmachine_add")
     data = form_data(staff.get(url))
-    data.update(name="from-admin", server_pool=pool.pk, domain_type="HVM", os_type="OL6", vcpus=1, max_vcpus=2,
-                memory_mib=512, max_memory_mib=1024)
+    data.update(
+        name="from-admin",
+        server_pool=pool.pk,
+        domain_type="HVM",
+        os_type="OL6",
+        vcpus=1,
+        max_vcpus=2,
+        memory_mib=512,
+        max_memory_mib=1024,
+    )
     response = staff.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     vm = VirtualMachine.objects.get(name="from-admin")
@@ -175,9 +184,15 @@ def test_vnic_admin_add_to_suspended_vm_is_refused(staff):
 
 
 def test_vm_admin_start_action(staff):
-    stopped, running = f.VirtualMachineFactory(), f.VirtualMachineFactory(status=VmStatus.RUNNING, server=f.ServerFactory())
-    response = staff.post(reverse("admin:inventory_virtualmachine_changelist"),
-                          {"action": "start_vms", "_selected_action": [stopped.pk, running.pk]}, follow=True)
+    stopped, running = (
+        f.VirtualMachineFactory(),
+        f.VirtualMachineFactory(status=VmStatus.RUNNING, server=f.ServerFactory()),
+    )
+    response = staff.post(
+        reverse("admin:inventory_virtualmachine_changelist"),
+        {"action": "start_vms", "_selected_action": [stopped.pk, running.pk]},
+        follow=True,
+    )
     assert response.status_code == 200
     texts = " ".join(str(m) for m in response.context["messages"])
     assert "RUNNING" in texts  # the refusal names the state
@@ -222,11 +237,16 @@ def test_customizer_admin_edit_goes_through_customizer_update(staff):
 def _crud_admins():
     from ovmweb.inventory.admin import CrudServiceAdmin
 
-    return [(m, a) for m, a in sorted(admin.site._registry.items(), key=lambda i: i[0]._meta.label)
-            if isinstance(a, CrudServiceAdmin)]
+    return [
+        (m, a)
+        for m, a in sorted(admin.site._registry.items(), key=lambda i: i[0]._meta.label)
+        if isinstance(a, CrudServiceAdmin)
+    ]
 
 
-@pytest.mark.parametrize("model,model_admin", _crud_admins(), ids=lambda x: getattr(getattr(x, "_meta", None), "label", ""))
+@pytest.mark.parametrize(
+    "model,model_admin", _crud_admins(), ids=lambda x: getattr(getattr(x, "_meta", None), "label", "")
+)
 def test_crud_service_admin_names_existing_services(model, model_admin):
     """The admin names its services by string: each named function exists and takes the
     object by the keyword the admin passes."""
@@ -241,12 +261,19 @@ def test_crud_service_admin_names_existing_services(model, model_admin):
 
 def test_group_and_network_admins_add_change_delete_through_services(staff):
     cases = [
-        ("processorcompatibilitygroup", {"name": "g1", "description": ""}, {"name": "g2", "description": "x"},
-         "compat"),
-        ("antiaffinitygroup", {"name": "a1", "server_pool": f.ServerPoolFactory().pk},
-         None, "aag"),
-        ("network", {"name": "n1", "bridge": "br0", "libvirt_network": "", "vlan_id": "", "roles": "[]"}, None,
-         "network"),
+        (
+            "processorcompatibilitygroup",
+            {"name": "g1", "description": ""},
+            {"name": "g2", "description": "x"},
+            "compat",
+        ),
+        ("antiaffinitygroup", {"name": "a1", "server_pool": f.ServerPoolFactory().pk}, None, "aag"),
+        (
+            "network",
+            {"name": "n1", "bridge": "br0", "libvirt_network": "", "vlan_id": "", "roles": "[]"},
+            None,
+            "network",
+        ),
     ]
     for model_name, add_data, change_data, event in cases:
         response = staff.post(reverse(f"admin:inventory_{model_name}_add"), add_data)
@@ -273,7 +300,8 @@ def test_server_admin_delete_queues_the_server_delete_job(staff):
     job = Job.objects.get(operation="server.delete")
     assert job.params == {"server_id": server.pk}
     assert f"Deletion of server hv-admin-del queued as job #{job.pk}." in " ".join(
-        str(m) for m in response.context["messages"])
+        str(m) for m in response.context["messages"]
+    )
     # Not a raw ORM delete: the row stays until the job has removed the key and files.
     assert Server.objects.filter(pk=server.pk).exists()
 
@@ -289,6 +317,8 @@ def test_server_admin_delete_refused_shows_message(staff):
 
 def test_server_admin_bulk_delete_is_not_offered(staff):
     server = f.ServerFactory()
-    staff.post(reverse("admin:inventory_server_changelist"),
-               {"action": "delete_selected", "_selected_action": [server.pk], "post": "yes"})
+    staff.post(
+        reverse("admin:inventory_server_changelist"),
+        {"action": "delete_selected", "_selected_action": [server.pk], "post": "yes"},
+    )
     assert Server.objects.filter(pk=server.pk).exists()  # the bulk delete would skip the job

@@ -2,6 +2,7 @@
 with the import job; bad input is 400 and writes nothing; list and detail show the
 appliance's VMs. The integration test imports a real OVA into a real repository through
 the API and creates a VM from it."""
+
 import io
 import json
 import re
@@ -64,14 +65,17 @@ def test_upload_with_a_name(api, repo):
     assert Job.objects.get(pk=response.json()["id"]).params["name"] == "named"
 
 
-@pytest.mark.parametrize("fields,field", [
-    ({"file": "ovf"}, "file"),  # a bare .ovf cannot be uploaded
-    ({"repository": None}, "repository"),
-    ({"repository": 999999}, "repository"),
-    ({"file": None}, "file"),
-    ({"name": "x" * 256}, "name"),
-    ({"url": "http://example.com/a.ova"}, "url"),  # unknown here: the URL import is its own endpoint
-])
+@pytest.mark.parametrize(
+    "fields,field",
+    [
+        ({"file": "ovf"}, "file"),  # a bare .ovf cannot be uploaded
+        ({"repository": None}, "repository"),
+        ({"repository": 999999}, "repository"),
+        ({"file": None}, "file"),
+        ({"name": "x" * 256}, "name"),
+        ({"url": "http://example.com/a.ova"}, "url"),  # unknown here: the URL import is its own endpoint
+    ],
+)
 def test_bad_upload_is_400_and_writes_nothing(api, repo, fields, field):
     body = {"repository": repo.pk, "file": SimpleUploadedFile("a.ova", ova_bytes())}
     for key, value in fields.items():
@@ -94,22 +98,31 @@ def test_upload_as_json_is_refused(api, repo):
 
 
 def test_import_from_url_answers_202(api, repo):
-    response = api.post("/api/v1/virtual-appliances/import/", {"repository": repo.pk, "url": "http://example.com/x/db.ovf"},
-                        format="json")
+    response = api.post(
+        "/api/v1/virtual-appliances/import/",
+        {"repository": repo.pk, "url": "http://example.com/x/db.ovf"},
+        format="json",
+    )
     assert response.status_code == 202, response.json()
     job = Job.objects.get(pk=response.json()["id"])
-    assert job.operation == "appliance.import" and job.params == {"repository_id": repo.pk, "name": "db",
-                                                                  "url": "http://example.com/x/db.ovf"}
+    assert job.operation == "appliance.import" and job.params == {
+        "repository_id": repo.pk,
+        "name": "db",
+        "url": "http://example.com/x/db.ovf",
+    }
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"url": "ftp://example.com/a.ova"}, "url"),
-    ({"url": "not a url"}, "url"),
-    ({"url": None}, "url"),
-    ({"url": "http://example.com/a.ova", "file": "x"}, "file"),
-    ({"url": "http://example.com/a.ova", "repository": None}, "repository"),
-    ({"url": "http://example.com/taken.ova"}, "name"),  # the repository has an appliance of that name
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"url": "ftp://example.com/a.ova"}, "url"),
+        ({"url": "not a url"}, "url"),
+        ({"url": None}, "url"),
+        ({"url": "http://example.com/a.ova", "file": "x"}, "file"),
+        ({"url": "http://example.com/a.ova", "repository": None}, "repository"),
+        ({"url": "http://example.com/taken.ova"}, "name"),  # the repository has an appliance of that name
+    ],
+)
 def test_bad_import_is_400_and_writes_nothing(api, repo, body, field):
     f.VirtualApplianceFactory(repository=repo, name="taken")
     data = {"repository": repo.pk, **body}
@@ -120,8 +133,9 @@ def test_bad_import_is_400_and_writes_nothing(api, repo, body, field):
 
 
 def test_import_needs_the_add_permission(plain_api, repo):
-    response = plain_api.post("/api/v1/virtual-appliances/import/", {"repository": repo.pk,
-                                                                     "url": "http://example.com/a.ova"}, format="json")
+    response = plain_api.post(
+        "/api/v1/virtual-appliances/import/", {"repository": repo.pk, "url": "http://example.com/a.ova"}, format="json"
+    )
     assert response.status_code == 403 and not Job.objects.exists()
 
 
@@ -136,8 +150,14 @@ def test_list_and_detail_show_the_vms(api, repo):
     detail = api.get(f"/api/v1/virtual-appliances/{appliance.pk}/").json()
     assert detail == listed["results"][0]
     vms = {v["name"]: v for v in detail["vms"]}
-    assert vms["web"] == {"id": web.pk, "name": "web", "vcpus": 2, "memory_mib": 1024, "os_type": "OL7",
-                          "disks": [disk.pk]}
+    assert vms["web"] == {
+        "id": web.pk,
+        "name": "web",
+        "vcpus": 2,
+        "memory_mib": 1024,
+        "os_type": "OL7",
+        "disks": [disk.pk],
+    }
     assert vms["db"]["disks"] == []
 
 
@@ -149,8 +169,9 @@ def test_ova_upload_then_vm_from_the_appliance(api, real_estate, tmp_path):  # n
     e = real_estate
     disk = tmp_path / "disk1.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
-    ova = make_ova(tmp_path / "tiny.ova", ovf_xml(systems=[("tiny", 1, 256, "Other Linux", ["d1"])]),
-                   {"disk1.qcow2": disk})
+    ova = make_ova(
+        tmp_path / "tiny.ova", ovf_xml(systems=[("tiny", 1, 256, "Other Linux", ["d1"])]), {"disk1.qcow2": disk}
+    )
     with open(ova, "rb") as fh:
         response = upload(api, repository=e["repo"].pk, file=SimpleUploadedFile("tiny.ova", fh.read()))
     assert response.status_code == 202, response.json()
@@ -159,11 +180,25 @@ def test_ova_upload_then_vm_from_the_appliance(api, real_estate, tmp_path):  # n
     assert job["status"] == "SUCCESS", job["error"]
     (appliance,) = api.get("/api/v1/virtual-appliances/").json()["results"]
     (avm,) = appliance["vms"]
-    assert (appliance["name"], avm["name"], avm["vcpus"], avm["memory_mib"], len(avm["disks"])) == ("tiny", "tiny", 1, 256, 1)
+    assert (appliance["name"], avm["name"], avm["vcpus"], avm["memory_mib"], len(avm["disks"])) == (
+        "tiny",
+        "tiny",
+        1,
+        256,
+        1,
+    )
 
-    created = api.post("/api/v1/vms/", {"name": "from-ova", "domain_type": "HVM", "os_type": "OTHER_LINUX",
-                                        "server_pool": e["pool"].pk,
-                                        "source": {"kind": "appliance", "appliance_vm": avm["id"]}}, format="json")
+    created = api.post(
+        "/api/v1/vms/",
+        {
+            "name": "from-ova",
+            "domain_type": "HVM",
+            "os_type": "OTHER_LINUX",
+            "server_pool": e["pool"].pk,
+            "source": {"kind": "appliance", "appliance_vm": avm["id"]},
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.json()
     deploy_id = int(re.search(r"/api/v1/jobs/(\d+)/", created.headers["Link"]).group(1))
     run_pending_jobs()
@@ -199,15 +234,26 @@ def test_delete_answers_202_with_the_job_or_409_while_a_job_uses_it(api, repo):
     accepted = api.delete(url)
     assert accepted.status_code == 202, accepted.json()
     job = accepted.json()
-    assert (job["operation"], job["target_type"], job["target_id"]) == ("appliance.delete", "inventory.virtualappliance",
-                                                                       appliance.pk)
+    assert (job["operation"], job["target_type"], job["target_id"]) == (
+        "appliance.delete",
+        "inventory.virtualappliance",
+        appliance.pk,
+    )
     # The queued deletion holds the appliance: a second one is refused.
     assert api.delete(url).status_code == 409
     # Nor is a VM made from it any more: its files would be gone before the copy.
     avm = VirtualApplianceVm.objects.create(appliance=appliance, name="db")
-    created = api.post("/api/v1/vms/", {"name": "late", "domain_type": "HVM", "os_type": "OTHER_LINUX",
-                                        "server_pool": repo.server_pools.get().pk,
-                                        "source": {"kind": "appliance", "appliance_vm": avm.pk}}, format="json")
+    created = api.post(
+        "/api/v1/vms/",
+        {
+            "name": "late",
+            "domain_type": "HVM",
+            "os_type": "OTHER_LINUX",
+            "server_pool": repo.server_pools.get().pk,
+            "source": {"kind": "appliance", "appliance_vm": avm.pk},
+        },
+        format="json",
+    )
     assert created.status_code == 409 and "being deleted by job" in created.json()["detail"], created.json()
     assert VirtualAppliance.objects.filter(pk=appliance.pk).exists()  # the job removes it
 
@@ -247,10 +293,14 @@ def test_vmdk_appliance_is_recorded_as_vmdk_copied_as_qcow2_and_deleted(api, rea
     raw = tmp_path / "seed.raw"
     raw.write_bytes(b"ovmweb appliance disk\n" * 4096)
     vmdk = tmp_path / "disk1.vmdk"
-    subprocess.run(["qemu-img", "convert", "-q", "-O", "vmdk", "-o", "subformat=streamOptimized", str(raw), str(vmdk)],
-                   check=True)
-    ova = make_ova(tmp_path / "vmdk.ova", ovf_xml(systems=[("vm1", 1, 256, "Other Linux", ["d1"])],
-                                                  disks=[("d1", "disk1.vmdk", 1)]), {"disk1.vmdk": vmdk})
+    subprocess.run(
+        ["qemu-img", "convert", "-q", "-O", "vmdk", "-o", "subformat=streamOptimized", str(raw), str(vmdk)], check=True
+    )
+    ova = make_ova(
+        tmp_path / "vmdk.ova",
+        ovf_xml(systems=[("vm1", 1, 256, "Other Linux", ["d1"])], disks=[("d1", "disk1.vmdk", 1)]),
+        {"disk1.vmdk": vmdk},
+    )
     with open(ova, "rb") as fh:
         response = upload(api, repository=e["repo"].pk, file=SimpleUploadedFile("vmdk.ova", fh.read()))
     assert response.status_code == 202, response.json()
@@ -262,10 +312,17 @@ def test_vmdk_appliance_is_recorded_as_vmdk_copied_as_qcow2_and_deleted(api, rea
     assert stored.format == "vmdk" == qemu_img_info(stored_path)["format"]
     assert api.get(f"/api/v1/virtual-disks/{stored.pk}/").json()["format"] == "vmdk"
 
-    created = api.post("/api/v1/vms/", {"name": "from-vmdk", "domain_type": "HVM", "os_type": "OTHER_LINUX",
-                                        "server_pool": e["pool"].pk,
-                                        "source": {"kind": "appliance", "appliance_vm": appliance.vms.get().pk}},
-                       format="json")
+    created = api.post(
+        "/api/v1/vms/",
+        {
+            "name": "from-vmdk",
+            "domain_type": "HVM",
+            "os_type": "OTHER_LINUX",
+            "server_pool": e["pool"].pk,
+            "source": {"kind": "appliance", "appliance_vm": appliance.vms.get().pk},
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.json()
     run_pending_jobs()
     deploy = Job.objects.get(operation="appliance.deploy")

@@ -1,4 +1,5 @@
 """Authentication, permissions, pagination and every collection of DESIGN.md §5."""
+
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -7,8 +8,19 @@ from ovmweb.jobs.services import event_record, job_submit
 from tests import factories as f
 
 COLLECTIONS = [
-    "server-pools", "servers", "repositories", "networks", "vms", "vnics", "virtual-disks", "iso-files",
-    "clone-customizers", "jobs", "events", "anti-affinity-groups", "processor-compatibility-groups",
+    "server-pools",
+    "servers",
+    "repositories",
+    "networks",
+    "vms",
+    "vnics",
+    "virtual-disks",
+    "iso-files",
+    "clone-customizers",
+    "jobs",
+    "events",
+    "anti-affinity-groups",
+    "processor-compatibility-groups",
     "virtual-appliances",
 ]
 
@@ -26,10 +38,17 @@ def one_of_each(superuser):
     job = job_submit(operation="vm.start", summary="start it", user=superuser, target=vm)
     event = event_record(obj=vm, type="test", text="something happened", user=superuser)
     return {
-        "server-pools": vm.server_pool_id, "servers": server.pk, "repositories": vm.repository_id,
-        "networks": f.NetworkFactory().pk, "vms": vm.pk, "vnics": vnic.pk, "virtual-disks": disk.pk,
+        "server-pools": vm.server_pool_id,
+        "servers": server.pk,
+        "repositories": vm.repository_id,
+        "networks": f.NetworkFactory().pk,
+        "vms": vm.pk,
+        "vnics": vnic.pk,
+        "virtual-disks": disk.pk,
         "iso-files": f.IsoFileFactory(repository=vm.repository).pk,
-        "clone-customizers": f.CloneCustomizerFactory(vm=vm).pk, "jobs": job.pk, "events": event.pk,
+        "clone-customizers": f.CloneCustomizerFactory(vm=vm).pk,
+        "jobs": job.pk,
+        "events": event.pk,
         "anti-affinity-groups": f.AntiAffinityGroupFactory(server_pool=vm.server_pool).pk,
         "processor-compatibility-groups": f.ProcessorCompatibilityGroupFactory().pk,
         "virtual-appliances": f.VirtualApplianceFactory(repository=vm.repository).pk,
@@ -111,9 +130,31 @@ def test_list_and_detail(api, one_of_each, collection):
 def test_vm_representation(api, one_of_each):
     vm = api.get(f"/api/v1/vms/{one_of_each['vms']}/").json()
     for field in [
-        "id", "name", "uuid", "domain_type", "status", "server_pool", "server", "repository", "os_type", "vcpus",
-        "max_vcpus", "memory_mib", "max_memory_mib", "huge_pages", "pending_changes", "disks", "vnics", "keymap",
-        "mouse_device", "boot_order", "ha_enabled", "cpu_pinning", "pvm_boot_url", "vnc_port", "serial_port",
+        "id",
+        "name",
+        "uuid",
+        "domain_type",
+        "status",
+        "server_pool",
+        "server",
+        "repository",
+        "os_type",
+        "vcpus",
+        "max_vcpus",
+        "memory_mib",
+        "max_memory_mib",
+        "huge_pages",
+        "pending_changes",
+        "disks",
+        "vnics",
+        "keymap",
+        "mouse_device",
+        "boot_order",
+        "ha_enabled",
+        "cpu_pinning",
+        "pvm_boot_url",
+        "vnc_port",
+        "serial_port",
     ]:
         assert field in vm, field
     assert vm["disks"][0]["virtual_disk"] == one_of_each["virtual-disks"]

@@ -1,4 +1,5 @@
 """POST /api/v1/vms/{id}/backup/: 202 with the cold-clone job (seed 7.17)."""
+
 import re
 
 import pytest

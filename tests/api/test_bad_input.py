@@ -1,4 +1,5 @@
 """Bad input is a 400 with field errors and writes nothing (issue: "Bad input")."""
+
 import pytest
 
 from ovmweb.inventory.models import ServerPool, VirtualDisk, VirtualMachine, Vnic
@@ -82,8 +83,13 @@ def test_body_that_is_not_an_object(api):
 
 def test_vm_update_errors_change_nothing(api):
     vm = f.VirtualMachineFactory(name="keep", vcpus=1, max_vcpus=2)
-    for body, field in [({"status": "RUNNING"}, "status"), ({"uuid": "x"}, "uuid"), ({"vcpus": -3}, "vcpus"),
-                        ({"name": "y" * 200}, "name"), ({"memroy_mib": 1}, "memroy_mib")]:
+    for body, field in [
+        ({"status": "RUNNING"}, "status"),
+        ({"uuid": "x"}, "uuid"),
+        ({"vcpus": -3}, "vcpus"),
+        ({"name": "y" * 200}, "name"),
+        ({"memroy_mib": 1}, "memroy_mib"),
+    ]:
         response = api.patch(f"/api/v1/vms/{vm.pk}/", body, format="json")
         assert response.status_code == 400 and field in response.json(), (body, response.content)
     response = api.patch(f"/api/v1/vms/{vm.pk}/", {"vcpus": 3}, format="json")  # > max_vcpus: the rule
@@ -139,10 +145,15 @@ def test_duplicate_name_is_400(api):
     "body,field",
     [
         ({"hostname": "h", "host_key_fingerprint": "not-a-fingerprint", "password": "pw"}, "host_key_fingerprint"),
-        ({"hostname": "h", "host_key_fingerprint": "SHA256:" + "A" * 43, "password": "pw", "ssh_port": 70000}, "ssh_port"),
+        (
+            {"hostname": "h", "host_key_fingerprint": "SHA256:" + "A" * 43, "password": "pw", "ssh_port": 70000},
+            "ssh_port",
+        ),
         ({"hostname": "h", "host_key_fingerprint": "SHA256:" + "A" * 43}, "password"),
-        ({"hostname": "h", "host_key_fingerprint": "SHA256:" + "A" * 43, "password": "pw", "transport": "telnet"},
-         "transport"),
+        (
+            {"hostname": "h", "host_key_fingerprint": "SHA256:" + "A" * 43, "password": "pw", "transport": "telnet"},
+            "transport",
+        ),
         ({"host_key_fingerprint": "SHA256:" + "A" * 43, "password": "pw"}, "hostname"),
     ],
 )
@@ -154,8 +165,12 @@ def test_server_discover_errors(api, body, field):
 
 @pytest.mark.parametrize(
     "body",
-    [{"start": "00:21:f6:00:00:00"}, {"start": "zz:21:f6:00:00:00", "end": "00:21:f6:ff:ff:ff"},
-     {"start": "01:21:f6:00:00:00", "end": "01:21:f6:ff:ff:ff"}, {"start": 5, "end": []}],
+    [
+        {"start": "00:21:f6:00:00:00"},
+        {"start": "zz:21:f6:00:00:00", "end": "00:21:f6:ff:ff:ff"},
+        {"start": "01:21:f6:00:00:00", "end": "01:21:f6:ff:ff:ff"},
+        {"start": 5, "end": []},
+    ],
 )
 def test_mac_range_errors(api, body):
     before = api.get("/api/v1/mac-range/").json()

@@ -1,5 +1,6 @@
 """Clone customizers: full CRUD through the API and ``customizer_update``; an update keeps
 the VM, and a refused change (slot or VNIC of another VM, duplicate name) writes nothing."""
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -21,9 +22,16 @@ def vm_with_devices(pool, repo):
 def test_crud(api, vm_with_devices, pool):
     vm, (s0, s1), vnic = vm_with_devices
     target, net = f.RepositoryFactory(server_pools=[pool]), f.NetworkFactory()
-    created = api.post("/api/v1/clone-customizers/", {
-        "name": "plan", "vm": vm.pk, "disks": [{"slot": s0.pk, "target_repository": target.pk, "clone_type": "THIN"}],
-        "networks": [{"vnic": vnic.pk, "network": net.pk}]}, format="json")
+    created = api.post(
+        "/api/v1/clone-customizers/",
+        {
+            "name": "plan",
+            "vm": vm.pk,
+            "disks": [{"slot": s0.pk, "target_repository": target.pk, "clone_type": "THIN"}],
+            "networks": [{"vnic": vnic.pk, "network": net.pk}],
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.json()
     cid = created.json()["id"]
     url = f"/api/v1/clone-customizers/{cid}/"
@@ -37,8 +45,11 @@ def test_crud(api, vm_with_devices, pool):
 
     # Given lists replace the whole list.
     other = f.RepositoryFactory(server_pools=[pool])
-    replaced = api.patch(url, {"disks": [{"slot": s1.pk, "target_repository": other.pk, "clone_type": "NON_SPARSE"}],
-                               "networks": []}, format="json")
+    replaced = api.patch(
+        url,
+        {"disks": [{"slot": s1.pk, "target_repository": other.pk, "clone_type": "NON_SPARSE"}], "networks": []},
+        format="json",
+    )
     assert replaced.status_code == 200, replaced.json()
     assert replaced.json()["disks"] == [{"slot": s1.pk, "target_repository": other.pk, "clone_type": "NON_SPARSE"}]
     assert replaced.json()["networks"] == []
@@ -55,8 +66,9 @@ def test_crud(api, vm_with_devices, pool):
 def test_update_refusals_write_nothing(api, vm_with_devices, repo):
     vm, (s0, _s1), vnic = vm_with_devices
     target = repo
-    customizer = customizer_create(vm=vm, user=None, name="plan",
-                                   disks=[{"slot": s0, "target_repository": target, "clone_type": "SPARSE"}])
+    customizer = customizer_create(
+        vm=vm, user=None, name="plan", disks=[{"slot": s0, "target_repository": target, "clone_type": "SPARSE"}]
+    )
     customizer_create(vm=vm, user=None, name="taken")
     url = f"/api/v1/clone-customizers/{customizer.pk}/"
     stranger = f.VmDiskSlotFactory(slot=0)
@@ -84,17 +96,26 @@ def test_update_refusals_write_nothing(api, vm_with_devices, repo):
 def test_customizer_update_service(vm_with_devices, repo):
     vm, (s0, s1), vnic = vm_with_devices
     target = repo
-    customizer = customizer_create(vm=vm, user=None, name="plan",
-                                   disks=[{"slot": s0, "target_repository": target}],
-                                   networks=[{"vnic": vnic, "network": f.NetworkFactory()}])
-    updated = customizer_update(customizer=customizer, user=None, disks=[{"slot": s1, "target_repository": target,
-                                                                          "clone_type": "THIN"}])
+    customizer = customizer_create(
+        vm=vm,
+        user=None,
+        name="plan",
+        disks=[{"slot": s0, "target_repository": target}],
+        networks=[{"vnic": vnic, "network": f.NetworkFactory()}],
+    )
+    updated = customizer_update(
+        customizer=customizer, user=None, disks=[{"slot": s1, "target_repository": target, "clone_type": "THIN"}]
+    )
     assert list(updated.disks.values_list("slot_id", "clone_type")) == [(s1.pk, "THIN")]
     assert updated.networks.count() == 1 and updated.name == "plan"
     # A slot of another VM: refused, and the whole update is rolled back.
     with pytest.raises(ValidationError, match="not a disk of"):
-        customizer_update(customizer=customizer, user=None, name="renamed",
-                          disks=[{"slot": f.VmDiskSlotFactory(slot=0), "target_repository": target}])
+        customizer_update(
+            customizer=customizer,
+            user=None,
+            name="renamed",
+            disks=[{"slot": f.VmDiskSlotFactory(slot=0), "target_repository": target}],
+        )
     customizer.refresh_from_db()
     assert customizer.name == "plan" and list(customizer.disks.values_list("slot_id", flat=True)) == [s1.pk]
     # The same slot twice breaks the per-customizer uniqueness.

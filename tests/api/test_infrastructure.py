@@ -1,4 +1,5 @@
 """Servers, repositories, networks, virtual disks and ISO files through the API."""
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -12,8 +13,14 @@ FINGERPRINT = "SHA256:" + "Q" * 43
 
 
 def test_discover_answers_202_and_never_echoes_the_password(api):
-    body = {"hostname": "hv1.example.com", "transport": "ssh", "ssh_port": 22, "ssh_user": "root",
-            "password": "sup3r-secret", "host_key_fingerprint": FINGERPRINT}
+    body = {
+        "hostname": "hv1.example.com",
+        "transport": "ssh",
+        "ssh_port": 22,
+        "ssh_user": "root",
+        "password": "sup3r-secret",
+        "host_key_fingerprint": FINGERPRINT,
+    }
     response = api.post("/api/v1/servers/discover/", body, format="json")
     assert response.status_code == 202, response.json()
     assert response.json()["operation"] == "server.discover"
@@ -27,8 +34,9 @@ def test_discover_answers_202_and_never_echoes_the_password(api):
 def test_server_patch_goes_through_services(api):
     server = f.ServerFactory()
     pool = f.ServerPoolFactory()
-    response = api.patch(f"/api/v1/servers/{server.pk}/", {"inbound_migration_lock": True, "server_pool": pool.pk},
-                         format="json")
+    response = api.patch(
+        f"/api/v1/servers/{server.pk}/", {"inbound_migration_lock": True, "server_pool": pool.pk}, format="json"
+    )
     assert response.status_code == 200, response.json()
     server.refresh_from_db()
     assert server.inbound_migration_lock is True and server.server_pool == pool
@@ -38,8 +46,11 @@ def test_server_patch_goes_through_services(api):
 
 def test_repository_create_refresh_present(api):
     server = f.ServerFactory()
-    response = api.post("/api/v1/repositories/", {"name": "local-1", "kind": "LOCAL", "path": "/srv/r1",
-                                                   "server": server.pk}, format="json")
+    response = api.post(
+        "/api/v1/repositories/",
+        {"name": "local-1", "kind": "LOCAL", "path": "/srv/r1", "server": server.pk},
+        format="json",
+    )
     assert response.status_code == 202, response.json()
     repo = Repository.objects.get(name="local-1")
     assert response.json()["target_id"] == repo.pk
@@ -62,8 +73,17 @@ def test_repository_create_refresh_present(api):
 
 def test_network_crud(api):
     pool = f.ServerPoolFactory()
-    created = api.post("/api/v1/networks/", {"name": "vmnet", "libvirt_network": "default", "vlan_id": 10,
-                                             "roles": ["VIRTUAL_MACHINE"], "server_pools": [pool.pk]}, format="json")
+    created = api.post(
+        "/api/v1/networks/",
+        {
+            "name": "vmnet",
+            "libvirt_network": "default",
+            "vlan_id": 10,
+            "roles": ["VIRTUAL_MACHINE"],
+            "server_pools": [pool.pk],
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.json()
     pk = created.json()["id"]
     assert api.patch(f"/api/v1/networks/{pk}/", {"vlan_id": 20}, format="json").json()["vlan_id"] == 20
@@ -76,8 +96,9 @@ def test_network_crud(api):
 
 def test_virtual_disk_create_resize_delete(api):
     repo = f.RepositoryFactory()
-    created = api.post("/api/v1/virtual-disks/", {"name": "data", "repository": repo.pk, "size_bytes": 1 << 30},
-                       format="json")
+    created = api.post(
+        "/api/v1/virtual-disks/", {"name": "data", "repository": repo.pk, "size_bytes": 1 << 30}, format="json"
+    )
     assert created.status_code == 202, created.json()
     disk = VirtualDisk.objects.get(name="data")
     assert created.json()["operation"] == "disk.create" and created.json()["target_id"] == disk.pk
@@ -102,12 +123,14 @@ def test_iso_upload_and_import(api):
     assert response.status_code == 202, response.json()
     job = Job.objects.get(pk=response.json()["id"])
     assert job.operation == "iso.upload" and job.params["name"] == "tiny.iso" and job.params["size"] == 4096
-    imported = api.post("/api/v1/iso-files/import/", {"repository": repo.pk, "url": "http://example.com/os.iso"},
-                        format="json")
+    imported = api.post(
+        "/api/v1/iso-files/import/", {"repository": repo.pk, "url": "http://example.com/os.iso"}, format="json"
+    )
     assert imported.status_code == 202 and imported.json()["operation"] == "iso.import"
     f.IsoFileFactory(repository=repo, name="taken.iso")
-    duplicate = api.post("/api/v1/iso-files/import/", {"repository": repo.pk, "url": "http://example.com/taken.iso"},
-                         format="json")
+    duplicate = api.post(
+        "/api/v1/iso-files/import/", {"repository": repo.pk, "url": "http://example.com/taken.iso"}, format="json"
+    )
     assert duplicate.status_code == 400 and "name" in duplicate.json()
     no_file = api.post("/api/v1/iso-files/", {"repository": repo.pk}, format="multipart")
     assert no_file.status_code == 400 and "file" in no_file.json()

@@ -1,6 +1,7 @@
 """POST /api/v1/vms/{id}/migrate/ with target_server, target_pool and target_repository
 (seed 7.7, 7.12, 7.16): 202 with the vm.migrate job, 409 when a rule forbids it, 400 for
 bad input; nothing is queued on a refusal."""
+
 import pytest
 
 from ovmweb.inventory.choices import VmStatus
@@ -31,8 +32,11 @@ def test_live_migration_to_a_server(api, pool, repo):
     response = migrate(api, vm, target_server=b.pk)
     assert response.status_code == 202, response.json()
     job = Job.objects.get(pk=response.json()["id"])
-    assert job.operation == "vm.migrate" and job.params == {"vm_id": vm.pk, "target_server_id": b.pk,
-                                                            "storage_migration": False}
+    assert job.operation == "vm.migrate" and job.params == {
+        "vm_id": vm.pk,
+        "target_server_id": b.pk,
+        "storage_migration": False,
+    }
 
 
 def test_storage_migration_with_target_repository(api, local_setup):
@@ -41,8 +45,11 @@ def test_storage_migration_with_target_repository(api, local_setup):
     assert response.status_code == 202, response.json()
     # Naming the target server's local repository names the server too.
     assert Job.objects.get(pk=response.json()["id"]).params == {
-        "vm_id": s["vm"].pk, "target_server_id": s["b"].pk, "storage_migration": True,
-        "target_repository_id": s["repo_b"].pk}
+        "vm_id": s["vm"].pk,
+        "target_server_id": s["b"].pk,
+        "storage_migration": True,
+        "target_repository_id": s["repo_b"].pk,
+    }
 
 
 def test_storage_migration_refusals(api, local_setup, pool):
@@ -79,17 +86,24 @@ def test_cold_migration_to_a_pool(api, pool, repo):
 
 
 def test_migration_state_and_rule_conflicts(api, pool, repo):
-    suspended = f.VirtualMachineFactory(server_pool=pool, repository=repo, server=f.ServerFactory(server_pool=pool),
-                                        status=VmStatus.SUSPENDED)
+    suspended = f.VirtualMachineFactory(
+        server_pool=pool, repository=repo, server=f.ServerFactory(server_pool=pool), status=VmStatus.SUSPENDED
+    )
     refused = migrate(api, suspended, target_server=f.ServerFactory(server_pool=pool).pk)
     assert refused.status_code == 409 and "SUSPENDED" in refused.json()["detail"]
-    pinned = f.VirtualMachineFactory(server_pool=pool, repository=repo, server=f.ServerFactory(server_pool=pool),
-                                     status=VmStatus.RUNNING, cpu_pinning="0-1")
+    pinned = f.VirtualMachineFactory(
+        server_pool=pool,
+        repository=repo,
+        server=f.ServerFactory(server_pool=pool),
+        status=VmStatus.RUNNING,
+        cpu_pinning="0-1",
+    )
     refused = migrate(api, pinned, target_server=f.ServerFactory(server_pool=pool).pk)
     assert refused.status_code == 409 and "pinned" in refused.json()["detail"]
     locked = f.ServerFactory(server_pool=pool, inbound_migration_lock=True)
-    running = f.VirtualMachineFactory(server_pool=pool, repository=repo, server=f.ServerFactory(server_pool=pool),
-                                      status=VmStatus.RUNNING)
+    running = f.VirtualMachineFactory(
+        server_pool=pool, repository=repo, server=f.ServerFactory(server_pool=pool), status=VmStatus.RUNNING
+    )
     refused = migrate(api, running, target_server=locked.pk)
     assert refused.status_code == 409, refused.json()
     other_pool = migrate(api, running, target_pool=f.ServerPoolFactory().pk)
@@ -97,13 +111,16 @@ def test_migration_state_and_rule_conflicts(api, pool, repo):
     assert not Job.objects.exists()
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"target_repository": 999999}, "target_repository"),
-    ({"target_repository": "x"}, "target_repository"),
-    ({"target_server": -1}, "target_server"),
-    ({"target_pool": [1]}, "target_pool"),
-    ({"target": 1}, "target"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"target_repository": 999999}, "target_repository"),
+        ({"target_repository": "x"}, "target_repository"),
+        ({"target_server": -1}, "target_server"),
+        ({"target_pool": [1]}, "target_pool"),
+        ({"target": 1}, "target"),
+    ],
+)
 def test_bad_migrate_input_is_400(api, local_setup, body, field):
     response = migrate(api, local_setup["vm"], **body)
     assert response.status_code == 400 and field in response.json(), response.json()

@@ -1,5 +1,6 @@
 """POST /api/v1/vms/{id}/move/ (seed 7.7): with a clone customizer or one target
 repository; 202 with the vm.move job, 409 while the VM runs, 400 for bad input."""
+
 import pytest
 
 from ovmweb.inventory.choices import VmStatus
@@ -33,8 +34,12 @@ def test_move_with_a_customizer(api, pool, stopped_vm):
     from ovmweb.inventory.services.customizers import customizer_create
 
     target = f.RepositoryFactory(server_pools=[pool])
-    customizer = customizer_create(vm=stopped_vm, user=None, name="plan",
-                                   disks=[{"slot": stopped_vm.disk_slots.get(), "target_repository": target}])
+    customizer = customizer_create(
+        vm=stopped_vm,
+        user=None,
+        name="plan",
+        disks=[{"slot": stopped_vm.disk_slots.get(), "target_repository": target}],
+    )
     response = move(api, stopped_vm, customizer=customizer.pk)
     assert response.status_code == 202, response.json()
     assert Job.objects.get(pk=response.json()["id"]).params["disks"][0]["target_repository_id"] == target.pk
@@ -42,16 +47,21 @@ def test_move_with_a_customizer(api, pool, stopped_vm):
 
 def test_move_refusals(api, pool, repo, stopped_vm):
     target = f.RepositoryFactory(server_pools=[pool])
-    for body, field in (({}, "non_field_errors"),
-                        ({"customizer": f.CloneCustomizerFactory(vm=stopped_vm).pk, "target_repository": target.pk},
-                         "non_field_errors"),
-                        ({"target_repository": 999999}, "target_repository"),
-                        ({"target_repository": f.RepositoryFactory().pk}, "target_repository"),  # unseen by the pool
-                        ({"customizer": f.CloneCustomizerFactory().pk}, "customizer")):  # another VM's
+    for body, field in (
+        ({}, "non_field_errors"),
+        (
+            {"customizer": f.CloneCustomizerFactory(vm=stopped_vm).pk, "target_repository": target.pk},
+            "non_field_errors",
+        ),
+        ({"target_repository": 999999}, "target_repository"),
+        ({"target_repository": f.RepositoryFactory().pk}, "target_repository"),  # unseen by the pool
+        ({"customizer": f.CloneCustomizerFactory().pk}, "customizer"),
+    ):  # another VM's
         response = move(api, stopped_vm, **body)
         assert response.status_code == 400 and field in response.json(), (body, response.json())
-    running = f.VirtualMachineFactory(server_pool=pool, repository=repo, status=VmStatus.RUNNING,
-                                      server=f.ServerFactory(server_pool=pool))
+    running = f.VirtualMachineFactory(
+        server_pool=pool, repository=repo, status=VmStatus.RUNNING, server=f.ServerFactory(server_pool=pool)
+    )
     refused = move(api, running, target_repository=target.pk)
     assert refused.status_code == 409 and "RUNNING" in refused.json()["detail"]
     assert not Job.objects.exists()

@@ -1,5 +1,6 @@
 """Server pools, anti-affinity groups and processor compatibility groups: the rules of
 ovmweb.inventory.services.pools, through the API."""
+
 import pytest
 
 from ovmweb.inventory.models import AntiAffinityGroup, ProcessorCompatibilityGroup, ServerPool
@@ -18,7 +19,10 @@ def test_pool_crud_records_events(api):
     assert api.delete(f"/api/v1/server-pools/{pk}/").status_code == 204
     assert not ServerPool.objects.filter(pk=pk).exists()
     assert list(Event.objects.order_by("id").values_list("type", flat=True)) == [
-        "pool.created", "pool.updated", "pool.deleted"]
+        "pool.created",
+        "pool.updated",
+        "pool.deleted",
+    ]
 
 
 @pytest.mark.parametrize("what", ["server", "vm", "repository"])
@@ -46,20 +50,25 @@ def test_pool_architecture_is_fixed_while_it_has_vms(api):
 def test_anti_affinity_group_only_takes_vms_of_its_pool(api):
     pool = f.ServerPoolFactory()
     mine, stranger = f.VirtualMachineFactory(server_pool=pool), f.VirtualMachineFactory()
-    response = api.post("/api/v1/anti-affinity-groups/",
-                        {"name": "apart", "server_pool": pool.pk, "vms": [mine.pk, stranger.pk]}, format="json")
+    response = api.post(
+        "/api/v1/anti-affinity-groups/",
+        {"name": "apart", "server_pool": pool.pk, "vms": [mine.pk, stranger.pk]},
+        format="json",
+    )
     assert response.status_code == 400 and "vms" in response.json()
     assert not AntiAffinityGroup.objects.exists()
-    response = api.post("/api/v1/anti-affinity-groups/", {"name": "apart", "server_pool": pool.pk, "vms": [mine.pk]},
-                        format="json")
+    response = api.post(
+        "/api/v1/anti-affinity-groups/", {"name": "apart", "server_pool": pool.pk, "vms": [mine.pk]}, format="json"
+    )
     assert response.status_code == 201, response.json()
     group = AntiAffinityGroup.objects.get()
     assert list(group.vms.all()) == [mine]
     # Same name twice in one pool: a field error, not a database error.
     again = api.post("/api/v1/anti-affinity-groups/", {"name": "apart", "server_pool": pool.pk}, format="json")
     assert again.status_code == 400 and "name" in again.json()
-    moved = api.patch(f"/api/v1/anti-affinity-groups/{group.pk}/", {"server_pool": f.ServerPoolFactory().pk},
-                      format="json")
+    moved = api.patch(
+        f"/api/v1/anti-affinity-groups/{group.pk}/", {"server_pool": f.ServerPoolFactory().pk}, format="json"
+    )
     assert moved.status_code == 400
     assert api.delete(f"/api/v1/anti-affinity-groups/{group.pk}/").status_code == 204
 
@@ -67,12 +76,14 @@ def test_anti_affinity_group_only_takes_vms_of_its_pool(api):
 def test_compatibility_group_rules(api):
     intel = f.ServerFactory(cpu_vendor="GenuineIntel")
     amd = f.ServerFactory(cpu_vendor="AuthenticAMD")
-    mixed = api.post("/api/v1/processor-compatibility-groups/", {"name": "mixed", "servers": [intel.pk, amd.pk]},
-                     format="json")
+    mixed = api.post(
+        "/api/v1/processor-compatibility-groups/", {"name": "mixed", "servers": [intel.pk, amd.pk]}, format="json"
+    )
     assert mixed.status_code == 400 and "servers" in mixed.json()
     assert not ProcessorCompatibilityGroup.objects.exists()
-    created = api.post("/api/v1/processor-compatibility-groups/", {"name": "intel", "servers": [intel.pk]},
-                       format="json")
+    created = api.post(
+        "/api/v1/processor-compatibility-groups/", {"name": "intel", "servers": [intel.pk]}, format="json"
+    )
     assert created.status_code == 201, created.json()
     pk = created.json()["id"]
     intel.refresh_from_db()

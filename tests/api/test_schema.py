@@ -1,4 +1,5 @@
 """The OpenAPI schema is valid and generated without a single warning."""
+
 import os
 import subprocess
 import sys
@@ -16,7 +17,11 @@ def test_spectacular_validates_without_warnings(tmp_path):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ovmweb.settings.test"}
     result = subprocess.run(
         [sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn", "--file", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Warning" not in result.stderr

@@ -1,4 +1,5 @@
 """DELETE /api/v1/servers/{id}/: the server.delete job, or 409 naming why not."""
+
 import pytest
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
@@ -44,8 +45,9 @@ def test_delete_with_a_local_repository_is_409(api):
 def test_delete_needs_the_delete_permission(db):
     server = f.ServerFactory()
     user = f.UserFactory()
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="inventory",
-                                                         codename__in=["view_server", "change_server"]))
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="inventory", codename__in=["view_server", "change_server"])
+    )
     client = APIClient()
     client.force_authenticate(user)
     assert client.get(f"/api/v1/servers/{server.pk}/").status_code == 200

@@ -1,4 +1,5 @@
 """VM actions answer 202 with the Job they queued, or 409 naming the state (seed 7.8)."""
+
 import pytest
 
 from ovmweb.inventory.choices import VmStatus
@@ -42,8 +43,13 @@ def test_template_never_starts(api):
 
 @pytest.mark.parametrize(
     "action,before,after",
-    [("stop", "RUNNING", "STOPPING"), ("restart", "RUNNING", "STOPPING"), ("suspend", "RUNNING", "STOPPING"),
-     ("kill", "RUNNING", "STOPPED"), ("resume", "SUSPENDED", "SUSPENDED")],
+    [
+        ("stop", "RUNNING", "STOPPING"),
+        ("restart", "RUNNING", "STOPPING"),
+        ("suspend", "RUNNING", "STOPPING"),
+        ("kill", "RUNNING", "STOPPED"),
+        ("resume", "SUSPENDED", "SUSPENDED"),
+    ],
 )
 def test_actions_from_their_states(api, action, before, after):
     vm = f.VirtualMachineFactory(status=before, server=f.ServerFactory(), ha_enabled=True)
@@ -121,8 +127,16 @@ def test_create_vm_with_vnics(api):
     repo = f.RepositoryFactory(server_pools=[pool])
     net = f.NetworkFactory(server_pools=[pool])
     body = {
-        "name": "new-vm", "domain_type": "HVM", "os_type": "OL6", "server_pool": pool.pk, "repository": repo.pk,
-        "vcpus": 2, "max_vcpus": 4, "memory_mib": 1024, "max_memory_mib": 2048, "source": {"kind": "none"},
+        "name": "new-vm",
+        "domain_type": "HVM",
+        "os_type": "OL6",
+        "server_pool": pool.pk,
+        "repository": repo.pk,
+        "vcpus": 2,
+        "max_vcpus": 4,
+        "memory_mib": 1024,
+        "max_memory_mib": 2048,
+        "source": {"kind": "none"},
         "vnics": [{"network": net.pk}, {"network": net.pk, "model": "e1000"}],
     }
     response = api.post("/api/v1/vms/", body, format="json")
@@ -136,8 +150,13 @@ def test_create_vm_with_vnics(api):
 def test_create_pvm_from_iso_is_refused(api):
     pool = f.ServerPoolFactory()
     iso = f.IsoFileFactory(repository=f.RepositoryFactory(server_pools=[pool]))
-    body = {"name": "pvm", "domain_type": "PVM", "os_type": "OL6", "server_pool": pool.pk,
-            "source": {"kind": "iso", "iso": iso.pk}}
+    body = {
+        "name": "pvm",
+        "domain_type": "PVM",
+        "os_type": "OL6",
+        "server_pool": pool.pk,
+        "source": {"kind": "iso", "iso": iso.pk},
+    }
     response = api.post("/api/v1/vms/", body, format="json")
     assert response.status_code == 400, response.json()
     from ovmweb.inventory.models import VirtualMachine
@@ -168,11 +187,16 @@ def test_vnic_of_suspended_vm_is_409(api):
 
 
 def test_mac_range_put(api):
-    assert api.put("/api/v1/mac-range/", {"start": "00:21:f6:10:00:00", "end": "00:21:f6:10:00:ff"},
-                   format="json").status_code == 200
+    assert (
+        api.put(
+            "/api/v1/mac-range/", {"start": "00:21:f6:10:00:00", "end": "00:21:f6:10:00:ff"}, format="json"
+        ).status_code
+        == 200
+    )
     assert api.get("/api/v1/mac-range/").json() == {"start": "00:21:f6:10:00:00", "end": "00:21:f6:10:00:ff"}
-    reversed_range = api.put("/api/v1/mac-range/", {"start": "00:21:f6:10:00:ff", "end": "00:21:f6:10:00:00"},
-                             format="json")
+    reversed_range = api.put(
+        "/api/v1/mac-range/", {"start": "00:21:f6:10:00:ff", "end": "00:21:f6:10:00:00"}, format="json"
+    )
     assert reversed_range.status_code == 400
     assert api.get("/api/v1/mac-range/").json()["start"] == "00:21:f6:10:00:00"
 
@@ -199,8 +223,11 @@ def test_clone_customizer_create_via_api(api):
     disk = f.VirtualDiskFactory(repository=vm.repository)
     slot = f.VmDiskSlotFactory(vm=vm, virtual_disk=disk, slot=0)
     target = f.RepositoryFactory(server_pools=[vm.server_pool])
-    body = {"name": "to-target", "vm": vm.pk,
-            "disks": [{"slot": slot.pk, "target_repository": target.pk, "clone_type": "SPARSE"}]}
+    body = {
+        "name": "to-target",
+        "vm": vm.pk,
+        "disks": [{"slot": slot.pk, "target_repository": target.pk, "clone_type": "SPARSE"}],
+    }
     response = api.post("/api/v1/clone-customizers/", body, format="json")
     assert response.status_code == 201, response.json()
     assert response.json()["disks"][0]["target_repository"] == target.pk

@@ -2,6 +2,7 @@
 ISO, DELETE /api/v1/vms/{id}/disks/{slot}/ detaches; a running VM gets a hot-plug job,
 a SUSPENDED one is refused (409), bad input is 400 with nothing written. VNICs of a VM
 through /api/v1/vnics/ follow the same rules."""
+
 import pytest
 
 from ovmweb.inventory.choices import VmStatus
@@ -30,7 +31,11 @@ def test_attach_disk_to_stopped_vm(api, pool, repo):
     body = response.json()
     assert body["job"] is None and "Link" not in response.headers
     assert (body["slot"]["slot"], body["slot"]["kind"], body["slot"]["virtual_disk"], body["slot"]["bus"]) == (
-        0, "DISK", disk.pk, "sata")
+        0,
+        "DISK",
+        disk.pk,
+        "sata",
+    )
     assert body["slot"]["virtual_disk_name"] == disk.name
     assert api.get(f"/api/v1/vms/{vm.pk}/").json()["disks"][0]["virtual_disk"] == disk.pk
     # The same disk twice is a conflict; an explicit bus is kept.
@@ -57,7 +62,13 @@ def test_attach_iso_fills_the_empty_drive(api, pool, repo):
     response = attach(api, vm, iso=iso.pk)
     assert response.status_code == 201, response.json()
     slot = response.json()["slot"]
-    assert (slot["slot"], slot["kind"], slot["iso"], slot["iso_name"], slot["bus"]) == (1, "CDROM", iso.pk, iso.name, "sata")
+    assert (slot["slot"], slot["kind"], slot["iso"], slot["iso_name"], slot["bus"]) == (
+        1,
+        "CDROM",
+        iso.pk,
+        iso.name,
+        "sata",
+    )
 
 
 def test_attach_to_suspended_vm_is_409(api, pool, repo):
@@ -85,22 +96,27 @@ def test_disk_used_elsewhere_is_409_unless_shareable(api, pool, repo):
     assert attach(api, vm, virtual_disk=shared.pk).status_code == 201
 
 
-@pytest.mark.parametrize("body,field", [
-    ({}, "non_field_errors"),
-    ({"virtual_disk": 1, "iso": 1}, "non_field_errors"),
-    ({"virtual_disk": 999999}, "virtual_disk"),
-    ({"iso": "x"}, "iso"),
-    ({"virtual_disk": None}, "virtual_disk"),
-    ({"iso": 1, "bus": "virtio"}, "bus"),
-    ({"virtual_disk": 1, "bus": "scsi"}, "bus"),
-    ({"virtual_disk": 1, "slot": 3}, "slot"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({}, "non_field_errors"),
+        ({"virtual_disk": 1, "iso": 1}, "non_field_errors"),
+        ({"virtual_disk": 999999}, "virtual_disk"),
+        ({"iso": "x"}, "iso"),
+        ({"virtual_disk": None}, "virtual_disk"),
+        ({"iso": 1, "bus": "virtio"}, "bus"),
+        ({"virtual_disk": 1, "bus": "scsi"}, "bus"),
+        ({"virtual_disk": 1, "slot": 3}, "slot"),
+    ],
+)
 def test_bad_attach_input_is_400(api, pool, repo, body, field):
     vm = make_vm(pool, repo)
     disk = f.VirtualDiskFactory(repository=repo)
     iso = f.IsoFileFactory(repository=repo)
-    body = {k: (disk.pk if k == "virtual_disk" and v == 1 else iso.pk if k == "iso" and v == 1 else v)
-            for k, v in body.items()}
+    body = {
+        k: (disk.pk if k == "virtual_disk" and v == 1 else iso.pk if k == "iso" and v == 1 else v)
+        for k, v in body.items()
+    }
     response = attach(api, vm, **body)
     assert response.status_code == 400 and field in response.json(), response.json()
     assert not VmDiskSlot.objects.exists()
@@ -148,8 +164,12 @@ def test_detach_from_suspended_vm_is_409(api, pool, repo):
 def test_disk_endpoints_need_the_change_permission(plain_api, pool, repo):
     vm = make_vm(pool, repo)
     f.VmDiskSlotFactory(vm=vm, slot=0, virtual_disk=f.VirtualDiskFactory(repository=repo))
-    assert plain_api.post(f"/api/v1/vms/{vm.pk}/disks/", {"iso": f.IsoFileFactory(repository=repo).pk},
-                          format="json").status_code == 403
+    assert (
+        plain_api.post(
+            f"/api/v1/vms/{vm.pk}/disks/", {"iso": f.IsoFileFactory(repository=repo).pk}, format="json"
+        ).status_code
+        == 403
+    )
     assert plain_api.delete(f"/api/v1/vms/{vm.pk}/disks/0/").status_code == 403
     assert vm.disk_slots.count() == 1
 
@@ -181,8 +201,12 @@ def test_vnic_delete_of_suspended_vm_is_409(api, pool, repo):
 
 def test_vnic_bad_input_is_400(api, pool, repo):
     vm = make_vm(pool, repo)
-    for body, field in (({"vm": vm.pk, "mac": "01:00:5e:00:00:01"}, "mac"), ({"vm": vm.pk, "model": "rtl"}, "model"),
-                        ({"vm": 999999}, "vm"), ({"vm": vm.pk, "network": 999999}, "network")):
+    for body, field in (
+        ({"vm": vm.pk, "mac": "01:00:5e:00:00:01"}, "mac"),
+        ({"vm": vm.pk, "model": "rtl"}, "model"),
+        ({"vm": 999999}, "vm"),
+        ({"vm": vm.pk, "network": 999999}, "network"),
+    ):
         response = api.post("/api/v1/vnics/", body, format="json")
         assert response.status_code == 400 and field in response.json(), (body, response.json())
     assert not Vnic.objects.exists()

@@ -1,6 +1,7 @@
 """A real ovmweb for the browser: `manage.py runovmweb` (daphne + embedded job
 worker + monitor) on a free port, with its own temporary SQLite database and
 var directory, against this machine's real libvirtd; and Debian's Chromium."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 ADMIN_PASSWORD = "browser-pw-123"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -29,8 +37,15 @@ def _free_port() -> int:
 
 
 def _manage(env, *args, timeout=180):
-    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, check=True,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +56,29 @@ def ovmweb_server():
     # ports of our VMs come from a range of our own.
     serial_base = random.randrange(20000, 40000, 1000)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVMWEB_") and k != "DJANGO_SETTINGS_MODULE"}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "ovmweb.settings.base",
-        "OVMWEB_VAR_DIR": str(tmp),
-        "OVMWEB_LOCAL_REPOSITORY_PATH": str(tmp / "repositories" / "local"),
-        "OVMWEB_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "OVMWEB_RECONCILE_INTERVAL": "2",
-        "OVMWEB_LOG_LEVEL": "INFO",
-        "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
-        "OVMWEB_SERIAL_PORT_BASE": str(serial_base),
-        "OVMWEB_VNC_PORT_BASE": str(serial_base + 500),
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "ovmweb.settings.base",
+            "OVMWEB_VAR_DIR": str(tmp),
+            "OVMWEB_LOCAL_REPOSITORY_PATH": str(tmp / "repositories" / "local"),
+            "OVMWEB_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "OVMWEB_RECONCILE_INTERVAL": "2",
+            "OVMWEB_LOG_LEVEL": "INFO",
+            "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
+            "OVMWEB_SERIAL_PORT_BASE": str(serial_base),
+            "OVMWEB_VNC_PORT_BASE": str(serial_base + 500),
+        }
+    )
     _manage(env, "migrate", "--noinput")
     _manage(env, "createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")
     log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runovmweb", "--bind", f"127.0.0.1:{port}"],
-                            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "runovmweb", "--bind", f"127.0.0.1:{port}"],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -90,8 +112,12 @@ def _remove_libvirt_leftovers(env, tmp: Path) -> None:
     """This libvirtd is shared: take away the domains of our VMs (a failed run may
     leave one running, holding its console ports) and the storage pools under our
     scratch directory."""
-    out = _manage(env, "shell", "-c",
-                  "from ovmweb.inventory.models import VirtualMachine as V; print(*V.objects.values_list('uuid', flat=True))")
+    out = _manage(
+        env,
+        "shell",
+        "-c",
+        "from ovmweb.inventory.models import VirtualMachine as V; print(*V.objects.values_list('uuid', flat=True))",
+    )
     for uuid in out.stdout.split():
         _virsh("destroy", uuid)
         _virsh("undefine", uuid, "--nvram")

@@ -14,6 +14,7 @@ followed by a reconnection with a fresh ticket, but the user's Disconnect is
 not; scaling and fullscreen resize the canvas; the VM's name and state are shown
 and the state follows the live-update feed. The guest is booted once for the
 module; the Ctrl-Alt-Del test powers it off, so it runs last."""
+
 from __future__ import annotations
 
 import os
@@ -74,8 +75,14 @@ def _free_port() -> int:
 
 
 def _manage(env, *args, timeout=300):
-    result = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -104,26 +111,33 @@ def console_stack():
     (tmp / "guest" / "tiny.iso").symlink_to(TINY_ISO)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVMWEB_") and k != "DJANGO_SETTINGS_MODULE"}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "ovmweb.settings.base",
-        "OVMWEB_VAR_DIR": str(tmp),
-        "OVMWEB_SQLITE_PATH": str(tmp / "ovmweb.sqlite3"),
-        "OVMWEB_LOCAL_REPOSITORY_PATH": str(tmp / "repositories" / "local"),
-        "OVMWEB_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "OVMWEB_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        # Other tests on this host boot guests too: console ports of our own.
-        "OVMWEB_VNC_PORT_BASE": str(_free_port()),
-        "OVMWEB_SERIAL_PORT_BASE": str(_free_port()),
-        "OVMWEB_RECONCILE_INTERVAL": "2",
-        "OVMWEB_LOG_LEVEL": "INFO",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "ovmweb.settings.base",
+            "OVMWEB_VAR_DIR": str(tmp),
+            "OVMWEB_SQLITE_PATH": str(tmp / "ovmweb.sqlite3"),
+            "OVMWEB_LOCAL_REPOSITORY_PATH": str(tmp / "repositories" / "local"),
+            "OVMWEB_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "OVMWEB_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            # Other tests on this host boot guests too: console ports of our own.
+            "OVMWEB_VNC_PORT_BASE": str(_free_port()),
+            "OVMWEB_SERIAL_PORT_BASE": str(_free_port()),
+            "OVMWEB_RECONCILE_INTERVAL": "2",
+            "OVMWEB_LOG_LEVEL": "INFO",
+        }
+    )
     proc = log = None
     try:
         _manage(env, "migrate", "--noinput")
         _manage(env, "bootstrap")
         log = open(tmp / "server.log", "w")
-        proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runovmweb", "--bind", f"127.0.0.1:{port}"],
-                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "runovmweb", "--bind", f"127.0.0.1:{port}"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
@@ -137,8 +151,11 @@ def console_stack():
 
         api = requests.Session()
         api.get(f"{base}/login/", timeout=30).raise_for_status()
-        r = api.post(f"{base}/login/", data={"username": "admin", "password": ADMIN_PASSWORD,
-                                              "csrfmiddlewaretoken": api.cookies["csrftoken"]}, timeout=30)
+        r = api.post(
+            f"{base}/login/",
+            data={"username": "admin", "password": ADMIN_PASSWORD, "csrfmiddlewaretoken": api.cookies["csrftoken"]},
+            timeout=30,
+        )
         assert r.ok and "/login/" not in r.url, "API session login failed"
         vms = api.get(f"{base}/api/v1/vms/", params={"search": "tiny-guest"}, timeout=30).json()["results"]
         vm_id = next(v["id"] for v in vms if v["name"] == "tiny-guest")
@@ -161,8 +178,13 @@ def console_stack():
             log.close()
             (ROOT / "test-artifacts").mkdir(exist_ok=True)
             shutil.copy(tmp / "server.log", ROOT / "test-artifacts" / "consoles-server.log")
-        subprocess.run([sys.executable, str(ROOT / "manage.py"), "shell", "-c", _CLEANUP], env=env, cwd=ROOT,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), "shell", "-c", _CLEANUP],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=120,
+        )
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -199,7 +221,9 @@ def _run_in_serial(page, command: str, answer: re.Pattern, timeout: float) -> li
             if any(answer.fullmatch(line.strip()) for line in lines):
                 return lines
             page.wait_for_timeout(500)
-        assert time.monotonic() < deadline, f"no answer to {command!r} on the serial console:\n" + "\n".join(l for l in lines if l)
+        assert time.monotonic() < deadline, f"no answer to {command!r} on the serial console:\n" + "\n".join(
+            ln for ln in lines if ln
+        )
 
 
 def _open_serial(page, base: str, vm_id: int) -> None:
@@ -229,7 +253,9 @@ def test_vnc_console_draws_the_screen_and_takes_keystrokes(console_stack, page):
     _expect_connected(page)
     expect(page.locator("#vm-state")).to_have_text("RUNNING")
     # The guest's VGA text console: a drawn framebuffer, not a black (or absent) canvas.
-    page.wait_for_function(f"() => {{ const p = ({CANVAS_PROBE})(); return p && p.lit > 500; }}", timeout=BOOT_TIMEOUT * 1000)
+    page.wait_for_function(
+        f"() => {{ const p = ({CANVAS_PROBE})(); return p && p.lit > 500; }}", timeout=BOOT_TIMEOUT * 1000
+    )
     before = page.evaluate(CANVAS_PROBE)
     assert before["width"] >= 640 and before["height"] >= 400, before
     shot(page, "consoles-vnc-before")
@@ -270,7 +296,7 @@ def test_vnc_console_draws_the_screen_and_takes_keystrokes(console_stack, page):
 
 # --- the console pages' controls -----------------------------------------------
 
-CONTROL_L, ALT_L, SHIFT_L, DELETE, F1 = 0xffe3, 0xffe9, 0xffe1, 0xffff, 0xffbe
+CONTROL_L, ALT_L, SHIFT_L, DELETE, F1 = 0xFFE3, 0xFFE9, 0xFFE1, 0xFFFF, 0xFFBE
 
 # Every text #conn-status has shown since the page loaded (a state may last less than expect's polling interval).
 STATUS_LOG = """() => {
@@ -300,7 +326,9 @@ class RfbInput:
         if "/ws/console/vnc/" not in ws.url:
             return
         self.urls.append(ws.url)
-        ws.on("framesent", lambda payload: self.frames.append(payload if isinstance(payload, bytes) else payload.encode()))
+        ws.on(
+            "framesent", lambda payload: self.frames.append(payload if isinstance(payload, bytes) else payload.encode())
+        )
 
     def mark(self) -> int:
         return len(self.frames)
@@ -317,11 +345,15 @@ class RfbInput:
             while i < len(frame):
                 kind = frame[i]
                 if kind == 4 and len(frame) - i >= 8:
-                    events.append((4, frame[i + 1], int.from_bytes(frame[i + 4:i + 8], "big")) + ((None,) if scancodes else ()))
+                    events.append(
+                        (4, frame[i + 1], int.from_bytes(frame[i + 4 : i + 8], "big")) + ((None,) if scancodes else ())
+                    )
                     i += 8
                 elif kind == 255 and len(frame) - i >= 12 and frame[i + 1] == 0:
-                    events.append((255, int.from_bytes(frame[i + 2:i + 4], "big"), int.from_bytes(frame[i + 4:i + 8], "big"))
-                                  + ((int.from_bytes(frame[i + 8:i + 12], "big"),) if scancodes else ()))
+                    events.append(
+                        (255, int.from_bytes(frame[i + 2 : i + 4], "big"), int.from_bytes(frame[i + 4 : i + 8], "big"))
+                        + ((int.from_bytes(frame[i + 8 : i + 12], "big"),) if scancodes else ())
+                    )
                     i += 12
                 elif kind in sizes:
                     i += sizes[kind]
@@ -340,7 +372,9 @@ class RfbInput:
 
 def _ticket_posts(page) -> list[str]:
     posts: list[str] = []
-    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/console-tickets/") else None)
+    page.on(
+        "request", lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/console-tickets/") else None
+    )
     return posts
 
 
@@ -370,7 +404,9 @@ def _wait_terminal_line(page, answer: re.Pattern, timeout: float) -> None:
         lines = _terminal_lines(page)
         if any(answer.fullmatch(line.strip()) for line in lines):
             return
-        assert time.monotonic() < deadline, f"no line {answer.pattern!r} on the serial console:\n" + "\n".join(l for l in lines if l)
+        assert time.monotonic() < deadline, f"no line {answer.pattern!r} on the serial console:\n" + "\n".join(
+            ln for ln in lines if ln
+        )
         page.wait_for_timeout(300)
 
 
@@ -379,8 +415,9 @@ def _cut_tcp(port: int) -> None:
     resets them (ss -K, SOCK_DESTROY); neither end chose to close."""
     result = subprocess.run(["ss", "-K", "-t", "dport", "=", f":{port}"], capture_output=True, text=True, timeout=30)
     # Needs CAP_NET_ADMIN and a kernel with CONFIG_INET_DIAG_DESTROY; ss names the refusal on stderr.
-    assert result.returncode == 0 and "ESTAB" in result.stdout, \
+    assert result.returncode == 0 and "ESTAB" in result.stdout, (
         f"no connection to port {port} was cut:\n{result.stdout}\n{result.stderr}"
+    )
 
 
 def _vm_action(console_stack, action: str) -> None:
@@ -405,12 +442,16 @@ def test_vnc_paste_is_typed_into_the_guest(console_stack, page):
     # Each character goes down then up; 'P' inside Shift.
     assert (4, 1, ord("e")) == events[0] and (4, 0, ord("e")) == events[1], events[:4]
     p = events.index((4, 1, ord("P")))
-    assert events[p - 1] == (4, 1, SHIFT_L) and events[p + 2] == (4, 0, SHIFT_L), events[p - 2:p + 4]
-    assert events[-2:] == [(4, 1, 0xff0d), (4, 0, 0xff0d)], events[-4:]
+    assert events[p - 1] == (4, 1, SHIFT_L) and events[p + 2] == (4, 0, SHIFT_L), events[p - 2 : p + 4]
+    assert events[-2:] == [(4, 1, 0xFF0D), (4, 0, 0xFF0D)], events[-4:]
 
     # The guest takes the keys at its own pace: let it wait for the file rather than ask again and again.
-    _run_in_serial(serial, "until [ -s /tmp/pasted-vnc ]; do sleep 0.2; done; cat /tmp/pasted-vnc",
-                   re.compile(r"Pasted OK: 42"), 60)
+    _run_in_serial(
+        serial,
+        "until [ -s /tmp/pasted-vnc ]; do sleep 0.2; done; cat /tmp/pasted-vnc",
+        re.compile(r"Pasted OK: 42"),
+        60,
+    )
     assert serial.console_errors == []
     serial.close()
     assert page.console_errors == []
@@ -446,8 +487,14 @@ def test_serial_paste_box_and_clipboard_reach_the_guest(console_stack, page):
 def test_serial_control_key_interrupts_the_guest_command(console_stack, page):
     base, vm_id = console_stack["url"], console_stack["vm_id"]
     sent: list[bytes] = []
-    page.on("websocket", lambda ws: ws.on("framesent", lambda p: sent.append(p if isinstance(p, bytes) else p.encode()))
-            if "/ws/console/serial/" in ws.url else None)
+    page.on(
+        "websocket",
+        lambda ws: (
+            ws.on("framesent", lambda p: sent.append(p if isinstance(p, bytes) else p.encode()))
+            if "/ws/console/serial/" in ws.url
+            else None
+        ),
+    )
     _login(page, base, f"/vms/{vm_id}/serial-console/")
     _expect_connected(page)
     page.locator("#screen .xterm").click()
@@ -498,14 +545,19 @@ def test_vnc_scales_to_the_window_and_goes_fullscreen(console_stack, page):
     assert small["width"] < fb[0] and abs(small["width"] / small["height"] - fb[0] / fb[1]) < 0.02, (small, fb)
 
     page.locator("#scale").uncheck()
-    page.wait_for_function(f"() => {{ const r = document.querySelector('#screen canvas').getBoundingClientRect();"
-                           f" return Math.abs(r.width - {fb[0]}) < 1 && Math.abs(r.height - {fb[1]}) < 1; }}", timeout=10_000)
+    page.wait_for_function(
+        f"() => {{ const r = document.querySelector('#screen canvas').getBoundingClientRect();"
+        f" return Math.abs(r.width - {fb[0]}) < 1 && Math.abs(r.height - {fb[1]}) < 1; }}",
+        timeout=10_000,
+    )
     page.locator("#scale").check()
     page.wait_for_function(CANVAS_FITS, timeout=10_000)
     assert canvas.bounding_box()["width"] < fb[0]
 
     page.get_by_role("button", name="Fullscreen").click()
-    page.wait_for_function("() => document.fullscreenElement && document.fullscreenElement.id === 'screen'", timeout=10_000)
+    page.wait_for_function(
+        "() => document.fullscreenElement && document.fullscreenElement.id === 'screen'", timeout=10_000
+    )
     page.wait_for_function(CANVAS_FITS, timeout=10_000)  # the whole screen is the console's now
     shot(page, "consoles-vnc-fullscreen")
     page.evaluate("() => document.exitFullscreen()")
@@ -520,12 +572,21 @@ def test_vnc_key_combination_reaches_the_guest(console_stack, page):
     _open_vnc(page, base, vm_id)
     serial = _serial_beside(page, base, vm_id)
     # Open /dev/tty2 so that the kernel has a virtual terminal 2 to switch to.
-    _run_in_serial(serial, "echo > /dev/tty2; echo before-$(cat /sys/class/tty/tty0/active)", re.compile("before-tty1"), 60)
+    _run_in_serial(
+        serial, "echo > /dev/tty2; echo before-$(cat /sys/class/tty/tty0/active)", re.compile("before-tty1"), 60
+    )
 
     mark = rfb.mark()
     page.locator("#send-keys").select_option(label="Ctrl-Alt-F2")
     events = rfb.wait_keys(page, mark, 6)
-    assert events == [(4, 1, CONTROL_L), (4, 1, ALT_L), (4, 1, F1 + 1), (4, 0, F1 + 1), (4, 0, ALT_L), (4, 0, CONTROL_L)]
+    assert events == [
+        (4, 1, CONTROL_L),
+        (4, 1, ALT_L),
+        (4, 1, F1 + 1),
+        (4, 0, F1 + 1),
+        (4, 0, ALT_L),
+        (4, 0, CONTROL_L),
+    ]
     expect(page.locator("#send-keys")).to_have_value("")  # ready for the next combination
     # The guest's kernel switched its console to VT 2.
     _run_in_serial(serial, "echo after-$(cat /sys/class/tty/tty0/active)", re.compile("after-tty2"), 30)
@@ -648,8 +709,13 @@ def test_ctrl_alt_del_reaches_the_guest_which_powers_off(console_stack, page):
     # QEMU offers the QEMU Extended Key Event pseudo-encoding, so noVNC sends each key as message
     # type 255 (keysym plus XT scancode: Delete is the extended 0xe0 0x53, carried as 0xd3), not 4.
     assert rfb.key_events(mark, scancodes=True) == [
-        (255, 1, CONTROL_L, 0x1d), (255, 1, ALT_L, 0x38), (255, 1, DELETE, 0xd3),
-        (255, 0, DELETE, 0xd3), (255, 0, ALT_L, 0x38), (255, 0, CONTROL_L, 0x1d)]
+        (255, 1, CONTROL_L, 0x1D),
+        (255, 1, ALT_L, 0x38),
+        (255, 1, DELETE, 0xD3),
+        (255, 0, DELETE, 0xD3),
+        (255, 0, ALT_L, 0x38),
+        (255, 0, CONTROL_L, 0x1D),
+    ]
 
     status = page.locator("#conn-status")
     expect(status).to_have_text("The virtual machine is not running.", timeout=120_000)

@@ -1,6 +1,7 @@
 """Delete on a server's page, in Chromium against the real stack: the confirm dialog, the
 server.delete job in the jobs panel run by the embedded worker, the server gone from the
 list, and another tab that showed the server sent to the list."""
+
 from __future__ import annotations
 
 import re

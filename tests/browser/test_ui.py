@@ -1,11 +1,11 @@
 """The management UI in Debian's Chromium against the real stack: daphne with
 the embedded job worker and monitor, real libvirtd + QEMU (TCG), the tiny guest
 ISO. One flow, in the order an administrator would go."""
+
 from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -68,7 +68,8 @@ def test_administrator_flow(ovmweb_server, page):
     page.locator("main").get_by_label("SSH port").fill((ROOT / "var" / "ssh" / "port").read_text().strip())
     page.get_by_role("button", name="Fetch host key").click()
     expect(page.locator("#host-key-result code.fingerprint")).to_have_text(
-        (ROOT / "var" / "ssh" / "host_fingerprint").read_text().strip())
+        (ROOT / "var" / "ssh" / "host_fingerprint").read_text().strip()
+    )
     expect(page.locator("#id_confirm_scanned")).not_to_be_checked()
     shot(page, "02a-discover-host-key")
     page.locator("main").get_by_label("Host name or address").fill("localhost")
@@ -79,8 +80,9 @@ def test_administrator_flow(ovmweb_server, page):
     page.get_by_role("button", name="Discover").click()
     expect(page).to_have_url(re.compile(r"/servers/$"))
     # The status turns Running live (no reload): discovery runs in the embedded worker.
-    expect(page.locator("#server-table tr", has_text="local-hv").locator(".badge")).to_have_text("Running",
-                                                                                                   timeout=SLOW)
+    expect(page.locator("#server-table tr", has_text="local-hv").locator(".badge")).to_have_text(
+        "Running", timeout=SLOW
+    )
     expect(page.locator("#nav-tree")).to_contain_text("local-hv")
     _wait_job_success(page, base, "local-hv|localhost")
     shot(page, "03-servers")

@@ -26,9 +26,7 @@ def fresh_channel_layer():
 def operator(db):
     """A user who may use VMs (view + change), not a superuser."""
     user = factories.UserFactory(username="operator")
-    user.user_permissions.add(
-        *Permission.objects.filter(codename__in=["view_virtualmachine", "change_virtualmachine"])
-    )
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_virtualmachine", "change_virtualmachine"]))
     return user
 
 

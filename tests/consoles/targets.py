@@ -1,4 +1,5 @@
 """Real TCP services standing in for QEMU's console ports in tests."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Bytes through the consumer: intact both ways, in order, to the last byte, and clean endings."""
+
 import hashlib
 import logging
 import os
@@ -9,7 +10,11 @@ from channels.db import database_sync_to_async
 
 from ovmweb.consoles import services
 from ovmweb.consoles.consumers import (
-    CLOSE_LIFETIME, CLOSE_LOGGED_OUT, CLOSE_NORMAL, CLOSE_UNAVAILABLE, CLOSE_VM_STOPPED,
+    CLOSE_LIFETIME,
+    CLOSE_LOGGED_OUT,
+    CLOSE_NORMAL,
+    CLOSE_UNAVAILABLE,
+    CLOSE_VM_STOPPED,
 )
 from ovmweb.tunnels import streams
 from tests.consoles import ws
@@ -183,8 +188,9 @@ def test_session_lifetime(operator, local_server, running_vm, make_target, setti
     assert _await_close(comm, nothing) == CLOSE_LIFETIME
 
 
-def test_an_unexpected_failure_closes_the_console_and_is_logged(operator, local_server, running_vm, make_target,
-                                                                monkeypatch):
+def test_an_unexpected_failure_closes_the_console_and_is_logged(
+    operator, local_server, running_vm, make_target, monkeypatch
+):
     """A bug on the console side must not leave the browser on a console that never sends again."""
     vm = running_vm(local_server, make_target("source", b"x" * 1000).port)
 

@@ -20,7 +20,11 @@ def test_pages_need_login_and_permission(client, stranger, operator, local_serve
 
 def test_vendor_libraries_are_served(client, operator):
     client.force_login(operator)
-    for path in ("/static/vendor/@novnc/novnc/core/rfb.js", "/static/vendor/@xterm/xterm/lib/xterm.js",
-                 "/static/vendor/@xterm/addon-fit/lib/addon-fit.js", "/static/consoles/vnc.js"):
+    for path in (
+        "/static/vendor/@novnc/novnc/core/rfb.js",
+        "/static/vendor/@xterm/xterm/lib/xterm.js",
+        "/static/vendor/@xterm/addon-fit/lib/addon-fit.js",
+        "/static/consoles/vnc.js",
+    ):
         response = client.get(path)
         assert response.status_code == 200, path

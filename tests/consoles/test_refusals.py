@@ -1,4 +1,5 @@
 """Every way a console WebSocket must be refused, through the real ASGI stack."""
+
 from datetime import timedelta
 
 import pytest
@@ -76,7 +77,9 @@ def test_missing_origin_refused_by_consumer_itself(operator, vm):
     assert _attempt(_path(vm, "serial", token), ws.headers(operator), app) is True
 
 
-@pytest.mark.parametrize("origin", ["http://evil.example", "http://localhost:9999", "http://localhost", "null", "file://"])
+@pytest.mark.parametrize(
+    "origin", ["http://evil.example", "http://localhost:9999", "http://localhost", "null", "file://"]
+)
 def test_foreign_origin(operator, vm, origin):
     token = ws.issue(operator, vm, "serial")
     assert _attempt(_path(vm, "serial", token), ws.headers(operator, origin=origin)) is False

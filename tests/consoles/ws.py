@@ -1,4 +1,5 @@
 """Driving the real ASGI application (origin check, cookies, sessions, routing) in tests."""
+
 from __future__ import annotations
 
 from channels.testing import WebsocketCommunicator

@@ -1,4 +1,5 @@
 """driver_for(): one cached connection per server, the URI per transport."""
+
 import os
 import shlex
 from urllib.parse import parse_qs, urlsplit
@@ -12,8 +13,16 @@ from ovmweb.tunnels.credentials import encrypt_credentials
 
 
 def _ssh_server(*, pk: int, hostname: str = "h", ssh_port: int = 22, **credentials) -> Server:
-    return Server(pk=pk, name=f"s{pk}", hostname=hostname, transport="ssh", ssh_port=ssh_port, ssh_user="root",
-                  host_key="ssh-ed25519 AAAAkey", credentials_encrypted=encrypt_credentials(credentials))
+    return Server(
+        pk=pk,
+        name=f"s{pk}",
+        hostname=hostname,
+        transport="ssh",
+        ssh_port=ssh_port,
+        ssh_user="root",
+        host_key="ssh-ed25519 AAAAkey",
+        credentials_encrypted=encrypt_credentials(credentials),
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
 """The libvirt driver against libvirt's own in-process ``test:///default`` driver."""
+
 import threading
 import uuid
 import xml.etree.ElementTree as ET
@@ -20,8 +21,17 @@ def driver():
 def domain(driver):
     u = str(uuid.uuid4())
     spec = DomainSpec(
-        name=f"t-{u[:8]}", uuid=u, domain_type="PVHVM", virt_type="qemu", vcpus=1, max_vcpus=4,
-        memory_mib=128, max_memory_mib=512, nics=[NicSpec(mac="00:21:f6:00:10:01")], vnc_port=10100, serial_port=8000,
+        name=f"t-{u[:8]}",
+        uuid=u,
+        domain_type="PVHVM",
+        virt_type="qemu",
+        vcpus=1,
+        max_vcpus=4,
+        memory_mib=128,
+        max_memory_mib=512,
+        nics=[NicSpec(mac="00:21:f6:00:10:01")],
+        vnc_port=10100,
+        serial_port=8000,
     )
     driver.define(spec)
     yield spec
@@ -91,7 +101,16 @@ def test_undefine_removes_and_is_idempotent(driver, domain):
 
 
 def test_pvm_without_kernel_is_a_driver_error(driver):
-    spec = DomainSpec(name="pvm-bad", uuid=str(uuid.uuid4()), domain_type="PVM", virt_type="qemu", vcpus=1, max_vcpus=1, memory_mib=64, max_memory_mib=64)
+    spec = DomainSpec(
+        name="pvm-bad",
+        uuid=str(uuid.uuid4()),
+        domain_type="PVM",
+        virt_type="qemu",
+        vcpus=1,
+        max_vcpus=1,
+        memory_mib=64,
+        max_memory_mib=64,
+    )
     with pytest.raises(OperationFailed, match="kernel"):
         driver.define(spec)
 

@@ -1,4 +1,5 @@
 """Domain/pool/volume XML per domain type, parsed back."""
+
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -37,7 +38,10 @@ def test_hvm_uses_bios_boot_and_emulated_devices():
     assert root.get("type") == "qemu"
     assert [b.get("dev") for b in root.findall("./os/boot")] == ["cdrom", "hd"]
     assert root.find("./os/kernel") is None
-    targets = [(d.get("device"), d.find("target").get("bus"), d.find("target").get("dev")) for d in root.findall("./devices/disk")]
+    targets = [
+        (d.get("device"), d.find("target").get("bus"), d.find("target").get("dev"))
+        for d in root.findall("./devices/disk")
+    ]
     assert targets == [("disk", "ide", "hda"), ("cdrom", "ide", "hdb")]
     assert root.find("./devices/interface/model").get("type") == "e1000"
     assert root.find("./devices/interface/mac").get("address") == "00:21:f6:00:00:01"
@@ -63,7 +67,13 @@ def test_pvhvm_uses_virtio_disks_and_nics_but_ide_cdrom():
 
 def test_pvm_boots_the_kernel_directly():
     root = parse(
-        spec(domain_type="PVM", kernel="/r/k/vmlinuz", initrd="/r/k/initrd.gz", kernel_args="console=ttyS0", disks=[DiskSpec(path="/r/a.qcow2")])
+        spec(
+            domain_type="PVM",
+            kernel="/r/k/vmlinuz",
+            initrd="/r/k/initrd.gz",
+            kernel_args="console=ttyS0",
+            disks=[DiskSpec(path="/r/a.qcow2")],
+        )
     )
     assert root.findtext("./os/kernel") == "/r/k/vmlinuz"
     assert root.findtext("./os/initrd") == "/r/k/initrd.gz"
@@ -86,7 +96,11 @@ def test_consoles_bound_to_loopback_on_allocated_ports():
     root = parse(spec())
     vnc = root.find("./devices/graphics")
     assert (vnc.get("type"), vnc.get("port"), vnc.get("autoport"), vnc.get("listen"), vnc.get("keymap")) == (
-        "vnc", "10003", "no", "127.0.0.1", "de",
+        "vnc",
+        "10003",
+        "no",
+        "127.0.0.1",
+        "de",
     )
     serial = root.find("./devices/serial")
     assert serial.get("type") == "tcp"
@@ -121,7 +135,11 @@ def test_no_pinning_no_hugepages_by_default_and_tablet():
 def test_pool_xml_dir_and_netfs():
     d = ET.fromstring(pool_xml(PoolSpec(name="p", path="/srv/repo")))
     assert d.get("type") == "dir" and d.findtext("./target/path") == "/srv/repo"
-    n = ET.fromstring(pool_xml(PoolSpec(name="n", path="/OVS/Repositories/x", backend="netfs", nfs_server="nfs1", nfs_export="/exports/x")))
+    n = ET.fromstring(
+        pool_xml(
+            PoolSpec(name="n", path="/OVS/Repositories/x", backend="netfs", nfs_server="nfs1", nfs_export="/exports/x")
+        )
+    )
     assert n.get("type") == "netfs"
     assert n.find("./source/host").get("name") == "nfs1"
     assert n.find("./source/dir").get("path") == "/exports/x"

@@ -1,5 +1,6 @@
 """Shared fixtures of the integration tests: this machine's libvirtd, the loopback
 sshd of scripts/start-services.sh, and the tiny guest of scripts/build-tiny-guest.sh."""
+
 import socket
 import subprocess
 import time
@@ -74,7 +75,9 @@ def _cleanup(repos):
 
 def make_repository(*, user, server, pool, path: Path, name="repo") -> Repository:
     path.mkdir(exist_ok=True)
-    job = repositories.repository_create(user=user, name=name, kind="LOCAL", path=str(path), server=server, server_pools=[pool])
+    job = repositories.repository_create(
+        user=user, name=name, kind="LOCAL", path=str(path), server=server, server_pools=[pool]
+    )
     run_pending_jobs()
     job.refresh_from_db()
     assert job.status == "SUCCESS", job.error
@@ -119,8 +122,11 @@ def start_sshd(tmp_path: Path, *, port: int, wrap: list[str] | None = None) -> s
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\nPubkeyAuthentication yes\n"
         f"AllowTcpForwarding yes\nPidFile {tmp_path / f'sshd-{port}.pid'}\nSubsystem sftp internal-sftp\nUsePAM no\n"
     )
-    proc = subprocess.Popen([*(wrap or []), "/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*(wrap or []), "/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def listening():
         try:

@@ -1,6 +1,7 @@
 """Faults of issue 3 on the real libvirtd: a full repository, a VM whose console
 ports are taken. Each is a failed job with a clear message and nothing half made
 (no domain, volume, record or port) left behind."""
+
 import io
 import socket
 import subprocess
@@ -31,7 +32,9 @@ def small_repo(estate, tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "ovmweb-test", str(path)], check=True)
     repo = None
     try:
-        repo = make_repository(user=estate["user"], server=estate["server"], pool=estate["pool"], path=path, name="small")
+        repo = make_repository(
+            user=estate["user"], server=estate["server"], pool=estate["pool"], path=path, name="small"
+        )
         yield repo
     finally:
         if repo is not None:
@@ -47,8 +50,9 @@ def _files(repo, sub):
 
 def test_iso_larger_than_the_repository_fails_and_leaves_nothing(estate, small_repo):
     with open(GUEST_ISO, "rb") as fh:
-        job = storage.iso_upload(repository=small_repo, user=estate["user"], name="tiny.iso", fileobj=fh,
-                                 size=GUEST_ISO.stat().st_size)
+        job = storage.iso_upload(
+            repository=small_repo, user=estate["user"], name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size
+        )
     run_pending_jobs()
     job.refresh_from_db()
     assert job.status == "FAILURE"
@@ -83,9 +87,18 @@ def test_upload_that_runs_out_of_space_midway_removes_the_volume(estate, small_r
 
 
 def test_vm_whose_vnc_port_is_taken_fails_to_start_and_leaves_nothing(estate):
-    vm = vms.vm_create(user=estate["user"], name=f"ports-{uuid.uuid4().hex[:6]}", server_pool=estate["pool"],
-                       repository=estate["repo"], domain_type="HVM", os_type="OTHER_LINUX", memory_mib=128,
-                       max_memory_mib=128, source={"kind": "iso", "iso": estate["iso"]}, boot_order=["cdrom"])
+    vm = vms.vm_create(
+        user=estate["user"],
+        name=f"ports-{uuid.uuid4().hex[:6]}",
+        server_pool=estate["pool"],
+        repository=estate["repo"],
+        domain_type="HVM",
+        os_type="OTHER_LINUX",
+        memory_mib=128,
+        max_memory_mib=128,
+        source={"kind": "iso", "iso": estate["iso"]},
+        boot_order=["cdrom"],
+    )
     # The start job keeps ports already given to the VM on this server; learn them and take the VNC one.
     vnc_port, serial_port = ports.allocate_console_ports(vm=vm, server=estate["server"])
     squatter = socket.socket()

@@ -1,6 +1,7 @@
 """The monitor on real servers: a server cut off becomes UNREACHABLE and its VMs
 STOPPED (OFFLINE); back again, the states are re-read; a guest that powers itself
 off is STOPPED through libvirt's events, not a periodic reconcile."""
+
 import selectors
 import socket
 import threading
@@ -91,18 +92,34 @@ def ssh_estate(admin_user, ssh_access, real_hypervisor, tmp_path, cleanup_all, s
     link = Link(ssh_access["port"])
     link.restore()
     pool = pools.server_pool_create(user=admin_user, name=f"mon-{uuid.uuid4().hex[:6]}")
-    job = servers.server_discover(user=admin_user, hostname="127.0.0.1", transport="ssh", ssh_port=link.port,
-                                  private_key=ssh_access["private_key"], host_key_fingerprint=ssh_access["fingerprint"],
-                                  name="linked", server_pool=pool)
+    job = servers.server_discover(
+        user=admin_user,
+        hostname="127.0.0.1",
+        transport="ssh",
+        ssh_port=link.port,
+        private_key=ssh_access["private_key"],
+        host_key_fingerprint=ssh_access["fingerprint"],
+        name="linked",
+        server_pool=pool,
+    )
     run_pending_jobs()
     job.refresh_from_db()
     assert job.status == "SUCCESS", job.error
     server = Server.objects.get(name="linked")
     repo = make_repository(user=admin_user, server=server, pool=pool, path=tmp_path / "repo")
     iso = upload_guest_iso(user=admin_user, repo=repo)
-    vm = vms.vm_create(user=admin_user, name=f"mon-{uuid.uuid4().hex[:6]}", server_pool=pool, repository=repo,
-                       domain_type="HVM", os_type="OTHER_LINUX", memory_mib=128, max_memory_mib=128,
-                       source={"kind": "iso", "iso": iso}, boot_order=["cdrom"])
+    vm = vms.vm_create(
+        user=admin_user,
+        name=f"mon-{uuid.uuid4().hex[:6]}",
+        server_pool=pool,
+        repository=repo,
+        domain_type="HVM",
+        os_type="OTHER_LINUX",
+        memory_mib=128,
+        max_memory_mib=128,
+        source={"kind": "iso", "iso": iso},
+        boot_order=["cdrom"],
+    )
     yield {"link": link, "server": server, "vm": vm, "user": admin_user, "pool": pool}
     if not link._stop.is_set():
         link.cut()

@@ -6,6 +6,7 @@ key as the main one) in a mount namespace of its own, where /etc/passwd and
 tmp_path. So the machine's real root account, password and authorized_keys are
 never touched, and every test sees the authorized_keys file it set up.
 """
+
 import os
 import stat
 import subprocess
@@ -21,7 +22,6 @@ from ovmweb.jobs.models import Event
 from ovmweb.jobs.testing import run_pending_jobs
 from ovmweb.tunnels import manager_keys, pool
 from ovmweb.tunnels.credentials import decrypt_credentials
-
 from tests.factories import RepositoryFactory, VirtualMachineFactory
 
 from .conftest import SSH_DIR, free_port, stop_process, wait_for
@@ -37,27 +37,47 @@ class PasswordSshd:
         self.home = self.dir / "home"
         self.home.mkdir(parents=True, mode=0o700)
         self.port = free_port()
-        crypted = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=PASSWORD, text=True,
-                                 capture_output=True, check=True).stdout.strip()
-        (self.dir / "passwd").write_text("".join(
-            ":".join(f[:5] + [str(self.home)] + f[6:]) + "\n" if f[0] == "root" else line
-            for line in Path("/etc/passwd").read_text().splitlines(keepends=True) for f in [line.rstrip("\n").split(":")]))
+        crypted = subprocess.run(
+            ["openssl", "passwd", "-6", "-stdin"], input=PASSWORD, text=True, capture_output=True, check=True
+        ).stdout.strip()
+        (self.dir / "passwd").write_text(
+            "".join(
+                ":".join(f[:5] + [str(self.home)] + f[6:]) + "\n" if f[0] == "root" else line
+                for line in Path("/etc/passwd").read_text().splitlines(keepends=True)
+                for f in [line.rstrip("\n").split(":")]
+            )
+        )
         shadow = self.dir / "shadow"
-        shadow.write_text("".join(
-            ":".join([f[0], crypted, *f[2:]]) + "\n" if f[0] == "root" else line
-            for line in Path("/etc/shadow").read_text().splitlines(keepends=True) for f in [line.rstrip("\n").split(":")]))
+        shadow.write_text(
+            "".join(
+                ":".join([f[0], crypted, *f[2:]]) + "\n" if f[0] == "root" else line
+                for line in Path("/etc/shadow").read_text().splitlines(keepends=True)
+                for f in [line.rstrip("\n").split(":")]
+            )
+        )
         shadow.chmod(0o600)
         config = self.dir / "sshd_config"
         config.write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {SSH_DIR / 'ssh_host_ed25519_key'}\n"
             "PermitRootLogin yes\nPasswordAuthentication yes\nPubkeyAuthentication yes\nUsePAM no\n"
-            f"PidFile {self.dir / 'sshd.pid'}\n{extra_config}")
+            f"PidFile {self.dir / 'sshd.pid'}\n{extra_config}"
+        )
         mounts = f"mount --bind {self.dir / 'passwd'} /etc/passwd && mount --bind {shadow} /etc/shadow"
         if read_only_home:
             mounts += f" && mount --bind {self.home} {self.home} && mount -o remount,bind,ro {self.home}"
         self.proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", f"{mounts} && exec /usr/sbin/sshd -D -e -f {config}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"{mounts} && exec /usr/sbin/sshd -D -e -f {config}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         assert wait_for(self._listening, 10), "password sshd did not start"
 
     def _listening(self) -> bool:
@@ -94,8 +114,16 @@ def password_sshd(tmp_path):
 
 def _discover(user, sshd: PasswordSshd, fingerprint: str, **credentials):
     credentials = credentials or {"password": PASSWORD}
-    job = servers.server_discover(user=user, hostname="127.0.0.1", transport="ssh", ssh_port=sshd.port,
-                                  ssh_user="root", host_key_fingerprint=fingerprint, name="by-password", **credentials)
+    job = servers.server_discover(
+        user=user,
+        hostname="127.0.0.1",
+        transport="ssh",
+        ssh_port=sshd.port,
+        ssh_user="root",
+        host_key_fingerprint=fingerprint,
+        name="by-password",
+        **credentials,
+    )
     run_pending_jobs()
     job.refresh_from_db()
     return job
@@ -105,8 +133,9 @@ def _our_lines(sshd: PasswordSshd) -> list[str]:
     return [line for line in sshd.authorized_keys.read_text().splitlines() if "ovmweb-manager@" in line]
 
 
-def test_password_discovery_installs_a_key_once_and_libvirt_uses_openssh(admin_user, ssh_access, real_hypervisor,
-                                                                         password_sshd):
+def test_password_discovery_installs_a_key_once_and_libvirt_uses_openssh(
+    admin_user, ssh_access, real_hypervisor, password_sshd
+):
     sshd = password_sshd()
     job = _discover(admin_user, sshd, ssh_access["fingerprint"])
     assert job.status == "SUCCESS", job.error
@@ -155,8 +184,9 @@ def test_existing_authorized_keys_are_kept_as_they_were(admin_user, ssh_access, 
     assert stat.S_IMODE(os.stat(sshd.authorized_keys).st_mode) == 0o640
 
 
-def test_a_key_the_server_ignores_fails_discovery_and_is_taken_back(admin_user, ssh_access, real_hypervisor,
-                                                                    password_sshd):
+def test_a_key_the_server_ignores_fails_discovery_and_is_taken_back(
+    admin_user, ssh_access, real_hypervisor, password_sshd
+):
     sshd = password_sshd(extra_config="AuthorizedKeysFile /nonexistent/%u\n")
     job = _discover(admin_user, sshd, ssh_access["fingerprint"])
     assert job.status == "FAILURE"
@@ -174,8 +204,9 @@ def test_a_read_only_home_fails_discovery_clearly(admin_user, ssh_access, real_h
     assert Event.objects.filter(type="server.discovery_failed", severity="ERROR").exists()
 
 
-def test_rediscovery_with_an_administrators_key_retires_ovmwebs_key(admin_user, ssh_access, real_hypervisor,
-                                                                    password_sshd):
+def test_rediscovery_with_an_administrators_key_retires_ovmwebs_key(
+    admin_user, ssh_access, real_hypervisor, password_sshd
+):
     sshd = password_sshd()
     assert _discover(admin_user, sshd, ssh_access["fingerprint"]).status == "SUCCESS"
     with sshd.authorized_keys.open("a") as fh:
@@ -188,8 +219,9 @@ def test_rediscovery_with_an_administrators_key_retires_ovmwebs_key(admin_user, 
     assert secret == {"private_key": ssh_access["private_key"]}
 
 
-def test_deleting_a_server_removes_its_key_files_and_connections(admin_user, ssh_access, real_hypervisor,
-                                                                  password_sshd):
+def test_deleting_a_server_removes_its_key_files_and_connections(
+    admin_user, ssh_access, real_hypervisor, password_sshd
+):
     sshd = password_sshd()
     assert _discover(admin_user, sshd, ssh_access["fingerprint"]).status == "SUCCESS"
     server = Server.objects.get(name="by-password")
@@ -260,8 +292,9 @@ def test_keys_are_named_after_a_stable_install_id(settings):
     assert manager_keys.from_private_key(key.private_key) == key and key.public_key.startswith("ssh-ed25519 ")
 
 
-def test_a_first_discovery_failing_after_the_key_was_added_takes_it_back(admin_user, ssh_access, real_hypervisor,
-                                                                         password_sshd, settings, tmp_path):
+def test_a_first_discovery_failing_after_the_key_was_added_takes_it_back(
+    admin_user, ssh_access, real_hypervisor, password_sshd, settings, tmp_path
+):
     sshd = password_sshd()
     # SSH and the key work; libvirt, opened next, does not (a libvirt URI that cannot open).
     settings.OVMWEB_HYPERVISOR_URI = f"test://{tmp_path}/no-such-definition.xml"

@@ -1,4 +1,5 @@
 """Discovery over SSH against the real loopback sshd, and libvirt over that SSH connection."""
+
 import json
 import os
 import socket
@@ -11,7 +12,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from ovmweb.hypervisor import connections
-from ovmweb.inventory.models import Server, VirtualMachine
+from ovmweb.inventory.models import Server
 from ovmweb.inventory.services import pools, servers, vms
 from ovmweb.jobs.models import Event, Job
 from ovmweb.jobs.testing import run_pending_jobs
@@ -24,8 +25,15 @@ WRONG_FINGERPRINT = "SHA256:" + "A" * 43
 
 
 def _discover(user, access, **overrides):
-    params = {"hostname": "127.0.0.1", "transport": "ssh", "ssh_port": access["port"], "ssh_user": "root",
-              "private_key": access["private_key"], "host_key_fingerprint": access["fingerprint"], "name": "over-ssh"}
+    params = {
+        "hostname": "127.0.0.1",
+        "transport": "ssh",
+        "ssh_port": access["port"],
+        "ssh_user": "root",
+        "private_key": access["private_key"],
+        "host_key_fingerprint": access["fingerprint"],
+        "name": "over-ssh",
+    }
     params.update(overrides)
     job = servers.server_discover(user=user, **params)
     run_pending_jobs()
@@ -64,9 +72,18 @@ def test_discover_over_ssh_and_boot_the_tiny_guest(admin_user, ssh_access, real_
     # A VM on the SSH-discovered server boots through the services and jobs.
     repo = make_repository(user=admin_user, server=server, pool=pool, path=tmp_path / "repo")
     iso = upload_guest_iso(user=admin_user, repo=repo)
-    vm = vms.vm_create(user=admin_user, name="over-ssh-vm", server_pool=pool, repository=repo, domain_type="HVM",
-                       os_type="OTHER_LINUX", memory_mib=128, max_memory_mib=128, source={"kind": "iso", "iso": iso},
-                       boot_order=["cdrom"])
+    vm = vms.vm_create(
+        user=admin_user,
+        name="over-ssh-vm",
+        server_pool=pool,
+        repository=repo,
+        domain_type="HVM",
+        os_type="OTHER_LINUX",
+        memory_mib=128,
+        max_memory_mib=128,
+        source={"kind": "iso", "iso": iso},
+        boot_order=["cdrom"],
+    )
     # Its configuration copy went into the repository over SFTP.
     vm_json = tmp_path / "repo" / "VirtualMachines" / str(vm.uuid) / "vm.json"
     assert wait_for(vm_json.exists, 15)
@@ -128,8 +145,20 @@ def test_host_without_libvirt_fails_clearly(admin_user, ssh_access, real_hypervi
     # A second sshd in its own mount namespace where /run/libvirt is empty: the host
     # answers SSH, but no libvirt daemon is there to talk to.
     port = free_port()
-    proc = start_sshd(tmp_path, port=port, wrap=["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                                 'mount -t tmpfs none /run/libvirt && exec "$@"', "sh"])
+    proc = start_sshd(
+        tmp_path,
+        port=port,
+        wrap=[
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            'mount -t tmpfs none /run/libvirt && exec "$@"',
+            "sh",
+        ],
+    )
     try:
         job = _discover(admin_user, ssh_access, ssh_port=port)
     finally:

@@ -2,6 +2,7 @@
 real loopback sshd: an idle connection and concurrent callers do not take the process
 down (libvirt 9.0's libssh transport segfaulted on both), and a host key other than the
 pinned one is refused without anything being learned."""
+
 import os
 import signal
 import subprocess
@@ -25,9 +26,16 @@ IDLE_SECONDS = 40  # libssh crashed after ~30 s idle; keepalive probes run every
 
 
 def _discovered(user, access) -> Server:
-    job = servers.server_discover(user=user, hostname="127.0.0.1", transport="ssh", ssh_port=access["port"],
-                                  ssh_user="root", private_key=access["private_key"],
-                                  host_key_fingerprint=access["fingerprint"], name="over-openssh")
+    job = servers.server_discover(
+        user=user,
+        hostname="127.0.0.1",
+        transport="ssh",
+        ssh_port=access["port"],
+        ssh_user="root",
+        private_key=access["private_key"],
+        host_key_fingerprint=access["fingerprint"],
+        name="over-openssh",
+    )
     run_pending_jobs()
     job.refresh_from_db()
     assert job.status == "SUCCESS", job.error

@@ -1,6 +1,7 @@
 """Storage on the real libvirtd: ISO upload through the API and import over HTTP,
 virtual disks (sparse or not, resize, delete while in use, clones), checked on the
 real files with ``qemu-img info``."""
+
 import functools
 import http.server
 import json
@@ -26,7 +27,9 @@ MIB = 1024 * 1024
 
 
 def qemu_img_info(path) -> dict:
-    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["qemu-img", "info", "-U", "--output=json", str(path)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout)
 
 
@@ -41,7 +44,9 @@ def _run(job) -> Job:
 
 
 def _make_disk(estate, name, size, sparse) -> VirtualDisk:
-    job = _run(storage.disk_create(user=estate["user"], repository=estate["repo"], name=name, size_bytes=size, sparse=sparse))
+    job = _run(
+        storage.disk_create(user=estate["user"], repository=estate["repo"], name=name, size_bytes=size, sparse=sparse)
+    )
     assert job.status == "SUCCESS", job.error
     return VirtualDisk.objects.select_related("repository").get(name=name)
 
@@ -50,8 +55,9 @@ def test_iso_upload_through_the_api(estate, tmp_path):
     client = APIClient()
     client.force_authenticate(estate["user"])
     with open(GUEST_ISO, "rb") as fh:
-        response = client.post("/api/v1/iso-files/", {"repository": estate["repo"].pk, "file": fh, "name": "api.iso"},
-                               format="multipart")
+        response = client.post(
+            "/api/v1/iso-files/", {"repository": estate["repo"].pk, "file": fh, "name": "api.iso"}, format="multipart"
+        )
     assert response.status_code == 202, response.content
     job = Job.objects.get(pk=response.json()["id"])
     assert _run(job).status == "SUCCESS", job.error
@@ -109,10 +115,19 @@ def test_sparse_and_fully_allocated_disks_and_resize(estate):
 
 def test_disk_delete_refused_while_attached_to_a_running_vm(estate):
     disk = _make_disk(estate, "data", 32 * MIB, True)
-    vm = vms.vm_create(user=estate["user"], name=f"disk-{uuid.uuid4().hex[:6]}", server_pool=estate["pool"],
-                       repository=estate["repo"], domain_type="PVHVM", os_type="OTHER_LINUX", memory_mib=128,
-                       max_memory_mib=128, source={"kind": "iso", "iso": estate["iso"]}, boot_order=["cdrom", "disk"],
-                       disks=[{"virtual_disk": disk}])
+    vm = vms.vm_create(
+        user=estate["user"],
+        name=f"disk-{uuid.uuid4().hex[:6]}",
+        server_pool=estate["pool"],
+        repository=estate["repo"],
+        domain_type="PVHVM",
+        os_type="OTHER_LINUX",
+        memory_mib=128,
+        max_memory_mib=128,
+        source={"kind": "iso", "iso": estate["iso"]},
+        boot_order=["cdrom", "disk"],
+        disks=[{"virtual_disk": disk}],
+    )
     vms.vm_action(vm=vm, action="start", user=estate["user"])
     run_pending_jobs()
     vm.refresh_from_db()
@@ -133,10 +148,13 @@ def test_disk_delete_refused_while_attached_to_a_running_vm(estate):
 def test_clones_thin_sparse_and_fully_allocated(estate):
     base = _make_disk(estate, "base", 48 * MIB, True)
     # Some data in the base so that copies have something to copy.
-    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 4M", str(disk_path(base))], check=True,
-                   capture_output=True)
-    clones = {kind: storage.disk_clone(disk=base, target_repository=estate["repo"], clone_type=kind, name=f"c-{kind}")
-              for kind in ("THIN", "SPARSE", "NON_SPARSE")}
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 4M", str(disk_path(base))], check=True, capture_output=True
+    )
+    clones = {
+        kind: storage.disk_clone(disk=base, target_repository=estate["repo"], clone_type=kind, name=f"c-{kind}")
+        for kind in ("THIN", "SPARSE", "NON_SPARSE")
+    }
     thin = qemu_img_info(disk_path(clones["THIN"]))
     assert thin["format"] == "qcow2" and thin["backing-filename"] == str(disk_path(base))
     assert thin["actual-size"] < 2 * MIB
@@ -148,8 +166,11 @@ def test_clones_thin_sparse_and_fully_allocated(estate):
     assert "backing-filename" not in full and full["actual-size"] >= 48 * MIB
     # The data came along in each.
     for clone in clones.values():
-        out = subprocess.run(["qemu-io", "-f", "qcow2", "-r", "-c", "read -P 0x5a 0 4M", str(disk_path(clone))],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["qemu-io", "-f", "qcow2", "-r", "-c", "read -P 0x5a 0 4M", str(disk_path(clone))],
+            capture_output=True,
+            text=True,
+        )
         assert "Pattern verification failed" not in out.stdout + out.stderr and out.returncode == 0
     # A base with thin clones is not deleted.
     with pytest.raises(Conflict, match="thin clones"):
@@ -157,9 +178,18 @@ def test_clones_thin_sparse_and_fully_allocated(estate):
 
 
 def test_vm_json_follows_create_and_update(estate):
-    vm = vms.vm_create(user=estate["user"], name="described", server_pool=estate["pool"], repository=estate["repo"],
-                       domain_type="HVM", os_type="OTHER_LINUX", memory_mib=128, max_memory_mib=256,
-                       source={"kind": "iso", "iso": estate["iso"]}, boot_order=["cdrom"])
+    vm = vms.vm_create(
+        user=estate["user"],
+        name="described",
+        server_pool=estate["pool"],
+        repository=estate["repo"],
+        domain_type="HVM",
+        os_type="OTHER_LINUX",
+        memory_mib=128,
+        max_memory_mib=256,
+        source={"kind": "iso", "iso": estate["iso"]},
+        boot_order=["cdrom"],
+    )
     path = Path(estate["repo"].path) / "VirtualMachines" / str(vm.uuid) / "vm.json"
     config = json.loads(path.read_text())
     assert config["name"] == "described" and config["memory_mib"] == 128
@@ -171,7 +201,9 @@ def test_vm_json_follows_create_and_update(estate):
 
 def test_refresh_discovers_files_put_into_the_repository(estate):
     repo = Path(estate["repo"].path)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(repo / "VirtualDisks" / "found.qcow2"), "16M"], check=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", str(repo / "VirtualDisks" / "found.qcow2"), "16M"], check=True
+    )
     (repo / "ISOs" / "found.iso").write_bytes(GUEST_ISO.read_bytes())
     job = _run(repositories.repository_refresh(repository=estate["repo"], user=estate["user"]))
     assert job.status == "SUCCESS", job.error

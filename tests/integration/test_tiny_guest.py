@@ -1,4 +1,5 @@
 """The tiny guest booted for real through the services and jobs, on this machine's libvirtd."""
+
 import socket
 import time
 import uuid
@@ -22,7 +23,13 @@ def test_discovery_and_repository_layout(estate):
     assert server.domain_types == ["qemu"]  # KVM hangs on this machine: the probe must not claim it
     assert server.cpu_cores > 0 and server.libvirt_version.startswith("9.")
     repo = Path(estate["repo"].path)
-    assert sorted(p.name for p in repo.iterdir()) == ["Assemblies", "ISOs", "Templates", "VirtualDisks", "VirtualMachines"]
+    assert sorted(p.name for p in repo.iterdir()) == [
+        "Assemblies",
+        "ISOs",
+        "Templates",
+        "VirtualDisks",
+        "VirtualMachines",
+    ]
     assert (repo / "ISOs" / "tiny.iso").stat().st_size == GUEST_ISO.stat().st_size
     assert estate["repo"].capacity_bytes > 0
 
@@ -31,7 +38,9 @@ def test_not_an_iso_fails_and_leaves_nothing(estate, tmp_path):
     bogus = tmp_path / "bogus.iso"
     bogus.write_bytes(b"\0" * 70000)
     with open(bogus, "rb") as fh:
-        job = storage.iso_upload(repository=estate["repo"], user=estate["user"], name="bogus.iso", fileobj=fh, size=70000)
+        job = storage.iso_upload(
+            repository=estate["repo"], user=estate["user"], name="bogus.iso", fileobj=fh, size=70000
+        )
     run_pending_jobs()
     job.refresh_from_db()
     assert job.status == "FAILURE" and "not an ISO" in job.error
@@ -40,8 +49,9 @@ def test_not_an_iso_fails_and_leaves_nothing(estate, tmp_path):
 
 
 def test_missing_repository_path_fails_and_leaves_nothing(estate, tmp_path):
-    job = repositories.repository_create(user=estate["user"], name="nowhere", kind="LOCAL", path=str(tmp_path / "missing"),
-                                         server=estate["server"])
+    job = repositories.repository_create(
+        user=estate["user"], name="nowhere", kind="LOCAL", path=str(tmp_path / "missing"), server=estate["server"]
+    )
     run_pending_jobs()
     job.refresh_from_db()
     assert job.status == "FAILURE" and "No such file" in job.error
@@ -51,9 +61,18 @@ def test_missing_repository_path_fails_and_leaves_nothing(estate, tmp_path):
 
 def test_boot_banner_suspend_resume_and_guest_poweroff(estate):
     name = f"tiny-{uuid.uuid4().hex[:6]}"
-    vm = vms.vm_create(user=estate["user"], name=name, server_pool=estate["pool"], repository=estate["repo"], domain_type="HVM",
-                       os_type="OTHER_LINUX", memory_mib=256, max_memory_mib=256, source={"kind": "iso", "iso": estate["iso"]},
-                       boot_order=["cdrom", "disk"])
+    vm = vms.vm_create(
+        user=estate["user"],
+        name=name,
+        server_pool=estate["pool"],
+        repository=estate["repo"],
+        domain_type="HVM",
+        os_type="OTHER_LINUX",
+        memory_mib=256,
+        max_memory_mib=256,
+        source={"kind": "iso", "iso": estate["iso"]},
+        boot_order=["cdrom", "disk"],
+    )
     monitor = Monitor(interval=5, offline_after=30)
     monitor.start()
     try:

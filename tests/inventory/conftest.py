@@ -1,7 +1,7 @@
 import contextlib
 import functools
-import random
 import http.server
+import random
 import shutil
 import socket
 import threading
@@ -140,8 +140,9 @@ def real_estate(user, tmp_path, settings):
     server = Server.objects.get(name="local")
     path = tmp_path / "repo"
     path.mkdir()
-    job = repositories.repository_create(user=user, name="repo", kind="LOCAL", path=str(path), server=server,
-                                         server_pools=[pool])
+    job = repositories.repository_create(
+        user=user, name="repo", kind="LOCAL", path=str(path), server=server, server_pools=[pool]
+    )
     run_pending_jobs()
     job.refresh_from_db()
     assert job.status == "SUCCESS", job.error

@@ -2,6 +2,7 @@
 write + disk made with qemu-img) by upload and of an .ovf + disk over real HTTP, into
 a real repository on this machine's libvirtd; a VM created from it boots the tiny guest
 from the copied disk."""
+
 import io
 import subprocess
 import tarfile
@@ -22,29 +23,40 @@ from tests import factories as f
 from .conftest import GUEST_DIR, http_tree, read_serial_until
 
 
-def ovf_xml(*, systems=(("web", 2, 1024, "Oracle Linux 6 (64-bit)", ["d1"]),), disks=(("d1", "disk1.qcow2", 1),)) -> str:
+def ovf_xml(
+    *, systems=(("web", 2, 1024, "Oracle Linux 6 (64-bit)", ["d1"]),), disks=(("d1", "disk1.qcow2", 1),)
+) -> str:
     """An OVF 1.x envelope: ``systems`` as (name, vcpus, memory MiB, OS description, disk ids),
     ``disks`` as (disk id, file name, capacity in GiB)."""
     files = "".join(f'<File ovf:id="f-{d}" ovf:href="{href}"/>' for d, href, _gib in disks)
     disk_section = "".join(
         f'<Disk ovf:diskId="{d}" ovf:fileRef="f-{d}" ovf:capacity="{gib}" ovf:capacityAllocationUnits="byte * 2^30"/>'
-        for d, _href, gib in disks)
+        for d, _href, gib in disks
+    )
     vss = ""
     for name, cpus, mem, os_desc, disk_ids in systems:
-        items = (f"<Item><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>{cpus}</rasd:VirtualQuantity></Item>"
-                 f"<Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ResourceType>4</rasd:ResourceType>"
-                 f"<rasd:VirtualQuantity>{mem}</rasd:VirtualQuantity></Item>")
-        items += "".join(f"<Item><rasd:ResourceType>17</rasd:ResourceType><rasd:HostResource>ovf:/disk/{d}</rasd:HostResource></Item>"
-                         for d in disk_ids)
-        vss += (f'<VirtualSystem ovf:id="{name}"><Info>vm</Info><Name>{name}</Name>'
-                f'<OperatingSystemSection ovf:id="109"><Info>os</Info><Description>{os_desc}</Description></OperatingSystemSection>'
-                f"<VirtualHardwareSection><Info>hw</Info>{items}</VirtualHardwareSection></VirtualSystem>")
+        items = (
+            f"<Item><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>{cpus}</rasd:VirtualQuantity></Item>"
+            f"<Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ResourceType>4</rasd:ResourceType>"
+            f"<rasd:VirtualQuantity>{mem}</rasd:VirtualQuantity></Item>"
+        )
+        items += "".join(
+            f"<Item><rasd:ResourceType>17</rasd:ResourceType><rasd:HostResource>ovf:/disk/{d}</rasd:HostResource></Item>"
+            for d in disk_ids
+        )
+        vss += (
+            f'<VirtualSystem ovf:id="{name}"><Info>vm</Info><Name>{name}</Name>'
+            f'<OperatingSystemSection ovf:id="109"><Info>os</Info><Description>{os_desc}</Description></OperatingSystemSection>'
+            f"<VirtualHardwareSection><Info>hw</Info>{items}</VirtualHardwareSection></VirtualSystem>"
+        )
     if len(systems) > 1:
         vss = f'<VirtualSystemCollection ovf:id="all"><Info>all</Info>{vss}</VirtualSystemCollection>'
-    return ('<?xml version="1.0"?><Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" '
-            'xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" '
-            'xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">'
-            f"<References>{files}</References><DiskSection><Info>disks</Info>{disk_section}</DiskSection>{vss}</Envelope>")
+    return (
+        '<?xml version="1.0"?><Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" '
+        'xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" '
+        'xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">'
+        f"<References>{files}</References><DiskSection><Info>disks</Info>{disk_section}</DiskSection>{vss}</Envelope>"
+    )
 
 
 def make_ova(path: Path, ovf: str, files: dict[str, Path], *, extra: dict[str, bytes] | None = None) -> Path:
@@ -78,20 +90,31 @@ def test_parse_one_system():
 
 
 def test_parse_collection_and_os_mapping():
-    ovf = parse_ovf(ovf_xml(systems=[("db", 4, 2048, "Red Hat Enterprise Linux 7", ["d1"]),
-                                     ("win", 1, 4096, "Microsoft Windows Server 2016", ["d2"])],
-                            disks=[("d1", "db.qcow2", 2), ("d2", "win.qcow2", 20)]))
-    assert [(v.name, v.os_type, v.vcpus, v.memory_mib) for v in ovf.vms] == [("db", "RHEL7", 4, 2048),
-                                                                           ("win", "WINDOWS", 1, 4096)]
+    ovf = parse_ovf(
+        ovf_xml(
+            systems=[
+                ("db", 4, 2048, "Red Hat Enterprise Linux 7", ["d1"]),
+                ("win", 1, 4096, "Microsoft Windows Server 2016", ["d2"]),
+            ],
+            disks=[("d1", "db.qcow2", 2), ("d2", "win.qcow2", 20)],
+        )
+    )
+    assert [(v.name, v.os_type, v.vcpus, v.memory_mib) for v in ovf.vms] == [
+        ("db", "RHEL7", 4, 2048),
+        ("win", "WINDOWS", 1, 4096),
+    ]
     assert appliances.os_type_from_ovf("Oracle Solaris 11 (64-bit)") == "SOLARIS_X86"
 
 
-@pytest.mark.parametrize("text,match", [
-    ("<not-xml", "not valid XML"),
-    ("<Envelope/>", "no ovf:Envelope"),
-    (ovf_xml(systems=[("a", 1, 512, "Linux", ["missing"])]), "does not define"),
-    (ovf_xml(disks=[("d1", "../../etc/passwd", 1)]), "plain file names"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("<not-xml", "not valid XML"),
+        ("<Envelope/>", "no ovf:Envelope"),
+        (ovf_xml(systems=[("a", 1, 512, "Linux", ["missing"])]), "does not define"),
+        (ovf_xml(disks=[("d1", "../../etc/passwd", 1)]), "plain file names"),
+    ],
+)
 def test_parse_refuses_bad_descriptors(text, match):
     with pytest.raises(ApplianceError, match=match):
         ovf = parse_ovf(text)
@@ -124,7 +147,9 @@ def test_import_uploaded_ova_and_create_a_vm_that_boots(real_estate, tmp_path):
     # The tiny guest's hybrid ISO as a qcow2 disk: bootable from a hard disk.
     disk = tmp_path / "disk1.qcow2"
     subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(GUEST_DIR / "tiny.iso"), str(disk)], check=True)
-    ova = make_ova(tmp_path / "tiny.ova", ovf_xml(systems=[("tiny", 1, 256, "Other Linux", ["d1"])]), {"disk1.qcow2": disk})
+    ova = make_ova(
+        tmp_path / "tiny.ova", ovf_xml(systems=[("tiny", 1, 256, "Other Linux", ["d1"])]), {"disk1.qcow2": disk}
+    )
     with open(ova, "rb") as fh:
         job = _import(e["user"], e["repo"], fileobj=fh, filename="tiny.ova")
     assert job.status == JobStatus.SUCCESS, job.error
@@ -139,11 +164,21 @@ def test_import_uploaded_ova_and_create_a_vm_that_boots(real_estate, tmp_path):
     # The contract's path formula names the real file.
     assert (Path(e["repo"].path) / "VirtualDisks" / adisk.volume).resolve() == (directory / "disk1.qcow2").resolve()
     with pytest.raises(ValidationError, match="belongs to a virtual appliance"):
-        vms.vm_disk_attach(vm=f.VirtualMachineFactory(server_pool=e["pool"], repository=e["repo"]), user=e["user"],
-                           virtual_disk=adisk, bus="sata")
+        vms.vm_disk_attach(
+            vm=f.VirtualMachineFactory(server_pool=e["pool"], repository=e["repo"]),
+            user=e["user"],
+            virtual_disk=adisk,
+            bus="sata",
+        )
 
-    vm = vms.vm_create(user=e["user"], name="from-appliance", server_pool=e["pool"], domain_type="HVM",
-                       os_type="OTHER_LINUX", source={"kind": "appliance", "appliance_vm": avm})
+    vm = vms.vm_create(
+        user=e["user"],
+        name="from-appliance",
+        server_pool=e["pool"],
+        domain_type="HVM",
+        os_type="OTHER_LINUX",
+        source={"kind": "appliance", "appliance_vm": avm},
+    )
     assert (vm.vcpus, vm.memory_mib, vm.repository) == (1, 256, e["repo"])
     run_pending_jobs()
     deploy = Job.objects.get(operation="appliance.deploy")
@@ -169,8 +204,12 @@ def test_import_ovf_and_disks_over_http(real_estate, tmp_path):
     e = real_estate
     tree = tmp_path / "web"
     tree.mkdir()
-    (tree / "pair.ovf").write_text(ovf_xml(systems=[("a", 1, 512, "Oracle Linux 7", ["d1"]), ("b", 2, 768, "Oracle Linux 7", ["d2"])],
-                                           disks=[("d1", "a.qcow2", 1), ("d2", "b.qcow2", 1)]))
+    (tree / "pair.ovf").write_text(
+        ovf_xml(
+            systems=[("a", 1, 512, "Oracle Linux 7", ["d1"]), ("b", 2, 768, "Oracle Linux 7", ["d2"])],
+            disks=[("d1", "a.qcow2", 1), ("d2", "b.qcow2", 1)],
+        )
+    )
     qcow2(tree / "a.qcow2")
     qcow2(tree / "b.qcow2")
     with http_tree(tree) as url:
@@ -178,7 +217,9 @@ def test_import_ovf_and_disks_over_http(real_estate, tmp_path):
     assert job.status == JobStatus.SUCCESS, job.error
     appliance = VirtualAppliance.objects.get(name="pair")
     assert list(appliance.vms.order_by("name").values_list("name", "vcpus", "memory_mib", "os_type")) == [
-        ("a", 1, 512, "OL7"), ("b", 2, 768, "OL7")]
+        ("a", 1, 512, "OL7"),
+        ("b", 2, 768, "OL7"),
+    ]
     assert VirtualDisk.objects.filter(appliance_vms__appliance=appliance).count() == 2
 
 

@@ -1,6 +1,7 @@
 """Seed 7.17: a backup is a cold clone named <vm>-backup-<UTC timestamp>, into a chosen
 repository; a running VM only as a hot clone with thin disks (7.6). Real job runner,
 libvirt's test:///default driver with directory pools in tmp_path."""
+
 import re
 
 import pytest
@@ -48,8 +49,9 @@ def test_backup_of_a_stopped_vm_is_a_cold_copy_into_the_chosen_repository(real_e
 
     user, server, pool, primary = real_estate["user"], real_estate["server"], real_estate["pool"], real_estate["repo"]
     (tmp_path / "backups").mkdir()
-    repositories.repository_create(user=user, name="backups", kind="LOCAL", path=str(tmp_path / "backups"),
-                                   server=server, server_pools=[pool])
+    repositories.repository_create(
+        user=user, name="backups", kind="LOCAL", path=str(tmp_path / "backups"), server=server, server_pools=[pool]
+    )
     disk_job = storage.disk_create(user=user, repository=primary, name="data", size_bytes=4 << 20)
     run_pending_jobs()
     backups = Repository.objects.get(name="backups")

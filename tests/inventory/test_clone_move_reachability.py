@@ -1,5 +1,6 @@
 """A clone or a move writes the VM's files into repositories; the server pool the VM will run
 in must see each of them (7.6/7.7), checked when the clone or move is requested."""
+
 import pytest
 
 from ovmweb.inventory.exceptions import Conflict
@@ -22,8 +23,9 @@ def vm_with_disk(vm, repo):
 
 
 def _customizer(vm, user, target):
-    return customizer_create(vm=vm, user=user, name="to-target",
-                             disks=[{"slot": vm.disk_slots.get(slot=0), "target_repository": target}])
+    return customizer_create(
+        vm=vm, user=user, name="to-target", disks=[{"slot": vm.disk_slots.get(slot=0), "target_repository": target}]
+    )
 
 
 def _nothing_queued():
@@ -47,8 +49,9 @@ def test_clone_to_another_pool_with_targets_it_sees(vm_with_disk, repo, pool, ot
     assert VirtualMachine.objects.get(name="copy").server_pool == other_pool
 
 
-def test_clone_to_another_pool_without_customizer_needs_the_source_repositories_seen(vm_with_disk, repo, other_pool,
-                                                                                       user):
+def test_clone_to_another_pool_without_customizer_needs_the_source_repositories_seen(
+    vm_with_disk, repo, other_pool, user
+):
     repo.name = "repo-a"
     repo.save()
     with pytest.raises(Conflict, match="Repository repo-a is not seen by server pool pool-b"):
@@ -93,4 +96,6 @@ def test_move_rechecks_a_customizer_saved_before_the_vm_changed_pools(vm_with_di
     vm_with_disk.server_pool = pool
     vm_with_disk.save()
     job = vm_move(vm=vm_with_disk, user=user, customizer=stale_customizer)
-    assert [d["target_repository_id"] for d in job.params["disks"]] == [stale_customizer.disks.get().target_repository_id]
+    assert [d["target_repository_id"] for d in job.params["disks"]] == [
+        stale_customizer.disks.get().target_repository_id
+    ]

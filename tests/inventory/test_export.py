@@ -6,8 +6,8 @@ Checked for real: the tar's order, the descriptor parsed back, each disk compare
 its source with ``qemu-img compare``, the OVA imported again by ovmweb's own
 appliance import and deployed; the rules (stopped only, more than once, four at a
 time, resume after an abort keeps the disks already converted)."""
+
 import hashlib
-import io
 import re
 import subprocess
 import tarfile
@@ -40,12 +40,23 @@ STAMPED = re.compile(r"(?P<slug>[a-z0-9-]+)-\d{8}T\d{6}Z(-\d+)?\.ova")
 def _qemu_info(path) -> dict:
     import json
 
-    return json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(path)], check=True,
-                                     capture_output=True, text=True).stdout)
+    return json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(path)], check=True, capture_output=True, text=True
+        ).stdout
+    )
 
 
 def _same_content(a, b, fmt_a=None, fmt_b=None) -> bool:
-    argv = ["qemu-img", "compare", "-q", *(["-f", fmt_a] if fmt_a else []), *(["-F", fmt_b] if fmt_b else []), str(a), str(b)]
+    argv = [
+        "qemu-img",
+        "compare",
+        "-q",
+        *(["-f", fmt_a] if fmt_a else []),
+        *(["-F", fmt_b] if fmt_b else []),
+        str(a),
+        str(b),
+    ]
     return subprocess.run(argv).returncode == 0
 
 
@@ -73,8 +84,18 @@ def _disk(e, name: str, size: int, *, fill_from: Path | None = None, random_mib:
 
 
 def _vm(e, disks, name="Web Server 01", **fields):
-    vm = f.VirtualMachineFactory(server_pool=e["pool"], repository=e["repo"], name=name, status=VmStatus.STOPPED,
-                                 vcpus=2, max_vcpus=4, memory_mib=768, max_memory_mib=1024, os_type="OL7", **fields)
+    vm = f.VirtualMachineFactory(
+        server_pool=e["pool"],
+        repository=e["repo"],
+        name=name,
+        status=VmStatus.STOPPED,
+        vcpus=2,
+        max_vcpus=4,
+        memory_mib=768,
+        max_memory_mib=1024,
+        os_type="OL7",
+        **fields,
+    )
     for slot, (disk, bus) in enumerate(disks):
         f.VmDiskSlotFactory(vm=vm, slot=slot, virtual_disk=disk, bus=bus)
     return vm
@@ -182,17 +203,30 @@ def test_slots_are_taken_once_each_and_freed_when_the_job_ends(db):
 
 
 def test_descriptor_parses_back_and_escapes(user, pool, repo):
-    vm = f.VirtualMachineFactory(server_pool=pool, repository=repo, name='a&b <"x">', vcpus=3, max_vcpus=4,
-                                 memory_mib=1536, max_memory_mib=2048, os_type="RHEL6", description="fish & chips")
+    vm = f.VirtualMachineFactory(
+        server_pool=pool,
+        repository=repo,
+        name='a&b <"x">',
+        vcpus=3,
+        max_vcpus=4,
+        memory_mib=1536,
+        max_memory_mib=2048,
+        os_type="RHEL6",
+        description="fish & chips",
+    )
     f.VnicFactory(vm=vm, model="e1000")
-    disks = [{"file": f"d{i}.vmdk", "bus": "ide", "capacity_bytes": (i + 1) << 30, "size_bytes": 1000 + i}
-             for i in range(3)]
+    disks = [
+        {"file": f"d{i}.vmdk", "bus": "ide", "capacity_bytes": (i + 1) << 30, "size_bytes": 1000 + i} for i in range(3)
+    ]
     text = exports.build_ovf(vm=vm, disks=disks)
     ovf = appliances.parse_ovf(text)
     (parsed,) = ovf.vms
     assert (parsed.name, parsed.vcpus, parsed.memory_mib, parsed.os_type) == ('a&b <"x">', 3, 1536, "RHEL6")
-    assert [(d.href, d.capacity_bytes) for d in parsed.disks] == [("d0.vmdk", 1 << 30), ("d1.vmdk", 2 << 30),
-                                                                  ("d2.vmdk", 3 << 30)]
+    assert [(d.href, d.capacity_bytes) for d in parsed.disks] == [
+        ("d0.vmdk", 1 << 30),
+        ("d1.vmdk", 2 << 30),
+        ("d2.vmdk", 3 << 30),
+    ]
     # Two disks per IDE controller: the third goes on a second one.
     import xml.etree.ElementTree as ET
 
@@ -201,7 +235,10 @@ def test_descriptor_parses_back_and_escapes(user, pool, repo):
     controllers = [i for i in items if i.findtext(f"{rasd}ResourceType") == "5"]
     assert [c.findtext(f"{rasd}Address") for c in controllers] == ["0", "1"]
     nic = next(i for i in items if i.findtext(f"{rasd}ResourceType") == "10")
-    assert nic.findtext(f"{rasd}ResourceSubType") == "E1000" and nic.findtext(f"{rasd}Connection") == vm.vnics.get().network.name
+    assert (
+        nic.findtext(f"{rasd}ResourceSubType") == "E1000"
+        and nic.findtext(f"{rasd}Connection") == vm.vnics.get().network.name
+    )
     for item in items:  # rasd elements in alphabetical order, as CIM's schema has them
         tags = [child.tag for child in item]
         assert tags == sorted(tags)
@@ -228,7 +265,12 @@ def test_export_ova_and_import_it_back(real_estate, tmp_path):
         members = tar.getmembers()
         assert all(m.isfile() for m in members)
         names = [m.name for m in members]
-        assert names == ["web-server-01.ovf", "web-server-01.mf", "web-server-01-disk0.vmdk", "web-server-01-disk1.vmdk"]
+        assert names == [
+            "web-server-01.ovf",
+            "web-server-01.mf",
+            "web-server-01-disk0.vmdk",
+            "web-server-01-disk1.vmdk",
+        ]
         tar.extractall(tmp_path / "x", filter="data")
     with open(ova, "rb") as fh:
         header = fh.read(512)
@@ -239,8 +281,10 @@ def test_export_ova_and_import_it_back(real_estate, tmp_path):
     (system,) = ovf.vms
     assert (system.name, system.vcpus, system.memory_mib, system.os_type) == ("Web Server 01", 2, 768, "OL7")
     assert [(d.href, d.capacity_bytes) for d in system.disks] == [(names[2], 64 << 20), (names[3], 32 << 20)]
-    manifest = dict(re.fullmatch(r"SHA256\((.+)\)= ([0-9a-f]{64})", line).groups()
-                    for line in (x / names[1]).read_text().splitlines())
+    manifest = dict(
+        re.fullmatch(r"SHA256\((.+)\)= ([0-9a-f]{64})", line).groups()
+        for line in (x / names[1]).read_text().splitlines()
+    )
     assert manifest == {n: hashlib.sha256((x / n).read_bytes()).hexdigest() for n in (names[0], names[2], names[3])}
     for member, source in ((names[2], boot), (names[3], data)):
         info = _qemu_info(x / member)
@@ -251,14 +295,22 @@ def test_export_ova_and_import_it_back(real_estate, tmp_path):
     # Round trip: ovmweb's own appliance import takes it back, and a VM made from it
     # gets the same shape and the same disk contents.
     with open(ova, "rb") as fh:
-        imported = _run(appliances.appliance_import(user=e["user"], repository=e["repo"], fileobj=fh, filename=ova.name))
+        imported = _run(
+            appliances.appliance_import(user=e["user"], repository=e["repo"], fileobj=fh, filename=ova.name)
+        )
     assert imported.status == JobStatus.SUCCESS, imported.error
     appliance = VirtualAppliance.objects.get(pk=imported.result["appliance_id"])
     avm = appliance.vms.get()
     assert (avm.name, avm.vcpus, avm.memory_mib, avm.os_type) == ("Web Server 01", 2, 768, "OL7")
     assert sorted(d.size_bytes for d in avm.disks.all()) == [32 << 20, 64 << 20]
-    copy = vms.vm_create(user=e["user"], name="copy", server_pool=e["pool"], domain_type="HVM", os_type="OL7",
-                         source={"kind": "appliance", "appliance_vm": avm})
+    copy = vms.vm_create(
+        user=e["user"],
+        name="copy",
+        server_pool=e["pool"],
+        domain_type="HVM",
+        os_type="OL7",
+        source={"kind": "appliance", "appliance_vm": avm},
+    )
     run_pending_jobs()
     deploy = Job.objects.get(operation="appliance.deploy")
     assert deploy.status == JobStatus.SUCCESS, deploy.error
@@ -374,14 +426,28 @@ def _ssh_estate(e, ssh_access, tmp_path):
     from ovmweb.inventory.services import pools, repositories, servers
 
     pool = pools.server_pool_create(user=e["user"], name=f"ssh-{uuid.uuid4().hex[:6]}")
-    job = servers.server_discover(user=e["user"], hostname="127.0.0.1", transport="ssh", ssh_port=ssh_access["port"],
-                                  ssh_user="root", private_key=ssh_access["private_key"],
-                                  host_key_fingerprint=ssh_access["fingerprint"], name="over-ssh", server_pool=pool)
+    job = servers.server_discover(
+        user=e["user"],
+        hostname="127.0.0.1",
+        transport="ssh",
+        ssh_port=ssh_access["port"],
+        ssh_user="root",
+        private_key=ssh_access["private_key"],
+        host_key_fingerprint=ssh_access["fingerprint"],
+        name="over-ssh",
+        server_pool=pool,
+    )
     assert _run(job).status == JobStatus.SUCCESS, job.error
     server = Server.objects.get(name="over-ssh")
     (tmp_path / "ssh-repo").mkdir()
-    job = repositories.repository_create(user=e["user"], name="ssh-repo", kind="LOCAL", path=str(tmp_path / "ssh-repo"),
-                                         server=server, server_pools=[pool])
+    job = repositories.repository_create(
+        user=e["user"],
+        name="ssh-repo",
+        kind="LOCAL",
+        path=str(tmp_path / "ssh-repo"),
+        server=server,
+        server_pools=[pool],
+    )
     assert _run(job).status == JobStatus.SUCCESS, job.error
     return {**e, "pool": pool, "server": server, "repo": Repository.objects.get(name="ssh-repo")}
 
@@ -454,7 +520,7 @@ def test_resume_through_the_api(user, pool, repo):
     assert response.status_code == 409 and "not an export" in response.json()["detail"]
 
 
-def test_a_local_conversion_dies_with_the_worker_that_started_it(tmp_path):
+def test_a_local_conversion_dies_with_the_worker_that_started_it(tmp_path):  # noqa: C901
     """SIGKILL of the process streaming a local command takes the command with it."""
     import signal
     import subprocess
@@ -468,8 +534,9 @@ def test_a_local_conversion_dies_with_the_worker_that_started_it(tmp_path):
         "from ovmweb.inventory.services.exports import ExportHost\n"
         "ExportHost._stream_local(['sleep', '300'], lambda data: None, lambda: None)\n"
     )
-    worker = subprocess.Popen([sys.executable, str(script)], cwd=str(Path(__file__).resolve().parents[2]),
-                              stderr=subprocess.PIPE)
+    worker = subprocess.Popen(
+        [sys.executable, str(script)], cwd=str(Path(__file__).resolve().parents[2]), stderr=subprocess.PIPE
+    )
 
     def children(pid):
         found = []

@@ -1,6 +1,7 @@
 """A VM action job that fails, is aborted, or never runs leaves the VM in the state its
 server really reports (seed 7.8: STOPPING/STARTING are promises, not facts), with an
 event. Runs through the real job runner against libvirt's test:///default driver."""
+
 import pytest
 
 from ovmweb.hypervisor.base import PowerState
@@ -14,7 +15,6 @@ from ovmweb.jobs.models import Event, Job
 from ovmweb.jobs.services import job_request_abort
 from ovmweb.jobs.testing import run_pending_jobs
 from tests import factories as f
-
 
 pytestmark = pytest.mark.usefixtures("libvirt_test_driver")
 
@@ -83,10 +83,10 @@ def test_restart_that_fails_in_the_hypervisor_leaves_it_running(running_vm, user
     assert running_vm.status == VmStatus.RUNNING
 
 
-@pytest.mark.parametrize("action,expected", [("stop", VmStatus.RUNNING), ("restart", VmStatus.RUNNING),
-                                             ("suspend", VmStatus.RUNNING)])
-def test_action_aborted_while_queued_is_re_read(running_vm, user, action, expected,
-                                                django_capture_on_commit_callbacks):
+@pytest.mark.parametrize(
+    "action,expected", [("stop", VmStatus.RUNNING), ("restart", VmStatus.RUNNING), ("suspend", VmStatus.RUNNING)]
+)
+def test_action_aborted_while_queued_is_re_read(running_vm, user, action, expected, django_capture_on_commit_callbacks):
     job = vm_action(vm=running_vm, action=action, user=user)
     running_vm.refresh_from_db()
     assert running_vm.status == VmStatus.STOPPING
@@ -101,7 +101,9 @@ def test_action_aborted_while_queued_is_re_read(running_vm, user, action, expect
     running_vm.refresh_from_db()
     assert reread.status == JobStatus.SUCCESS and reread.result["power_state"] == "running"
     assert running_vm.status == expected
-    assert Event.objects.filter(object_id=running_vm.pk, type="vm.state", text__contains=f"job #{job.pk} did not run").exists()
+    assert Event.objects.filter(
+        object_id=running_vm.pk, type="vm.state", text__contains=f"job #{job.pk} did not run"
+    ).exists()
 
 
 def test_start_aborted_while_queued_ends_stopped(db, pool, repo, server, user, django_capture_on_commit_callbacks):

@@ -1,6 +1,7 @@
 """Hot-plug of VNICs, disks and CD-ROM media (seed 7.4, 7.14): the rules on the service,
 the fallback when the hypervisor cannot hot-plug (libvirt's test:///default has no
 attach API), and the real thing on the tiny guest under this machine's QEMU."""
+
 import socket
 import time
 import xml.etree.ElementTree as ET
@@ -156,13 +157,24 @@ def test_hot_plug_on_the_tiny_guest(real_estate):
     e = real_estate
     user, repo = e["user"], e["repo"]
     with open(GUEST_DIR / "tiny.iso", "rb") as fh:
-        storage.iso_upload(repository=repo, user=user, name="tiny.iso", fileobj=fh, size=(GUEST_DIR / "tiny.iso").stat().st_size)
+        storage.iso_upload(
+            repository=repo, user=user, name="tiny.iso", fileobj=fh, size=(GUEST_DIR / "tiny.iso").stat().st_size
+        )
     storage.disk_create(user=user, repository=repo, name="data", size_bytes=64 << 20)
     run_pending_jobs()
     iso, disk = repo.iso_files.get(), VirtualDisk.objects.get(name="data")
-    vm = vms.vm_create(user=user, name="hot", server_pool=e["pool"], repository=repo, domain_type="PVHVM",
-                       os_type="OL6", guest_kernel="4.14.35-2047.el7uek", memory_mib=256, max_memory_mib=256,
-                       source={"kind": "iso", "iso": iso})
+    vm = vms.vm_create(
+        user=user,
+        name="hot",
+        server_pool=e["pool"],
+        repository=repo,
+        domain_type="PVHVM",
+        os_type="OL6",
+        guest_kernel="4.14.35-2047.el7uek",
+        memory_mib=256,
+        max_memory_mib=256,
+        source={"kind": "iso", "iso": iso},
+    )
     start = vms.vm_action(vm=vm, action="start", user=user)
     run_pending_jobs()
     start.refresh_from_db()

@@ -1,6 +1,7 @@
 """PVM kernel and initrd from a mounted install tree (seed 7.1, 7.2): fetched over real
 HTTP from a loopback server, written locally and through the real sshd's SFTP, and a
 real PVM boot of the tiny guest on this machine's libvirtd."""
+
 import json
 import shutil
 import socket
@@ -38,8 +39,12 @@ def test_fetches_pxeboot_layout_and_skips_when_unchanged(pvm, local_server, inst
     with http_tree(install_tree) as url:
         pvm.pvm_boot_url = url + "/"
         result = pvm_boot_files_fetch(vm=pvm, server=local_server)
-        assert result == {"url": url + "/", "kernel": "images/pxeboot/vmlinuz", "initrd": "images/pxeboot/initrd.img",
-                          "fetched": True}
+        assert result == {
+            "url": url + "/",
+            "kernel": "images/pxeboot/vmlinuz",
+            "initrd": "images/pxeboot/initrd.img",
+            "fetched": True,
+        }
         d = _vm_dir(pvm)
         assert (d / "vmlinuz").read_bytes() == (GUEST_DIR / "vmlinuz").read_bytes()
         assert (d / "initrd.img").read_bytes() == (GUEST_DIR / "initrd.gz").read_bytes()
@@ -116,9 +121,14 @@ def test_nfs_is_mounted_by_the_server_and_a_failed_mount_is_reported(pvm, local_
 
 def test_ssh_server_gets_the_files_through_sftp(pvm, install_tree, ssh_access, settings):
     settings.OVMWEB_HYPERVISOR_URI = ""
-    server = f.ServerFactory(transport="ssh", hostname="127.0.0.1", ssh_port=ssh_access["port"], ssh_user="root",
-                             host_key_fingerprint=ssh_access["fingerprint"],
-                             credentials_encrypted=encrypt_credentials({"private_key": ssh_access["private_key"]}))
+    server = f.ServerFactory(
+        transport="ssh",
+        hostname="127.0.0.1",
+        ssh_port=ssh_access["port"],
+        ssh_user="root",
+        host_key_fingerprint=ssh_access["fingerprint"],
+        credentials_encrypted=encrypt_credentials({"private_key": ssh_access["private_key"]}),
+    )
     with http_tree(install_tree) as url:
         pvm.pvm_boot_url = url
         assert pvm_boot_files_fetch(vm=pvm, server=server)["fetched"] is True
@@ -129,9 +139,13 @@ def test_ssh_server_gets_the_files_through_sftp(pvm, install_tree, ssh_access, s
 
 def test_ssh_server_with_a_wrong_host_key_gets_nothing(pvm, install_tree, ssh_access, settings):
     settings.OVMWEB_HYPERVISOR_URI = ""
-    server = f.ServerFactory(transport="ssh", hostname="127.0.0.1", ssh_port=ssh_access["port"],
-                             host_key_fingerprint="SHA256:" + "B" * 43,
-                             credentials_encrypted=encrypt_credentials({"private_key": ssh_access["private_key"]}))
+    server = f.ServerFactory(
+        transport="ssh",
+        hostname="127.0.0.1",
+        ssh_port=ssh_access["port"],
+        host_key_fingerprint="SHA256:" + "B" * 43,
+        credentials_encrypted=encrypt_credentials({"private_key": ssh_access["private_key"]}),
+    )
     pvm.pvm_boot_url = "http://127.0.0.1:9/unused"
     from ovmweb.hypervisor.base import HostKeyMismatch
 
@@ -146,9 +160,17 @@ def test_pvm_boots_the_tiny_guest_from_a_mounted_install_tree(real_estate, insta
     the kernel and initrd into the repository and QEMU boots them directly (no BIOS)."""
     e = real_estate
     with http_tree(install_tree) as url:
-        vm = vms.vm_create(user=e["user"], name="pvm-tiny", server_pool=e["pool"], repository=e["repo"],
-                           domain_type="PVM", os_type="OL6", memory_mib=256, max_memory_mib=256,
-                           source={"kind": "pvm_url", "url": url})
+        vm = vms.vm_create(
+            user=e["user"],
+            name="pvm-tiny",
+            server_pool=e["pool"],
+            repository=e["repo"],
+            domain_type="PVM",
+            os_type="OL6",
+            memory_mib=256,
+            max_memory_mib=256,
+            source={"kind": "pvm_url", "url": url},
+        )
         job = vms.vm_action(vm=vm, action="start", user=e["user"])
         run_pending_jobs()
     job.refresh_from_db()
@@ -171,9 +193,17 @@ def test_pvm_boots_the_tiny_guest_from_a_mounted_install_tree(real_estate, insta
 @pytest.mark.integration
 def test_pvm_start_with_an_unreachable_tree_fails_and_releases_ports(real_estate):
     e = real_estate
-    vm = vms.vm_create(user=e["user"], name="pvm-nowhere", server_pool=e["pool"], repository=e["repo"],
-                       domain_type="PVM", os_type="OL6", memory_mib=256, max_memory_mib=256,
-                       source={"kind": "pvm_url", "url": "http://127.0.0.1:9/ol6"})
+    vm = vms.vm_create(
+        user=e["user"],
+        name="pvm-nowhere",
+        server_pool=e["pool"],
+        repository=e["repo"],
+        domain_type="PVM",
+        os_type="OL6",
+        memory_mib=256,
+        max_memory_mib=256,
+        source={"kind": "pvm_url", "url": "http://127.0.0.1:9/ol6"},
+    )
     job = vms.vm_action(vm=vm, action="start", user=e["user"])
     run_pending_jobs()
     job.refresh_from_db()

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db
 
 # 7.10 ------------------------------------------------------------------------
 
+
 @pytest.fixture
 def running_vm(vm):
     VirtualMachine.objects.filter(pk=vm.pk).update(status=VmStatus.RUNNING)
@@ -25,11 +26,15 @@ def running_vm(vm):
 
 def test_one_job_per_message_and_hidden_values_never_stored(user, running_vm):
     secret = "s3cret-root-pw"
-    jobs = vm_send_messages(vm=running_vm, user=user, messages=[
-        {"key": "com.oracle.linux.network.device.0", "value": "eth0"},
-        {"key": "com.oracle.linux.network.bootproto.0", "value": "dhcp", "log": False},
-        {"key": "com.oracle.linux.root-password", "value": secret, "hidden": True},
-    ])
+    jobs = vm_send_messages(
+        vm=running_vm,
+        user=user,
+        messages=[
+            {"key": "com.oracle.linux.network.device.0", "value": "eth0"},
+            {"key": "com.oracle.linux.network.bootproto.0", "value": "dhcp", "log": False},
+            {"key": "com.oracle.linux.root-password", "value": secret, "hidden": True},
+        ],
+    )
     assert len(jobs) == 3 and all(j.operation == "vm.message" for j in jobs)
     rows = {m.key: m for m in VmMessage.objects.all()}
     assert rows["com.oracle.linux.network.device.0"].value == "eth0"
@@ -43,8 +48,15 @@ def test_one_job_per_message_and_hidden_values_never_stored(user, running_vm):
 
 def test_message_limits_refuse_everything(user, running_vm):
     with pytest.raises(ValidationError) as exc:
-        vm_send_messages(vm=running_vm, user=user, messages=[
-            {"key": "ok", "value": "v"}, {"key": "k" * 257, "value": "v"}, {"key": "big", "value": "x" * 1025}])
+        vm_send_messages(
+            vm=running_vm,
+            user=user,
+            messages=[
+                {"key": "ok", "value": "v"},
+                {"key": "k" * 257, "value": "v"},
+                {"key": "big", "value": "x" * 1025},
+            ],
+        )
     assert set(exc.value.message_dict) == {"messages[1].key", "messages[2].value"}
     assert not Job.objects.exists() and not VmMessage.objects.exists()
     vm_send_messages(vm=running_vm, user=user, messages=[{"key": "big", "value": "x" * 8192, "log": False}])
@@ -56,6 +68,7 @@ def test_messages_only_to_running_vm(user, vm):
 
 
 # placement (7.12 and friends) ------------------------------------------------
+
 
 def test_choose_server_prefers_free_memory_and_skips_locked(vm, pool):
     small = f.ServerFactory(server_pool=pool, memory_mib=4096)
@@ -76,7 +89,9 @@ def test_choose_server_reasons(vm, pool):
 
 def test_placement_counts_running_vms_memory_and_pending_memory(vm, pool, repo):
     server = f.ServerFactory(server_pool=pool, memory_mib=2048)
-    f.VirtualMachineFactory(server_pool=pool, server=server, status=VmStatus.RUNNING, memory_mib=1536, max_memory_mib=2048)
+    f.VirtualMachineFactory(
+        server_pool=pool, server=server, status=VmStatus.RUNNING, memory_mib=1536, max_memory_mib=2048
+    )
     assert placement.choose_server(vm=vm) == server  # 512 needed, 512 free
     vm.pending_changes = {"memory_mib": 1024}
     with pytest.raises(Conflict, match="MiB free"):
@@ -84,7 +99,7 @@ def test_placement_counts_running_vms_memory_and_pending_memory(vm, pool, repo):
 
 
 def test_local_repository_only_on_its_server(pool):
-    a, b = f.ServerFactory(server_pool=pool), f.ServerFactory(server_pool=pool, memory_mib=10**6)
+    a, _b = f.ServerFactory(server_pool=pool), f.ServerFactory(server_pool=pool, memory_mib=10**6)
     vm = f.VirtualMachineFactory(server_pool=pool, repository=f.RepositoryFactory(kind="LOCAL", server=a))
     assert placement.choose_server(vm=vm) == a
 
@@ -114,9 +129,14 @@ def test_sparc_vm_not_placed_on_x86_server(pool, repo):
 
 # ports ------------------------------------------------------------------------
 
+
 def test_ports_lowest_free_idempotent_and_released(pool, server):
     vms = [f.VirtualMachineFactory(server_pool=pool) for _ in range(3)]
-    assert [ports.allocate_console_ports(vm=v, server=server) for v in vms] == [(10000, 7900), (10001, 7901), (10002, 7902)]
+    assert [ports.allocate_console_ports(vm=v, server=server) for v in vms] == [
+        (10000, 7900),
+        (10001, 7901),
+        (10002, 7902),
+    ]
     assert ports.allocate_console_ports(vm=vms[0], server=server) == (10000, 7900)
     ports.release_console_ports(vm=vms[1])
     late = f.VirtualMachineFactory(server_pool=pool)

@@ -1,6 +1,7 @@
 """Live migration of a VM whose disks are in a local repository (seed 7.7): the rules
 on the target repository, the job's plan, and the destination XML's disk paths.
 (Real two-server runs belong to the multi-server integration tests.)"""
+
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -47,8 +48,12 @@ def test_job_plans_a_copy_into_the_targets_local_repository(two_servers, local_v
     _a, b, _repo_a, repo_b = two_servers
     job = vm_migrate(vm=local_vm, user=user, target_server=b)
     assert job.operation == "vm.migrate"
-    assert job.params == {"vm_id": local_vm.pk, "target_server_id": b.pk, "storage_migration": True,
-                          "target_repository_id": repo_b.pk}
+    assert job.params == {
+        "vm_id": local_vm.pk,
+        "target_server_id": b.pk,
+        "storage_migration": True,
+        "target_repository_id": repo_b.pk,
+    }
     # Naming the repository is enough: its server is the target.
     job.delete()
     from ovmweb.jobs.models import ObjectLock
@@ -74,8 +79,12 @@ def test_pinned_vm_still_refused(two_servers, local_vm, user):
 
 
 def test_destination_xml_gets_the_target_paths():
-    document = ("<domain><devices><disk type='file' device='disk'><source file='/srv/a/VirtualDisks/x.qcow2'/>"
-                "<target dev='vda'/></disk><disk type='file' device='cdrom'><source file='/srv/s/ISOs/i.iso'/>"
-                "<target dev='sda'/></disk></devices></domain>")
-    out = ET.fromstring(xmlbuild.rewrite_disk_sources(document, {"/srv/a/VirtualDisks/x.qcow2": "/srv/b/VirtualDisks/x.qcow2"}))
+    document = (
+        "<domain><devices><disk type='file' device='disk'><source file='/srv/a/VirtualDisks/x.qcow2'/>"
+        "<target dev='vda'/></disk><disk type='file' device='cdrom'><source file='/srv/s/ISOs/i.iso'/>"
+        "<target dev='sda'/></disk></devices></domain>"
+    )
+    out = ET.fromstring(
+        xmlbuild.rewrite_disk_sources(document, {"/srv/a/VirtualDisks/x.qcow2": "/srv/b/VirtualDisks/x.qcow2"})
+    )
     assert [s.get("file") for s in out.iter("source")] == ["/srv/b/VirtualDisks/x.qcow2", "/srv/s/ISOs/i.iso"]

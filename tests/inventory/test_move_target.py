@@ -1,4 +1,5 @@
 """vm_move with a target repository instead of a clone customizer (7.7)."""
+
 import pytest
 from django.core.exceptions import ValidationError
 

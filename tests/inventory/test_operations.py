@@ -1,5 +1,6 @@
 """The vm.* job operations, run through the real job runner against libvirt's
 in-process test:///default driver via driver_for()."""
+
 import pytest
 
 from ovmweb.hypervisor.base import PowerState
@@ -10,7 +11,6 @@ from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.models import Event
 from ovmweb.jobs.testing import run_pending_jobs
 from tests import factories as f
-
 
 pytestmark = pytest.mark.usefixtures("libvirt_test_driver")
 
@@ -125,12 +125,23 @@ def test_start_refused_by_placement_ends_stopped_with_event(running_setup, user,
 def test_driver_failure_on_start_ends_stopped(running_setup, user, server):
     vm = running_setup
     # Occupy the domain name with another uuid: define() fails in the hypervisor.
-    from ovmweb.hypervisor.base import DomainSpec
-    from ovmweb.inventory.operations.vms import domain_name
     import uuid
 
-    driver_for(server).define(DomainSpec(name=domain_name(vm), uuid=str(uuid.uuid4()), domain_type="HVM",
-                                         virt_type="qemu", vcpus=1, max_vcpus=1, memory_mib=64, max_memory_mib=64))
+    from ovmweb.hypervisor.base import DomainSpec
+    from ovmweb.inventory.operations.vms import domain_name
+
+    driver_for(server).define(
+        DomainSpec(
+            name=domain_name(vm),
+            uuid=str(uuid.uuid4()),
+            domain_type="HVM",
+            virt_type="qemu",
+            vcpus=1,
+            max_vcpus=1,
+            memory_mib=64,
+            max_memory_mib=64,
+        )
+    )
     job = vm_action(vm=vm, action="start", user=user)
     run_pending_jobs()
     job.refresh_from_db()
@@ -241,7 +252,9 @@ def test_message_job_scrubs_the_hidden_value_whatever_the_outcome(running_setup,
     vm_action(vm=vm, action="start", user=user)
     run_pending_jobs()
     vm.refresh_from_db()
-    (job,) = vm_send_messages(vm=vm, user=user, messages=[{"key": "com.oracle.linux.root-password", "value": "pw", "hidden": True}])
+    (job,) = vm_send_messages(
+        vm=vm, user=user, messages=[{"key": "com.oracle.linux.root-password", "value": "pw", "hidden": True}]
+    )
     assert "value_encrypted" in job.params
     run_pending_jobs()
     job.refresh_from_db()

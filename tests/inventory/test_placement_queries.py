@@ -26,8 +26,9 @@ def test_choose_server_reads_a_constant_number_of_queries(pool, repo):
     def grow(n):
         for _ in range(n):
             server = f.ServerFactory(server_pool=pool)
-            partner = f.VirtualMachineFactory(server_pool=pool, repository=repo, server=server,
-                                              status=VmStatus.RUNNING, memory_mib=256)
+            partner = f.VirtualMachineFactory(
+                server_pool=pool, repository=repo, server=server, status=VmStatus.RUNNING, memory_mib=256
+            )
             ports.allocate_console_ports(vm=partner, server=server)
 
     def fresh():
@@ -41,8 +42,9 @@ def test_choose_server_reads_a_constant_number_of_queries(pool, repo):
     assert few == many == 2  # the VM itself, then every server with its facts
     # The explicit-target check is one query too, and sees the partner's memory.
     server = f.ServerFactory(server_pool=pool, memory_mib=600)
-    big = f.VirtualMachineFactory(server_pool=pool, repository=repo, server=server, status=VmStatus.RUNNING,
-                                  memory_mib=200, max_memory_mib=200)
+    big = f.VirtualMachineFactory(
+        server_pool=pool, repository=repo, server=server, status=VmStatus.RUNNING, memory_mib=200, max_memory_mib=200
+    )
     assert big.server == server
     vm = fresh()
     assert _queries(lambda: placement.refusal(vm=vm, server=server)) == 1

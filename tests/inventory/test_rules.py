@@ -1,4 +1,5 @@
 """The pure rules of rules.py, each with the case that breaks it."""
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -7,8 +8,8 @@ from ovmweb.inventory.choices import Architecture, CloneType, DomainType, OsType
 from ovmweb.inventory.exceptions import Conflict
 from tests import factories as f
 
-
 # 7.1 ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("os_type", [OsType.ORACLE_LINUX_7, OsType.RHEL_7])
 def test_pvm_refused_for_ol7_and_rhel7_with_reason(os_type):
@@ -18,25 +19,43 @@ def test_pvm_refused_for_ol7_and_rhel7_with_reason(os_type):
 
 
 def test_pvm_allowed_for_ol6():
-    rules.check_domain_type(domain_type=DomainType.PVM, os_type=OsType.ORACLE_LINUX_6, pool_architecture=Architecture.X86)
+    rules.check_domain_type(
+        domain_type=DomainType.PVM, os_type=OsType.ORACLE_LINUX_6, pool_architecture=Architecture.X86
+    )
 
 
 def test_sparc_only_in_sparc_pool_and_x86_types_refused_there():
     with pytest.raises(ValidationError, match="SPARC server pool"):
-        rules.check_domain_type(domain_type=DomainType.SPARC, os_type=OsType.SOLARIS_SPARC, pool_architecture=Architecture.X86)
+        rules.check_domain_type(
+            domain_type=DomainType.SPARC, os_type=OsType.SOLARIS_SPARC, pool_architecture=Architecture.X86
+        )
     with pytest.raises(ValidationError, match="runs only OVM/SPARC"):
-        rules.check_domain_type(domain_type=DomainType.HVM, os_type=OsType.SOLARIS_SPARC, pool_architecture=Architecture.SPARC)
-    rules.check_domain_type(domain_type=DomainType.SPARC, os_type=OsType.SOLARIS_SPARC, pool_architecture=Architecture.SPARC)
+        rules.check_domain_type(
+            domain_type=DomainType.HVM, os_type=OsType.SOLARIS_SPARC, pool_architecture=Architecture.SPARC
+        )
+    rules.check_domain_type(
+        domain_type=DomainType.SPARC, os_type=OsType.SOLARIS_SPARC, pool_architecture=Architecture.SPARC
+    )
 
 
 # 7.2 ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind,domain_type,ok", [
-    ("iso", DomainType.HVM, True), ("iso", DomainType.PVHVM, True), ("iso", DomainType.PVM, False),
-    ("pvm_url", DomainType.PVM, True), ("pvm_url", DomainType.HVM, False), ("pvm_url", DomainType.PVHVM, False),
-    ("template", DomainType.PVM, True), ("template", DomainType.HVM, True),
-    ("appliance", DomainType.PVM, True), ("clone", DomainType.PVHVM, True),
-])
+
+@pytest.mark.parametrize(
+    "kind,domain_type,ok",
+    [
+        ("iso", DomainType.HVM, True),
+        ("iso", DomainType.PVHVM, True),
+        ("iso", DomainType.PVM, False),
+        ("pvm_url", DomainType.PVM, True),
+        ("pvm_url", DomainType.HVM, False),
+        ("pvm_url", DomainType.PVHVM, False),
+        ("template", DomainType.PVM, True),
+        ("template", DomainType.HVM, True),
+        ("appliance", DomainType.PVM, True),
+        ("clone", DomainType.PVHVM, True),
+    ],
+)
 def test_install_source_table(kind, domain_type, ok):
     call = lambda: rules.check_install_source(domain_type=domain_type, kind=kind, url="nfs://srv/ol6")  # noqa: E731
     if ok:
@@ -75,6 +94,7 @@ def test_vnic_model_by_domain_type():
 
 # 7.13 -----------------------------------------------------------------------
 
+
 def test_cpu_and_memory_bounds():
     rules.check_cpu_memory(vcpus=1, max_vcpus=1, memory_mib=512, max_memory_mib=512)
     with pytest.raises(ValidationError) as exc:
@@ -87,20 +107,25 @@ def test_cpu_and_memory_bounds():
 
 # 7.14 -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("kernel,ok", [
-    ("2.6.39-400.211.1.el6uek", True),
-    ("2.6.39-400.211.2.el6uek", True),
-    ("2.6.39-400.1000.1.el6uek", True),   # string compare would say "1000" < "211"
-    ("3.8.13-16.2.1.el6uek", True),
-    ("4.14.35-1902.el7uek", True),
-    ("2.6.39-400.99.1.el6uek", False),    # string compare would say "99" > "211"
-    ("2.6.39-400.211.0.el6uek", False),
-    ("2.6.32-431.el6", False),
-    ("", False),
-])
+
+@pytest.mark.parametrize(
+    "kernel,ok",
+    [
+        ("2.6.39-400.211.1.el6uek", True),
+        ("2.6.39-400.211.2.el6uek", True),
+        ("2.6.39-400.1000.1.el6uek", True),  # string compare would say "1000" < "211"
+        ("3.8.13-16.2.1.el6uek", True),
+        ("4.14.35-1902.el7uek", True),
+        ("2.6.39-400.99.1.el6uek", False),  # string compare would say "99" > "211"
+        ("2.6.39-400.211.0.el6uek", False),
+        ("2.6.32-431.el6", False),
+        ("", False),
+    ],
+)
 def test_oracle_linux_hot_vcpu_kernel_threshold(kernel, ok):
-    why = rules.hot_change_refusal(os_type=OsType.ORACLE_LINUX_6, component=rules.Hot.VCPU,
-                                   domain_type=DomainType.PVHVM, guest_kernel=kernel)
+    why = rules.hot_change_refusal(
+        os_type=OsType.ORACLE_LINUX_6, component=rules.Hot.VCPU, domain_type=DomainType.PVHVM, guest_kernel=kernel
+    )
     assert (why is None) is ok
     if not ok:
         assert "2.6.39-400.211.1" in why
@@ -110,36 +135,41 @@ def test_kernel_version_key_is_numeric():
     assert rules.kernel_version_key("2.6.39-400.99.1") < rules.kernel_version_key("2.6.39-400.211.1")
 
 
-@pytest.mark.parametrize("os_type,domain_type,kernel,pv,component,ok", [
-    (OsType.ORACLE_LINUX_6, DomainType.PVM, "", False, rules.Hot.MEMORY, True),
-    (OsType.ORACLE_LINUX_6, DomainType.PVHVM, "", False, rules.Hot.MEMORY, True),
-    (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, rules.Hot.MEMORY, False),
-    (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, rules.Hot.DISK, True),
-    (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, rules.Hot.VNIC, True),
-    (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, rules.Hot.VCPU, True),
-    (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, rules.Hot.MEMORY, True),
-    (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, rules.Hot.DISK, True),
-    (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.VCPU, False),
-    (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.MEMORY, False),
-    (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.DISK, True),
-    (OsType.SOLARIS_X86, DomainType.HVM, "5.10", False, rules.Hot.DISK, False),
-    (OsType.SOLARIS_X86, DomainType.HVM, "11.4", False, rules.Hot.DISK, True),
-    (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.VNIC, True),
-    (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.CDROM_REMOVE, False),
-    (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.VCPU, False),
-    (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.MEMORY, False),
-    (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.DISK, True),
-    (OsType.WINDOWS, DomainType.PVHVM, "", False, rules.Hot.DISK, False),
-    (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.VNIC, True),
-    (OsType.WINDOWS, DomainType.HVM, "", False, rules.Hot.VNIC, False),
-])
+@pytest.mark.parametrize(
+    "os_type,domain_type,kernel,pv,component,ok",
+    [
+        (OsType.ORACLE_LINUX_6, DomainType.PVM, "", False, rules.Hot.MEMORY, True),
+        (OsType.ORACLE_LINUX_6, DomainType.PVHVM, "", False, rules.Hot.MEMORY, True),
+        (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, rules.Hot.MEMORY, False),
+        (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, rules.Hot.DISK, True),
+        (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, rules.Hot.VNIC, True),
+        (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, rules.Hot.VCPU, True),
+        (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, rules.Hot.MEMORY, True),
+        (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, rules.Hot.DISK, True),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.VCPU, False),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.MEMORY, False),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.DISK, True),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.10", False, rules.Hot.DISK, False),
+        (OsType.SOLARIS_X86, DomainType.HVM, "11.4", False, rules.Hot.DISK, True),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.VNIC, True),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.CDROM_REMOVE, False),
+        (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.VCPU, False),
+        (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.MEMORY, False),
+        (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.DISK, True),
+        (OsType.WINDOWS, DomainType.PVHVM, "", False, rules.Hot.DISK, False),
+        (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.VNIC, True),
+        (OsType.WINDOWS, DomainType.HVM, "", False, rules.Hot.VNIC, False),
+    ],
+)
 def test_hot_change_matrix(os_type, domain_type, kernel, pv, component, ok):
-    why = rules.hot_change_refusal(os_type=os_type, component=component, domain_type=domain_type,
-                                   guest_kernel=kernel, pv_drivers=pv)
+    why = rules.hot_change_refusal(
+        os_type=os_type, component=component, domain_type=domain_type, guest_kernel=kernel, pv_drivers=pv
+    )
     assert (why is None) is ok, why
 
 
 # 7.15 -----------------------------------------------------------------------
+
 
 def test_huge_pages_refused_for_pvm_with_reason_and_for_hvm():
     with pytest.raises(ValidationError, match="deprecated for PVM"):
@@ -151,13 +181,17 @@ def test_huge_pages_refused_for_pvm_with_reason_and_for_hvm():
 
 # 7.4 MAC --------------------------------------------------------------------
 
-@pytest.mark.parametrize("start,end,field", [
-    ("00:21:f6:00:00:zz", "00:21:f6:ff:ff:ff", "start"),
-    ("00:21:f6:00:00", "00:21:f6:ff:ff:ff", "start"),
-    ("01:21:f6:00:00:00", "01:21:f6:ff:ff:ff", "start"),   # multicast bit
-    ("00:21:f6:00:00:00", "03:00:00:00:00:00", "end"),     # multicast end
-    ("00:21:f6:ff:00:00", "00:21:f6:00:00:00", "end"),     # reversed
-])
+
+@pytest.mark.parametrize(
+    "start,end,field",
+    [
+        ("00:21:f6:00:00:zz", "00:21:f6:ff:ff:ff", "start"),
+        ("00:21:f6:00:00", "00:21:f6:ff:ff:ff", "start"),
+        ("01:21:f6:00:00:00", "01:21:f6:ff:ff:ff", "start"),  # multicast bit
+        ("00:21:f6:00:00:00", "03:00:00:00:00:00", "end"),  # multicast end
+        ("00:21:f6:ff:00:00", "00:21:f6:00:00:00", "end"),  # reversed
+    ],
+)
 def test_bad_mac_ranges(start, end, field):
     with pytest.raises(ValidationError) as exc:
         rules.check_mac_range(start, end)
@@ -169,6 +203,7 @@ def test_mac_range_normalised():
 
 
 # 7.10 -----------------------------------------------------------------------
+
 
 def test_message_limits():
     rules.check_message(key="k" * 256, value="v" * 1024, log=True)
@@ -187,6 +222,7 @@ def test_message_limits():
 
 
 # 7.7 / 7.16 / 7.6 -----------------------------------------------------------
+
 
 @pytest.fixture
 def two_servers(db):
@@ -229,7 +265,7 @@ def test_live_migration_cpu_mismatch_unless_same_group(two_servers):
 
 def test_live_migration_to_older_hypervisor_refused(two_servers):
     pool, a, b = two_servers
-    a.qemu_version, b.qemu_version = "7.10.0", "7.2.0"   # numeric, not string, comparison
+    a.qemu_version, b.qemu_version = "7.10.0", "7.2.0"  # numeric, not string, comparison
     vm = f.VirtualMachineFactory(server_pool=pool, server=a, status=VmStatus.RUNNING)
     with pytest.raises(Conflict, match="older QEMU"):
         rules.check_live_migration(vm=vm, source=a, target=b)

@@ -1,4 +1,5 @@
 """Seed 7.8: the state/action table, immediate statuses, and races."""
+
 import pytest
 
 from ovmweb.inventory.choices import VM_ACTION_TABLE, VmAction, VmStatus
@@ -79,7 +80,9 @@ def test_start_on_inbound_locked_server_refused_unless_ha_failover(user, vm, ser
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("first,second", [("start", "start"), ("stop", "suspend"), ("restart", "stop"), ("resume", "resume")])
+@pytest.mark.parametrize(
+    "first,second", [("start", "start"), ("stop", "suspend"), ("restart", "stop"), ("resume", "resume")]
+)
 def test_two_conflicting_requests_exactly_one_wins(first, second):
     user = f.SuperUserFactory()
     status = VmStatus.SUSPENDED if first == "resume" else (VmStatus.STOPPED if first == "start" else VmStatus.RUNNING)

@@ -1,4 +1,5 @@
 """vm_create and vm_update: seeds 7.1, 7.2, 7.9, 7.13, 7.14, 7.15."""
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -15,9 +16,20 @@ pytestmark = pytest.mark.django_db
 def test_create_hvm_from_iso_adds_cdrom_and_e1000_vnic(user, pool, repo):
     iso = f.IsoFileFactory(repository=repo)
     net = f.NetworkFactory()
-    vm = vm_create(user=user, name="web1", server_pool=pool, repository=repo, domain_type="HVM", os_type="OL6",
-                   vcpus=2, max_vcpus=4, memory_mib=1024, source={"kind": "iso", "iso": iso},
-                   disks=[{"virtual_disk": f.VirtualDiskFactory(repository=repo)}], vnics=[{"network": net}])
+    vm = vm_create(
+        user=user,
+        name="web1",
+        server_pool=pool,
+        repository=repo,
+        domain_type="HVM",
+        os_type="OL6",
+        vcpus=2,
+        max_vcpus=4,
+        memory_mib=1024,
+        source={"kind": "iso", "iso": iso},
+        disks=[{"virtual_disk": f.VirtualDiskFactory(repository=repo)}],
+        vnics=[{"network": net}],
+    )
     assert vm.status == VmStatus.STOPPED
     slots = list(vm.disk_slots.order_by("slot"))
     assert [s.kind for s in slots] == ["DISK", "CDROM"] and slots[0].bus == "sata"
@@ -27,47 +39,97 @@ def test_create_hvm_from_iso_adds_cdrom_and_e1000_vnic(user, pool, repo):
 
 def test_create_pvm_from_iso_refused(user, pool, repo):
     with pytest.raises(ValidationError) as exc:
-        vm_create(user=user, name="x", server_pool=pool, domain_type="PVM", os_type="OL6",
-                  source={"kind": "iso", "iso": f.IsoFileFactory(repository=repo)})
+        vm_create(
+            user=user,
+            name="x",
+            server_pool=pool,
+            domain_type="PVM",
+            os_type="OL6",
+            source={"kind": "iso", "iso": f.IsoFileFactory(repository=repo)},
+        )
     assert "source" in exc.value.message_dict
     assert not VirtualMachine.objects.exists()
 
 
 def test_create_pvm_from_url_and_ol7_refused(user, pool):
-    vm = vm_create(user=user, name="pv", server_pool=pool, domain_type="PVM", os_type="OL6",
-                   source={"kind": "pvm_url", "url": "nfs://10.0.0.5/export/ol6"})
+    vm = vm_create(
+        user=user,
+        name="pv",
+        server_pool=pool,
+        domain_type="PVM",
+        os_type="OL6",
+        source={"kind": "pvm_url", "url": "nfs://10.0.0.5/export/ol6"},
+    )
     assert vm.pvm_boot_url == "nfs://10.0.0.5/export/ol6"
     with pytest.raises(ValidationError) as exc:
-        vm_create(user=user, name="pv7", server_pool=pool, domain_type="PVM", os_type="OL7",
-                  source={"kind": "pvm_url", "url": "nfs://10.0.0.5/export/ol7"})
+        vm_create(
+            user=user,
+            name="pv7",
+            server_pool=pool,
+            domain_type="PVM",
+            os_type="OL7",
+            source={"kind": "pvm_url", "url": "nfs://10.0.0.5/export/ol7"},
+        )
     assert "Oracle Linux 7" in exc.value.message_dict["domain_type"][0]
     with pytest.raises(ValidationError):
-        vm_create(user=user, name="pvx", server_pool=pool, domain_type="PVM", os_type="OL6",
-                  source={"kind": "pvm_url", "url": "file:///etc/passwd"})
+        vm_create(
+            user=user,
+            name="pvx",
+            server_pool=pool,
+            domain_type="PVM",
+            os_type="OL6",
+            source={"kind": "pvm_url", "url": "file:///etc/passwd"},
+        )
 
 
 def test_pvhvm_with_emulated_disk_refused(user, pool, repo):
     with pytest.raises(ValidationError) as exc:
-        vm_create(user=user, name="x", server_pool=pool, domain_type="PVHVM", os_type="OL6", source={"kind": "none"},
-                  disks=[{"virtual_disk": f.VirtualDiskFactory(repository=repo), "bus": "ide"}])
+        vm_create(
+            user=user,
+            name="x",
+            server_pool=pool,
+            domain_type="PVHVM",
+            os_type="OL6",
+            source={"kind": "none"},
+            disks=[{"virtual_disk": f.VirtualDiskFactory(repository=repo), "bus": "ide"}],
+        )
     assert "disks" in exc.value.message_dict
 
 
 def test_sparc_vm_in_x86_pool_refused(user, pool):
     with pytest.raises(ValidationError):
-        vm_create(user=user, name="s", server_pool=pool, domain_type="SPARC", os_type="SOLARIS_SPARC", source={"kind": "none"})
+        vm_create(
+            user=user, name="s", server_pool=pool, domain_type="SPARC", os_type="SOLARIS_SPARC", source={"kind": "none"}
+        )
     sparc = f.ServerPoolFactory(architecture="SPARC")
-    vm_create(user=user, name="s", server_pool=sparc, domain_type="SPARC", os_type="SOLARIS_SPARC", source={"kind": "none"})
+    vm_create(
+        user=user, name="s", server_pool=sparc, domain_type="SPARC", os_type="SOLARIS_SPARC", source={"kind": "none"}
+    )
 
 
 def test_create_cpu_memory_bounds_and_huge_pages(user, pool):
     with pytest.raises(ValidationError) as exc:
-        vm_create(user=user, name="x", server_pool=pool, domain_type="HVM", os_type="OL6", vcpus=4, max_vcpus=2,
-                  source={"kind": "none"})
+        vm_create(
+            user=user,
+            name="x",
+            server_pool=pool,
+            domain_type="HVM",
+            os_type="OL6",
+            vcpus=4,
+            max_vcpus=2,
+            source={"kind": "none"},
+        )
     assert "vcpus" in exc.value.message_dict
     with pytest.raises(ValidationError) as exc:
-        vm_create(user=user, name="x", server_pool=pool, domain_type="PVM", os_type="OL6", huge_pages=True,
-                  source={"kind": "pvm_url", "url": "http://m/ol6"})
+        vm_create(
+            user=user,
+            name="x",
+            server_pool=pool,
+            domain_type="PVM",
+            os_type="OL6",
+            huge_pages=True,
+            source={"kind": "pvm_url", "url": "http://m/ol6"},
+        )
     assert "deprecated" in exc.value.message_dict["huge_pages"][0]
 
 
@@ -89,24 +151,34 @@ def test_update_running_vm_runtime_params_are_pending(user, vm):
 def test_update_validates_the_effective_configuration(user, vm):
     vm.status = VmStatus.RUNNING
     vm.save()
-    vm_update(vm=vm, user=user, max_vcpus=2)   # pending: next boot max 2
+    vm_update(vm=vm, user=user, max_vcpus=2)  # pending: next boot max 2
     with pytest.raises(ValidationError) as exc:
-        vm_update(vm=vm, user=user, vcpus=3)   # 3 > the pending maximum 2
+        vm_update(vm=vm, user=user, vcpus=3)  # 3 > the pending maximum 2
     assert "vcpus" in exc.value.message_dict
 
 
-@pytest.mark.parametrize("os_type,kernel,domain_type,pv,field,value,hot", [
-    ("OL6", "2.6.39-400.211.1.el6uek", "PVHVM", False, "vcpus", 3, True),
-    ("OL6", "2.6.39-400.99.1.el6uek", "PVHVM", False, "vcpus", 3, False),
-    ("OL6", "", "PVHVM", False, "memory_mib", 1024, True),
-    ("OL6", "", "HVM", False, "memory_mib", 1024, False),
-    ("WINDOWS", "", "PVHVM", True, "vcpus", 2, False),
-    ("WINDOWS", "", "PVHVM", True, "memory_mib", 1024, False),
-    ("SOLARIS_X86", "5.11", "HVM", False, "vcpus", 2, False),
-])
+@pytest.mark.parametrize(
+    "os_type,kernel,domain_type,pv,field,value,hot",
+    [
+        ("OL6", "2.6.39-400.211.1.el6uek", "PVHVM", False, "vcpus", 3, True),
+        ("OL6", "2.6.39-400.99.1.el6uek", "PVHVM", False, "vcpus", 3, False),
+        ("OL6", "", "PVHVM", False, "memory_mib", 1024, True),
+        ("OL6", "", "HVM", False, "memory_mib", 1024, False),
+        ("WINDOWS", "", "PVHVM", True, "vcpus", 2, False),
+        ("WINDOWS", "", "PVHVM", True, "memory_mib", 1024, False),
+        ("SOLARIS_X86", "5.11", "HVM", False, "vcpus", 2, False),
+    ],
+)
 def test_hot_cpu_memory_only_where_7_14_allows(user, pool, repo, os_type, kernel, domain_type, pv, field, value, hot):
-    vm = f.VirtualMachineFactory(server_pool=pool, repository=repo, status=VmStatus.RUNNING, os_type=os_type,
-                                 guest_kernel=kernel, domain_type=domain_type, pv_drivers_installed=pv)
+    vm = f.VirtualMachineFactory(
+        server_pool=pool,
+        repository=repo,
+        status=VmStatus.RUNNING,
+        os_type=os_type,
+        guest_kernel=kernel,
+        domain_type=domain_type,
+        pv_drivers_installed=pv,
+    )
     vm = vm_update(vm=vm, user=user, **{field: value})
     jobs = Job.objects.filter(operation="vm.hot_update")
     if hot:
@@ -117,8 +189,15 @@ def test_hot_cpu_memory_only_where_7_14_allows(user, pool, repo, os_type, kernel
 
 
 def test_hot_vcpus_beyond_running_max_is_pending(user, pool, repo):
-    vm = f.VirtualMachineFactory(server_pool=pool, repository=repo, status=VmStatus.RUNNING, domain_type="PVHVM",
-                                 guest_kernel="3.8.13-16.el6uek", vcpus=1, max_vcpus=2)
+    vm = f.VirtualMachineFactory(
+        server_pool=pool,
+        repository=repo,
+        status=VmStatus.RUNNING,
+        domain_type="PVHVM",
+        guest_kernel="3.8.13-16.el6uek",
+        vcpus=1,
+        max_vcpus=2,
+    )
     vm = vm_update(vm=vm, user=user, max_vcpus=8, vcpus=6)
     assert vm.vcpus == 1 and vm.pending_changes == {"max_vcpus": 8, "vcpus": 6}
 

@@ -1,4 +1,5 @@
 """Seed 7.4: VNICs and MAC addresses."""
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -37,8 +38,11 @@ def test_model_by_domain_type(user, pool):
 @pytest.mark.django_db
 def test_bad_ranges_refused_with_field_errors_and_nothing_written():
     mac_range_get()
-    for start, end, field in [("zz", "00:21:f6:00:00:01", "start"), ("01:00:00:00:00:00", "01:00:00:00:00:ff", "start"),
-                              ("00:21:f6:00:00:09", "00:21:f6:00:00:01", "end")]:
+    for start, end, field in [
+        ("zz", "00:21:f6:00:00:01", "start"),
+        ("01:00:00:00:00:00", "01:00:00:00:00:ff", "start"),
+        ("00:21:f6:00:00:09", "00:21:f6:00:00:01", "end"),
+    ]:
         with pytest.raises(ValidationError) as exc:
             mac_range_set(start=start, end=end)
         assert field in exc.value.message_dict

@@ -1,4 +1,5 @@
 """Operations used only by the job tests, registered like real ones."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """The worker claims several ready tasks per transaction; none is lost by a stop or a crash."""
+
 import time
 
 import pytest
@@ -22,8 +23,10 @@ def _submit(n: int, **kwargs) -> list[Job]:
 
 
 def _task_statuses(jobs) -> list[str]:
-    by_id = {str(pk): status for pk, status in DBTaskResult.objects.filter(
-        pk__in=[j.task_id for j in jobs]).values_list("pk", "status")}
+    by_id = {
+        str(pk): status
+        for pk, status in DBTaskResult.objects.filter(pk__in=[j.task_id for j in jobs]).values_list("pk", "status")
+    }
     return [by_id[j.task_id] for j in jobs]
 
 
@@ -51,7 +54,9 @@ def test_tasks_claimed_by_a_worker_that_died_run_after_recovery():
 
 def test_stop_between_claimed_tasks_puts_the_rest_back(vm):
     with transaction.atomic():
-        slow = job_submit(operation="test.steps", summary="slow", target=vm, lock=[vm], params={"count": 2, "wait": True})
+        slow = job_submit(
+            operation="test.steps", summary="slow", target=vm, lock=[vm], params={"count": 2, "wait": True}
+        )
     rest = _submit(2)
     worker = EmbeddedWorker(interval=0.05, recover=False)
     worker.start()

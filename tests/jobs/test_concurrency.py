@@ -1,4 +1,5 @@
 """Conflicting submissions at the same moment: the unique lock constraint decides."""
+
 import threading
 import time
 

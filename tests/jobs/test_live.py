@@ -1,4 +1,5 @@
 """Live updates reach channel-layer group "live", only for committed changes."""
+
 import asyncio
 import threading
 
@@ -23,7 +24,7 @@ async def _drain(layer, channel, timeout=0.5):
     while True:
         try:
             messages.append(await asyncio.wait_for(layer.receive(channel), timeout))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return messages
 
 
@@ -108,6 +109,11 @@ def test_isolated_worker_warns_loudly(caplog):
         assert live.warn_if_isolated("runjobworker") is True
     assert "reach NO browser" in caplog.text
     with override_settings(
-        CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:1"]}}}
+        CHANNEL_LAYERS={
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": ["redis://127.0.0.1:1"]},
+            }
+        }
     ):
         assert live.layer_spans_processes() is True

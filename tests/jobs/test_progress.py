@@ -1,4 +1,5 @@
 """Progress and log writes of a running job: only what changes is written."""
+
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext

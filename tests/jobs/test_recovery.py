@@ -1,4 +1,5 @@
 """A worker that died mid-job: the next start fails its jobs and frees their objects."""
+
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
@@ -63,7 +64,9 @@ def test_running_job_is_failed_unlocked_recorded_and_signalled(vm, interrupted, 
 def test_queued_job_without_task_is_failed_but_queued_with_task_kept(vm, received):
     with transaction.atomic():
         kept = job_submit(operation="test.noop", summary="still queued", target=vm, lock=[vm])
-    orphan = Job.objects.create(operation="test.noop", summary="lost task", task_id="00000000-0000-0000-0000-000000000000")
+    orphan = Job.objects.create(
+        operation="test.noop", summary="lost task", task_id="00000000-0000-0000-0000-000000000000"
+    )
     recover_interrupted_jobs()
     orphan.refresh_from_db()
     kept.refresh_from_db()

@@ -1,6 +1,7 @@
 """Scale-out mode: jobs queued on Redis (django-tasks RQ backend) run in a
 separate worker process, and their live updates reach listeners in another
 process through channels-redis. Real redis-server, real processes."""
+
 import asyncio
 import os
 import shutil
@@ -26,8 +27,19 @@ def _free_port() -> int:
 def redis_url(tmp_path):
     port = _free_port()
     server = subprocess.Popen(
-        [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -53,8 +65,9 @@ def _env(tmp_path, **extra):
 
 
 def _manage(env, *args):
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 SUBMIT = (
@@ -81,8 +94,13 @@ def test_separate_worker_on_redis_publishes_to_other_processes(tmp_path, redis_u
         submitted = await asyncio.to_thread(_manage, env, "shell", "-c", SUBMIT)
         assert submitted.returncode == 0, submitted.stderr
         job_id = int(submitted.stdout.strip().splitlines()[-1])
-        worker = subprocess.Popen([sys.executable, "manage.py", "runjobworker"], cwd=ROOT, env=env,
-                                  stdout=worker_log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "runjobworker"],
+            cwd=ROOT,
+            env=env,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+        )
         seen = []
 
         async def collect():
@@ -115,7 +133,12 @@ def test_separate_worker_on_redis_publishes_to_other_processes(tmp_path, redis_u
     statuses = [m["payload"]["status"] for m in seen if m["topic"] == "job" and m["payload"]["id"] == job_id]
     # QUEUED comes from the submitting process, RUNNING and FAILURE from the worker process.
     assert statuses[0] == "QUEUED" and "RUNNING" in statuses and statuses[-1] == "FAILURE", statuses
-    state = _manage(env, "shell", "-c", f"from ovmweb.jobs.models import Job; j = Job.objects.get(pk={job_id}); print(j.status, j.task_id)")
+    state = _manage(
+        env,
+        "shell",
+        "-c",
+        f"from ovmweb.jobs.models import Job; j = Job.objects.get(pk={job_id}); print(j.status, j.task_id)",
+    )
     status, task_id = state.stdout.split()[-2:]
     assert status == "FAILURE" and task_id  # the RQ job id was recorded on the job
     assert "reach NO browser" not in (tmp_path / "worker.log").read_text()

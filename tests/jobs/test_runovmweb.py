@@ -1,4 +1,5 @@
 """`manage.py runovmweb` serves HTTP and runs the embedded worker in one process."""
+
 import os
 import signal
 import socket

@@ -43,10 +43,9 @@ def test_lock_conflict_names_the_holder(vm):
 
 
 def test_submission_rolls_back_with_caller(vm):
-    with pytest.raises(ZeroDivisionError):
-        with transaction.atomic():
-            job_submit(operation="test.noop", summary="x", target=vm, lock=[vm])
-            1 / 0
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        job_submit(operation="test.noop", summary="x", target=vm, lock=[vm])
+        _ = 1 / 0
     assert not Job.objects.exists() and not ObjectLock.objects.exists()
     from django_tasks_db.models import DBTaskResult
 

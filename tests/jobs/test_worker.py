@@ -1,4 +1,5 @@
 """Jobs through django-tasks' database backend and its real worker loop."""
+
 import time
 
 import pytest

@@ -1,6 +1,7 @@
 """Two real hypervisor servers on this machine (scripts/two-servers.sh), discovered over
 SSH into one server pool with a shared repository, and the tiny guest's serial console
 reached through ovmweb's own SSH tunnels."""
+
 import json
 import re
 import subprocess
@@ -26,8 +27,12 @@ GUEST_ISO = BASE_DIR / "var" / "guest" / "tiny.iso"
 
 def two_servers(command: str) -> None:
     # The endpoints file lives in the checkout's var/, whatever the test settings' VAR_DIR.
-    subprocess.run(["bash", str(SCRIPT), command], check=True, stdout=subprocess.DEVNULL,
-                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OVMWEB_VAR_DIR": str(BASE_DIR / "var")})
+    subprocess.run(
+        ["bash", str(SCRIPT), command],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OVMWEB_VAR_DIR": str(BASE_DIR / "var")},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +57,19 @@ def ok(job):
 
 def discover(*, user, endpoints, key: str, pool) -> Server:
     side = endpoints[key]
-    ok(servers.server_discover(user=user, hostname=side["hostname"], transport="ssh", ssh_port=side["ssh_port"],
-                               ssh_user="root", private_key=Path(endpoints["private_key"]).read_text(),
-                               host_key_fingerprint=side["fingerprint"], name=side["name"], server_pool=pool))
+    ok(
+        servers.server_discover(
+            user=user,
+            hostname=side["hostname"],
+            transport="ssh",
+            ssh_port=side["ssh_port"],
+            ssh_user="root",
+            private_key=Path(endpoints["private_key"]).read_text(),
+            host_key_fingerprint=side["fingerprint"],
+            name=side["name"],
+            server_pool=pool,
+        )
+    )
     return Server.objects.get(name=side["name"])
 
 
@@ -69,11 +84,18 @@ def estate(admin_user, endpoints, settings):
     pool = pools.server_pool_create(user=admin_user, name=f"mig-{uuid.uuid4().hex[:6]}")
     a = discover(user=admin_user, endpoints=endpoints, key="a", pool=pool)
     b = discover(user=admin_user, endpoints=endpoints, key="b", pool=pool)
-    job = ok(repositories.repository_create(user=admin_user, name="shared", kind="SHARED", path=str(shared),
-                                            server_pools=[pool]))
+    job = ok(
+        repositories.repository_create(
+            user=admin_user, name="shared", kind="SHARED", path=str(shared), server_pools=[pool]
+        )
+    )
     repo = Repository.objects.get(pk=job.target_id)
     with open(GUEST_ISO, "rb") as fh:
-        ok(storage.iso_upload(repository=repo, user=admin_user, name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size))
+        ok(
+            storage.iso_upload(
+                repository=repo, user=admin_user, name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size
+            )
+        )
     iso = IsoFile.objects.get(repository=repo, name="tiny.iso")
     yield {"pool": pool, "a": a, "b": b, "repo": repo, "iso": iso, "user": admin_user, "endpoints": endpoints}
     for vm in VirtualMachine.objects.all():
@@ -93,10 +115,20 @@ def estate(admin_user, endpoints, settings):
 def make_vm(estate, *, name=None, memory_mib=256, iso=None, with_disk=True, **fields) -> VirtualMachine:
     """The tiny guest (PVHVM: virtio disk, boots its ISO) with an empty disk in the shared repository."""
     disks = [{"new": {"name": "data", "size_bytes": 32 << 20, "repository": estate["repo"]}}] if with_disk else []
-    vm = vms.vm_create(user=estate["user"], name=name or f"mig-{uuid.uuid4().hex[:6]}", server_pool=estate["pool"],
-                       repository=estate["repo"], domain_type="PVHVM", os_type="OTHER_LINUX", memory_mib=memory_mib,
-                       max_memory_mib=memory_mib, source={"kind": "iso", "iso": iso or estate["iso"]},
-                       disks=disks, boot_order=["cdrom", "disk"], **fields)
+    vm = vms.vm_create(
+        user=estate["user"],
+        name=name or f"mig-{uuid.uuid4().hex[:6]}",
+        server_pool=estate["pool"],
+        repository=estate["repo"],
+        domain_type="PVHVM",
+        os_type="OTHER_LINUX",
+        memory_mib=memory_mib,
+        max_memory_mib=memory_mib,
+        source={"kind": "iso", "iso": iso or estate["iso"]},
+        disks=disks,
+        boot_order=["cdrom", "disk"],
+        **fields,
+    )
     run_pending_jobs()
     return vm
 
@@ -122,7 +154,7 @@ class SerialShell:
         while time.monotonic() < deadline:
             match = re.search(pattern, self.buffer, re.S)
             if match:
-                self.buffer = self.buffer[match.end():]
+                self.buffer = self.buffer[match.end() :]
                 return match.group(1) if match.groups() else match.group(0)
             try:
                 chunk = self.channel.recv(65536)

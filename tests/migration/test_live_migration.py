@@ -1,6 +1,7 @@
 """Live migration for real: two libvirt+QEMU servers on this machine (each in its own
 network/mount/UTS namespace, its own libvirtd and sshd), discovered over SSH into one
 pool, the tiny guest on a shared repository, migrated through the API and the jobs."""
+
 import time
 import uuid
 from pathlib import Path
@@ -82,8 +83,9 @@ def test_live_migration_keeps_the_guest_running(estate):
     events = Event.objects.filter(object_id=vm.pk, job=job)
     assert events.filter(type="vm.migrated", text__contains=b.name).exists()
     assert events.filter(type="vm.placement").exists()
-    assert not Event.objects.filter(object_id=vm.pk, type__in=["vm.offline", "vm.state"], created_at__gte=job.started_at,
-                                    text__icontains="stopped").exists()
+    assert not Event.objects.filter(
+        object_id=vm.pk, type__in=["vm.offline", "vm.state"], created_at__gte=job.started_at, text__icontains="stopped"
+    ).exists()
 
     # Same guest on b's serial port: RAM and disk markers there, counter and uptime went on.
     shell = SerialShell(b, vm.serial_port)
@@ -109,15 +111,24 @@ def test_rules_refuse_and_a_refused_job_leaves_the_guest_where_it_runs(estate):
     # A local repository of a: the same path exists on b, but holds b's own (empty) directory.
     (Path(endpoints["local_backing"]["a"]) / "repo").mkdir()
     (Path(endpoints["local_backing"]["b"]) / "repo").mkdir()
-    job = ok(repositories.repository_create(user=user, name="local-a", kind="LOCAL", path=f"{endpoints['local_path']}/repo",
-                                            server=a, server_pools=[estate["pool"]]))
+    job = ok(
+        repositories.repository_create(
+            user=user,
+            name="local-a",
+            kind="LOCAL",
+            path=f"{endpoints['local_path']}/repo",
+            server=a,
+            server_pools=[estate["pool"]],
+        )
+    )
     local = Repository.objects.get(pk=job.target_id)
     with open(GUEST_ISO, "rb") as fh:
         ok(storage.iso_upload(repository=local, user=user, name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size))
     assert (Path(endpoints["local_backing"]["a"]) / "repo" / "ISOs" / "tiny.iso").exists()
     assert not (Path(endpoints["local_backing"]["b"]) / "repo" / "ISOs" / "tiny.iso").exists()
-    with_local_iso = start_on(estate, make_vm(estate, memory_mib=128, with_disk=False,
-                                              iso=IsoFile.objects.get(repository=local)), a)
+    with_local_iso = start_on(
+        estate, make_vm(estate, memory_mib=128, with_disk=False, iso=IsoFile.objects.get(repository=local)), a
+    )
     response = client.post(f"/api/v1/vms/{with_local_iso.pk}/migrate/", {"target_server": b.pk}, format="json")
     assert response.status_code == 409, response.content
     assert "local repository" in response.content.decode()

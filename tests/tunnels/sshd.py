@@ -2,6 +2,7 @@
 
 Shared by tests/tunnels and tests/consoles (their conftests import these).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The per-server pool of SSH transports, against the real loopback sshd."""
+
 from __future__ import annotations
 
 import time
@@ -17,8 +18,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def server(sshd):
     yield factories.ServerFactory(
-        name="sshd", hostname=sshd["hostname"], ssh_port=sshd["port"], ssh_user=sshd["username"],
-        transport=choices.Transport.SSH, host_key_fingerprint=sshd["fingerprint"],
+        name="sshd",
+        hostname=sshd["hostname"],
+        ssh_port=sshd["port"],
+        ssh_user=sshd["username"],
+        transport=choices.Transport.SSH,
+        host_key_fingerprint=sshd["fingerprint"],
         credentials_encrypted=encrypt_credentials({"private_key": sshd["private_key"]}),
     )
     pool.close_all()

@@ -102,8 +102,6 @@ def test_no_auto_add_or_warning_policy_anywhere():
 
     root = pathlib.Path(ovmweb.__file__).parent
     offenders = [
-        str(p)
-        for p in root.rglob("*.py")
-        if "AutoAddPolicy" in p.read_text() or "WarningPolicy" in p.read_text()
+        str(p) for p in root.rglob("*.py") if "AutoAddPolicy" in p.read_text() or "WarningPolicy" in p.read_text()
     ]
     assert offenders == []

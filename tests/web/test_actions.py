@@ -1,5 +1,6 @@
 """Writes from the UI go through the services; domain errors come back as
 messages or field errors, never as a 500."""
+
 import pytest
 from django.contrib.messages import get_messages
 
@@ -87,9 +88,21 @@ def _iso_setup():
 def test_create_vm_from_iso(admin_client):
     pool, repo, iso = _iso_setup()
     net = NetworkFactory(server_pools=[pool])
-    data = {"name": "from-iso", "iso": iso.pk, "domain_type": "HVM", "os_type": "OTHER_LINUX", "server_pool": pool.pk,
-            "repository": repo.pk, "vcpus": 1, "max_vcpus": 2, "memory_mib": 256, "max_memory_mib": 512,
-            "networks": [net.pk], "boot_1": "cdrom", "boot_2": "disk"}
+    data = {
+        "name": "from-iso",
+        "iso": iso.pk,
+        "domain_type": "HVM",
+        "os_type": "OTHER_LINUX",
+        "server_pool": pool.pk,
+        "repository": repo.pk,
+        "vcpus": 1,
+        "max_vcpus": 2,
+        "memory_mib": 256,
+        "max_memory_mib": 512,
+        "networks": [net.pk],
+        "boot_1": "cdrom",
+        "boot_2": "disk",
+    }
     response = admin_client.post("/vms/new/iso/", data)
     assert response.status_code == 302, response.content.decode()[:3000]
     vm = VirtualMachine.objects.get(name="from-iso")
@@ -100,9 +113,18 @@ def test_create_vm_from_iso(admin_client):
 
 def test_create_vm_field_errors_next_to_fields(admin_client):
     pool, repo, iso = _iso_setup()
-    data = {"name": "too-many-cpus", "iso": iso.pk, "domain_type": "HVM", "os_type": "OTHER_LINUX",
-            "server_pool": pool.pk, "repository": repo.pk, "vcpus": 4, "max_vcpus": 2, "memory_mib": 256,
-            "max_memory_mib": 512}
+    data = {
+        "name": "too-many-cpus",
+        "iso": iso.pk,
+        "domain_type": "HVM",
+        "os_type": "OTHER_LINUX",
+        "server_pool": pool.pk,
+        "repository": repo.pk,
+        "vcpus": 4,
+        "max_vcpus": 2,
+        "memory_mib": 256,
+        "max_memory_mib": 512,
+    }
     response = admin_client.post("/vms/new/iso/", data)
     assert response.status_code == 200
     html = response.content.decode()
@@ -119,8 +141,17 @@ def test_create_vm_form_errors_for_missing_fields(admin_client):
 
 def test_create_pvm_bad_url_error_on_url_field(admin_client):
     pool = ServerPoolFactory()
-    data = {"name": "pvm-1", "url": "file:///etc/passwd", "domain_type": "PVM", "os_type": "OL6",
-            "server_pool": pool.pk, "vcpus": 1, "max_vcpus": 1, "memory_mib": 256, "max_memory_mib": 256}
+    data = {
+        "name": "pvm-1",
+        "url": "file:///etc/passwd",
+        "domain_type": "PVM",
+        "os_type": "OL6",
+        "server_pool": pool.pk,
+        "vcpus": 1,
+        "max_vcpus": 1,
+        "memory_mib": 256,
+        "max_memory_mib": 256,
+    }
     response = admin_client.post("/vms/new/pvm_url/", data)
     assert response.status_code == 200
     assert 'id="id_url_error"' in response.content.decode()
@@ -135,10 +166,19 @@ def test_iso_source_offers_no_pvm(admin_client):
 
 
 def _edit_data(vm, **over):
-    data = {"name": vm.name, "description": vm.description, "os_type": vm.os_type, "guest_kernel": vm.guest_kernel,
-            "vcpus": vm.vcpus, "max_vcpus": vm.max_vcpus, "memory_mib": vm.memory_mib,
-            "max_memory_mib": vm.max_memory_mib, "keymap": vm.keymap, "mouse_device": vm.mouse_device,
-            "cpu_pinning": vm.cpu_pinning}
+    data = {
+        "name": vm.name,
+        "description": vm.description,
+        "os_type": vm.os_type,
+        "guest_kernel": vm.guest_kernel,
+        "vcpus": vm.vcpus,
+        "max_vcpus": vm.max_vcpus,
+        "memory_mib": vm.memory_mib,
+        "max_memory_mib": vm.max_memory_mib,
+        "keymap": vm.keymap,
+        "mouse_device": vm.mouse_device,
+        "cpu_pinning": vm.cpu_pinning,
+    }
     for i, dev in enumerate(vm.boot_order[:3]):
         data[f"boot_{i + 1}"] = dev
     data.update(over)
@@ -192,11 +232,15 @@ def test_vnic_add_refused_for_suspended_vm(admin_client):
 def test_mac_range_form(admin_client):
     from ovmweb.inventory.models import MacAddressRange
 
-    response = admin_client.post("/networks/", {"form": "mac", "start": "00:21:f6:10:00:00", "end": "00:21:f6:10:00:ff"})
+    response = admin_client.post(
+        "/networks/", {"form": "mac", "start": "00:21:f6:10:00:00", "end": "00:21:f6:10:00:ff"}
+    )
     assert response.status_code == 302
     assert MacAddressRange.objects.get(pk=1).end == "00:21:f6:10:00:ff"
-    response = admin_client.post("/networks/", {"form": "mac", "start": "00:21:f6:10:00:ff", "end": "00:21:f6:10:00:00"})
-    assert response.status_code == 200 and 'has-error' in response.content.decode()
+    response = admin_client.post(
+        "/networks/", {"form": "mac", "start": "00:21:f6:10:00:ff", "end": "00:21:f6:10:00:00"}
+    )
+    assert response.status_code == 200 and "has-error" in response.content.decode()
     assert MacAddressRange.objects.get(pk=1).start == "00:21:f6:10:00:00"
 
 
@@ -254,8 +298,9 @@ def test_disk_attach_refused_for_suspended_vm(admin_client):
 
     pool = ServerPoolFactory()
     repo = RepositoryFactory(server_pools=[pool])
-    vm = VirtualMachineFactory(status=VmStatus.SUSPENDED, server=ServerFactory(server_pool=pool), server_pool=pool,
-                               repository=repo)
+    vm = VirtualMachineFactory(
+        status=VmStatus.SUSPENDED, server=ServerFactory(server_pool=pool), server_pool=pool, repository=repo
+    )
     disk = VirtualDiskFactory(repository=repo)
     response = admin_client.post(f"/vms/{vm.pk}/disks/attach/", {"virtual_disk": disk.pk}, follow=True)
     assert response.status_code == 200
@@ -277,8 +322,9 @@ def test_iso_upload_answers_json_for_xhr(admin_client):
 
     repo = RepositoryFactory()
     bad = SimpleUploadedFile("notes.iso", b"whatever")
-    response = admin_client.post(f"/repositories/{repo.pk}/isos/upload/", {"file": bad, "name": ".hidden.iso"},
-                                 HTTP_ACCEPT="application/json")
+    response = admin_client.post(
+        f"/repositories/{repo.pk}/isos/upload/", {"file": bad, "name": ".hidden.iso"}, HTTP_ACCEPT="application/json"
+    )
     assert response.status_code == 400
     assert response.json()["ok"] is False and response.json()["errors"]["name"]
     assert not Job.objects.exists()
@@ -290,8 +336,9 @@ def test_iso_upload_answers_json_for_xhr(admin_client):
 
 
 def test_discover_form_errors_and_local_without_ssh_fields(admin_client):
-    response = admin_client.post("/servers/discover/", {"hostname": "hv9.example.com", "transport": "ssh",
-                                                        "password": "secret"})
+    response = admin_client.post(
+        "/servers/discover/", {"hostname": "hv9.example.com", "transport": "ssh", "password": "secret"}
+    )
     assert response.status_code == 200
     assert 'id="id_host_key_fingerprint_error"' in response.content.decode()
     assert not Job.objects.exists()

@@ -1,6 +1,7 @@
 """Virtual appliances in the UI: import (OVA upload with progress, or URL) on the repository
 page, appliance VMs in its contents, and the Create VM wizard from an appliance VM — end to
 end against this machine's libvirtd."""
+
 from pathlib import Path
 
 import pytest
@@ -44,24 +45,39 @@ def test_wizard_prefills_from_the_appliance_vm(admin_client):
 
 
 @pytest.mark.integration
-def test_import_ova_then_create_vm_from_it_through_the_pages(real_estate, tmp_path, client):
+def test_import_ova_then_create_vm_from_it_through_the_pages(real_estate, tmp_path, client):  # noqa: F811 (the imported fixture)
     e = real_estate
     client.force_login(e["user"])
-    ova = make_ova(tmp_path / "tiny.ova", ovf_xml(systems=[("tiny", 1, 256, "Other Linux", ["d1"])]),
-                   {"disk1.qcow2": qcow2(tmp_path / "disk1.qcow2")})
+    ova = make_ova(
+        tmp_path / "tiny.ova",
+        ovf_xml(systems=[("tiny", 1, 256, "Other Linux", ["d1"])]),
+        {"disk1.qcow2": qcow2(tmp_path / "disk1.qcow2")},
+    )
     with open(ova, "rb") as fh:
-        response = client.post(f"/repositories/{e['repo'].pk}/appliances/import/", {"file": fh},
-                               HTTP_ACCEPT="application/json")
+        response = client.post(
+            f"/repositories/{e['repo'].pk}/appliances/import/", {"file": fh}, HTTP_ACCEPT="application/json"
+        )
     assert response.json()["ok"], response.content
     run_pending_jobs()
     assert Job.objects.get(operation="appliance.import").status == JobStatus.SUCCESS
     avm = VirtualAppliance.objects.get(name="tiny").vms.get()
     page = client.get(f"/repositories/{e['repo'].pk}/?tab=appliances").content.decode()
     assert "tiny" in page and "Create VM" in page
-    response = client.post("/vms/new/appliance/", {
-        "appliance_vm": avm.pk, "name": "from-ova", "domain_type": "HVM", "os_type": "OTHER_LINUX",
-        "server_pool": e["pool"].pk, "vcpus": 1, "max_vcpus": 1, "memory_mib": 256, "max_memory_mib": 256,
-        "boot_1": "disk"})
+    response = client.post(
+        "/vms/new/appliance/",
+        {
+            "appliance_vm": avm.pk,
+            "name": "from-ova",
+            "domain_type": "HVM",
+            "os_type": "OTHER_LINUX",
+            "server_pool": e["pool"].pk,
+            "vcpus": 1,
+            "max_vcpus": 1,
+            "memory_mib": 256,
+            "max_memory_mib": 256,
+            "boot_1": "disk",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     run_pending_jobs()
     deploy = Job.objects.get(operation="appliance.deploy")
@@ -86,7 +102,9 @@ def test_delete_button_queues_the_deletion_and_shows_refusals(admin_client):
     iso_page = admin_client.get(f"/repositories/{repo.pk}/?tab=isos").content.decode()
     assert "csrfmiddlewaretoken" in iso_page.split('id="iso-upload-form"')[1].split("</form>")[0]
 
-    Job.objects.create(operation="appliance.deploy", summary="deploy", status="RUNNING", params={"appliance_id": appliance.pk})
+    Job.objects.create(
+        operation="appliance.deploy", summary="deploy", status="RUNNING", params={"appliance_id": appliance.pk}
+    )
     response = admin_client.post(f"/appliances/{appliance.pk}/delete/", follow=True)
     assert "is in use by job" in response.content.decode()
     assert not Job.objects.filter(operation="appliance.delete").exists()
@@ -104,12 +122,12 @@ def test_delete_needs_the_delete_permission(client):
     from django.contrib.auth.models import Permission
 
     appliance = VirtualAppliance.objects.create(name="suite", repository=f.RepositoryFactory())
-    user = f.UserFactory()
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_repository", "view_virtualappliance"]))
-    client.force_login(user)
+    viewer = f.UserFactory()
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_repository", "view_virtualappliance"]))
+    client.force_login(viewer)
     assert client.post(f"/appliances/{appliance.pk}/delete/").status_code == 403
     assert client.get(f"/appliances/{appliance.pk}/delete/").status_code == 403
-    user.user_permissions.add(Permission.objects.get(codename="delete_virtualappliance"))
+    viewer.user_permissions.add(Permission.objects.get(codename="delete_virtualappliance"))
     assert client.get(f"/appliances/{appliance.pk}/delete/").status_code == 405
     assert client.post(f"/appliances/{appliance.pk}/delete/").status_code == 302
     assert Job.objects.filter(operation="appliance.delete", target_id=appliance.pk).exists()

@@ -1,5 +1,6 @@
 """Discover Server: "Fetch host key" reads the key the real sshd on 127.0.0.1 offers (no
 login), the administrator compares and confirms it; nothing is trusted without that."""
+
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def sshd():
-    return {"port": int((SSH_DIR / "port").read_text()), "fingerprint": (SSH_DIR / "host_fingerprint").read_text().strip(),
-            "private_key": (SSH_DIR / "id_ed25519").read_text()}
+    return {
+        "port": int((SSH_DIR / "port").read_text()),
+        "fingerprint": (SSH_DIR / "host_fingerprint").read_text().strip(),
+        "private_key": (SSH_DIR / "id_ed25519").read_text(),
+    }
 
 
 def test_scan_reads_the_fingerprint_sshd_offers(sshd):
@@ -36,8 +40,9 @@ def test_scan_of_a_port_without_sshd_is_a_hostname_error():
 
 
 def test_fetch_button_shows_fingerprint_and_asks_for_confirmation(admin_client, sshd):
-    response = admin_client.post("/servers/discover/host-key/", {"hostname": "127.0.0.1", "ssh_port": sshd["port"]},
-                                 HTTP_HX_REQUEST="true")
+    response = admin_client.post(
+        "/servers/discover/host-key/", {"hostname": "127.0.0.1", "ssh_port": sshd["port"]}, HTTP_HX_REQUEST="true"
+    )
     html = response.content.decode()
     assert response.status_code == 200
     assert sshd["fingerprint"] in html and "ssh-ed25519" in html
@@ -51,8 +56,15 @@ def test_fetch_error_is_shown_in_the_fragment(admin_client):
 
 
 def test_fetched_key_unconfirmed_is_refused_confirmed_is_pinned(admin_client, sshd):
-    data = {"hostname": "127.0.0.1", "transport": "ssh", "ssh_port": sshd["port"], "ssh_user": "root",
-            "private_key": sshd["private_key"], "scanned_fingerprint": sshd["fingerprint"], "name": "hv-scan"}
+    data = {
+        "hostname": "127.0.0.1",
+        "transport": "ssh",
+        "ssh_port": sshd["port"],
+        "ssh_user": "root",
+        "private_key": sshd["private_key"],
+        "scanned_fingerprint": sshd["fingerprint"],
+        "name": "hv-scan",
+    }
     response = admin_client.post("/servers/discover/", data)
     assert response.status_code == 200
     assert 'id="id_confirm_scanned_error"' in response.content.decode()
@@ -66,8 +78,17 @@ def test_fetched_key_unconfirmed_is_refused_confirmed_is_pinned(admin_client, ss
 
 def test_typed_fingerprint_wins_over_the_fetched_one(admin_client, sshd):
     typed = "SHA256:" + "A" * 43
-    admin_client.post("/servers/discover/", {
-        "hostname": "127.0.0.1", "transport": "ssh", "ssh_port": sshd["port"], "password": "x",
-        "scanned_fingerprint": sshd["fingerprint"], "confirm_scanned": "on", "host_key_fingerprint": typed})
+    admin_client.post(
+        "/servers/discover/",
+        {
+            "hostname": "127.0.0.1",
+            "transport": "ssh",
+            "ssh_port": sshd["port"],
+            "password": "x",
+            "scanned_fingerprint": sshd["fingerprint"],
+            "confirm_scanned": "on",
+            "host_key_fingerprint": typed,
+        },
+    )
     job = Job.objects.get(operation="server.discover")
     assert job.target.host_key_fingerprint == typed

@@ -1,5 +1,6 @@
 """The /ws/live/ socket: authenticated users only; live.update messages of group
 "live" reach the browser as JSON."""
+
 import asyncio
 
 import pytest
@@ -64,7 +65,9 @@ async def _test_live_update_reaches_authenticated_socket():
     comm = _communicator(user)
     connected, _ = await comm.connect()
     assert connected
-    await get_channel_layer().group_send("live", {"type": "live.update", "topic": "vm", "payload": {"id": 7, "status": "RUNNING"}})
+    await get_channel_layer().group_send(
+        "live", {"type": "live.update", "topic": "vm", "payload": {"id": 7, "status": "RUNNING"}}
+    )
     message = await comm.receive_json_from(timeout=2)
     assert message == {"topic": "vm", "payload": {"id": 7, "status": "RUNNING"}}
     await comm.disconnect()

@@ -1,4 +1,5 @@
 """Every management page needs a session, renders, and reads through the selectors."""
+
 import pytest
 from django.urls import reverse
 
@@ -41,8 +42,14 @@ def test_object_pages_need_login(client):
     vm = VirtualMachineFactory()
     server = ServerFactory()
     repo = RepositoryFactory()
-    for url in [f"/vms/{vm.pk}/edit/", f"/vms/{vm.pk}/detail/", f"/vms/{vm.pk}/row/", f"/servers/{server.pk}/",
-                f"/repositories/{repo.pk}/", "/vms/new/iso/"]:
+    for url in [
+        f"/vms/{vm.pk}/edit/",
+        f"/vms/{vm.pk}/detail/",
+        f"/vms/{vm.pk}/row/",
+        f"/servers/{server.pk}/",
+        f"/repositories/{repo.pk}/",
+        "/vms/new/iso/",
+    ]:
         response = client.get(url)
         assert response.status_code == 302, url
         assert response["Location"].startswith("/login/")
@@ -194,8 +201,9 @@ def test_repository_detail_tabs(admin_client):
 
 
 def test_jobs_and_events_pages(admin_client, admin):
-    job = Job.objects.create(summary="Start vm-7", operation="vm.start", progress=40, status="RUNNING", user=admin,
-                             log="step one\nstep two")
+    job = Job.objects.create(
+        summary="Start vm-7", operation="vm.start", progress=40, status="RUNNING", user=admin, log="step one\nstep two"
+    )
     Event.objects.create(type="vm.state", text="vm-7 is RUNNING", severity="WARNING", job=job, object_repr="vm-7")
     assert "Start vm-7" in admin_client.get("/jobs/").content.decode()
     html = admin_client.get(f"/jobs/{job.pk}/").content.decode()

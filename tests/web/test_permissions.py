@@ -1,5 +1,6 @@
 """Object permissions on the non-VM pages: without ``inventory.view_*`` a page answers 403,
 writes need add/change/delete; superusers see everything."""
+
 import pytest
 from django.contrib.auth.models import Permission
 
@@ -17,24 +18,41 @@ def grant(user, *codenames):
 @pytest.fixture
 def objects():
     pool = ServerPoolFactory()
-    return {"server": ServerFactory(server_pool=pool), "repo": RepositoryFactory(server_pools=[pool]),
-            "network": NetworkFactory(), "pool": pool}
+    return {
+        "server": ServerFactory(server_pool=pool),
+        "repo": RepositoryFactory(server_pools=[pool]),
+        "network": NetworkFactory(),
+        "pool": pool,
+    }
 
 
 def read_pages(o):
-    return [("/servers/", "view_server"), (f"/servers/{o['server'].pk}/", "view_server"), ("/nav/", "view_server"),
-            (f"/pools/{o['pool'].pk}/", "view_serverpool"), ("/repositories/", "view_repository"),
-            (f"/repositories/{o['repo'].pk}/", "view_repository"), ("/networks/", "view_network"),
-            ("/servers/discover/", "add_server"), ("/pools/new/", "add_serverpool"),
-            (f"/repositories/{o['repo'].pk}/disks/new/", "add_virtualdisk")]
+    return [
+        ("/servers/", "view_server"),
+        (f"/servers/{o['server'].pk}/", "view_server"),
+        ("/nav/", "view_server"),
+        (f"/pools/{o['pool'].pk}/", "view_serverpool"),
+        ("/repositories/", "view_repository"),
+        (f"/repositories/{o['repo'].pk}/", "view_repository"),
+        ("/networks/", "view_network"),
+        ("/servers/discover/", "add_server"),
+        ("/pools/new/", "add_serverpool"),
+        (f"/repositories/{o['repo'].pk}/disks/new/", "add_virtualdisk"),
+    ]
 
 
 def write_posts(o):
-    return [("/servers/discover/host-key/", {"hostname": "127.0.0.1"}), (f"/servers/{o['server'].pk}/inbound-lock/", {"locked": "1"}),
-            (f"/repositories/{o['repo'].pk}/refresh/", {}), (f"/repositories/{o['repo'].pk}/isos/import/", {"url": "https://x/a.iso"}),
-            (f"/repositories/{o['repo'].pk}/appliances/import/", {"url": "https://x/a.ova"}),
-            (f"/networks/{o['network'].pk}/delete/", {}), ("/repositories/", {"name": "r"}),
-            ("/networks/", {"form": "network", "name": "n"}), ("/networks/", {"form": "mac", "start": "00:21:f6:00:00:00"})]
+    return [
+        ("/servers/discover/host-key/", {"hostname": "127.0.0.1"}),
+        (f"/servers/{o['server'].pk}/inbound-lock/", {"locked": "1"}),
+        (f"/repositories/{o['repo'].pk}/refresh/", {}),
+        (f"/repositories/{o['repo'].pk}/isos/import/", {"url": "https://x/a.iso"}),
+        (f"/repositories/{o['repo'].pk}/appliances/import/", {"url": "https://x/a.ova"}),
+        (f"/networks/{o['network'].pk}/delete/", {}),
+        ("/repositories/", {"name": "r"}),
+        ("/networks/", {"form": "network", "name": "n"}),
+        ("/networks/", {"form": "mac", "start": "00:21:f6:00:00:00"}),
+    ]
 
 
 def test_user_without_permissions_gets_403_everywhere(client, objects):

@@ -1,5 +1,6 @@
 """The server page's Delete: shown with ``inventory.delete_server`` only; it queues the
 server.delete job (which then shows in the jobs panel) or says why it cannot."""
+
 import pytest
 from django.contrib.auth.models import Permission
 

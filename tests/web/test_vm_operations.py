@@ -1,5 +1,6 @@
 """Toolbar forms for clone, save as template, back up, move, export, messages and migrate:
 enabled per state as the rules say, and every write goes through the services."""
+
 import re
 
 import pytest
@@ -44,13 +45,16 @@ def toolbar_state(client, vm) -> dict:
     return out
 
 
-@pytest.mark.parametrize("status,enabled", [
-    (VmStatus.RUNNING, {"migrate", "clone", "template", "backup", "messages"}),
-    (VmStatus.STOPPED, {"migrate", "clone", "template", "backup", "move", "export"}),
-    (VmStatus.TEMPLATE, {"clone", "backup", "move"}),
-    (VmStatus.SUSPENDED, set()),
-    (VmStatus.STOPPING, set()),
-])
+@pytest.mark.parametrize(
+    "status,enabled",
+    [
+        (VmStatus.RUNNING, {"migrate", "clone", "template", "backup", "messages"}),
+        (VmStatus.STOPPED, {"migrate", "clone", "template", "backup", "move", "export"}),
+        (VmStatus.TEMPLATE, {"clone", "backup", "move"}),
+        (VmStatus.SUSPENDED, set()),
+        (VmStatus.STOPPING, set()),
+    ],
+)
 def test_toolbar_enables_form_actions_by_state(admin_client, pool, status, enabled):
     vm = make_vm(pool, status)
     state = toolbar_state(admin_client, vm)
@@ -115,7 +119,12 @@ def test_export_says_what_it_writes_and_queues_the_job(admin_client, pool):
 
 
 def msg_data(rows, total=4):
-    data = {"msg-TOTAL_FORMS": str(total), "msg-INITIAL_FORMS": "0", "msg-MIN_NUM_FORMS": "0", "msg-MAX_NUM_FORMS": "100"}
+    data = {
+        "msg-TOTAL_FORMS": str(total),
+        "msg-INITIAL_FORMS": "0",
+        "msg-MIN_NUM_FORMS": "0",
+        "msg-MAX_NUM_FORMS": "100",
+    }
     for i in range(total):
         data[f"msg-{i}-log"] = "on"  # the default, as the browser posts it
     for i, row in enumerate(rows):
@@ -131,27 +140,35 @@ def test_messages_one_job_each_hidden_value_never_stored(admin_client, pool):
     vm = make_vm(pool, VmStatus.RUNNING)
     page = admin_client.get(f"/vms/{vm.pk}/messages/").content.decode()
     assert "1024 bytes when logged" in page and "8192 bytes when not logged" in page and "256 bytes" in page
-    response = admin_client.post(f"/vms/{vm.pk}/messages/", msg_data([
-        {"key": "com.oracle.linux.network.device.0", "value": "eth0"},
-        {"key": "com.oracle.linux.root-password", "value": "s3cret", "hidden": "on"},
-    ]))
+    response = admin_client.post(
+        f"/vms/{vm.pk}/messages/",
+        msg_data(
+            [
+                {"key": "com.oracle.linux.network.device.0", "value": "eth0"},
+                {"key": "com.oracle.linux.root-password", "value": "s3cret", "hidden": "on"},
+            ]
+        ),
+    )
     assert response.status_code == 302
     jobs = Job.objects.filter(operation="vm.message").order_by("pk")
     assert jobs.count() == 2
     assert VmMessage.objects.get(key="com.oracle.linux.root-password").value == "********"
     assert "s3cret" not in str(jobs[1].params)
-    assert any("#%d" % jobs[0].pk in t for t in texts(response))
+    assert any(f"#{jobs[0].pk}" in t for t in texts(response))
 
 
 def test_message_over_the_logged_limit_is_a_row_error(admin_client, pool):
     vm = make_vm(pool, VmStatus.RUNNING)
-    response = admin_client.post(f"/vms/{vm.pk}/messages/", msg_data([
-        {"key": "ok", "value": "x"}, {"key": "big", "value": "x" * 2000}]))
+    response = admin_client.post(
+        f"/vms/{vm.pk}/messages/", msg_data([{"key": "ok", "value": "x"}, {"key": "big", "value": "x" * 2000}])
+    )
     html = response.content.decode()
     assert response.status_code == 200 and "at most 1024" in html
     assert not Job.objects.exists()
     # Not logged: up to 8192 bytes is fine.
-    response = admin_client.post(f"/vms/{vm.pk}/messages/", msg_data([{"key": "big", "value": "x" * 2000, "log": False}]))
+    response = admin_client.post(
+        f"/vms/{vm.pk}/messages/", msg_data([{"key": "big", "value": "x" * 2000, "log": False}])
+    )
     assert response.status_code == 302 and Job.objects.filter(operation="vm.message").count() == 1
 
 
@@ -163,7 +180,7 @@ def test_messages_to_a_stopped_vm_are_refused(admin_client, pool):
 
 
 def test_migrate_dialog_live_vs_cold(admin_client, pool):
-    here, there = ServerFactory(server_pool=pool, name="hv-a"), ServerFactory(server_pool=pool, name="hv-b")
+    here, _there = ServerFactory(server_pool=pool, name="hv-a"), ServerFactory(server_pool=pool, name="hv-b")
     ServerFactory(name="hv-other-pool")
     running = make_vm(pool, VmStatus.RUNNING, server=here)
     page = admin_client.get(f"/vms/{running.pk}/migrate/").content.decode()
@@ -182,7 +199,7 @@ def test_migrate_dialog_live_vs_cold(admin_client, pool):
 def test_migrate_dialog_offers_target_repository_for_local_storage(admin_client, pool):
     here, there = ServerFactory(server_pool=pool), ServerFactory(server_pool=pool)
     local = RepositoryFactory(kind="LOCAL", server=here, server_pools=[pool])
-    target_repo = RepositoryFactory(kind="LOCAL", server=there, server_pools=[pool], name="there-local")
+    RepositoryFactory(kind="LOCAL", server=there, server_pools=[pool], name="there-local")
     vm = VirtualMachineFactory(server_pool=pool, repository=local, server=here, status=VmStatus.RUNNING)
     page = admin_client.get(f"/vms/{vm.pk}/migrate/").content.decode()
     assert 'name="target_repository"' in page and "there-local" in page

@@ -1,5 +1,6 @@
 """The ``vm.export`` job: a stopped VM as an OVA in a repository's Assemblies/ (see
 ``services/exports.py`` for the format and the seed's rules)."""
+
 from __future__ import annotations
 
 from ovmweb.jobs.registry import JobContext, operation

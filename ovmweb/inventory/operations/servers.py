@@ -1,4 +1,5 @@
 """Job operations on servers: ``server.discover``, ``server.delete``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,8 +55,12 @@ def _ssh_probe(ctx: JobContext, server: Server, added_keys: list) -> tuple[str, 
 
     secret = credentials.decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
     client = ssh.connect(
-        hostname=server.hostname, port=server.ssh_port, username=server.ssh_user, password=secret.get("password"),
-        private_key=secret.get("private_key"), expected_fingerprint=server.host_key_fingerprint,
+        hostname=server.hostname,
+        port=server.ssh_port,
+        username=server.ssh_user,
+        password=secret.get("password"),
+        private_key=secret.get("private_key"),
+        expected_fingerprint=server.host_key_fingerprint,
     )
     try:
         key = client.get_transport().get_remote_server_key()
@@ -63,8 +68,13 @@ def _ssh_probe(ctx: JobContext, server: Server, added_keys: list) -> tuple[str, 
         # What matters is a running daemon (its socket), not an installed binary.
         status, _out, _err = ssh.run(client, "test -S /run/libvirt/libvirt-sock || test -S /run/libvirt/virtqemud-sock")
         if status != 0:
-            raise OperationFailed(_("No libvirt daemon on %(host)s (no libvirt socket in /run/libvirt): install and start "
-                                    "libvirt-daemon and QEMU there.") % {"host": server.hostname})
+            raise OperationFailed(
+                _(
+                    "No libvirt daemon on %(host)s (no libvirt socket in /run/libvirt): install and start "
+                    "libvirt-daemon and QEMU there."
+                )
+                % {"host": server.hostname}
+            )
         _s, cpuinfo, _e = ssh.run(client, "cat /proc/cpuinfo")
         _s, meminfo, _e = ssh.run(client, "cat /proc/meminfo")
         if secret.get("password"):
@@ -85,30 +95,53 @@ def _install_manager_key(ctx: JobContext, server: Server, client, secret: dict, 
     from ovmweb.tunnels import manager_keys, ssh
 
     where = _("~/.ssh/authorized_keys of %(user)s on %(host)s") % {"user": server.ssh_user, "host": server.hostname}
-    key = (manager_keys.from_private_key(secret["manager_private_key"]) if secret.get("manager_private_key")
-           else manager_keys.generate())
+    key = (
+        manager_keys.from_private_key(secret["manager_private_key"])
+        if secret.get("manager_private_key")
+        else manager_keys.generate()
+    )
     try:
         added = manager_keys.install(client, key=key)
     except (OperationFailed, ConnectionFailed) as exc:
-        raise OperationFailed(_("Cannot install ovmweb's SSH key in %(where)s (%(error)s). ovmweb does not manage "
-                                "servers with a password alone: make that file writable, or discover the server "
-                                "with a private key.") % {"where": where, "error": exc}) from exc
-    ctx.log((_("ovmweb's SSH key (%(comment)s) added to %(where)s.") if added
-             else _("ovmweb's SSH key (%(comment)s) is already in %(where)s.")) % {"comment": manager_keys.comment(),
-                                                                                     "where": where})
+        raise OperationFailed(
+            _(
+                "Cannot install ovmweb's SSH key in %(where)s (%(error)s). ovmweb does not manage "
+                "servers with a password alone: make that file writable, or discover the server "
+                "with a private key."
+            )
+            % {"where": where, "error": exc}
+        ) from exc
+    ctx.log(
+        (
+            _("ovmweb's SSH key (%(comment)s) added to %(where)s.")
+            if added
+            else _("ovmweb's SSH key (%(comment)s) is already in %(where)s.")
+        )
+        % {"comment": manager_keys.comment(), "where": where}
+    )
     try:
-        ssh.connect(hostname=server.hostname, port=server.ssh_port, username=server.ssh_user,
-                    private_key=key.private_key, expected_fingerprint=server.host_key_fingerprint).close()
+        ssh.connect(
+            hostname=server.hostname,
+            port=server.ssh_port,
+            username=server.ssh_user,
+            private_key=key.private_key,
+            expected_fingerprint=server.host_key_fingerprint,
+        ).close()
     except ConnectionFailed as exc:
         if added:  # a line the server ignores is clutter for its administrator
             try:
                 manager_keys.remove(client, public_key=key.public_key)
             except (OperationFailed, ConnectionFailed):
                 pass
-        raise OperationFailed(_("ovmweb's SSH key was written to %(where)s but the server still refuses it (%(error)s): "
-                                "its sshd may read keys from another AuthorizedKeysFile or refuse public key "
-                                "authentication. ovmweb does not manage servers with a password alone: discover the "
-                                "server with a private key it accepts.") % {"where": where, "error": exc}) from exc
+        raise OperationFailed(
+            _(
+                "ovmweb's SSH key was written to %(where)s but the server still refuses it (%(error)s): "
+                "its sshd may read keys from another AuthorizedKeysFile or refuse public key "
+                "authentication. ovmweb does not manage servers with a password alone: discover the "
+                "server with a private key it accepts."
+            )
+            % {"where": where, "error": exc}
+        ) from exc
     if added:
         added_keys.append(key)
     server_services.server_store_credentials(server=server, private_key=key.private_key, manager_key=True)
@@ -121,8 +154,13 @@ def _remove_manager_key(server: Server, key) -> None:
     Raises ``ConnectionFailed`` / ``OperationFailed`` when the server cannot be reached or the file not rewritten."""
     from ovmweb.tunnels import manager_keys, ssh
 
-    client = ssh.connect(hostname=server.hostname, port=server.ssh_port, username=server.ssh_user,
-                         private_key=key.private_key, expected_fingerprint=server.host_key_fingerprint)
+    client = ssh.connect(
+        hostname=server.hostname,
+        port=server.ssh_port,
+        username=server.ssh_user,
+        private_key=key.private_key,
+        expected_fingerprint=server.host_key_fingerprint,
+    )
     try:
         manager_keys.remove(client, public_key=key.public_key)
     finally:
@@ -163,8 +201,11 @@ def server_discover(ctx: JobContext, *, server_id: int) -> dict:
         ctx.progress(60, _("Probing KVM"))
         # A firmware that runs is not proof enough: here KVM runs the BIOS and then
         # hangs the kernel on CPUs without vmx/svm. Both the flags and a probe are required.
-        kvm = (cpu.get("virt_flags") and not settings.OVMWEB_HYPERVISOR_URI
-               and driver.probe_kvm(timeout=settings.OVMWEB_KVM_PROBE_TIMEOUT))
+        kvm = (
+            cpu.get("virt_flags")
+            and not settings.OVMWEB_HYPERVISOR_URI
+            and driver.probe_kvm(timeout=settings.OVMWEB_KVM_PROBE_TIMEOUT)
+        )
         ctx.log(_("KVM usable: %(kvm)s") % {"kvm": _("yes") if kvm else _("no, guests run under TCG")})
         types = ["kvm", "qemu"] if kvm else [t for t in facts.domain_types if t != "kvm"] or ["qemu"]
         facts = dataclasses.replace(
@@ -179,8 +220,9 @@ def server_discover(ctx: JobContext, *, server_id: int) -> dict:
         )
         server = server_services.server_record_facts(server=server, facts=facts, host_key=host_key, job=ctx.job)
     except HostKeyMismatch as exc:
-        message = _("Host key verification failed for %(host)s: the server offered %(offered)s, expected %(expected)s.") % {
-            "host": server.hostname, "offered": exc.offered_fingerprint, "expected": server.host_key_fingerprint}
+        message = _(
+            "Host key verification failed for %(host)s: the server offered %(offered)s, expected %(expected)s."
+        ) % {"host": server.hostname, "offered": exc.offered_fingerprint, "expected": server.host_key_fingerprint}
         server_services.server_discovery_failed(server=server, error=message, job=ctx.job)
         raise OperationFailed(message) from exc
     except (ConnectionFailed, OperationFailed) as exc:
@@ -190,8 +232,10 @@ def server_discover(ctx: JobContext, *, server_id: int) -> dict:
                 _remove_manager_key(server, added_keys[0])
                 ctx.log(_("ovmweb's SSH key removed from the server again."))
             except (ConnectionFailed, OperationFailed) as cleanup_error:
-                ctx.log(_("ovmweb's SSH key could not be removed from the server again: %(error)s")
-                        % {"error": cleanup_error})
+                ctx.log(
+                    _("ovmweb's SSH key could not be removed from the server again: %(error)s")
+                    % {"error": cleanup_error}
+                )
         server_services.server_discovery_failed(server=server, error=str(exc), job=ctx.job)
         raise
     return {"server_id": server.pk, "domain_types": server.domain_types, "host_uuid": server.host_uuid}
@@ -214,8 +258,10 @@ def server_delete(ctx: JobContext, *, server_id: int) -> dict:
             ctx.log(_("ovmweb's SSH key removed from %(host)s.") % {"host": server.hostname})
         except (ConnectionFailed, OperationFailed) as exc:
             left_behind = True
-            ctx.log(_("ovmweb's SSH key (%(comment)s) stays in ~/.ssh/authorized_keys on %(host)s: %(error)s")
-                    % {"comment": manager_keys.comment(), "host": server.hostname, "error": exc})
+            ctx.log(
+                _("ovmweb's SSH key (%(comment)s) stays in ~/.ssh/authorized_keys on %(host)s: %(error)s")
+                % {"comment": manager_keys.comment(), "host": server.hostname, "error": exc}
+            )
     ctx.progress(80, _("Forgetting the server"))
     server_services.server_remove(server=server, user=ctx.job.user, job=ctx.job, key_left_behind=left_behind)
     return {"server_id": server_id}

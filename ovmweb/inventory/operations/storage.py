@@ -1,4 +1,5 @@
 """Job operations on repositories, ISO files and virtual disks."""
+
 from __future__ import annotations
 
 import hashlib
@@ -60,8 +61,9 @@ def repository_refresh(ctx: JobContext, *, repository_id: int) -> dict:
     info = driver.pool_refresh(repo_services.pool_name(repository))
     isos = driver.pool_refresh(repo_services.pool_name(repository, "isos"))
     disks = driver.pool_refresh(repo_services.pool_name(repository, "disks"))
-    found = storage_services.repository_record_contents(repository=repository, isos=isos.volumes, disks=disks.volumes,
-                                                        job=ctx.job)
+    found = storage_services.repository_record_contents(
+        repository=repository, isos=isos.volumes, disks=disks.volumes, job=ctx.job
+    )
     repo_services.repository_record_capacity(repository=repository, info=info)
     return {"capacity_bytes": info.capacity_bytes, "available_bytes": info.available_bytes, "found": found}
 
@@ -85,10 +87,17 @@ def _store_iso(ctx: JobContext, repository: Repository, name: str, staged: Path)
                 return data
 
         with open(staged, "rb") as fh:
-            driver.volume_upload(repo_services.pool_name(repository, "isos"), name, Hashing(fh), size,
-                                 progress=lambda done: ctx.progress(10 + int(85 * done / max(size, 1))))
+            driver.volume_upload(
+                repo_services.pool_name(repository, "isos"),
+                name,
+                Hashing(fh),
+                size,
+                progress=lambda done: ctx.progress(10 + int(85 * done / max(size, 1))),
+            )
         try:
-            iso = storage_services.iso_record(repository=repository, name=name, size_bytes=size, sha256=digest.hexdigest(), job=ctx.job)
+            iso = storage_services.iso_record(
+                repository=repository, name=name, size_bytes=size, sha256=digest.hexdigest(), job=ctx.job
+            )
         except Exception:
             driver.volume_delete(repo_services.pool_name(repository, "isos"), name)
             raise
@@ -109,7 +118,7 @@ def iso_import(ctx: JobContext, *, repository_id: int, name: str, url: str) -> d
     staging.mkdir(parents=True, exist_ok=True)
     fd, path = tempfile.mkstemp(dir=staging)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - http(s) only, checked
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             while chunk := response.read(1024 * 1024):
@@ -130,8 +139,13 @@ def disk_create(ctx: JobContext, *, disk_id: int) -> dict:
         if not disk.sparse:
             storage_services.check_space(repository=disk.repository, needed_bytes=disk.size_bytes)
         driver = storage_services.repository_driver(disk.repository)
-        info = driver.volume_create(repo_services.pool_name(disk.repository, "disks"), disk.volume, disk.size_bytes,
-                                    format=disk.format, sparse=disk.sparse)
+        info = driver.volume_create(
+            repo_services.pool_name(disk.repository, "disks"),
+            disk.volume,
+            disk.size_bytes,
+            format=disk.format,
+            sparse=disk.sparse,
+        )
     except Exception as exc:
         storage_services.disk_forget_failed(disk=disk, job=ctx.job, reason=str(exc))
         raise
@@ -156,4 +170,3 @@ def disk_delete(ctx: JobContext, *, disk_id: int) -> dict:
     driver.volume_delete(repo_services.pool_name(disk.repository, "disks"), disk.volume)
     storage_services.disk_forget(disk=disk, job=ctx.job)
     return {"deleted": disk_id}
-

@@ -4,6 +4,7 @@
 Statuses follow the hypervisor: RUNNING only once the driver reports the domain
 running; a failed start ends STOPPED with its ports released and an event.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,8 +37,8 @@ from ovmweb.jobs.signals import job_interrupted
 from ..choices import DiskSlotKind, DomainType, MessageResult, RepositoryKind, VmStatus
 from ..exceptions import Conflict
 from ..models import Repository, Server, ServerPool, VirtualMachine
-from ..services import messages as message_services
 from ..services import install_sources, placement, ports
+from ..services import messages as message_services
 from ..services.repositories import pool_name
 from ..services.vms import (
     disk_path,
@@ -72,16 +73,19 @@ def slot_disk_spec(slot) -> DiskSpec:
     """A disk slot as the hypervisor sees it (paths follow the repository layout)."""
     if slot.kind == DiskSlotKind.DISK:
         d = slot.virtual_disk
-        return DiskSpec(path=disk_path(d), device="disk", bus=slot.bus,
-                        format=d.format, shareable=d.shareable)
+        return DiskSpec(path=disk_path(d), device="disk", bus=slot.bus, format=d.format, shareable=d.shareable)
     if slot.kind == DiskSlotKind.CDROM:
         return DiskSpec(path=iso_path(slot.iso), device="cdrom", bus="sata", format="raw", readonly=True)
     return DiskSpec(path="", device="cdrom", bus="sata", format="raw", readonly=True)
 
 
 def vnic_spec(n) -> NicSpec:
-    return NicSpec(mac=n.mac, model=n.model, network=(n.network.libvirt_network if n.network else ""),
-                   bridge=(n.network.bridge if n.network and not n.network.libvirt_network else ""))
+    return NicSpec(
+        mac=n.mac,
+        model=n.model,
+        network=(n.network.libvirt_network if n.network else ""),
+        bridge=(n.network.bridge if n.network and not n.network.libvirt_network else ""),
+    )
 
 
 def domain_spec(vm: VirtualMachine, server: Server) -> DomainSpec:
@@ -96,11 +100,26 @@ def domain_spec(vm: VirtualMachine, server: Server) -> DomainSpec:
         kernel, initrd = install_sources.pvm_boot_paths(vm)
     virt_type = "kvm" if "kvm" in (server.domain_types or []) else "qemu"
     return DomainSpec(
-        name=domain_name(vm), uuid=str(vm.uuid), domain_type=vm.domain_type, virt_type=virt_type,
-        vcpus=vm.vcpus, max_vcpus=vm.max_vcpus, memory_mib=vm.memory_mib, max_memory_mib=vm.max_memory_mib,
-        disks=disks, nics=nics, boot_order=list(vm.boot_order or ["disk"]), vnc_port=vm.vnc_port,
-        serial_port=vm.serial_port, keymap=vm.keymap, mouse_device=vm.mouse_device, huge_pages=vm.huge_pages,
-        cpu_pinning=vm.cpu_pinning, kernel=kernel, initrd=initrd, kernel_args=vm.kernel_args,
+        name=domain_name(vm),
+        uuid=str(vm.uuid),
+        domain_type=vm.domain_type,
+        virt_type=virt_type,
+        vcpus=vm.vcpus,
+        max_vcpus=vm.max_vcpus,
+        memory_mib=vm.memory_mib,
+        max_memory_mib=vm.max_memory_mib,
+        disks=disks,
+        nics=nics,
+        boot_order=list(vm.boot_order or ["disk"]),
+        vnc_port=vm.vnc_port,
+        serial_port=vm.serial_port,
+        keymap=vm.keymap,
+        mouse_device=vm.mouse_device,
+        huge_pages=vm.huge_pages,
+        cpu_pinning=vm.cpu_pinning,
+        kernel=kernel,
+        initrd=initrd,
+        kernel_args=vm.kernel_args,
         description=vm.name,
     )
 
@@ -112,7 +131,9 @@ def _state(driver, vm: VirtualMachine) -> PowerState:
         return PowerState.ABSENT
 
 
-def _wait_for(ctx: JobContext, driver, vm: VirtualMachine, states: Collection[PowerState], timeout: float) -> PowerState:
+def _wait_for(
+    ctx: JobContext, driver, vm: VirtualMachine, states: Collection[PowerState], timeout: float
+) -> PowerState:
     deadline = time.monotonic() + timeout
     while True:
         state = _state(driver, vm)
@@ -125,13 +146,19 @@ def _wait_for(ctx: JobContext, driver, vm: VirtualMachine, states: Collection[Po
 def _fail_start(vm: VirtualMachine, job: Job, error: str, *, release_ports: bool = True) -> None:
     if release_ports:
         ports.release_console_ports(vm=vm)
-    vm_set_status(vm=vm, status=VmStatus.STOPPED, only_from={VmStatus.STARTING}, severity=Severity.ERROR,
-                  event_type="vm.start_failed", job=job,
-                  reason=_("Start of %(vm)s failed: %(err)s") % {"vm": vm.name, "err": error})
+    vm_set_status(
+        vm=vm,
+        status=VmStatus.STOPPED,
+        only_from={VmStatus.STARTING},
+        severity=Severity.ERROR,
+        event_type="vm.start_failed",
+        job=job,
+        reason=_("Start of %(vm)s failed: %(err)s") % {"vm": vm.name, "err": error},
+    )
 
 
 @operation("vm.start")
-def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_failover: bool = False) -> dict:
+def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_failover: bool = False) -> dict:  # noqa: C901
     vm = _vm(vm_id)
     driver = None
     placed = False
@@ -146,14 +173,24 @@ def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_fa
             server = placement.choose_server(vm=vm, ha_failover=ha_failover)
         ports.allocate_console_ports(vm=vm, server=server)
         placed = True
-        ctx.progress(20, _("Placed on %(s)s (VNC %(v)s, serial %(p)s).") % {"s": server.name, "v": vm.vnc_port, "p": vm.serial_port})
+        ctx.progress(
+            20,
+            _("Placed on %(s)s (VNC %(v)s, serial %(p)s).") % {"s": server.name, "v": vm.vnc_port, "p": vm.serial_port},
+        )
         ctx.check_abort()
         if vm.domain_type == DomainType.PVM:
             # No BIOS: the kernel and initrd come from the mounted install tree (7.1, 7.2).
             fetched = install_sources.pvm_boot_files_fetch(vm=vm, server=server)
-            ctx.progress(35, _("Kernel %(k)s and initrd %(i)s from %(url)s%(cached)s.") % {
-                "k": fetched["kernel"], "i": fetched["initrd"], "url": fetched["url"],
-                "cached": "" if fetched["fetched"] else _(" (already on the server)")})
+            ctx.progress(
+                35,
+                _("Kernel %(k)s and initrd %(i)s from %(url)s%(cached)s.")
+                % {
+                    "k": fetched["kernel"],
+                    "i": fetched["initrd"],
+                    "url": fetched["url"],
+                    "cached": "" if fetched["fetched"] else _(" (already on the server)"),
+                },
+            )
         driver = driver_for(server)
         uuid = str(vm.uuid)
         if _state(driver, vm) in (PowerState.SHUTOFF, PowerState.CRASHED):
@@ -177,8 +214,13 @@ def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_fa
         # an OFFLINE VM keeps them while its guest may still run on the lost server.
         _fail_start(vm, ctx.job, str(exc), release_ports=placed)
         raise
-    done = vm_set_status(vm=vm, status=VmStatus.RUNNING, only_from={VmStatus.STARTING}, job=ctx.job,
-                         reason=_("%(vm)s is running on %(s)s.") % {"vm": vm.name, "s": server.name})
+    done = vm_set_status(
+        vm=vm,
+        status=VmStatus.RUNNING,
+        only_from={VmStatus.STARTING},
+        job=ctx.job,
+        reason=_("%(vm)s is running on %(s)s.") % {"vm": vm.name, "s": server.name},
+    )
     if done is None:
         # Killed while starting: the kill already made it STOPPED; make the hypervisor agree.
         driver.destroy(str(vm.uuid))
@@ -208,9 +250,14 @@ def vm_reread(vm: VirtualMachine, *, job: Job | None = None, reason: str = "") -
             state = _state(driver_for(vm.server), vm)
         except DriverError as exc:
             log.warning("cannot re-read the state of %s: %s", vm.uuid, exc)
-            event_record(obj=vm, type="vm.state_unknown", severity=Severity.WARNING, job=job,
-                         text=_("The state of %(vm)s could not be re-read from %(s)s (%(err)s).")
-                         % {"vm": vm.name, "s": vm.server.name, "err": exc})
+            event_record(
+                obj=vm,
+                type="vm.state_unknown",
+                severity=Severity.WARNING,
+                job=job,
+                text=_("The state of %(vm)s could not be re-read from %(s)s (%(err)s).")
+                % {"vm": vm.name, "s": vm.server.name, "err": exc},
+            )
             return None
     text = _("%(vm)s is %(state)s on its server") % {"vm": vm.name, "state": state.value}
     vm_reconcile(vm=vm, power_state=state, job=job, reason=f"{text}: {reason}" if reason else f"{text}.")
@@ -220,6 +267,7 @@ def vm_reread(vm: VirtualMachine, *, job: Job | None = None, reason: str = "") -
 def restores_state_on_failure(fn):
     """Wrap a VM action operation: whatever ends it early (driver error, timeout, abort),
     the VM is left in the state its server reports before the job ends."""
+
     @functools.wraps(fn)
     def wrapper(ctx: JobContext, *, vm_id: int, **params):
         try:
@@ -228,6 +276,7 @@ def restores_state_on_failure(fn):
             vm = VirtualMachine.objects.get(pk=vm_id)
             vm_reread(vm, job=ctx.job, reason=_("job #%(id)s ended early: %(err)s") % {"id": ctx.job.pk, "err": exc})
             raise
+
     return wrapper
 
 
@@ -236,8 +285,9 @@ def vm_reread_operation(ctx: JobContext, *, vm_id: int, after_job_id: int | None
     """Submitted by ``services.vms.vm_reread_submit`` when a VM action job ended before its
     operation could correct the status it promised (aborted while queued)."""
     vm = _vm(vm_id)
-    state = vm_reread(vm, job=ctx.job, reason=_("job #%(id)s did not run") % {"id": after_job_id}
-                      if after_job_id else "")
+    state = vm_reread(
+        vm, job=ctx.job, reason=_("job #%(id)s did not run") % {"id": after_job_id} if after_job_id else ""
+    )
     return {"power_state": state.value if state else None, "status": vm.status}
 
 
@@ -251,13 +301,27 @@ def vm_stop(ctx: JobContext, *, vm_id: int, timeout: float | None = None) -> dic
     state = _wait_for(ctx, driver, vm, {PowerState.SHUTOFF, PowerState.ABSENT}, timeout or STOP_TIMEOUT)
     if state not in (PowerState.SHUTOFF, PowerState.ABSENT):
         raise OperationFailed(_("the guest did not power off in time; kill it to force it off"))
-    vm_set_status(vm=vm, status=VmStatus.STOPPED, job=ctx.job, vnc_port=None, serial_port=None,
-                  reason=_("%(vm)s stopped.") % {"vm": vm.name})
+    vm_set_status(
+        vm=vm,
+        status=VmStatus.STOPPED,
+        job=ctx.job,
+        vnc_port=None,
+        serial_port=None,
+        reason=_("%(vm)s stopped.") % {"vm": vm.name},
+    )
     return {}
 
 
-def _power_change(ctx: JobContext, *, vm_id: int, request: Callable[[Driver, str], None],
-                  reached: Collection[PowerState], status: str, reason: str, underway: str | None = None) -> dict:
+def _power_change(
+    ctx: JobContext,
+    *,
+    vm_id: int,
+    request: Callable[[Driver, str], None],
+    reached: Collection[PowerState],
+    status: str,
+    reason: str,
+    underway: str | None = None,
+) -> dict:
     """A power action the hypervisor completes promptly: ``request(driver, uuid)`` on the
     VM's server, then up to 30 s for the server to report one of ``reached``, and only
     then the VM becomes ``status`` (``reason`` names it as ``%(vm)s``). ``underway`` is
@@ -278,9 +342,15 @@ def _power_change(ctx: JobContext, *, vm_id: int, request: Callable[[Driver, str
 @restores_state_on_failure
 def vm_restart(ctx: JobContext, *, vm_id: int) -> dict:
     """A restart reboots the guest in the same domain: pending changes are NOT applied (7.9)."""
-    return _power_change(ctx, vm_id=vm_id, request=lambda driver, uuid: driver.reboot(uuid),
-                         underway=VmStatus.STARTING, reached=frozenset({PowerState.RUNNING}),
-                         status=VmStatus.RUNNING, reason=_("%(vm)s restarted."))
+    return _power_change(
+        ctx,
+        vm_id=vm_id,
+        request=lambda driver, uuid: driver.reboot(uuid),
+        underway=VmStatus.STARTING,
+        reached=frozenset({PowerState.RUNNING}),
+        status=VmStatus.RUNNING,
+        reason=_("%(vm)s restarted."),
+    )
 
 
 @operation("vm.kill")
@@ -299,23 +369,42 @@ def vm_kill(ctx: JobContext, *, vm_id: int) -> dict:
 @operation("vm.suspend")
 @restores_state_on_failure
 def vm_suspend(ctx: JobContext, *, vm_id: int) -> dict:
-    return _power_change(ctx, vm_id=vm_id, request=lambda driver, uuid: driver.suspend(uuid),
-                         reached=frozenset({PowerState.PAUSED, PowerState.SAVED}),
-                         status=VmStatus.SUSPENDED, reason=_("%(vm)s suspended."))
+    return _power_change(
+        ctx,
+        vm_id=vm_id,
+        request=lambda driver, uuid: driver.suspend(uuid),
+        reached=frozenset({PowerState.PAUSED, PowerState.SAVED}),
+        status=VmStatus.SUSPENDED,
+        reason=_("%(vm)s suspended."),
+    )
 
 
 @operation("vm.resume")
 @restores_state_on_failure
 def vm_resume(ctx: JobContext, *, vm_id: int) -> dict:
-    return _power_change(ctx, vm_id=vm_id, request=lambda driver, uuid: driver.resume(uuid),
-                         reached=frozenset({PowerState.RUNNING}), status=VmStatus.RUNNING,
-                         reason=_("%(vm)s resumed."))
+    return _power_change(
+        ctx,
+        vm_id=vm_id,
+        request=lambda driver, uuid: driver.resume(uuid),
+        reached=frozenset({PowerState.RUNNING}),
+        status=VmStatus.RUNNING,
+        reason=_("%(vm)s resumed."),
+    )
 
 
 @operation("vm.hot_update")
-def vm_hot_update(ctx: JobContext, *, vm_id: int, changes: dict | None = None, attach_vnic_id: int | None = None,
-                  detach_mac: str | None = None, detach_model: str | None = None, attach_slot_id: int | None = None,
-                  detach_disk: dict | None = None, media: dict | None = None) -> dict:
+def vm_hot_update(  # noqa: C901
+    ctx: JobContext,
+    *,
+    vm_id: int,
+    changes: dict | None = None,
+    attach_vnic_id: int | None = None,
+    detach_mac: str | None = None,
+    detach_model: str | None = None,
+    attach_slot_id: int | None = None,
+    detach_disk: dict | None = None,
+    media: dict | None = None,
+) -> dict:
     """Changes of a running VM that the services found hot-pluggable (7.13, 7.14): vCPUs and
     memory, and devices (VNICs, disks, CD-ROM media), live and in the persistent definition.
 
@@ -342,30 +431,47 @@ def vm_hot_update(ctx: JobContext, *, vm_id: int, changes: dict | None = None, a
         try:
             applied[what] = action()
         except DriverError as exc:
-            raise OperationFailed(_("%(what)s of running %(vm)s failed (%(err)s); the change takes effect at its next "
-                                    "start.") % {"what": what, "vm": vm.name, "err": exc}) from exc
+            raise OperationFailed(
+                _("%(what)s of running %(vm)s failed (%(err)s); the change takes effect at its next start.")
+                % {"what": what, "vm": vm.name, "err": exc}
+            ) from exc
 
     if attach_vnic_id is not None:
         vnic = Vnic.objects.select_related("network").filter(pk=attach_vnic_id, vm=vm).first()
         if vnic is not None:
-            device(_("Hot-add of VNIC %(mac)s") % {"mac": vnic.mac},
-                   lambda: driver.attach_device(uuid, vnic_spec(vnic), domain_type=vm.domain_type))
+            device(
+                _("Hot-add of VNIC %(mac)s") % {"mac": vnic.mac},
+                lambda: driver.attach_device(uuid, vnic_spec(vnic), domain_type=vm.domain_type),
+            )
     if detach_mac is not None:
-        device(_("Hot-remove of VNIC %(mac)s") % {"mac": detach_mac},
-               lambda: driver.detach_device(uuid, NicSpec(mac=detach_mac, model=detach_model or "virtio")) or detach_mac)
+        device(
+            _("Hot-remove of VNIC %(mac)s") % {"mac": detach_mac},
+            lambda: driver.detach_device(uuid, NicSpec(mac=detach_mac, model=detach_model or "virtio")) or detach_mac,
+        )
     if attach_slot_id is not None:
-        slot = VmDiskSlot.objects.select_related("virtual_disk__repository", "iso__repository").filter(
-            pk=attach_slot_id, vm=vm).first()
+        slot = (
+            VmDiskSlot.objects.select_related("virtual_disk__repository", "iso__repository")
+            .filter(pk=attach_slot_id, vm=vm)
+            .first()
+        )
         if slot is not None:
-            device(_("Hot-add of disk slot %(n)d") % {"n": slot.slot},
-                   lambda: driver.attach_device(uuid, slot_disk_spec(slot), domain_type=vm.domain_type))
+            device(
+                _("Hot-add of disk slot %(n)d") % {"n": slot.slot},
+                lambda: driver.attach_device(uuid, slot_disk_spec(slot), domain_type=vm.domain_type),
+            )
     if detach_disk is not None:
-        device(_("Hot-remove of %(path)s") % {"path": detach_disk["path"]},
-               lambda: driver.detach_device(uuid, DiskSpec(path=detach_disk["path"], device=detach_disk.get("device", "disk")))
-               or detach_disk["path"])
+        device(
+            _("Hot-remove of %(path)s") % {"path": detach_disk["path"]},
+            lambda: (
+                driver.detach_device(uuid, DiskSpec(path=detach_disk["path"], device=detach_disk.get("device", "disk")))
+                or detach_disk["path"]
+            ),
+        )
     if media is not None:
-        device(_("CD-ROM change to %(path)s") % {"path": media["new"] or _("empty")},
-               lambda: driver.change_media(uuid, current_path=media["current"], new_path=media["new"]) or media["new"])
+        device(
+            _("CD-ROM change to %(path)s") % {"path": media["new"] or _("empty")},
+            lambda: driver.change_media(uuid, current_path=media["current"], new_path=media["new"]) or media["new"],
+        )
     return {"applied": applied}
 
 
@@ -389,9 +495,15 @@ def vm_message(ctx: JobContext, *, vm_id: int, message_id: int, key: str, **para
 
 
 @operation("vm.migrate")
-def vm_migrate(ctx: JobContext, *, vm_id: int, target_server_id: int | None = None,
-               target_pool_id: int | None = None, storage_migration: bool = False,
-               target_repository_id: int | None = None) -> dict:
+def vm_migrate(
+    ctx: JobContext,
+    *,
+    vm_id: int,
+    target_server_id: int | None = None,
+    target_pool_id: int | None = None,
+    storage_migration: bool = False,
+    target_repository_id: int | None = None,
+) -> dict:
     vm = _vm(vm_id)
     if target_server_id is None:
         # Cold migration: the VM is placed in the target pool when it next starts (7.7).
@@ -412,7 +524,9 @@ def vm_migrate(ctx: JobContext, *, vm_id: int, target_server_id: int | None = No
     # The source's console ports may be taken on the target: the domain arrives there with
     # the target's next free ones, written into its destination definition.
     there = ports.free_console_ports(server=target)
-    ctx.progress(5, _("Migrating to %(s)s (VNC %(v)s, serial %(p)s there).") % {"s": target.name, "v": there[0], "p": there[1]})
+    ctx.progress(
+        5, _("Migrating to %(s)s (VNC %(v)s, serial %(p)s there).") % {"s": target.name, "v": there[0], "p": there[1]}
+    )
 
     def progress(percent: int, message: str) -> None:
         ctx.progress(10 + percent * 85 // 100, message)
@@ -436,16 +550,28 @@ def _arrived(ctx, vm, source, target, there: tuple[int, int], stats: dict, **pla
     vnc_port, serial_port = ports.move_console_ports(vm=vm, server=target, vnc_port=there[0], serial_port=there[1])
     vm_set_placement(vm=vm, server=target, job=ctx.job, **placement_changes)
     elapsed_ms, downtime_ms = stats.get("time_elapsed"), stats.get("downtime")
-    event_record(obj=vm, type="vm.migrated", job=ctx.job, user=ctx.user,
-                 text=_("%(vm)s migrated live from %(src)s to %(dst)s in %(t)s ms (downtime %(d)s ms).")
-                 % {"vm": vm.name, "src": source.name, "dst": target.name, "t": elapsed_ms, "d": downtime_ms})
-    return {"server_id": target.pk, "vnc_port": vnc_port, "serial_port": serial_port, "time_elapsed_ms": elapsed_ms,
-            "downtime_ms": downtime_ms, "data_bytes": stats.get("data_processed")}
+    event_record(
+        obj=vm,
+        type="vm.migrated",
+        job=ctx.job,
+        user=ctx.user,
+        text=_("%(vm)s migrated live from %(src)s to %(dst)s in %(t)s ms (downtime %(d)s ms).")
+        % {"vm": vm.name, "src": source.name, "dst": target.name, "t": elapsed_ms, "d": downtime_ms},
+    )
+    return {
+        "server_id": target.pk,
+        "vnc_port": vnc_port,
+        "serial_port": serial_port,
+        "time_elapsed_ms": elapsed_ms,
+        "downtime_ms": downtime_ms,
+        "data_bytes": stats.get("data_processed"),
+    }
 
 
 def _migration_failed(ctx, vm, source, target, src_driver, dst_driver, there, error: Exception) -> None:
     """libvirt rolls a failed or aborted migration back and the guest runs on at the source;
     record whatever is real (it may also have arrived, if only the confirmation failed)."""
+
     def state(driver) -> PowerState:
         try:
             return _state(driver, vm)
@@ -457,16 +583,23 @@ def _migration_failed(ctx, vm, source, target, src_driver, dst_driver, there, er
         _arrived(ctx, vm, source, target, there, {})
         return
     vm.refresh_from_db(fields=["status"])
-    vm_reconcile(vm=vm, power_state=here, job=ctx.job,
-                 reason=_("Migration of %(vm)s to %(s)s failed: %(err)s") % {"vm": vm.name, "s": target.name, "err": error})
+    vm_reconcile(
+        vm=vm,
+        power_state=here,
+        job=ctx.job,
+        reason=_("Migration of %(vm)s to %(s)s failed: %(err)s") % {"vm": vm.name, "s": target.name, "err": error},
+    )
 
 
 def _migrate_with_storage(ctx, vm, source, target, target_repo, src_driver, dst_driver, options: dict) -> dict:
     """7.7: a VM on local storage migrates only while running, its disks copied along.
     The target volumes are created first (same names, sizes and formats), libvirt copies
     the data during the live migration, then the source volumes are deleted."""
-    local = [s.virtual_disk for s in vm.disk_slots.select_related("virtual_disk__repository")
-             if s.virtual_disk is not None and s.virtual_disk.repository.kind == RepositoryKind.LOCAL]
+    local = [
+        s.virtual_disk
+        for s in vm.disk_slots.select_related("virtual_disk__repository")
+        if s.virtual_disk is not None and s.virtual_disk.repository.kind == RepositoryKind.LOCAL
+    ]
     target_pool = pool_name(target_repo, "disks")
     created = []
     try:
@@ -484,9 +617,15 @@ def _migrate_with_storage(ctx, vm, source, target, target_repo, src_driver, dst_
                 pass
         raise
     old = {d.pk: d.repository for d in local}
-    result = _arrived(ctx, vm, source, target, (options["vnc_port"], options["serial_port"]), stats,
-                      repository=target_repo if vm.repository and vm.repository.kind == RepositoryKind.LOCAL
-                      else vm.repository)
+    result = _arrived(
+        ctx,
+        vm,
+        source,
+        target,
+        (options["vnc_port"], options["serial_port"]),
+        stats,
+        repository=target_repo if vm.repository and vm.repository.kind == RepositoryKind.LOCAL else vm.repository,
+    )
     vm_disks_relocated(vm=vm, disk_ids=list(old), repository=target_repo, job=ctx.job)
     for disk in local:
         try:
@@ -508,8 +647,13 @@ def vm_clone(ctx: JobContext, *, vm_id: int, source_vm_id: int, disks: list[dict
         ctx.check_abort()
         source_disk = VirtualDisk.objects.select_related("repository").get(pk=item["disk_id"])
         target = Repository.objects.get(pk=item["target_repository_id"])
-        new = storage.disk_clone(disk=source_disk, target_repository=target, clone_type=item["clone_type"],
-                                 name=f"{clone.name}-{item['slot']}", job=ctx.job)
+        new = storage.disk_clone(
+            disk=source_disk,
+            target_repository=target,
+            clone_type=item["clone_type"],
+            name=f"{clone.name}-{item['slot']}",
+            job=ctx.job,
+        )
         vm_slot_set_disk(vm=clone, slot=item["slot"], disk=new, bus=item["bus"], job=ctx.job)
         ctx.progress(int(100 * (index + 1) / max(len(disks), 1)), _("Disk %(n)d cloned.") % {"n": index + 1})
     return {"vm_id": clone.pk, "disks": len(disks)}
@@ -531,12 +675,19 @@ def vm_move(ctx: JobContext, *, vm_id: int, disks: list[dict], repository_id: in
         target = Repository.objects.get(pk=item["target_repository_id"])
         if old is None or old.repository_id == target.pk:
             continue
-        new = storage.disk_clone(disk=old, target_repository=target, clone_type=item["clone_type"], name=old.name, job=ctx.job)
+        new = storage.disk_clone(
+            disk=old, target_repository=target, clone_type=item["clone_type"], name=old.name, job=ctx.job
+        )
         vm_slot_set_disk(vm=vm, slot=slot.slot, disk=new, bus=slot.bus, job=ctx.job)
         if not old.shareable:
             # A child job, so the original goes only once the move has succeeded.
-            ctx.submit_child(operation="disk.delete", summary=_("Delete virtual disk %(name)s") % {"name": old.name},
-                             target=old, params={"disk_id": old.pk}, lock=[old])
+            ctx.submit_child(
+                operation="disk.delete",
+                summary=_("Delete virtual disk %(name)s") % {"name": old.name},
+                target=old,
+                params={"disk_id": old.pk},
+                lock=[old],
+            )
         moved.append(new.pk)
         ctx.progress(int(90 * (index + 1) / max(len(disks), 1)))
     # The configuration goes to the named repository, else to where the first disk went.

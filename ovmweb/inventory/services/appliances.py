@@ -13,6 +13,7 @@ An appliance disk's ``volume`` is ``../Assemblies/<dir>/<file>``: the contract's
 never attached to a VM; creating a VM from an appliance VM copies them into
 VirtualDisks/ (``appliance_disk_copy``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -105,7 +106,9 @@ def os_type_from_ovf(description: str) -> str:
     version = re.search(r"(\d+)", text)
     major = version.group(1) if version else ""
     if "oracle" in text and "linux" in text:
-        return {"5": OsType.ORACLE_LINUX_5, "6": OsType.ORACLE_LINUX_6, "7": OsType.ORACLE_LINUX_7}.get(major, OsType.OTHER_LINUX)
+        return {"5": OsType.ORACLE_LINUX_5, "6": OsType.ORACLE_LINUX_6, "7": OsType.ORACLE_LINUX_7}.get(
+            major, OsType.OTHER_LINUX
+        )
     if "red hat" in text or "rhel" in text:
         return {"6": OsType.RHEL_6, "7": OsType.RHEL_7}.get(major, OsType.OTHER_LINUX)
     if "solaris" in text:
@@ -117,7 +120,7 @@ def os_type_from_ovf(description: str) -> str:
     return OsType.OTHER
 
 
-def parse_ovf(text: str | bytes) -> Ovf:
+def parse_ovf(text: str | bytes) -> Ovf:  # noqa: C901
     """Every VirtualSystem of the descriptor (also inside a VirtualSystemCollection)."""
     try:
         root = ET.fromstring(text)
@@ -130,17 +133,22 @@ def parse_ovf(text: str | bytes) -> Ovf:
     for disk in root.iter(f"{{{OVF_NS}}}Disk"):
         file_ref = _attr(disk, "fileRef")
         if file_ref and file_ref not in files:
-            raise ApplianceError(_("Disk %(d)s refers to a file %(f)s the OVF does not list.")
-                                 % {"d": _attr(disk, "diskId"), "f": file_ref})
+            raise ApplianceError(
+                _("Disk %(d)s refers to a file %(f)s the OVF does not list.")
+                % {"d": _attr(disk, "diskId"), "f": file_ref}
+            )
         capacity = int(_attr(disk, "capacity", "0") or 0) * _units(_attr(disk, "capacityAllocationUnits"), 1)
-        disks[_attr(disk, "diskId")] = OvfDisk(disk_id=_attr(disk, "diskId"), href=files.get(file_ref, ""),
-                                               capacity_bytes=capacity)
+        disks[_attr(disk, "diskId")] = OvfDisk(
+            disk_id=_attr(disk, "diskId"), href=files.get(file_ref, ""), capacity_bytes=capacity
+        )
     vms = []
     for system in root.iter(f"{{{OVF_NS}}}VirtualSystem"):
         vm = OvfVm(name=(system.findtext(f"{{{OVF_NS}}}Name") or _attr(system, "id") or "vm").strip())
         os_section = system.find(f"{{{OVF_NS}}}OperatingSystemSection")
         if os_section is not None:
-            vm.os_type = os_type_from_ovf(os_section.findtext(f"{{{OVF_NS}}}Description") or _attr(os_section, "osType"))
+            vm.os_type = os_type_from_ovf(
+                os_section.findtext(f"{{{OVF_NS}}}Description") or _attr(os_section, "osType")
+            )
         for item in system.iter(f"{{{OVF_NS}}}Item"):
             kind = item.findtext(f"{{{RASD_NS}}}ResourceType")
             quantity = item.findtext(f"{{{RASD_NS}}}VirtualQuantity")
@@ -152,8 +160,9 @@ def parse_ovf(text: str | bytes) -> Ovf:
             elif kind == RESOURCE_DISK:
                 ref = (item.findtext(f"{{{RASD_NS}}}HostResource") or "").rsplit("/", 1)[-1]
                 if ref not in disks:
-                    raise ApplianceError(_("%(vm)s uses disk %(d)s, which the OVF does not define.")
-                                         % {"vm": vm.name, "d": ref})
+                    raise ApplianceError(
+                        _("%(vm)s uses disk %(d)s, which the OVF does not define.") % {"vm": vm.name, "d": ref}
+                    )
                 vm.disks.append(disks[ref])
         vms.append(vm)
     if not vms:
@@ -165,8 +174,9 @@ def _safe_name(href: str) -> str:
     """A referenced file is a plain name next to the descriptor: nothing else is accepted."""
     name = PurePosixPath(href).name
     if not href or name != href or name in (".", "..") or name.startswith("."):
-        raise ApplianceError(_("The OVF refers to %(href)r; only plain file names next to the descriptor are allowed.")
-                             % {"href": href})
+        raise ApplianceError(
+            _("The OVF refers to %(href)r; only plain file names next to the descriptor are allowed.") % {"href": href}
+        )
     return name
 
 
@@ -181,8 +191,9 @@ def staging_dir() -> Path:
 # --------------------------------------------------------------------------
 
 
-def appliance_import(*, user, repository: Repository, name: str = "", url: str = "", fileobj=None,
-                     filename: str = "") -> Job:
+def appliance_import(
+    *, user, repository: Repository, name: str = "", url: str = "", fileobj=None, filename: str = ""
+) -> Job:
     """Import an OVA (uploaded, or from an HTTP URL) or an .ovf with its disks from an HTTP URL."""
     if bool(url) == (fileobj is not None):
         raise ValidationError({"url": [_("Give either a URL or an uploaded OVA file.")]})
@@ -190,14 +201,28 @@ def appliance_import(*, user, repository: Repository, name: str = "", url: str =
         raise ValidationError({"url": [_("Give an HTTP or HTTPS URL.")]})
     source_name = PurePosixPath(urlsplit(url).path if url else filename).name
     if fileobj is not None and not source_name.lower().endswith(".ova"):
-        raise ValidationError({"file": [_("Upload an OVA (the .ovf and its disks in one tar); a bare .ovf can only be "
-                                          "imported from a URL next to its disks.")]})
+        raise ValidationError(
+            {
+                "file": [
+                    _(
+                        "Upload an OVA (the .ovf and its disks in one tar); a bare .ovf can only be "
+                        "imported from a URL next to its disks."
+                    )
+                ]
+            }
+        )
     name = (name or PurePosixPath(source_name).stem).strip()
     if not name:
         raise ValidationError({"name": [_("Name the appliance.")]})
     if VirtualAppliance.objects.filter(repository=repository, name=name).exists():
-        raise ValidationError({"name": [_("Repository %(repo)s already has an appliance %(name)s.")
-                                        % {"repo": repository.name, "name": name}]})
+        raise ValidationError(
+            {
+                "name": [
+                    _("Repository %(repo)s already has an appliance %(name)s.")
+                    % {"repo": repository.name, "name": name}
+                ]
+            }
+        )
     params = {"repository_id": repository.pk, "name": name}
     if fileobj is not None:
         staged = staging_dir() / f"{uuidlib.uuid4().hex}.ova"
@@ -207,8 +232,13 @@ def appliance_import(*, user, repository: Repository, name: str = "", url: str =
     else:
         params["url"] = url
     with transaction.atomic():
-        return job_submit(operation="appliance.import", summary=_("Import virtual appliance %(name)s") % {"name": name},
-                          user=user, target=repository, params=params)
+        return job_submit(
+            operation="appliance.import",
+            summary=_("Import virtual appliance %(name)s") % {"name": name},
+            user=user,
+            target=repository,
+            params=params,
+        )
 
 
 def unpack_ova(ova: Path, into: Path) -> Path:
@@ -252,9 +282,11 @@ def disk_format(path: Path) -> str:
     if head[:4] in VMDK_MAGICS or head.lstrip().startswith(VMDK_DESCRIPTOR):
         return DiskFormat.VMDK
     for offset, magic, name in UNSUPPORTED_MAGICS:
-        if head[offset:offset + len(magic)] == magic:
-            raise ApplianceError(_("Disk %(file)s is a %(format)s image, which cannot be imported; convert it to VMDK, "
-                                   "QCOW2 or raw.") % {"file": path.name, "format": name})
+        if head[offset : offset + len(magic)] == magic:
+            raise ApplianceError(
+                _("Disk %(file)s is a %(format)s image, which cannot be imported; convert it to VMDK, QCOW2 or raw.")
+                % {"file": path.name, "format": name}
+            )
     return DiskFormat.RAW
 
 
@@ -270,8 +302,9 @@ def assembly_pool(driver, repository: Repository, directory: str) -> str:
     return name
 
 
-def appliance_store(*, repository: Repository, name: str, descriptor: Path, job: Job | None = None,
-                    progress=None) -> VirtualAppliance:
+def appliance_store(
+    *, repository: Repository, name: str, descriptor: Path, job: Job | None = None, progress=None
+) -> VirtualAppliance:
     """Upload the descriptor and its disk files into ``Assemblies/<dir>/`` and record the appliance.
     Nothing is left behind if any step fails."""
     text = descriptor.read_text()
@@ -298,30 +331,44 @@ def appliance_store(*, repository: Repository, name: str, descriptor: Path, job:
             if progress:
                 progress(done, total)
         with transaction.atomic():
-            appliance = VirtualAppliance(name=name, repository=repository, ovf_path=f"{directory}/{descriptor.name}",
-                                         ovf_xml=text)
+            appliance = VirtualAppliance(
+                name=name, repository=repository, ovf_path=f"{directory}/{descriptor.name}", ovf_xml=text
+            )
             appliance.full_clean()
             appliance.save()
             rel = f"../Assemblies/{PurePosixPath(directory).name}"
             disk_rows: dict[str, VirtualDisk] = {}
             for vm in ovf.vms:
-                row = VirtualApplianceVm(appliance=appliance, name=vm.name[:128], vcpus=vm.vcpus,
-                                         memory_mib=vm.memory_mib, os_type=vm.os_type)
+                row = VirtualApplianceVm(
+                    appliance=appliance,
+                    name=vm.name[:128],
+                    vcpus=vm.vcpus,
+                    memory_mib=vm.memory_mib,
+                    os_type=vm.os_type,
+                )
                 row.full_clean()
                 row.save()
                 for disk in vm.disks:
                     if disk.href not in disk_rows:
                         path = descriptor.parent / _safe_name(disk.href)
                         disk_rows[disk.href] = VirtualDisk(
-                            name=f"{name}/{disk.href}"[:255], repository=repository, volume=f"{rel}/{disk.href}",
+                            name=f"{name}/{disk.href}"[:255],
+                            repository=repository,
+                            volume=f"{rel}/{disk.href}",
                             size_bytes=max(disk.capacity_bytes, path.stat().st_size, 1),
-                            allocation_bytes=path.stat().st_size, format=formats[disk.href])
+                            allocation_bytes=path.stat().st_size,
+                            format=formats[disk.href],
+                        )
                         disk_rows[disk.href].full_clean()
                         disk_rows[disk.href].save()
                     row.disks.add(disk_rows[disk.href])
-            event_record(obj=appliance, type="appliance.imported", job=job,
-                         text=_("Virtual appliance %(name)s imported into %(repo)s with %(n)d virtual machine(s).")
-                         % {"name": name, "repo": repository.name, "n": len(ovf.vms)})
+            event_record(
+                obj=appliance,
+                type="appliance.imported",
+                job=job,
+                text=_("Virtual appliance %(name)s imported into %(repo)s with %(n)d virtual machine(s).")
+                % {"name": name, "repo": repository.name, "n": len(ovf.vms)},
+            )
         # The pool was only the way in; it is defined again whenever a VM is made from it.
         driver.pool_undefine(pool)
     except BaseException:
@@ -358,14 +405,22 @@ def check_appliance_idle(appliance: VirtualAppliance) -> None:
     live = Job.objects.filter(status__in=list(JobStatus.LIVE))
     deploying = live.filter(operation="appliance.deploy", params__appliance_id=appliance.pk).first()
     if deploying is not None:
-        raise Conflict(_("Virtual appliance %(name)s is in use by job #%(job)s (%(summary)s); delete it when that job "
-                         "has finished.") % {"name": appliance.name, "job": deploying.pk, "summary": deploying.summary})
+        raise Conflict(
+            _(
+                "Virtual appliance %(name)s is in use by job #%(job)s (%(summary)s); delete it when that job "
+                "has finished."
+            )
+            % {"name": appliance.name, "job": deploying.pk, "summary": deploying.summary}
+        )
     # The import job records the appliance only at its end, and finishes just after.
-    importing = live.filter(operation="appliance.import", params__repository_id=appliance.repository_id,
-                            params__name=appliance.name).first()
+    importing = live.filter(
+        operation="appliance.import", params__repository_id=appliance.repository_id, params__name=appliance.name
+    ).first()
     if importing is not None:
-        raise Conflict(_("Virtual appliance %(name)s is still being imported by job #%(job)s.")
-                       % {"name": appliance.name, "job": importing.pk})
+        raise Conflict(
+            _("Virtual appliance %(name)s is still being imported by job #%(job)s.")
+            % {"name": appliance.name, "job": importing.pk}
+        )
 
 
 def check_appliance_kept(appliance: VirtualAppliance) -> None:
@@ -373,11 +428,14 @@ def check_appliance_kept(appliance: VirtualAppliance) -> None:
     would be gone before the copy). Call inside the caller's transaction: the row lock
     orders it against ``appliance_delete``."""
     list(VirtualAppliance.objects.select_for_update().filter(pk=appliance.pk).values_list("pk", flat=True))
-    deleting = Job.objects.filter(status__in=list(JobStatus.LIVE), operation="appliance.delete",
-                                  params__appliance_id=appliance.pk).first()
+    deleting = Job.objects.filter(
+        status__in=list(JobStatus.LIVE), operation="appliance.delete", params__appliance_id=appliance.pk
+    ).first()
     if deleting is not None:
-        raise Conflict(_("Virtual appliance %(name)s is being deleted by job #%(job)s.")
-                       % {"name": appliance.name, "job": deleting.pk})
+        raise Conflict(
+            _("Virtual appliance %(name)s is being deleted by job #%(job)s.")
+            % {"name": appliance.name, "job": deleting.pk}
+        )
 
 
 def appliance_delete(*, appliance: VirtualAppliance, user) -> Job:
@@ -387,9 +445,14 @@ def appliance_delete(*, appliance: VirtualAppliance, user) -> Job:
     with transaction.atomic():
         current = VirtualAppliance.objects.select_for_update().get(pk=appliance.pk)
         check_appliance_idle(current)
-        return job_submit(operation="appliance.delete",
-                          summary=_("Delete virtual appliance %(name)s") % {"name": current.name}, user=user,
-                          target=current, lock=[current], params={"appliance_id": current.pk})
+        return job_submit(
+            operation="appliance.delete",
+            summary=_("Delete virtual appliance %(name)s") % {"name": current.name},
+            user=user,
+            target=current,
+            lock=[current],
+            params={"appliance_id": current.pk},
+        )
 
 
 def _owned_directory(appliance: VirtualAppliance) -> str | None:
@@ -427,16 +490,27 @@ def appliance_remove(*, appliance: VirtualAppliance, job: Job | None = None) -> 
             with server_files(servers[0]) as files:
                 rc, _out, err = files.run(["rmdir", directory])
             if rc != 0:
-                event_record(obj=repository, type="appliance.directory_left", job=job, severity=Severity.WARNING,
-                             text=_("Directory %(dir)s was left in place: %(err)s") % {"dir": directory, "err": err.strip()})
+                event_record(
+                    obj=repository,
+                    type="appliance.directory_left",
+                    job=job,
+                    severity=Severity.WARNING,
+                    text=_("Directory %(dir)s was left in place: %(err)s") % {"dir": directory, "err": err.strip()},
+                )
     with transaction.atomic():
-        disks = list(VirtualDisk.objects.filter(appliance_vms__appliance=appliance).distinct().values_list("pk", flat=True))
+        disks = list(
+            VirtualDisk.objects.filter(appliance_vms__appliance=appliance).distinct().values_list("pk", flat=True)
+        )
         name = appliance.name
         appliance.delete()
         VirtualDisk.objects.filter(pk__in=disks).delete()
-        event_record(obj=repository, type="appliance.deleted", job=job,
-                     text=_("Virtual appliance %(name)s deleted from %(repo)s (%(n)d file(s) removed).")
-                     % {"name": name, "repo": repository.name, "n": len(removed)})
+        event_record(
+            obj=repository,
+            type="appliance.deleted",
+            job=job,
+            text=_("Virtual appliance %(name)s deleted from %(repo)s (%(n)d file(s) removed).")
+            % {"name": name, "repo": repository.name, "n": len(removed)},
+        )
 
 
 # --------------------------------------------------------------------------
@@ -444,8 +518,9 @@ def appliance_remove(*, appliance: VirtualAppliance, job: Job | None = None) -> 
 # --------------------------------------------------------------------------
 
 
-def appliance_disk_copy(*, disk: VirtualDisk, appliance: VirtualAppliance, target_repository: Repository, name: str,
-                        job: Job | None = None) -> VirtualDisk:
+def appliance_disk_copy(
+    *, disk: VirtualDisk, appliance: VirtualAppliance, target_repository: Repository, name: str, job: Job | None = None
+) -> VirtualDisk:
     """Copy one appliance disk into ``target_repository``'s VirtualDisks/ as a sparse qcow2
     (libvirt converts other formats). The record exists only if the volume does."""
     driver = repository_driver(appliance.repository)
@@ -460,12 +535,23 @@ def appliance_disk_copy(*, disk: VirtualDisk, appliance: VirtualAppliance, targe
         driver.pool_undefine(source_pool)
     try:
         with transaction.atomic():
-            copy = VirtualDisk(name=name, repository=target_repository, volume=volume, size_bytes=max(info.capacity_bytes, 1),
-                               allocation_bytes=info.allocation_bytes, format=DiskFormat.QCOW2, sparse=True)
+            copy = VirtualDisk(
+                name=name,
+                repository=target_repository,
+                volume=volume,
+                size_bytes=max(info.capacity_bytes, 1),
+                allocation_bytes=info.allocation_bytes,
+                format=DiskFormat.QCOW2,
+                sparse=True,
+            )
             copy.full_clean()
             copy.save()
-            event_record(obj=copy, type="disk.cloned", job=job,
-                         text=_("Virtual disk %(name)s copied from appliance %(app)s.") % {"name": name, "app": appliance.name})
+            event_record(
+                obj=copy,
+                type="disk.cloned",
+                job=job,
+                text=_("Virtual disk %(name)s copied from appliance %(app)s.") % {"name": name, "app": appliance.name},
+            )
     except Exception:
         driver.volume_delete(target_pool, volume)
         raise

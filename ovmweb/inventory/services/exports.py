@@ -33,6 +33,7 @@ settings without an OVF equivalent (domain type is named in the VirtualSystem's
 Info, HA, pinning, keymap). virtio-blk disks are described on an LSI Logic SCSI
 controller, as OVF has no virtio controller.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,6 @@ import re
 import selectors
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 from collections import deque
@@ -92,9 +92,16 @@ SLOT_BASE = 1 << 62
 
 # CIM_OperatingSystem OsType values (DMTF) for the OVF OperatingSystemSection.
 CIM_OS_TYPES = {
-    OsType.ORACLE_LINUX_5: 109, OsType.ORACLE_LINUX_6: 109, OsType.ORACLE_LINUX_7: 109,
-    OsType.RHEL_6: 80, OsType.RHEL_7: 80, OsType.SOLARIS_X86: 29, OsType.SOLARIS_SPARC: 29,
-    OsType.WINDOWS: 1, OsType.OTHER_LINUX: 101, OsType.OTHER: 1,
+    OsType.ORACLE_LINUX_5: 109,
+    OsType.ORACLE_LINUX_6: 109,
+    OsType.ORACLE_LINUX_7: 109,
+    OsType.RHEL_6: 80,
+    OsType.RHEL_7: 80,
+    OsType.SOLARIS_X86: 29,
+    OsType.SOLARIS_SPARC: 29,
+    OsType.WINDOWS: 1,
+    OsType.OTHER_LINUX: 101,
+    OsType.OTHER: 1,
 }
 # Disk bus -> (CIM resource type, resource subtype, disks per controller, VMDK adapter type).
 # virtio-blk has no OVF controller: such disks are put on an LSI Logic SCSI controller.
@@ -130,11 +137,22 @@ def _disk_plan(vm: VirtualMachine) -> list[dict[str, Any]]:
     from .vms import disk_path
 
     plan = []
-    for slot in vm.disk_slots.filter(kind=DiskSlotKind.DISK, virtual_disk__isnull=False).select_related(
-            "virtual_disk__repository").order_by("slot"):
+    for slot in (
+        vm.disk_slots.filter(kind=DiskSlotKind.DISK, virtual_disk__isnull=False)
+        .select_related("virtual_disk__repository")
+        .order_by("slot")
+    ):
         disk = slot.virtual_disk
-        plan.append({"slot": slot.slot, "disk_id": disk.pk, "bus": slot.bus, "source": disk_path(disk),
-                     "source_format": disk.format, "repository_id": disk.repository_id})
+        plan.append(
+            {
+                "slot": slot.slot,
+                "disk_id": disk.pk,
+                "bus": slot.bus,
+                "source": disk_path(disk),
+                "source_format": disk.format,
+                "repository_id": disk.repository_id,
+            }
+        )
     return plan
 
 
@@ -148,8 +166,13 @@ def export_server(*, vm: VirtualMachine, repository: Repository, plan: list[dict
         candidates = ids if candidates is None else candidates & ids
     servers = list(Server.objects.filter(pk__in=candidates or (), status=ServerStatus.RUNNING).order_by("pk"))
     if not servers:
-        raise Conflict(_("No running server sees repository %(repo)s and every disk of %(vm)s: the export needs one "
-                         "to convert the disks on.") % {"repo": repository.name, "vm": vm.name})
+        raise Conflict(
+            _(
+                "No running server sees repository %(repo)s and every disk of %(vm)s: the export needs one "
+                "to convert the disks on."
+            )
+            % {"repo": repository.name, "vm": vm.name}
+        )
     own = next((s for s in servers if s.pk == vm.server_id), None)
     return own or servers[0]
 
@@ -158,8 +181,9 @@ def _unique_base(vm: VirtualMachine, base: str) -> str:
     """``<vm>-<stamp>``, with a counter if an export of the same second already used it."""
     used = {
         PurePosixPath(p.get("ova", "")).name
-        for p in Job.objects.filter(operation=OPERATION, target_type=ContentType.objects.get_for_model(VirtualMachine),
-                                    target_id=vm.pk).values_list("params", flat=True)
+        for p in Job.objects.filter(
+            operation=OPERATION, target_type=ContentType.objects.get_for_model(VirtualMachine), target_id=vm.pk
+        ).values_list("params", flat=True)
         if isinstance(p, dict)
     }
     name, n = base, 1
@@ -177,20 +201,33 @@ def export_submit(*, vm: VirtualMachine, user, repository: Repository | None = N
         rules.check_export(current)
         target = repository or current.repository
         if target is None:
-            raise ValidationError({"repository": [_("%(vm)s has no repository; name the repository to export into.")
-                                                  % {"vm": current.name}]})
+            raise ValidationError(
+                {
+                    "repository": [
+                        _("%(vm)s has no repository; name the repository to export into.") % {"vm": current.name}
+                    ]
+                }
+            )
         plan = _disk_plan(current)
         slug = _base_name(current)
         base = _unique_base(current, f"{slug}-{_stamp()}")
         assemblies = f"{target.path}/Assemblies"
         params = {
-            "vm_id": current.pk, "repository_id": target.pk,
-            "ova": f"{assemblies}/{base}.ova", "directory": f"{assemblies}/{base}.ova.parts", "name": slug,
+            "vm_id": current.pk,
+            "repository_id": target.pk,
+            "ova": f"{assemblies}/{base}.ova",
+            "directory": f"{assemblies}/{base}.ova.parts",
+            "name": slug,
             "disks": [{**d, "file": f"{slug}-disk{d['slot']}.{DISK_EXTENSION}"} for d in plan],
         }
-        return job_submit(operation=OPERATION, summary=_("Export virtual machine %(vm)s to %(ova)s")
-                          % {"vm": current.name, "ova": f"{base}.ova"},
-                          user=user, target=current, lock=[current], params=params)
+        return job_submit(
+            operation=OPERATION,
+            summary=_("Export virtual machine %(vm)s to %(ova)s") % {"vm": current.name, "ova": f"{base}.ova"},
+            user=user,
+            target=current,
+            lock=[current],
+            params=params,
+        )
 
 
 def export_resume(*, job: Job, user) -> Job:
@@ -201,12 +238,16 @@ def export_resume(*, job: Job, user) -> Job:
         if job.operation != OPERATION:
             raise Conflict(_("Job #%(id)s is not an export.") % {"id": job.pk})
         if job.status not in (JobStatus.FAILURE, JobStatus.ABORTED):
-            raise Conflict(_("Only an aborted or failed export can be resumed; job #%(id)s is %(status)s.")
-                           % {"id": job.pk, "status": job.status})
+            raise Conflict(
+                _("Only an aborted or failed export can be resumed; job #%(id)s is %(status)s.")
+                % {"id": job.pk, "status": job.status}
+            )
         later = Job.objects.filter(operation=OPERATION, params__resumed_from=job.pk).order_by("-pk").first()
         if later is not None:
-            raise Conflict(_("Export job #%(id)s was already resumed as job #%(later)s; resume that one.")
-                           % {"id": job.pk, "later": later.pk})
+            raise Conflict(
+                _("Export job #%(id)s was already resumed as job #%(later)s; resume that one.")
+                % {"id": job.pk, "later": later.pk}
+            )
         params = dict(job.params)
         vm = VirtualMachine.objects.select_for_update(of=("self",)).filter(pk=params.get("vm_id")).first()
         if vm is None:
@@ -214,12 +255,19 @@ def export_resume(*, job: Job, user) -> Job:
         rules.check_export(vm)
         now = [(d["slot"], d["disk_id"]) for d in _disk_plan(vm)]
         if now != [(d["slot"], d["disk_id"]) for d in params["disks"]]:
-            raise Conflict(_("The disks of %(vm)s changed since export job #%(id)s; export it again instead.")
-                           % {"vm": vm.name, "id": job.pk})
+            raise Conflict(
+                _("The disks of %(vm)s changed since export job #%(id)s; export it again instead.")
+                % {"vm": vm.name, "id": job.pk}
+            )
         params["resumed_from"] = job.pk
-        return job_submit(operation=OPERATION, summary=_("Resume export of %(vm)s to %(ova)s")
-                          % {"vm": vm.name, "ova": PurePosixPath(params["ova"]).name},
-                          user=user, target=vm, lock=[vm], params=params)
+        return job_submit(
+            operation=OPERATION,
+            summary=_("Resume export of %(vm)s to %(ova)s") % {"vm": vm.name, "ova": PurePosixPath(params["ova"]).name},
+            user=user,
+            target=vm,
+            lock=[vm],
+            params=params,
+        )
 
 
 # --------------------------------------------------------------------------
@@ -251,8 +299,9 @@ def exports_running() -> int:
     return ObjectLock.objects.filter(content_type=_slot_type(), object_id__gt=SLOT_BASE).count()
 
 
-def export_wait_for_slot(*, job: Job, progress: Callable[..., None], check_abort: Callable[[], None],
-                         poll: float = SLOT_POLL) -> None:
+def export_wait_for_slot(
+    *, job: Job, progress: Callable[..., None], check_abort: Callable[[], None], poll: float = SLOT_POLL
+) -> None:
     """Block until ``job`` holds an export slot; says so in the job log while it waits."""
     said = None
     while not export_slot_acquire(job=job):
@@ -290,15 +339,16 @@ class ExportHost:
     def run(self, argv: list[str], *, timeout: float = 600) -> str:
         code, out, err = self.files.run(argv, timeout=timeout)
         if code != 0:
-            raise ExportError(_("%(cmd)s failed (exit %(code)s): %(err)s")
-                              % {"cmd": argv[0], "code": code, "err": (err or out).strip()[-500:]})
+            raise ExportError(
+                _("%(cmd)s failed (exit %(code)s): %(err)s")
+                % {"cmd": argv[0], "code": code, "err": (err or out).strip()[-500:]}
+            )
         return out
 
     def write(self, path: str, data: bytes) -> None:
         self.files.write(path, [data])
 
-    def stream(self, argv: list[str], *, on_output: Callable[[bytes], None],
-               check_abort: Callable[[], None]) -> None:
+    def stream(self, argv: list[str], *, on_output: Callable[[bytes], None], check_abort: Callable[[], None]) -> None:
         """Run a long command, feeding each output line (``\\r`` or ``\\n`` ended) to
         ``on_output``; ``check_abort`` runs every ABORT_POLL seconds and, if it raises,
         the command is stopped before the exception goes on."""
@@ -322,12 +372,15 @@ class ExportHost:
             tail.append(buffer)
         if code != 0:
             said = b" | ".join(line.strip() for line in list(tail)[-3:]).decode("utf-8", "replace")
-            raise ExportError(_("%(cmd)s failed (exit %(code)s): %(err)s") % {"cmd": argv[0], "code": code, "err": said})
+            raise ExportError(
+                _("%(cmd)s failed (exit %(code)s): %(err)s") % {"cmd": argv[0], "code": code, "err": said}
+            )
 
     @staticmethod
     def _stream_local(argv, feed, check_abort) -> int:
-        proc = subprocess.Popen(_dies_with_caller(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            _dies_with_caller(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         try:
             with selectors.DefaultSelector() as sel:
                 sel.register(proc.stdout, selectors.EVENT_READ)
@@ -355,7 +408,7 @@ class ExportHost:
             while True:
                 try:
                     data = channel.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     data = None
                 if data == b"":
                     break
@@ -385,19 +438,36 @@ def build_ovf(*, vm: VirtualMachine, disks: list[dict[str, Any]]) -> str:
         os_label = str(OsType(vm.os_type).label) if vm.os_type in OsType.values else str(vm.os_type)
     refs, disk_section, items = "", "", []
     instance = 1
-    items.append(_item(AllocationUnits="hertz * 10^6", Description="Number of virtual CPUs",
-                       ElementName=f"{vm.vcpus} virtual CPU(s)", InstanceID=instance, ResourceType=3,
-                       VirtualQuantity=vm.vcpus))
+    items.append(
+        _item(
+            AllocationUnits="hertz * 10^6",
+            Description="Number of virtual CPUs",
+            ElementName=f"{vm.vcpus} virtual CPU(s)",
+            InstanceID=instance,
+            ResourceType=3,
+            VirtualQuantity=vm.vcpus,
+        )
+    )
     instance += 1
-    items.append(_item(AllocationUnits="byte * 2^20", Description="Memory size", ElementName=f"{vm.memory_mib} MB of memory",
-                       InstanceID=instance, ResourceType=4, VirtualQuantity=vm.memory_mib))
+    items.append(
+        _item(
+            AllocationUnits="byte * 2^20",
+            Description="Memory size",
+            ElementName=f"{vm.memory_mib} MB of memory",
+            InstanceID=instance,
+            ResourceType=4,
+            VirtualQuantity=vm.memory_mib,
+        )
+    )
     controllers: dict[tuple[str, int], int] = {}
     per_bus: dict[str, int] = {}
     for n, disk in enumerate(disks):
         file_id, disk_id = f"file{n + 1}", f"vmdisk{n + 1}"
         refs += f'    <File ovf:href={quoteattr(disk["file"])} ovf:id="{file_id}" ovf:size="{disk["size_bytes"]}"/>\n'
-        disk_section += (f'    <Disk ovf:capacity="{disk["capacity_bytes"]}" ovf:capacityAllocationUnits="byte" '
-                         f'ovf:diskId="{disk_id}" ovf:fileRef="{file_id}" ovf:format="{OVF_DISK_FORMAT}"/>\n')
+        disk_section += (
+            f'    <Disk ovf:capacity="{disk["capacity_bytes"]}" ovf:capacityAllocationUnits="byte" '
+            f'ovf:diskId="{disk_id}" ovf:fileRef="{file_id}" ovf:format="{OVF_DISK_FORMAT}"/>\n'
+        )
         bus = disk["bus"] if disk["bus"] in CONTROLLERS else "sata"
         kind, subtype, per_controller, _adapter = CONTROLLERS[bus]
         index = per_bus.get(bus, 0)
@@ -406,30 +476,59 @@ def build_ovf(*, vm: VirtualMachine, disks: list[dict[str, Any]]) -> str:
         if key not in controllers:
             instance += 1
             controllers[key] = instance
-            items.append(_item(Address=key[1], Description=f"{bus.upper()} controller",
-                               ElementName=f"{bus}{key[1]}", InstanceID=instance, ResourceSubType=subtype,
-                               ResourceType=kind))
+            items.append(
+                _item(
+                    Address=key[1],
+                    Description=f"{bus.upper()} controller",
+                    ElementName=f"{bus}{key[1]}",
+                    InstanceID=instance,
+                    ResourceSubType=subtype,
+                    ResourceType=kind,
+                )
+            )
         instance += 1
-        items.append(_item(AddressOnParent=index % per_controller, ElementName=f"disk{n + 1}",
-                           HostResource=f"ovf:/disk/{disk_id}", InstanceID=instance, Parent=controllers[key],
-                           ResourceType=17))
+        items.append(
+            _item(
+                AddressOnParent=index % per_controller,
+                ElementName=f"disk{n + 1}",
+                HostResource=f"ovf:/disk/{disk_id}",
+                InstanceID=instance,
+                Parent=controllers[key],
+                ResourceType=17,
+            )
+        )
     networks: dict[str, str] = {}
     for n, vnic in enumerate(vm.vnics.select_related("network").order_by("position", "pk")):
         network = vnic.network.name if vnic.network_id else "unconnected"
         networks.setdefault(network, "")
         instance += 1
-        items.append(_item(Address=vnic.mac, AutomaticAllocation="true", Connection=network,
-                           ElementName=f"ethernet{n}", InstanceID=instance,
-                           ResourceSubType=NIC_SUBTYPES.get(vnic.model, "E1000"), ResourceType=10))
+        items.append(
+            _item(
+                Address=vnic.mac,
+                AutomaticAllocation="true",
+                Connection=network,
+                ElementName=f"ethernet{n}",
+                InstanceID=instance,
+                ResourceSubType=NIC_SUBTYPES.get(vnic.model, "E1000"),
+                ResourceType=10,
+            )
+        )
     network_section = ""
     if networks:
-        network_section = "  <NetworkSection>\n    <Info>The logical networks used by the virtual machine</Info>\n" + "".join(
-            f"    <Network ovf:name={quoteattr(name)}><Description>{escape(name)}</Description></Network>\n"
-            for name in networks) + "  </NetworkSection>\n"
+        network_section = (
+            "  <NetworkSection>\n    <Info>The logical networks used by the virtual machine</Info>\n"
+            + "".join(
+                f"    <Network ovf:name={quoteattr(name)}><Description>{escape(name)}</Description></Network>\n"
+                for name in networks
+            )
+            + "  </NetworkSection>\n"
+        )
     annotation = ""
     if vm.description:
-        annotation = (f"    <AnnotationSection>\n      <Info>Description</Info>\n"
-                      f"      <Annotation>{escape(vm.description)}</Annotation>\n    </AnnotationSection>\n")
+        annotation = (
+            f"    <AnnotationSection>\n      <Info>Description</Info>\n"
+            f"      <Annotation>{escape(vm.description)}</Annotation>\n    </AnnotationSection>\n"
+        )
     name = escape(vm.name)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -465,7 +564,7 @@ def _check_paths(params: dict, repository: Repository) -> None:
     # The job removes its work directory at the end: never anything but its own.
     assemblies = f"{repository.path}/Assemblies/"
     ova, directory = params["ova"], params["directory"]
-    if not (ova.startswith(assemblies) and directory == f"{ova}.parts" and "/" not in ova[len(assemblies):]):
+    if not (ova.startswith(assemblies) and directory == f"{ova}.parts" and "/" not in ova[len(assemblies) :]):
         raise ExportError(_("Export target %(ova)s is not in %(dir)s.") % {"ova": ova, "dir": assemblies})
 
 
@@ -478,8 +577,9 @@ def _size(host: ExportHost, path: str) -> int:
     return int(host.run(["stat", "-c", "%s", path], timeout=60).strip())
 
 
-def export_run(*, job: Job, progress: Callable[..., None], log: Callable[[str], None],
-               check_abort: Callable[[], None]) -> dict:
+def export_run(  # noqa: C901
+    *, job: Job, progress: Callable[..., None], log: Callable[[str], None], check_abort: Callable[[], None]
+) -> dict:
     """Convert the disks, write the descriptor and manifest, pack the OVA, on the server.
     Progress: 0-5 preparing, 5-85 disks (by capacity), 85-90 checksums, 90-100 the tar."""
     params = job.params
@@ -500,15 +600,20 @@ def export_run(*, job: Job, progress: Callable[..., None], log: Callable[[str], 
             code, _out, _err = files.run(["test", "-f", disk["target"]], timeout=60)
             # Converted by this run (True) or kept from an earlier, interrupted run.
             disk["converted"] = code != 0
-        progress(5, _("Exporting %(n)d disk(s) on %(server)s into %(ova)s.")
-                 % {"n": len(disks), "server": server.name, "ova": ova})
+        progress(
+            5,
+            _("Exporting %(n)d disk(s) on %(server)s into %(ova)s.")
+            % {"n": len(disks), "server": server.name, "ova": ova},
+        )
         total = sum(d["capacity_bytes"] for d in disks) or 1
         done = 0
         for n, disk in enumerate(disks, 1):
             check_abort()
             if not disk["converted"]:
-                log(_("Disk %(n)d of %(total)d (slot %(slot)s) was converted by an earlier run: kept.")
-                    % {"n": n, "total": len(disks), "slot": disk["slot"]})
+                log(
+                    _("Disk %(n)d of %(total)d (slot %(slot)s) was converted by an earlier run: kept.")
+                    % {"n": n, "total": len(disks), "slot": disk["slot"]}
+                )
             else:
                 part = f"{disk['target']}.part"
                 adapter = CONTROLLERS.get(disk["bus"], CONTROLLERS["sata"])[3]
@@ -520,17 +625,33 @@ def export_run(*, job: Job, progress: Callable[..., None], log: Callable[[str], 
                         progress(5 + int(80 * (start + capacity * float(match.group(1)) / 100) / total))
 
                 try:
-                    host.stream(["qemu-img", "convert", "-p", "-f", disk["source_format"], "-O", DISK_EXTENSION,
-                                 "-o", f"subformat=streamOptimized,adapter_type={adapter}", disk["source"], part],
-                                on_output=on_output, check_abort=check_abort)
+                    host.stream(
+                        [
+                            "qemu-img",
+                            "convert",
+                            "-p",
+                            "-f",
+                            disk["source_format"],
+                            "-O",
+                            DISK_EXTENSION,
+                            "-o",
+                            f"subformat=streamOptimized,adapter_type={adapter}",
+                            disk["source"],
+                            part,
+                        ],
+                        on_output=on_output,
+                        check_abort=check_abort,
+                    )
                 except BaseException:
                     files.run(["rm", "-f", "--", part], timeout=60)
                     raise
                 # The final name appears only once the disk is complete: what a resume relies on.
                 host.run(["mv", "-f", "--", part, disk["target"]], timeout=60)
-                progress(5 + int(80 * (done + disk["capacity_bytes"]) / total),
-                         _("Disk %(n)d of %(total)d (slot %(slot)s) converted.")
-                         % {"n": n, "total": len(disks), "slot": disk["slot"]})
+                progress(
+                    5 + int(80 * (done + disk["capacity_bytes"]) / total),
+                    _("Disk %(n)d of %(total)d (slot %(slot)s) converted.")
+                    % {"n": n, "total": len(disks), "slot": disk["slot"]},
+                )
             disk["size_bytes"] = _size(host, disk["target"])
             done += disk["capacity_bytes"]
         check_abort()
@@ -552,10 +673,25 @@ def export_run(*, job: Job, progress: Callable[..., None], log: Callable[[str], 
 
         try:
             # The descriptor first, then the manifest, then the disks (OVF's order).
-            host.stream(["tar", f"--format={tar_format}", "--owner=0", "--group=0", "--numeric-owner",
-                         f"--checkpoint={TAR_CHECKPOINT}", "--checkpoint-action=echo=%u",
-                         "-cf", f"{ova}.part", "-C", directory, "--", *members],
-                        on_output=on_tar, check_abort=check_abort)
+            host.stream(
+                [
+                    "tar",
+                    f"--format={tar_format}",
+                    "--owner=0",
+                    "--group=0",
+                    "--numeric-owner",
+                    f"--checkpoint={TAR_CHECKPOINT}",
+                    "--checkpoint-action=echo=%u",
+                    "-cf",
+                    f"{ova}.part",
+                    "-C",
+                    directory,
+                    "--",
+                    *members,
+                ],
+                on_output=on_tar,
+                check_abort=check_abort,
+            )
             host.run(["mv", "-f", "--", f"{ova}.part", ova], timeout=60)
         except BaseException:
             files.run(["rm", "-f", "--", f"{ova}.part"], timeout=60)
@@ -563,17 +699,33 @@ def export_run(*, job: Job, progress: Callable[..., None], log: Callable[[str], 
         size = _size(host, ova)
         host.run(["rm", "-rf", "--", directory], timeout=600)
     result = {
-        "ova": ova, "size_bytes": size, "repository_id": repository.pk, "server_id": server.pk,
-        "disk_format": "vmdk (streamOptimized)", "tar_format": tar_format,
-        "disks": [{"slot": d["slot"], "file": d["file"], "capacity_bytes": d["capacity_bytes"],
-                   "size_bytes": d["size_bytes"], "converted": d["converted"]} for d in disks],
+        "ova": ova,
+        "size_bytes": size,
+        "repository_id": repository.pk,
+        "server_id": server.pk,
+        "disk_format": "vmdk (streamOptimized)",
+        "tar_format": tar_format,
+        "disks": [
+            {
+                "slot": d["slot"],
+                "file": d["file"],
+                "capacity_bytes": d["capacity_bytes"],
+                "size_bytes": d["size_bytes"],
+                "converted": d["converted"],
+            }
+            for d in disks
+        ],
     }
     if params.get("resumed_from"):
         result["resumed_from"] = params["resumed_from"]
     with transaction.atomic():
-        event_record(obj=vm, type="vm.exported", job=job,
-                     text=_("Virtual machine %(vm)s exported to %(ova)s (%(n)d disk(s)).")
-                     % {"vm": vm.name, "ova": ova, "n": len(disks)})
+        event_record(
+            obj=vm,
+            type="vm.exported",
+            job=job,
+            text=_("Virtual machine %(vm)s exported to %(ova)s (%(n)d disk(s)).")
+            % {"vm": vm.name, "ova": ova, "n": len(disks)},
+        )
     return result
 
 
@@ -585,8 +737,9 @@ def _checksums(host: ExportHost, directory: str, members: list[str], check_abort
         if re.fullmatch(r"[0-9a-f]{64}", digest):
             sums[PurePosixPath(name).name] = digest
 
-    host.stream(["sha256sum", "--", *[f"{directory}/{m}" for m in members]], on_output=on_output,
-                check_abort=check_abort)
+    host.stream(
+        ["sha256sum", "--", *[f"{directory}/{m}" for m in members]], on_output=on_output, check_abort=check_abort
+    )
     missing = [m for m in members if m not in sums]
     if missing:
         raise ExportError(_("No checksum for %(f)s.") % {"f": ", ".join(missing)})
@@ -595,6 +748,7 @@ def _checksums(host: ExportHost, directory: str, members: list[str], check_abort
 
 def export_partial_note(job: Job) -> str:
     """What the log says when an export stops before its end: where the partial work is."""
-    return (_("Partial export kept in %(dir)s: resume job #%(id)s to finish it (converted disks are kept), or delete "
-              "that directory.") % {"dir": job.params.get("directory", "?"), "id": job.pk})
-
+    return _(
+        "Partial export kept in %(dir)s: resume job #%(id)s to finish it (converted disks are kept), or delete "
+        "that directory."
+    ) % {"dir": job.params.get("directory", "?"), "id": job.pk}

@@ -17,6 +17,7 @@ The usual layouts of Oracle Linux / RHEL install trees are tried in order:
 ``images/pxeboot/`` then ``isolinux/``. They are fetched again only when the URL
 changed since the last successful fetch (a stamp file records it).
 """
+
 from __future__ import annotations
 
 import ftplib
@@ -64,21 +65,24 @@ def pvm_boot_paths(vm: VirtualMachine) -> tuple[str, str]:
 def _open(url: str):
     """An open response, or None when the file is not there (so the next layout is tried)."""
     try:
-        return urllib.request.urlopen(url, timeout=FETCH_TIMEOUT)  # noqa: S310 - scheme checked by rules.check_pvm_url
+        return urllib.request.urlopen(url, timeout=FETCH_TIMEOUT)
     except urllib.error.HTTPError as exc:
         if exc.code in (403, 404, 410):
             return None
-        raise InstallSourceError(_("%(url)s answered HTTP %(code)s %(reason)s.")
-                                 % {"url": url, "code": exc.code, "reason": exc.reason}) from exc
+        raise InstallSourceError(
+            _("%(url)s answered HTTP %(code)s %(reason)s.") % {"url": url, "code": exc.code, "reason": exc.reason}
+        ) from exc
     except urllib.error.URLError as exc:
         # urllib wraps FTP's "550 no such file" into a URLError.
         if isinstance(exc.__context__, ftplib.error_perm) or " 550" in str(exc.reason):
             return None
-        raise InstallSourceError(_("Cannot reach the install tree at %(url)s: %(error)s")
-                                 % {"url": url, "error": exc.reason}) from exc
+        raise InstallSourceError(
+            _("Cannot reach the install tree at %(url)s: %(error)s") % {"url": url, "error": exc.reason}
+        ) from exc
     except (OSError, ValueError) as exc:
-        raise InstallSourceError(_("Cannot reach the install tree at %(url)s: %(error)s")
-                                 % {"url": url, "error": exc}) from exc
+        raise InstallSourceError(
+            _("Cannot reach the install tree at %(url)s: %(error)s") % {"url": url, "error": exc}
+        ) from exc
 
 
 class _Head:
@@ -98,12 +102,13 @@ class _Head:
 
 
 def _check_kernel(head: bytes, url: str) -> None:
-    if head[_BZIMAGE_MAGIC_OFFSET:_BZIMAGE_MAGIC_OFFSET + 4] != _BZIMAGE_MAGIC:
+    if head[_BZIMAGE_MAGIC_OFFSET : _BZIMAGE_MAGIC_OFFSET + 4] != _BZIMAGE_MAGIC:
         raise InstallSourceError(_("%(url)s is not a Linux kernel (no bzImage header).") % {"url": url})
 
 
-def _fetch_url(files: ServerFiles, url: str, kernel_path: str, initrd_path: str,
-               progress: Callable[[int], None] | None) -> tuple[str, str]:
+def _fetch_url(
+    files: ServerFiles, url: str, kernel_path: str, initrd_path: str, progress: Callable[[int], None] | None
+) -> tuple[str, str]:
     root = url.rstrip("/") + "/"
     tried = []
     for kernel_rel, initrd_rel in PVM_BOOT_LAYOUTS:
@@ -117,14 +122,20 @@ def _fetch_url(files: ServerFiles, url: str, kernel_path: str, initrd_path: str,
         _check_kernel(stream.head, root + kernel_rel)
         response = _open(root + initrd_rel)
         if response is None:
-            raise InstallSourceError(_("The install tree at %(url)s has %(kernel)s but no %(initrd)s.")
-                                     % {"url": url, "kernel": kernel_rel, "initrd": initrd_rel})
+            raise InstallSourceError(
+                _("The install tree at %(url)s has %(kernel)s but no %(initrd)s.")
+                % {"url": url, "kernel": kernel_rel, "initrd": initrd_rel}
+            )
         with response:
             files.write(initrd_path, _Head(response, progress))
         return kernel_rel, initrd_rel
     raise InstallSourceError(
-        _("No kernel in the install tree at %(url)s (tried %(tried)s). Give the URL of the root of a mounted "
-          "install ISO.") % {"url": url, "tried": ", ".join(tried)})
+        _(
+            "No kernel in the install tree at %(url)s (tried %(tried)s). Give the URL of the root of a mounted "
+            "install ISO."
+        )
+        % {"url": url, "tried": ", ".join(tried)}
+    )
 
 
 def nfs_source(url: str) -> str:
@@ -139,8 +150,10 @@ def _fetch_nfs(files: ServerFiles, url: str, base: str, kernel_path: str, initrd
     source = nfs_source(url)
     code, _out, err = files.run(["mount", "-t", "nfs", "-o", "ro,nolock,soft", source, mount_point], timeout=90)
     if code != 0:
-        raise InstallSourceError(_("The server cannot mount the install tree %(src)s: %(error)s")
-                                 % {"src": source, "error": (err or _out).strip() or f"exit status {code}"})
+        raise InstallSourceError(
+            _("The server cannot mount the install tree %(src)s: %(error)s")
+            % {"src": source, "error": (err or _out).strip() or f"exit status {code}"}
+        )
     try:
         tried = []
         for kernel_rel, initrd_rel in PVM_BOOT_LAYOUTS:
@@ -148,24 +161,30 @@ def _fetch_nfs(files: ServerFiles, url: str, base: str, kernel_path: str, initrd
                 tried.append(kernel_rel)
                 continue
             if files.run(["test", "-f", f"{mount_point}/{initrd_rel}"])[0] != 0:
-                raise InstallSourceError(_("The install tree at %(url)s has %(kernel)s but no %(initrd)s.")
-                                         % {"url": url, "kernel": kernel_rel, "initrd": initrd_rel})
+                raise InstallSourceError(
+                    _("The install tree at %(url)s has %(kernel)s but no %(initrd)s.")
+                    % {"url": url, "kernel": kernel_rel, "initrd": initrd_rel}
+                )
             for rel, target in ((kernel_rel, kernel_path), (initrd_rel, initrd_path)):
-                script = f"cp -f {shlex.quote(f'{mount_point}/{rel}')} {shlex.quote(target + '.part')} && " \
-                         f"mv -f {shlex.quote(target + '.part')} {shlex.quote(target)}"
+                script = (
+                    f"cp -f {shlex.quote(f'{mount_point}/{rel}')} {shlex.quote(target + '.part')} && "
+                    f"mv -f {shlex.quote(target + '.part')} {shlex.quote(target)}"
+                )
                 code, _out, err = files.run(["sh", "-c", script], timeout=300)
                 if code != 0:
-                    raise InstallSourceError(_("Copying %(file)s from %(src)s failed: %(error)s")
-                                             % {"file": rel, "src": source, "error": err.strip()})
+                    raise InstallSourceError(
+                        _("Copying %(file)s from %(src)s failed: %(error)s")
+                        % {"file": rel, "src": source, "error": err.strip()}
+                    )
             return kernel_rel, initrd_rel
-        raise InstallSourceError(_("No kernel in the install tree at %(url)s (tried %(tried)s).")
-                                 % {"url": url, "tried": ", ".join(tried)})
+        raise InstallSourceError(
+            _("No kernel in the install tree at %(url)s (tried %(tried)s).") % {"url": url, "tried": ", ".join(tried)}
+        )
     finally:
         files.run(["umount", mount_point], timeout=60)
 
 
-def pvm_boot_files_fetch(*, vm: VirtualMachine, server: Server,
-                         progress: Callable[[int], None] | None = None) -> dict:
+def pvm_boot_files_fetch(*, vm: VirtualMachine, server: Server, progress: Callable[[int], None] | None = None) -> dict:
     """Put the PVM's kernel and initrd on ``server`` (called by the vm.start job before
     the domain is defined). Raises ``InstallSourceError`` with the reason."""
     kernel_path, initrd_path = pvm_boot_paths(vm)
@@ -178,8 +197,9 @@ def pvm_boot_files_fetch(*, vm: VirtualMachine, server: Server,
         if not url:
             if stamp:
                 return {**stamp, "fetched": False}
-            raise InstallSourceError(_("PVM %(vm)s has no network boot path (the URL of its mounted install tree).")
-                                     % {"vm": vm.name})
+            raise InstallSourceError(
+                _("PVM %(vm)s has no network boot path (the URL of its mounted install tree).") % {"vm": vm.name}
+            )
         if stamp and stamp.get("url") == url:
             return {**stamp, "fetched": False}
         files.makedirs(base)

@@ -1,4 +1,5 @@
 """Key/value messages sent into a guest (seed 7.10): one job per message."""
+
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
@@ -29,7 +30,9 @@ def vm_send_messages(*, vm: VirtualMachine, user, messages: list[dict]) -> list[
         try:
             if unknown:
                 raise ValidationError({k: [_("Unknown field.")] for k in sorted(unknown)})
-            rules.check_message(key=message.get("key", ""), value=message.get("value", ""), log=message.get("log", True))
+            rules.check_message(
+                key=message.get("key", ""), value=message.get("value", ""), log=message.get("log", True)
+            )
         except ValidationError as exc:
             for field, msgs in exc.message_dict.items():
                 errors.setdefault(f"messages[{index}].{field}", []).extend(msgs)
@@ -53,13 +56,22 @@ def vm_send_messages(*, vm: VirtualMachine, user, messages: list[dict]) -> list[
                 params["value"] = value
             # Messages to one VM go one after another (QEMU serves one client on the
             # channel), so they are not locked against each other: the worker runs them in order.
-            job = job_submit(operation="vm.message", user=user, target=vm, params=params,
-                             summary=_("Send message %(key)s to %(vm)s") % {"key": row.key[:64], "vm": vm.name})
+            job = job_submit(
+                operation="vm.message",
+                user=user,
+                target=vm,
+                params=params,
+                summary=_("Send message %(key)s to %(vm)s") % {"key": row.key[:64], "vm": vm.name},
+            )
             row.job = job
             row.save(update_fields=["job"])
             jobs.append(job)
-        event_record(obj=vm, type="vm.message", user=user,
-                     text=_("%(n)d message(s) queued for %(vm)s.") % {"n": len(messages), "vm": vm.name})
+        event_record(
+            obj=vm,
+            type="vm.message",
+            user=user,
+            text=_("%(n)d message(s) queued for %(vm)s.") % {"n": len(messages), "vm": vm.name},
+        )
     return jobs
 
 

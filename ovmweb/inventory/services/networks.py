@@ -1,4 +1,5 @@
 """Networks: a libvirt network or a host bridge that VNICs attach to (optionally on a VLAN)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -25,10 +26,25 @@ def _check(network: Network) -> None:
 
 
 @transaction.atomic
-def network_create(*, user, name: str, bridge: str = "", libvirt_network: str = "", vlan_id: int | None = None,
-                   roles: Iterable[str] = (), server_pools: Iterable[ServerPool] = (), description: str = "") -> Network:
-    network = Network(name=name, bridge=bridge, libvirt_network=libvirt_network, vlan_id=vlan_id, roles=list(roles),
-                      description=description)
+def network_create(
+    *,
+    user,
+    name: str,
+    bridge: str = "",
+    libvirt_network: str = "",
+    vlan_id: int | None = None,
+    roles: Iterable[str] = (),
+    server_pools: Iterable[ServerPool] = (),
+    description: str = "",
+) -> Network:
+    network = Network(
+        name=name,
+        bridge=bridge,
+        libvirt_network=libvirt_network,
+        vlan_id=vlan_id,
+        roles=list(roles),
+        description=description,
+    )
     _check(network)
     network.full_clean()
     network.save()
@@ -50,7 +66,9 @@ def network_update(*, network: Network, user, server_pools: Iterable[ServerPool]
     network.save()
     if server_pools is not None:
         network.server_pools.set(list(server_pools))
-    event_record(obj=network, type="network.updated", text=_("Network %(name)s updated.") % {"name": network.name}, user=user)
+    event_record(
+        obj=network, type="network.updated", text=_("Network %(name)s updated.") % {"name": network.name}, user=user
+    )
     return network
 
 
@@ -58,5 +76,7 @@ def network_update(*, network: Network, user, server_pools: Iterable[ServerPool]
 def network_delete(*, network: Network, user) -> None:
     if network.vnics.exists():
         raise Conflict(_("Network %(name)s still has VNICs attached.") % {"name": network.name})
-    event_record(obj=None, type="network.deleted", text=_("Network %(name)s deleted.") % {"name": network.name}, user=user)
+    event_record(
+        obj=None, type="network.deleted", text=_("Network %(name)s deleted.") % {"name": network.name}, user=user
+    )
     network.delete()

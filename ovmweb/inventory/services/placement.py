@@ -7,6 +7,7 @@ inbound migration lock, except an HA failover, which overrides it.
 Every fact a decision needs about a server (memory its VMs occupy, whether the
 VM's repository reaches it, a running anti-affinity partner) is annotated onto
 the server rows by one query, whatever the number of servers in the pool."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -78,7 +79,7 @@ def _with_facts(*, vm: VirtualMachine, repository, where: str, params: list[Any]
     return list(Server.objects.raw(sql, all_params))
 
 
-def _reason(*, vm: VirtualMachine, server: Server, facts: dict[str, Any], ha_failover: bool, repo) -> str | None:
+def _reason(*, vm: VirtualMachine, server: Server, facts: dict[str, Any], ha_failover: bool, repo) -> str | None:  # noqa: C901
     if server.status != ServerStatus.RUNNING:
         return _("%(s)s is %(status)s") % {"s": server.name, "status": server.status}
     if vm.server_pool_id is None or server.server_pool_id != vm.server_pool_id:
@@ -93,14 +94,23 @@ def _reason(*, vm: VirtualMachine, server: Server, facts: dict[str, Any], ha_fai
         if repo.kind == RepositoryKind.LOCAL and repo.server_id != server.pk:
             return _("repository %(r)s is local to another server") % {"r": repo.name}
         if repo.kind == RepositoryKind.SHARED and not facts["repository_presented"]:
-            return _("repository %(r)s is not presented to the server pool of %(s)s") % {"r": repo.name, "s": server.name}
+            return _("repository %(r)s is not presented to the server pool of %(s)s") % {
+                "r": repo.name,
+                "s": server.name,
+            }
     need = _effective(vm, "memory_mib")
     free = server.memory_mib - facts["used_memory"]
     if free < need:
-        return _("%(s)s has %(free)d MiB free, the VM needs %(need)d MiB") % {"s": server.name, "free": max(free, 0), "need": need}
+        return _("%(s)s has %(free)d MiB free, the VM needs %(need)d MiB") % {
+            "s": server.name,
+            "free": max(free, 0),
+            "need": need,
+        }
     if facts["anti_affinity_clash"] is not None:
         return _("%(other)s of the same anti-affinity group runs on %(s)s") % {
-            "other": facts["anti_affinity_clash"], "s": server.name}
+            "other": facts["anti_affinity_clash"],
+            "s": server.name,
+        }
     return None
 
 
@@ -118,7 +128,9 @@ def refusal(*, vm: VirtualMachine, server: Server, ha_failover: bool = False, re
 def check_server(*, vm: VirtualMachine, server: Server, ha_failover: bool = False, repository=_SAME) -> Server:
     reason = refusal(vm=vm, server=server, ha_failover=ha_failover, repository=repository)
     if reason:
-        raise Conflict(_("Cannot place '%(vm)s' on %(s)s: %(reason)s.") % {"vm": vm.name, "s": server.name, "reason": reason})
+        raise Conflict(
+            _("Cannot place '%(vm)s' on %(s)s: %(reason)s.") % {"vm": vm.name, "s": server.name, "reason": reason}
+        )
     return server
 
 

@@ -9,6 +9,7 @@ Rules kept here (and only here):
 - the servers of a processor compatibility group share one CPU vendor (seed
   6.14/7.11: live migration only between compatible processors).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -38,7 +39,9 @@ def server_pool_create(*, user, name: str, architecture: str = "X86", descriptio
     pool = ServerPool(name=name, architecture=architecture, description=description)
     pool.full_clean()
     pool.save()
-    event_record(obj=pool, type="pool.created", text=_("Server pool %(name)s created.") % {"name": pool.name}, user=user)
+    event_record(
+        obj=pool, type="pool.created", text=_("Server pool %(name)s created.") % {"name": pool.name}, user=user
+    )
     return pool
 
 
@@ -56,7 +59,9 @@ def server_pool_update(*, pool: ServerPool, user, **changes) -> ServerPool:
         setattr(pool, field, value)
     pool.full_clean()
     pool.save()
-    event_record(obj=pool, type="pool.updated", text=_("Server pool %(name)s updated.") % {"name": pool.name}, user=user)
+    event_record(
+        obj=pool, type="pool.updated", text=_("Server pool %(name)s updated.") % {"name": pool.name}, user=user
+    )
     return pool
 
 
@@ -75,7 +80,9 @@ def server_pool_delete(*, pool: ServerPool, user) -> None:
             _("Cannot delete server pool '%(name)s': it still has %(what)s.")
             % {"name": pool.name, "what": ", ".join(str(b) for b in blockers)}
         )
-    event_record(obj=pool, type="pool.deleted", text=_("Server pool %(name)s deleted.") % {"name": pool.name}, user=user)
+    event_record(
+        obj=pool, type="pool.deleted", text=_("Server pool %(name)s deleted.") % {"name": pool.name}, user=user
+    )
     pool.delete()
 
 
@@ -86,16 +93,24 @@ def _check_group_vms(*, pool: ServerPool, vms: Iterable[VirtualMachine]) -> None
     strangers = sorted(vm.name for vm in vms if vm.server_pool_id != pool.pk)
     if strangers:
         raise ValidationError(
-            {"vms": _("Only virtual machines of server pool '%(pool)s' can join its anti-affinity group; not: %(vms)s.")
-             % {"pool": pool.name, "vms": ", ".join(strangers)}}
+            {
+                "vms": _(
+                    "Only virtual machines of server pool '%(pool)s' can join its anti-affinity group; not: %(vms)s."
+                )
+                % {"pool": pool.name, "vms": ", ".join(strangers)}
+            }
         )
 
 
 def _check_group_name(*, pool: ServerPool, name: str, exclude_pk: int | None = None) -> None:
     clash = AntiAffinityGroup.objects.filter(server_pool=pool, name=name).exclude(pk=exclude_pk)
     if clash.exists():
-        raise ValidationError({"name": _("Server pool '%(pool)s' already has an anti-affinity group named '%(name)s'.")
-                               % {"pool": pool.name, "name": name}})
+        raise ValidationError(
+            {
+                "name": _("Server pool '%(pool)s' already has an anti-affinity group named '%(name)s'.")
+                % {"pool": pool.name, "name": name}
+            }
+        )
 
 
 @transaction.atomic
@@ -109,13 +124,19 @@ def anti_affinity_group_create(
     group.full_clean()
     group.save()
     group.vms.set(vms)
-    event_record(obj=group, type="aag.created", text=_("Anti-affinity group %(name)s created.") % {"name": name}, user=user)
+    event_record(
+        obj=group, type="aag.created", text=_("Anti-affinity group %(name)s created.") % {"name": name}, user=user
+    )
     return group
 
 
 @transaction.atomic
 def anti_affinity_group_update(
-    *, group: AntiAffinityGroup, user, name: str | None = None, server_pool: ServerPool | None = None,
+    *,
+    group: AntiAffinityGroup,
+    user,
+    name: str | None = None,
+    server_pool: ServerPool | None = None,
     vms: Iterable[VirtualMachine] | None = None,
 ) -> AntiAffinityGroup:
     group = AntiAffinityGroup.objects.select_for_update().get(pk=group.pk)
@@ -130,7 +151,9 @@ def anti_affinity_group_update(
         vms = list(vms)
         _check_group_vms(pool=group.server_pool, vms=vms)
         group.vms.set(vms)
-    event_record(obj=group, type="aag.updated", text=_("Anti-affinity group %(name)s updated.") % {"name": group.name}, user=user)
+    event_record(
+        obj=group, type="aag.updated", text=_("Anti-affinity group %(name)s updated.") % {"name": group.name}, user=user
+    )
     return group
 
 
@@ -149,8 +172,10 @@ def _check_compatible(servers: list[Server]) -> None:
     vendors = {s.cpu_vendor for s in servers if s.cpu_vendor}
     if len(vendors) > 1:
         raise ValidationError(
-            {"servers": _("Servers of one processor compatibility group must share a CPU vendor; found: %(v)s.")
-             % {"v": ", ".join(sorted(vendors))}}
+            {
+                "servers": _("Servers of one processor compatibility group must share a CPU vendor; found: %(v)s.")
+                % {"v": ", ".join(sorted(vendors))}
+            }
         )
 
 
@@ -166,7 +191,9 @@ def compatibility_group_create(
     if servers:
         Server.objects.filter(pk__in=[s.pk for s in servers]).update(compatibility_group=group)
     event_record(
-        obj=group, type="compat.created", text=_("Processor compatibility group %(name)s created.") % {"name": name},
+        obj=group,
+        type="compat.created",
+        text=_("Processor compatibility group %(name)s created.") % {"name": name},
         user=user,
     )
     return group
@@ -174,7 +201,11 @@ def compatibility_group_create(
 
 @transaction.atomic
 def compatibility_group_update(
-    *, group: ProcessorCompatibilityGroup, user, name: str | None = None, description: str | None = None,
+    *,
+    group: ProcessorCompatibilityGroup,
+    user,
+    name: str | None = None,
+    description: str | None = None,
     servers: Iterable[Server] | None = None,
 ) -> ProcessorCompatibilityGroup:
     group = ProcessorCompatibilityGroup.objects.select_for_update().get(pk=group.pk)
@@ -190,8 +221,10 @@ def compatibility_group_update(
         group.servers.exclude(pk__in=[s.pk for s in servers]).update(compatibility_group=None)
         Server.objects.filter(pk__in=[s.pk for s in servers]).update(compatibility_group=group)
     event_record(
-        obj=group, type="compat.updated",
-        text=_("Processor compatibility group %(name)s updated.") % {"name": group.name}, user=user,
+        obj=group,
+        type="compat.updated",
+        text=_("Processor compatibility group %(name)s updated.") % {"name": group.name},
+        user=user,
     )
     return group
 
@@ -200,10 +233,13 @@ def compatibility_group_update(
 def compatibility_group_delete(*, group: ProcessorCompatibilityGroup, user) -> None:
     if group.servers.exists():
         raise Conflict(
-            _("Cannot delete processor compatibility group '%(name)s': servers still belong to it.") % {"name": group.name}
+            _("Cannot delete processor compatibility group '%(name)s': servers still belong to it.")
+            % {"name": group.name}
         )
     event_record(
-        obj=group, type="compat.deleted",
-        text=_("Processor compatibility group %(name)s deleted.") % {"name": group.name}, user=user,
+        obj=group,
+        type="compat.deleted",
+        text=_("Processor compatibility group %(name)s deleted.") % {"name": group.name},
+        user=user,
     )
     group.delete()

@@ -1,5 +1,6 @@
 """Console ports of VMs on their server: VNC 10000+n, serial 7900+n, one n per VM
 per server (seed 7.11; unique by database constraint)."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -37,7 +38,9 @@ def allocate_console_ports(*, vm: VirtualMachine, server: Server) -> tuple[int, 
                     .update(server=server, vnc_port=vnc_base + n, serial_port=serial_base + n)
                 )
                 if not taken:
-                    current = VirtualMachine.objects.filter(pk=vm.pk).values("server_id", "vnc_port", "serial_port").get()
+                    current = (
+                        VirtualMachine.objects.filter(pk=vm.pk).values("server_id", "vnc_port", "serial_port").get()
+                    )
                     if full is not None and (current["server_id"] != server.pk or current["vnc_port"] is None):
                         raise full
                     vm.server, vm.vnc_port, vm.serial_port = server, current["vnc_port"], current["serial_port"]

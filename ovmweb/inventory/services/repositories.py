@@ -10,6 +10,7 @@ Rules kept here: a repository path must already exist on its servers (it is
 never created behind the administrator's back); a failed creation leaves no
 pool and no repository record behind.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,8 +47,12 @@ def repository_servers(repository: Repository) -> list[Server]:
 
 
 def repository_payload(repository: Repository) -> dict:
-    return {"id": repository.pk, "name": repository.name, "capacity_bytes": repository.capacity_bytes,
-            "available_bytes": repository.available_bytes}
+    return {
+        "id": repository.pk,
+        "name": repository.name,
+        "capacity_bytes": repository.capacity_bytes,
+        "available_bytes": repository.available_bytes,
+    }
 
 
 def repository_create(
@@ -63,29 +68,56 @@ def repository_create(
     server_pools: Iterable[ServerPool] = (),
 ) -> Job:
     with transaction.atomic():
-        repository = Repository(name=name, kind=kind, path=path.rstrip("/") or "/", server=server, backend=backend,
-                                nfs_server=nfs_server, nfs_export=nfs_export)
+        repository = Repository(
+            name=name,
+            kind=kind,
+            path=path.rstrip("/") or "/",
+            server=server,
+            backend=backend,
+            nfs_server=nfs_server,
+            nfs_export=nfs_export,
+        )
         repository.full_clean()
         repository.save()
         repository.server_pools.set(list(server_pools))
-        event_record(obj=repository, type="repository.created", text=_("Repository %(name)s created at %(path)s.")
-                     % {"name": repository.name, "path": repository.path}, user=user)
-        return job_submit(operation="repository.create", summary=_("Create repository %(name)s") % {"name": name},
-                          user=user, target=repository, params={"repository_id": repository.pk}, lock=[repository])
+        event_record(
+            obj=repository,
+            type="repository.created",
+            text=_("Repository %(name)s created at %(path)s.") % {"name": repository.name, "path": repository.path},
+            user=user,
+        )
+        return job_submit(
+            operation="repository.create",
+            summary=_("Create repository %(name)s") % {"name": name},
+            user=user,
+            target=repository,
+            params={"repository_id": repository.pk},
+            lock=[repository],
+        )
 
 
 def repository_refresh(*, repository: Repository, user) -> Job:
     with transaction.atomic():
-        return job_submit(operation="repository.refresh", summary=_("Refresh repository %(name)s") % {"name": repository.name},
-                          user=user, target=repository, params={"repository_id": repository.pk}, lock=[repository])
+        return job_submit(
+            operation="repository.refresh",
+            summary=_("Refresh repository %(name)s") % {"name": repository.name},
+            user=user,
+            target=repository,
+            params={"repository_id": repository.pk},
+            lock=[repository],
+        )
 
 
 def repository_present(*, repository: Repository, server_pool: ServerPool, user) -> Job:
     """Present a shared repository to a server pool; its servers get the pools at the refresh."""
     with transaction.atomic():
         repository.server_pools.add(server_pool)
-        event_record(obj=repository, type="repository.presented", text=_("Repository %(name)s presented to %(pool)s.")
-                     % {"name": repository.name, "pool": server_pool.name}, user=user)
+        event_record(
+            obj=repository,
+            type="repository.presented",
+            text=_("Repository %(name)s presented to %(pool)s.") % {"name": repository.name, "pool": server_pool.name},
+            user=user,
+        )
     return repository_refresh(repository=repository, user=user)
 
 
@@ -95,8 +127,13 @@ def define_pools(driver, repository: Repository) -> PoolInfo:
     The sub-directories without volumes are made by building a throw-away pool:
     libvirt creates the directory and forgets the pool, the directory stays.
     """
-    root_spec = PoolSpec(name=pool_name(repository), path=repository.path, backend=repository.backend,
-                         nfs_server=repository.nfs_server, nfs_export=repository.nfs_export)
+    root_spec = PoolSpec(
+        name=pool_name(repository),
+        path=repository.path,
+        backend=repository.backend,
+        nfs_server=repository.nfs_server,
+        nfs_export=repository.nfs_export,
+    )
     # A dir repository's path must exist already; an NFS mount point is created.
     info = driver.pool_define(root_spec, build=repository.backend == RepositoryBackend.NETFS)
     for sub in SUBDIRS:
@@ -120,7 +157,9 @@ def repository_record_capacity(*, repository: Repository, info: PoolInfo) -> Rep
     repository.allocation_bytes = info.allocation_bytes
     repository.available_bytes = info.available_bytes
     repository.refreshed_at = timezone.now()
-    repository.save(update_fields=["capacity_bytes", "allocation_bytes", "available_bytes", "refreshed_at", "updated_at"])
+    repository.save(
+        update_fields=["capacity_bytes", "allocation_bytes", "available_bytes", "refreshed_at", "updated_at"]
+    )
     publish("repository", repository_payload(repository))
     return repository
 
@@ -128,6 +167,10 @@ def repository_record_capacity(*, repository: Repository, info: PoolInfo) -> Rep
 @transaction.atomic
 def repository_forget(*, repository: Repository, job: Job | None = None, reason: str = "") -> None:
     """Remove a repository record that could not be made (nothing half made left behind)."""
-    event_record(obj=None, type="repository.create_failed", text=_("Repository %(name)s was not created: %(reason)s")
-                 % {"name": repository.name, "reason": reason}, job=job)
+    event_record(
+        obj=None,
+        type="repository.create_failed",
+        text=_("Repository %(name)s was not created: %(reason)s") % {"name": repository.name, "reason": reason},
+        job=job,
+    )
     Repository.objects.filter(pk=repository.pk).delete()

@@ -5,6 +5,7 @@ through SFTP on the pinned SSH connection otherwise.
 libvirt's volume API cannot reach these files: it lists only the top level of a
 ``dir`` pool, and the VM directories are not pools.
 """
+
 from __future__ import annotations
 
 import os
@@ -135,9 +136,14 @@ def server_files(server: Server) -> Iterator[ServerFiles]:
     from ovmweb.tunnels import credentials, ssh
 
     secret = credentials.decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
-    client = ssh.connect(hostname=server.hostname, port=server.ssh_port, username=server.ssh_user,
-                         password=secret.get("password"), private_key=secret.get("private_key"),
-                         expected_fingerprint=server.host_key_fingerprint)
+    client = ssh.connect(
+        hostname=server.hostname,
+        port=server.ssh_port,
+        username=server.ssh_user,
+        password=secret.get("password"),
+        private_key=secret.get("private_key"),
+        expected_fingerprint=server.host_key_fingerprint,
+    )
     files = SftpFiles(client)
     try:
         yield files

@@ -11,6 +11,7 @@ Rules kept here (and only here):
 - KVM counts as usable only when a probe domain really ran under it;
 - an unreachable server has every VM on it STOPPED with an OFFLINE event.
 """
+
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
@@ -71,8 +72,9 @@ def server_discover(
             if server.host_key_fingerprint != host_key_fingerprint:
                 server.host_key = ""  # the pinned key follows the fingerprint
             server.host_key_fingerprint = host_key_fingerprint
-            server.credentials_encrypted = encrypt_credentials(_discovery_secret(
-                server=server, password=password, private_key=private_key))
+            server.credentials_encrypted = encrypt_credentials(
+                _discovery_secret(server=server, password=password, private_key=private_key)
+            )
         if server_pool is not None:
             server.server_pool = server_pool
         if server.status != ServerStatus.RUNNING:
@@ -149,10 +151,17 @@ def server_record_facts(*, server: Server, facts: HostFacts, host_key: str = "",
     event_record(
         obj=server,
         type="server.discovered",
-        text=_("Server %(name)s discovered: %(vendor)s %(model)s, %(cores)s cores, %(mem)s MiB, libvirt %(lv)s, QEMU %(qv)s, %(types)s.")
+        text=_(
+            "Server %(name)s discovered: %(vendor)s %(model)s, %(cores)s cores, %(mem)s MiB, libvirt %(lv)s, QEMU %(qv)s, %(types)s."
+        )
         % {
-            "name": server.name, "vendor": server.cpu_vendor, "model": server.cpu_model_name, "cores": server.cpu_cores,
-            "mem": server.memory_mib, "lv": server.libvirt_version, "qv": server.qemu_version,
+            "name": server.name,
+            "vendor": server.cpu_vendor,
+            "model": server.cpu_model_name,
+            "cores": server.cpu_cores,
+            "mem": server.memory_mib,
+            "lv": server.libvirt_version,
+            "qv": server.qemu_version,
             "types": "/".join(server.domain_types),
         },
         job=job,
@@ -168,8 +177,13 @@ def server_discovery_failed(*, server: Server, error: str, job: Job | None = Non
     if server is None:
         return
     if server.last_seen_at is None and not server.vms.exists() and not server.local_repositories.exists():
-        event_record(obj=None, type="server.discovery_failed", text=_("Discovery of %(host)s failed: %(error)s")
-                     % {"host": server.hostname, "error": error}, severity=Severity.ERROR, job=job)
+        event_record(
+            obj=None,
+            type="server.discovery_failed",
+            text=_("Discovery of %(host)s failed: %(error)s") % {"host": server.hostname, "error": error},
+            severity=Severity.ERROR,
+            job=job,
+        )
         server_remove(server=server)
         return
     server.status = ServerStatus.UNREACHABLE
@@ -181,8 +195,10 @@ def server_discovery_failed(*, server: Server, error: str, job: Job | None = Non
 def _ensure_removable(server: Server) -> None:
     active = server.vms.exclude(status__in=[VmStatus.STOPPED, VmStatus.TEMPLATE]).values_list("name", flat=True)
     if active:
-        raise Conflict(_("Server %(name)s still runs virtual machines (%(vms)s): stop or migrate them first.")
-                       % {"name": server.name, "vms": ", ".join(sorted(active)[:10])})
+        raise Conflict(
+            _("Server %(name)s still runs virtual machines (%(vms)s): stop or migrate them first.")
+            % {"name": server.name, "vms": ", ".join(sorted(active)[:10])}
+        )
     if server.local_repositories.exists():
         raise Conflict(_("Server %(name)s still owns local repositories: delete them first.") % {"name": server.name})
 
@@ -218,10 +234,18 @@ def server_remove(*, server: Server, user=None, job: Job | None = None, key_left
         if key_left_behind:
             from ovmweb.tunnels.manager_keys import comment
 
-            text += " " + _("ovmweb's SSH key (%(comment)s) is still in ~/.ssh/authorized_keys of %(user)s there: "
-                            "remove it by hand.") % {"comment": comment(), "user": server.ssh_user}
-        event_record(obj=None, type="server.deleted", text=text, user=user, job=job,
-                     severity=Severity.WARNING if key_left_behind else Severity.INFO)
+            text += " " + _(
+                "ovmweb's SSH key (%(comment)s) is still in ~/.ssh/authorized_keys of %(user)s there: "
+                "remove it by hand."
+            ) % {"comment": comment(), "user": server.ssh_user}
+        event_record(
+            obj=None,
+            type="server.deleted",
+            text=text,
+            user=user,
+            job=job,
+            severity=Severity.WARNING if key_left_behind else Severity.INFO,
+        )
     server_id = server.pk
     server.delete()
 
@@ -243,7 +267,9 @@ def server_update(*, server: Server, user, **changes) -> Server:
         setattr(server, field, value)
     server.full_clean()
     server.save()
-    event_record(obj=server, type="server.updated", text=_("Server %(name)s updated.") % {"name": server.name}, user=user)
+    event_record(
+        obj=server, type="server.updated", text=_("Server %(name)s updated.") % {"name": server.name}, user=user
+    )
     publish("server", server_payload(server))
     return server
 
@@ -271,12 +297,22 @@ def server_mark_unreachable(*, server: Server, error: str) -> Server:
         server.status_message = error[:2000]
         server.save(update_fields=["status", "status_message", "updated_at"])
         if changed:
-            event_record(obj=server, type="server.unreachable", text=_("Server %(name)s is unreachable: %(error)s")
-                         % {"name": server.name, "error": error}, severity=Severity.CRITICAL)
+            event_record(
+                obj=server,
+                type="server.unreachable",
+                text=_("Server %(name)s is unreachable: %(error)s") % {"name": server.name, "error": error},
+                severity=Severity.CRITICAL,
+            )
             publish("server", server_payload(server))
     for vm in server.vms.exclude(status__in=[VmStatus.STOPPED, VmStatus.TEMPLATE]):
-        vm_set_status(vm=vm, status=VmStatus.STOPPED, event_type="vm.offline", severity=Severity.WARNING,
-                      reason=_("%(vm)s is OFFLINE: its server %(server)s cannot be reached.") % {"vm": vm.name, "server": server.name})
+        vm_set_status(
+            vm=vm,
+            status=VmStatus.STOPPED,
+            event_type="vm.offline",
+            severity=Severity.WARNING,
+            reason=_("%(vm)s is OFFLINE: its server %(server)s cannot be reached.")
+            % {"vm": vm.name, "server": server.name},
+        )
         # The console ports stay with the VM: its guest may well still run (and hold
         # them) over there; the monitor releases them once the server says it stopped.
     return server
@@ -292,7 +328,11 @@ def server_mark_reachable(*, server: Server) -> Server:
             server.status = ServerStatus.RUNNING
             server.status_message = ""
             fields += ["status", "status_message", "updated_at"]
-            event_record(obj=server, type="server.reachable", text=_("Server %(name)s is reachable again.") % {"name": server.name})
+            event_record(
+                obj=server,
+                type="server.reachable",
+                text=_("Server %(name)s is reachable again.") % {"name": server.name},
+            )
             publish("server", server_payload(server))
         server.save(update_fields=fields)
     return server
@@ -306,7 +346,8 @@ def vm_release_offline_ports(*, vm) -> bool:
     from ..models import VirtualMachine
 
     done = VirtualMachine.objects.filter(pk=vm.pk, status=VmStatus.STOPPED, vnc_port__isnull=False).update(
-        vnc_port=None, serial_port=None)
+        vnc_port=None, serial_port=None
+    )
     if done:
         vm.vnc_port = vm.serial_port = None
     return bool(done)
@@ -328,14 +369,21 @@ def server_scan_host_key(*, hostname: str, port: int = 22, timeout: float = 10) 
     try:
         sock = socket.create_connection((hostname, int(port)), timeout=timeout)
     except (OSError, ValueError) as exc:
-        raise ValidationError({"hostname": [_("Cannot reach %(h)s:%(p)s: %(e)s") % {"h": hostname, "p": port, "e": exc}]})
+        raise ValidationError(
+            {"hostname": [_("Cannot reach %(h)s:%(p)s: %(e)s") % {"h": hostname, "p": port, "e": exc}]}
+        ) from exc
     transport = paramiko.Transport(sock)
     try:
         transport.start_client(timeout=timeout)
         key = transport.get_remote_server_key()
     except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise ValidationError({"hostname": [_("%(h)s:%(p)s did not complete an SSH key exchange: %(e)s")
-                                            % {"h": hostname, "p": port, "e": exc}]})
+        raise ValidationError(
+            {
+                "hostname": [
+                    _("%(h)s:%(p)s did not complete an SSH key exchange: %(e)s") % {"h": hostname, "p": port, "e": exc}
+                ]
+            }
+        ) from exc
     finally:
         transport.close()
         sock.close()

@@ -4,6 +4,7 @@ Rules kept here: an ISO must carry the ISO 9660 signature; a disk attached to
 a running VM is not deleted; a disk or ISO that does not fit the repository's
 free space is refused; a failed creation leaves neither a volume nor a record.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,9 +63,18 @@ def iso_upload(*, repository: Repository, user, name: str, fileobj, size: int) -
     with open(staged, "wb") as out:
         shutil.copyfileobj(fileobj, out, 1024 * 1024)
     with transaction.atomic():
-        return job_submit(operation="iso.upload", summary=_("Upload ISO %(name)s") % {"name": name}, user=user,
-                          target=repository, params={"repository_id": repository.pk, "name": name, "staged": str(staged),
-                                                     "size": os.path.getsize(staged)})
+        return job_submit(
+            operation="iso.upload",
+            summary=_("Upload ISO %(name)s") % {"name": name},
+            user=user,
+            target=repository,
+            params={
+                "repository_id": repository.pk,
+                "name": name,
+                "staged": str(staged),
+                "size": os.path.getsize(staged),
+            },
+        )
 
 
 def iso_import(*, repository: Repository, user, url: str) -> Job:
@@ -73,44 +83,77 @@ def iso_import(*, repository: Repository, user, url: str) -> Job:
     name = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
     _check_iso_name(repository, name)
     with transaction.atomic():
-        return job_submit(operation="iso.import", summary=_("Import ISO %(name)s") % {"name": name}, user=user,
-                          target=repository, params={"repository_id": repository.pk, "name": name, "url": url})
+        return job_submit(
+            operation="iso.import",
+            summary=_("Import ISO %(name)s") % {"name": name},
+            user=user,
+            target=repository,
+            params={"repository_id": repository.pk, "name": name, "url": url},
+        )
 
 
 @transaction.atomic
-def iso_record(*, repository: Repository, name: str, size_bytes: int, sha256: str = "", job: Job | None = None) -> IsoFile:
+def iso_record(
+    *, repository: Repository, name: str, size_bytes: int, sha256: str = "", job: Job | None = None
+) -> IsoFile:
     iso = IsoFile(repository=repository, name=name, size_bytes=size_bytes, sha256=sha256)
     iso.full_clean()
     iso.save()
-    event_record(obj=iso, type="iso.imported", text=_("ISO %(name)s is in repository %(repo)s.")
-                 % {"name": name, "repo": repository.name}, job=job)
+    event_record(
+        obj=iso,
+        type="iso.imported",
+        text=_("ISO %(name)s is in repository %(repo)s.") % {"name": name, "repo": repository.name},
+        job=job,
+    )
     return iso
 
 
-def disk_create(*, user, repository: Repository, name: str, size_bytes: int, sparse: bool = True, shareable: bool = False) -> Job:
+def disk_create(
+    *, user, repository: Repository, name: str, size_bytes: int, sparse: bool = True, shareable: bool = False
+) -> Job:
     """Record the disk and queue ``disk.create``; the job's target is the new VirtualDisk."""
     with transaction.atomic():
-        disk = VirtualDisk(name=name, repository=repository, volume=f"{uuidlib.uuid4().hex}.qcow2", size_bytes=size_bytes,
-                           sparse=sparse, shareable=shareable)
+        disk = VirtualDisk(
+            name=name,
+            repository=repository,
+            volume=f"{uuidlib.uuid4().hex}.qcow2",
+            size_bytes=size_bytes,
+            sparse=sparse,
+            shareable=shareable,
+        )
         disk.full_clean()
         disk.save()
-        return job_submit(operation="disk.create", summary=_("Create virtual disk %(name)s") % {"name": name}, user=user,
-                          target=disk, params={"disk_id": disk.pk}, lock=[disk])
+        return job_submit(
+            operation="disk.create",
+            summary=_("Create virtual disk %(name)s") % {"name": name},
+            user=user,
+            target=disk,
+            params={"disk_id": disk.pk},
+            lock=[disk],
+        )
 
 
 def disk_resize(*, disk: VirtualDisk, user, size_bytes: int) -> Job:
     if size_bytes < disk.size_bytes:
         raise ValidationError({"size_bytes": [_("A virtual disk can only grow.")]})
     with transaction.atomic():
-        return job_submit(operation="disk.resize", summary=_("Resize virtual disk %(name)s") % {"name": disk.name}, user=user,
-                          target=disk, params={"disk_id": disk.pk, "size_bytes": size_bytes}, lock=[disk])
+        return job_submit(
+            operation="disk.resize",
+            summary=_("Resize virtual disk %(name)s") % {"name": disk.name},
+            user=user,
+            target=disk,
+            params={"disk_id": disk.pk, "size_bytes": size_bytes},
+            lock=[disk],
+        )
 
 
 def check_deletable(*, disk: VirtualDisk) -> None:
     """A disk in use by a running VM, or under thin clones, is not deleted."""
     running = disk.slots.filter(vm__status__in=list(VmStatus.ACTIVE)).values_list("vm__name", flat=True).first()
     if running:
-        raise Conflict(_("Virtual disk %(disk)s is attached to %(vm)s, which is running.") % {"disk": disk.name, "vm": running})
+        raise Conflict(
+            _("Virtual disk %(disk)s is attached to %(vm)s, which is running.") % {"disk": disk.name, "vm": running}
+        )
     if disk.thin_clones.exists():
         raise Conflict(_("Virtual disk %(disk)s is the base of thin clones.") % {"disk": disk.name})
 
@@ -118,28 +161,41 @@ def check_deletable(*, disk: VirtualDisk) -> None:
 def disk_delete(*, disk: VirtualDisk, user) -> Job:
     check_deletable(disk=disk)
     with transaction.atomic():
-        return job_submit(operation="disk.delete", summary=_("Delete virtual disk %(name)s") % {"name": disk.name}, user=user,
-                          target=disk, params={"disk_id": disk.pk}, lock=[disk])
+        return job_submit(
+            operation="disk.delete",
+            summary=_("Delete virtual disk %(name)s") % {"name": disk.name},
+            user=user,
+            target=disk,
+            params={"disk_id": disk.pk},
+            lock=[disk],
+        )
 
 
 @transaction.atomic
 def disk_forget_failed(*, disk: VirtualDisk, job: Job | None = None, reason: str = "") -> None:
     """A disk whose volume could not be made leaves no record behind."""
-    event_record(obj=None, type="disk.create_failed", text=_("Virtual disk %(name)s was not created: %(reason)s")
-                 % {"name": disk.name, "reason": reason}, job=job)
+    event_record(
+        obj=None,
+        type="disk.create_failed",
+        text=_("Virtual disk %(name)s was not created: %(reason)s") % {"name": disk.name, "reason": reason},
+        job=job,
+    )
     VirtualDisk.objects.filter(pk=disk.pk).delete()
 
 
 def disk_record_volume(*, disk: VirtualDisk, info: VolumeInfo) -> VirtualDisk:
     """Size and allocation of the disk as its server reports them."""
-    VirtualDisk.objects.filter(pk=disk.pk).update(size_bytes=info.capacity_bytes, allocation_bytes=info.allocation_bytes)
+    VirtualDisk.objects.filter(pk=disk.pk).update(
+        size_bytes=info.capacity_bytes, allocation_bytes=info.allocation_bytes
+    )
     disk.size_bytes, disk.allocation_bytes = info.capacity_bytes, info.allocation_bytes
     return disk
 
 
 @transaction.atomic
-def repository_record_contents(*, repository: Repository, isos: list[VolumeInfo], disks: list[VolumeInfo],
-                               job: Job | None = None) -> dict:
+def repository_record_contents(
+    *, repository: Repository, isos: list[VolumeInfo], disks: list[VolumeInfo], job: Job | None = None
+) -> dict:
     """Files found in a repository that the database does not know become ISO and disk records."""
     found = {"isos": 0, "disks": 0}
     known_isos = set(repository.iso_files.values_list("name", flat=True))
@@ -150,8 +206,14 @@ def repository_record_contents(*, repository: Repository, isos: list[VolumeInfo]
     known_disks = set(VirtualDisk.objects.filter(volume__in=[v.name for v in disks]).values_list("volume", flat=True))
     for vol in disks:
         if vol.name not in known_disks and not vol.name.endswith(".tmp"):
-            disk = VirtualDisk(name=vol.name, repository=repository, volume=vol.name, size_bytes=max(vol.capacity_bytes, 1),
-                               allocation_bytes=vol.allocation_bytes, format=vol.format if vol.format in ("raw", "qcow2") else "raw")
+            disk = VirtualDisk(
+                name=vol.name,
+                repository=repository,
+                volume=vol.name,
+                size_bytes=max(vol.capacity_bytes, 1),
+                allocation_bytes=vol.allocation_bytes,
+                format=vol.format if vol.format in ("raw", "qcow2") else "raw",
+            )
             disk.full_clean()
             disk.save()
             found["disks"] += 1
@@ -162,11 +224,20 @@ def repository_record_contents(*, repository: Repository, isos: list[VolumeInfo]
 def disk_forget(*, disk: VirtualDisk, job: Job | None = None) -> None:
     """Remove the record of a deleted disk; stopped VMs that had it lose that slot."""
     for slot in disk.slots.select_related("vm"):
-        event_record(obj=slot.vm, type="vm.disk_removed", job=job,
-                     text=_("Virtual disk %(disk)s deleted: removed from slot %(slot)d of %(vm)s.")
-                     % {"disk": disk.name, "slot": slot.slot, "vm": slot.vm.name})
+        event_record(
+            obj=slot.vm,
+            type="vm.disk_removed",
+            job=job,
+            text=_("Virtual disk %(disk)s deleted: removed from slot %(slot)d of %(vm)s.")
+            % {"disk": disk.name, "slot": slot.slot, "vm": slot.vm.name},
+        )
         slot.delete()
-    event_record(obj=disk.repository, type="disk.deleted", text=_("Virtual disk %(name)s deleted.") % {"name": disk.name}, job=job)
+    event_record(
+        obj=disk.repository,
+        type="disk.deleted",
+        text=_("Virtual disk %(name)s deleted.") % {"name": disk.name},
+        job=job,
+    )
     disk.delete()
 
 
@@ -183,11 +254,15 @@ def repository_driver(repository: Repository):
 def check_space(*, repository: Repository, needed_bytes: int) -> None:
     info = repository_driver(repository).pool_refresh(pool_name(repository))
     if needed_bytes > info.available_bytes:
-        raise Conflict(_("Repository %(name)s is full: %(need)s bytes needed, %(free)s available.")
-                       % {"name": repository.name, "need": needed_bytes, "free": info.available_bytes})
+        raise Conflict(
+            _("Repository %(name)s is full: %(need)s bytes needed, %(free)s available.")
+            % {"name": repository.name, "need": needed_bytes, "free": info.available_bytes}
+        )
 
 
-def disk_clone(*, disk: VirtualDisk, target_repository: Repository, clone_type: str, name: str, job: Job | None = None) -> VirtualDisk:
+def disk_clone(
+    *, disk: VirtualDisk, target_repository: Repository, clone_type: str, name: str, job: Job | None = None
+) -> VirtualDisk:
     """Clone synchronously (inside a VM clone/move job): thin (qcow2 overlay on the source),
     sparse copy, or fully allocated copy. The record exists only if the volume does."""
     kind = CLONE_TYPES[CloneType(clone_type)]
@@ -197,17 +272,30 @@ def disk_clone(*, disk: VirtualDisk, target_repository: Repository, clone_type: 
         check_space(repository=target_repository, needed_bytes=disk.size_bytes)
     driver = repository_driver(disk.repository)
     volume = f"{uuidlib.uuid4().hex}.qcow2"
-    info = driver.volume_clone(pool_name(disk.repository, "disks"), disk.volume, pool_name(target_repository, "disks"),
-                               volume, clone_type=kind)
+    info = driver.volume_clone(
+        pool_name(disk.repository, "disks"), disk.volume, pool_name(target_repository, "disks"), volume, clone_type=kind
+    )
     try:
         with transaction.atomic():
-            clone = VirtualDisk(name=name, repository=target_repository, volume=volume, size_bytes=disk.size_bytes,
-                                allocation_bytes=info.allocation_bytes, sparse=kind != "non_sparse", shareable=disk.shareable,
-                                backing_disk=disk if kind == "thin" else None)
+            clone = VirtualDisk(
+                name=name,
+                repository=target_repository,
+                volume=volume,
+                size_bytes=disk.size_bytes,
+                allocation_bytes=info.allocation_bytes,
+                sparse=kind != "non_sparse",
+                shareable=disk.shareable,
+                backing_disk=disk if kind == "thin" else None,
+            )
             clone.full_clean()
             clone.save()
-            event_record(obj=clone, type="disk.cloned", text=_("Virtual disk %(name)s cloned from %(src)s (%(kind)s).")
-                         % {"name": name, "src": disk.name, "kind": kind}, job=job)
+            event_record(
+                obj=clone,
+                type="disk.cloned",
+                text=_("Virtual disk %(name)s cloned from %(src)s (%(kind)s).")
+                % {"name": name, "src": disk.name, "kind": kind},
+                job=job,
+            )
     except Exception:
         driver.volume_delete(pool_name(target_repository, "disks"), volume)
         raise
@@ -217,18 +305,36 @@ def disk_clone(*, disk: VirtualDisk, target_repository: Repository, clone_type: 
 def vm_config(vm: VirtualMachine) -> dict:
     """What a repository keeps of a VM so that it describes its VMs without the database."""
     return {
-        "uuid": str(vm.uuid), "name": vm.name, "description": vm.description, "domain_type": vm.domain_type,
-        "os_type": vm.os_type, "vcpus": vm.vcpus, "max_vcpus": vm.max_vcpus, "memory_mib": vm.memory_mib,
-        "max_memory_mib": vm.max_memory_mib, "huge_pages": vm.huge_pages, "keymap": vm.keymap,
-        "mouse_device": vm.mouse_device, "boot_order": vm.boot_order, "cpu_pinning": vm.cpu_pinning,
-        "pvm_boot_url": vm.pvm_boot_url, "kernel_args": vm.kernel_args,
+        "uuid": str(vm.uuid),
+        "name": vm.name,
+        "description": vm.description,
+        "domain_type": vm.domain_type,
+        "os_type": vm.os_type,
+        "vcpus": vm.vcpus,
+        "max_vcpus": vm.max_vcpus,
+        "memory_mib": vm.memory_mib,
+        "max_memory_mib": vm.max_memory_mib,
+        "huge_pages": vm.huge_pages,
+        "keymap": vm.keymap,
+        "mouse_device": vm.mouse_device,
+        "boot_order": vm.boot_order,
+        "cpu_pinning": vm.cpu_pinning,
+        "pvm_boot_url": vm.pvm_boot_url,
+        "kernel_args": vm.kernel_args,
         "disks": [
-            {"slot": s.slot, "kind": s.kind, "bus": s.bus,
-             "volume": s.virtual_disk.volume if s.virtual_disk_id else None, "iso": s.iso.name if s.iso_id else None}
+            {
+                "slot": s.slot,
+                "kind": s.kind,
+                "bus": s.bus,
+                "volume": s.virtual_disk.volume if s.virtual_disk_id else None,
+                "iso": s.iso.name if s.iso_id else None,
+            }
             for s in vm.disk_slots.select_related("virtual_disk", "iso").order_by("slot")
         ],
-        "vnics": [{"mac": n.mac, "model": n.model, "network": n.network.name if n.network_id else None}
-                  for n in vm.vnics.select_related("network")],
+        "vnics": [
+            {"mac": n.mac, "model": n.model, "network": n.network.name if n.network_id else None}
+            for n in vm.vnics.select_related("network")
+        ],
     }
 
 
@@ -336,10 +442,10 @@ def _config_flush() -> None:
 
 
 _writer_lock = threading.Lock()
-_writer: "queue_module.Queue | None" = None
+_writer: queue_module.Queue | None = None
 
 
-def _remote_writer() -> "queue_module.Queue":
+def _remote_writer() -> queue_module.Queue:
     """One daemon thread writing vm.json copies over SFTP, in order; it never touches the database."""
     global _writer
     with _writer_lock:

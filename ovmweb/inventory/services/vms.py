@@ -1,5 +1,6 @@
 """Writes on virtual machines. Every VM rule of the seed is enforced here or in
 ``rules.py``; views, serializers, consumers and job operations only call these."""
+
 from __future__ import annotations
 
 import uuid as uuidlib
@@ -36,7 +37,9 @@ _STATUS_COMPANIONS = frozenset({"ha_enabled", "server", "vnc_port", "serial_port
 
 # Editable through vm_update. Placement fields (server_pool, server, repository)
 # change only through migrate and move; status only through actions.
-PLAIN_FIELDS = frozenset({"name", "description", "os_type", "guest_kernel", "pv_drivers_installed", "ha_enabled", "origin"})
+PLAIN_FIELDS = frozenset(
+    {"name", "description", "os_type", "guest_kernel", "pv_drivers_installed", "ha_enabled", "origin"}
+)
 UPDATABLE_FIELDS = PLAIN_FIELDS | rules.RUNTIME_FIELDS
 
 _ACTION_PARAMS: dict[str, frozenset[str]] = {
@@ -110,7 +113,11 @@ def vm_set_status(
 def _lock_row(vm: VirtualMachine) -> VirtualMachine:
     # On PostgreSQL this row lock serialises concurrent actions; on SQLite the
     # IMMEDIATE transaction already holds the database write lock from BEGIN.
-    return VirtualMachine.objects.select_for_update(of=("self",)).select_related("server_pool", "server", "repository").get(pk=vm.pk)
+    return (
+        VirtualMachine.objects.select_for_update(of=("self",))
+        .select_related("server_pool", "server", "repository")
+        .get(pk=vm.pk)
+    )
 
 
 # --------------------------------------------------------------------------
@@ -154,19 +161,28 @@ def vm_action(*, vm: VirtualMachine, action: VmAction | str, user, **params: Any
         companions = {"ha_enabled": False} if action == VmAction.KILL else {}
         if immediate is not None:
             reason = _("%(action)s requested for %(vm)s: now %(status)s.") % {
-                "action": action.label, "vm": current.name, "status": immediate,
+                "action": action.label,
+                "vm": current.name,
+                "status": immediate,
             }
-            if vm_set_status(vm=current, status=immediate, only_from=allowed, reason=reason, user=user, **companions) is None:
+            if (
+                vm_set_status(vm=current, status=immediate, only_from=allowed, reason=reason, user=user, **companions)
+                is None
+            ):
                 current.refresh_from_db(fields=["status"])
-                raise InvalidTransition(vm_name=current.name, action=str(action), status=current.status,
-                                        allowed=sorted(allowed))
+                raise InvalidTransition(
+                    vm_name=current.name, action=str(action), status=current.status, allowed=sorted(allowed)
+                )
         # KILL takes no lock: it must work even while another job (a hanging
         # start) holds the VM; that job sees STOPPED when it tries to finish.
         lock = () if action == VmAction.KILL else [current]
         job = job_submit(
             operation=f"vm.{action.value}",
             summary=_("%(action)s virtual machine %(vm)s") % {"action": action.label, "vm": current.name},
-            user=user, target=current, params=job_params, lock=lock,
+            user=user,
+            target=current,
+            params=job_params,
+            lock=lock,
         )
     vm.status, vm.ha_enabled = current.status, current.ha_enabled
     return job
@@ -181,13 +197,24 @@ def _check_config(*, cfg: dict[str, Any], pool: ServerPool | None, disk_buses: l
     """Every rule about a VM configuration, on the configuration it will boot with."""
     errors: dict[str, list] = {}
     for check in (
-        lambda: rules.check_cpu_memory(vcpus=cfg["vcpus"], max_vcpus=cfg["max_vcpus"], memory_mib=cfg["memory_mib"],
-                                       max_memory_mib=cfg["max_memory_mib"]),
-        lambda: rules.check_domain_type(domain_type=cfg["domain_type"], os_type=cfg["os_type"],
-                                        pool_architecture=pool.architecture if pool else None),
+        lambda: rules.check_cpu_memory(
+            vcpus=cfg["vcpus"],
+            max_vcpus=cfg["max_vcpus"],
+            memory_mib=cfg["memory_mib"],
+            max_memory_mib=cfg["max_memory_mib"],
+        ),
+        lambda: rules.check_domain_type(
+            domain_type=cfg["domain_type"],
+            os_type=cfg["os_type"],
+            pool_architecture=pool.architecture if pool else None,
+        ),
         lambda: rules.check_huge_pages(domain_type=cfg["domain_type"], huge_pages=cfg["huge_pages"]),
         lambda: rules.check_paravirtual_disks(domain_type=cfg["domain_type"], disk_buses=disk_buses),
-        lambda: rules.check_pvm_url(cfg["pvm_boot_url"]) if cfg["domain_type"] == DomainType.PVM and cfg["pvm_boot_url"] else None,
+        lambda: (
+            rules.check_pvm_url(cfg["pvm_boot_url"])
+            if cfg["domain_type"] == DomainType.PVM and cfg["pvm_boot_url"]
+            else None
+        ),
     ):
         try:
             check()
@@ -227,11 +254,12 @@ def _ensure_storage_reachable(*, repositories, pool: ServerPool | None) -> None:
     changed pools since, or the clone may go to another pool."""
     for repo in dict.fromkeys(repositories):
         if not _repository_reachable(repo, pool):
-            raise Conflict(_("Repository %(repo)s is not seen by server pool %(pool)s.")
-                           % {"repo": repo.name, "pool": pool.name})
+            raise Conflict(
+                _("Repository %(repo)s is not seen by server pool %(pool)s.") % {"repo": repo.name, "pool": pool.name}
+            )
 
 
-def vm_create(
+def vm_create(  # noqa: C901
     *,
     user,
     name: str,
@@ -265,41 +293,77 @@ def vm_create(
         if kind == rules.SourceKind.TEMPLATE and origin.status != VmStatus.TEMPLATE:
             raise ValidationError({"source": [_("%(vm)s is not a template.") % {"vm": origin.name}]})
         vcpus, memory_mib = vcpus or origin.vcpus, memory_mib or origin.memory_mib
-        vm, _job = _clone(vm=origin, user=user, name=name, server_pool=server_pool, as_template=False,
-                          overrides={"domain_type": domain_type, "os_type": os_type, "vcpus": vcpus,
-                                     "max_vcpus": max_vcpus or max(vcpus, origin.max_vcpus),
-                                     "memory_mib": memory_mib,
-                                     "max_memory_mib": max_memory_mib or max(memory_mib, origin.max_memory_mib), **fields})
+        vm, _job = _clone(
+            vm=origin,
+            user=user,
+            name=name,
+            server_pool=server_pool,
+            as_template=False,
+            overrides={
+                "domain_type": domain_type,
+                "os_type": os_type,
+                "vcpus": vcpus,
+                "max_vcpus": max_vcpus or max(vcpus, origin.max_vcpus),
+                "memory_mib": memory_mib,
+                "max_memory_mib": max_memory_mib or max(memory_mib, origin.max_memory_mib),
+                **fields,
+            },
+        )
         return vm
     if kind == rules.SourceKind.APPLIANCE:
         return _create_from_appliance(
-            user=user, name=name, server_pool=server_pool, repository=repository, domain_type=domain_type,
-            os_type=os_type, vcpus=vcpus, max_vcpus=max_vcpus, memory_mib=memory_mib, max_memory_mib=max_memory_mib,
-            appliance_vm=source.get("appliance_vm"), vnics=vnics, fields=fields)
+            user=user,
+            name=name,
+            server_pool=server_pool,
+            repository=repository,
+            domain_type=domain_type,
+            os_type=os_type,
+            vcpus=vcpus,
+            max_vcpus=max_vcpus,
+            memory_mib=memory_mib,
+            max_memory_mib=max_memory_mib,
+            appliance_vm=source.get("appliance_vm"),
+            vnics=vnics,
+            fields=fields,
+        )
     vcpus = vcpus or 1
     memory_mib = memory_mib or 512
 
     cfg = {
-        "domain_type": domain_type, "os_type": os_type, "vcpus": vcpus, "max_vcpus": max_vcpus or vcpus,
-        "memory_mib": memory_mib, "max_memory_mib": max_memory_mib or memory_mib,
-        "huge_pages": fields.get("huge_pages", False), "pvm_boot_url": source.get("url", "") if kind == "pvm_url" else "",
+        "domain_type": domain_type,
+        "os_type": os_type,
+        "vcpus": vcpus,
+        "max_vcpus": max_vcpus or vcpus,
+        "memory_mib": memory_mib,
+        "max_memory_mib": max_memory_mib or memory_mib,
+        "huge_pages": fields.get("huge_pages", False),
+        "pvm_boot_url": source.get("url", "") if kind == "pvm_url" else "",
     }
     bus = rules.disk_bus_for(domain_type)
     disk_buses = [d.get("bus", bus) for d in disks]
     _check_config(cfg=cfg, pool=server_pool, disk_buses=disk_buses)
     with transaction.atomic():
         vm = VirtualMachine(
-            name=name, server_pool=server_pool, repository=repository, domain_type=domain_type, os_type=os_type,
-            vcpus=vcpus, max_vcpus=cfg["max_vcpus"], memory_mib=memory_mib, max_memory_mib=cfg["max_memory_mib"],
-            pvm_boot_url=cfg["pvm_boot_url"], **{k: v for k, v in fields.items() if k != "pvm_boot_url"},
+            name=name,
+            server_pool=server_pool,
+            repository=repository,
+            domain_type=domain_type,
+            os_type=os_type,
+            vcpus=vcpus,
+            max_vcpus=cfg["max_vcpus"],
+            memory_mib=memory_mib,
+            max_memory_mib=cfg["max_memory_mib"],
+            pvm_boot_url=cfg["pvm_boot_url"],
+            **{k: v for k, v in fields.items() if k != "pvm_boot_url"},
         )
         if kind == rules.SourceKind.ISO:
             iso = source.get("iso")
             if not isinstance(iso, IsoFile):
                 raise ValidationError({"source": [_("Name the ISO file to install from.")]})
             if not _iso_reachable(iso, server_pool):
-                raise ValidationError({"source": [_("ISO %(iso)s is in a repository this server pool cannot see.")
-                                                  % {"iso": iso.name}]})
+                raise ValidationError(
+                    {"source": [_("ISO %(iso)s is in a repository this server pool cannot see.") % {"iso": iso.name}]}
+                )
             vm.origin = f"iso:{iso.name}"
             vm.boot_order = boot_order or ["cdrom", "disk"]
         elif kind == rules.SourceKind.PVM_URL:
@@ -310,7 +374,7 @@ def vm_create(
         vm.full_clean()
         vm.save()
         slot = 0
-        for item, disk_bus in zip(disks, disk_buses):
+        for item, disk_bus in zip(disks, disk_buses, strict=False):
             disk = item.get("virtual_disk")
             if disk is None:
                 disk = _new_disk(user=user, spec=item.get("new") or {}, default_repository=repository)
@@ -330,8 +394,22 @@ def vm_create(
     return vm
 
 
-def _create_from_appliance(*, user, name, server_pool, repository, domain_type, os_type, vcpus, max_vcpus, memory_mib,
-                           max_memory_mib, appliance_vm, vnics, fields) -> VirtualMachine:
+def _create_from_appliance(
+    *,
+    user,
+    name,
+    server_pool,
+    repository,
+    domain_type,
+    os_type,
+    vcpus,
+    max_vcpus,
+    memory_mib,
+    max_memory_mib,
+    appliance_vm,
+    vnics,
+    fields,
+) -> VirtualMachine:
     """A VM from one VM of a virtual appliance: its disks are copied into VirtualDisks/ of
     ``repository`` (default: the appliance's) by an ``appliance.deploy`` job."""
     from ..models import VirtualApplianceVm
@@ -341,36 +419,62 @@ def _create_from_appliance(*, user, name, server_pool, repository, domain_type, 
     appliance = appliance_vm.appliance
     repository = repository or appliance.repository
     vcpus, memory_mib = vcpus or appliance_vm.vcpus, memory_mib or appliance_vm.memory_mib
-    cfg = {"domain_type": domain_type, "os_type": os_type, "vcpus": vcpus, "max_vcpus": max_vcpus or vcpus,
-           "memory_mib": memory_mib, "max_memory_mib": max_memory_mib or memory_mib,
-           "huge_pages": fields.get("huge_pages", False), "pvm_boot_url": fields.get("pvm_boot_url", "")}
+    cfg = {
+        "domain_type": domain_type,
+        "os_type": os_type,
+        "vcpus": vcpus,
+        "max_vcpus": max_vcpus or vcpus,
+        "memory_mib": memory_mib,
+        "max_memory_mib": max_memory_mib or memory_mib,
+        "huge_pages": fields.get("huge_pages", False),
+        "pvm_boot_url": fields.get("pvm_boot_url", ""),
+    }
     bus = rules.disk_bus_for(domain_type)
     disks = list(appliance_vm.disks.order_by("pk"))
     _check_config(cfg=cfg, pool=server_pool, disk_buses=[bus] * len(disks))
     if not _repository_reachable(repository, server_pool):
-        raise ValidationError({"repository": [_("Repository %(repo)s is not seen by this server pool.") % {"repo": repository.name}]})
+        raise ValidationError(
+            {"repository": [_("Repository %(repo)s is not seen by this server pool.") % {"repo": repository.name}]}
+        )
     with transaction.atomic():
         from .appliances import check_appliance_kept
 
         check_appliance_kept(appliance)
-        vm = VirtualMachine(name=name, server_pool=server_pool, repository=repository, domain_type=domain_type,
-                            os_type=os_type, vcpus=vcpus, max_vcpus=cfg["max_vcpus"], memory_mib=memory_mib,
-                            max_memory_mib=cfg["max_memory_mib"], boot_order=["disk"],
-                            origin=f"appliance:{appliance.name}/{appliance_vm.name}"[:255], **fields)
+        vm = VirtualMachine(
+            name=name,
+            server_pool=server_pool,
+            repository=repository,
+            domain_type=domain_type,
+            os_type=os_type,
+            vcpus=vcpus,
+            max_vcpus=cfg["max_vcpus"],
+            memory_mib=memory_mib,
+            max_memory_mib=cfg["max_memory_mib"],
+            boot_order=["disk"],
+            origin=f"appliance:{appliance.name}/{appliance_vm.name}"[:255],
+            **fields,
+        )
         vm.full_clean()
         vm.save()
         from .vnics import vnic_create
 
         for item in vnics:
             vnic_create(vm=vm, user=user, network=item.get("network"), model=item.get("model"))
-        event_record(obj=vm, type="vm.create", user=user, text=_("Virtual machine %(vm)s created from appliance %(app)s.")
-                     % {"vm": vm.name, "app": appliance.name})
+        event_record(
+            obj=vm,
+            type="vm.create",
+            user=user,
+            text=_("Virtual machine %(vm)s created from appliance %(app)s.") % {"vm": vm.name, "app": appliance.name},
+        )
         plan = [{"slot": i, "disk_id": d.pk, "bus": bus} for i, d in enumerate(disks)]
-        job_submit(operation="appliance.deploy",
-                   summary=_("Copy the disks of appliance %(app)s to %(vm)s") % {"app": appliance.name, "vm": vm.name},
-                   user=user, target=vm, lock=[vm],
-                   params={"vm_id": vm.pk, "appliance_id": appliance.pk, "target_repository_id": repository.pk,
-                           "disks": plan})
+        job_submit(
+            operation="appliance.deploy",
+            summary=_("Copy the disks of appliance %(app)s to %(vm)s") % {"app": appliance.name, "vm": vm.name},
+            user=user,
+            target=vm,
+            lock=[vm],
+            params={"vm_id": vm.pk, "appliance_id": appliance.pk, "target_repository_id": repository.pk, "disks": plan},
+        )
         publish("vm", vm_payload(vm))
     return vm
 
@@ -382,8 +486,13 @@ def _new_disk(*, user, spec: dict, default_repository) -> VirtualDisk:
     repository = spec.get("repository") or default_repository
     if repository is None:
         raise ValidationError({"disks": [_("A new disk needs a repository.")]})
-    job = storage.disk_create(user=user, repository=repository, name=spec.get("name") or "disk",
-                              size_bytes=spec.get("size_bytes") or 0, sparse=spec.get("sparse", True))
+    job = storage.disk_create(
+        user=user,
+        repository=repository,
+        name=spec.get("name") or "disk",
+        size_bytes=spec.get("size_bytes") or 0,
+        sparse=spec.get("sparse", True),
+    )
     disk = job.target if isinstance(job, Job) else job
     if not isinstance(disk, VirtualDisk):
         raise ValidationError({"disks": [_("The storage service did not return the new disk.")]})
@@ -429,16 +538,27 @@ def vm_update(*, vm: VirtualMachine, user, **changes: Any) -> VirtualMachine:
         current.full_clean()
         current.save()
         event_record(
-            obj=current, type="vm.config", user=user,
-            text=_("Configuration of %(vm)s changed%(pending)s.") % {
+            obj=current,
+            type="vm.config",
+            user=user,
+            text=_("Configuration of %(vm)s changed%(pending)s.")
+            % {
                 "vm": current.name,
-                "pending": (_("; pending until stop and start: %(f)s") % {"f": ", ".join(sorted(pending))}) if pending else "",
+                "pending": (_("; pending until stop and start: %(f)s") % {"f": ", ".join(sorted(pending))})
+                if pending
+                else "",
             },
         )
         if hot:
-            job_submit(operation="vm.hot_update",
-                       summary=_("Change %(f)s of running virtual machine %(vm)s") % {"f": ", ".join(sorted(hot)), "vm": current.name},
-                       user=user, target=current, params={"vm_id": current.pk, "changes": hot}, lock=[current])
+            job_submit(
+                operation="vm.hot_update",
+                summary=_("Change %(f)s of running virtual machine %(vm)s")
+                % {"f": ", ".join(sorted(hot)), "vm": current.name},
+                user=user,
+                target=current,
+                params={"vm_id": current.pk, "changes": hot},
+                lock=[current],
+            )
         publish("vm", vm_payload(current))
     return current
 
@@ -466,14 +586,20 @@ def vm_apply_pending(*, vm: VirtualMachine, user=None, job: Job | None = None) -
         current.pending_changes = {}
         current.full_clean()
         current.save()
-        event_record(obj=current, type="vm.config", user=user, job=job,
-                     text=_("Pending changes of %(vm)s applied: %(f)s.") % {"vm": current.name, "f": ", ".join(sorted(pending))})
+        event_record(
+            obj=current,
+            type="vm.config",
+            user=user,
+            job=job,
+            text=_("Pending changes of %(vm)s applied: %(f)s.") % {"vm": current.name, "f": ", ".join(sorted(pending))},
+        )
         publish("vm", vm_payload(current))
     return current
 
 
-def vm_revert_hot_change(*, vm: VirtualMachine, field: str, running_value: Any, wanted: Any, job: Job | None = None,
-                         error: str = "") -> VirtualMachine:
+def vm_revert_hot_change(
+    *, vm: VirtualMachine, field: str, running_value: Any, wanted: Any, job: Job | None = None, error: str = ""
+) -> VirtualMachine:
     """A hot change the hypervisor refused: keep what runs, leave the wish pending."""
     with transaction.atomic():
         current = _lock_row(vm)
@@ -481,9 +607,14 @@ def vm_revert_hot_change(*, vm: VirtualMachine, field: str, running_value: Any, 
         current.pending_changes = {**(current.pending_changes or {}), field: wanted}
         current.full_clean()
         current.save()
-        event_record(obj=current, type="vm.config", severity=Severity.WARNING, job=job,
-                     text=_("Hot change of %(f)s failed (%(err)s); it is pending until stop and start.")
-                     % {"f": field, "err": error})
+        event_record(
+            obj=current,
+            type="vm.config",
+            severity=Severity.WARNING,
+            job=job,
+            text=_("Hot change of %(f)s failed (%(err)s); it is pending until stop and start.")
+            % {"f": field, "err": error},
+        )
         publish("vm", vm_payload(current))
     return current
 
@@ -493,8 +624,15 @@ def vm_revert_hot_change(*, vm: VirtualMachine, field: str, running_value: Any, 
 # --------------------------------------------------------------------------
 
 
-def vm_migrate(*, vm: VirtualMachine, user, target_server: Server | None = None,
-               target_pool: ServerPool | None = None, ha_failover: bool = False, target_repository=None) -> Job:
+def vm_migrate(  # noqa: C901
+    *,
+    vm: VirtualMachine,
+    user,
+    target_server: Server | None = None,
+    target_pool: ServerPool | None = None,
+    ha_failover: bool = False,
+    target_repository=None,
+) -> Job:
     """A running VM migrates live to a server of its pool; a stopped one may go to
     another pool (unassigned there until it starts). A running VM on a local
     repository migrates with its disks copied into ``target_repository`` (default: the
@@ -503,21 +641,33 @@ def vm_migrate(*, vm: VirtualMachine, user, target_server: Server | None = None,
         current = _lock_row(vm)
         if current.status == VmStatus.STOPPED:
             if target_server is not None:
-                raise ValidationError({"target_server": [_("A stopped virtual machine migrates to a server pool; "
-                                                           "it is placed on a server when it starts.")]})
+                raise ValidationError(
+                    {
+                        "target_server": [
+                            _(
+                                "A stopped virtual machine migrates to a server pool; "
+                                "it is placed on a server when it starts."
+                            )
+                        ]
+                    }
+                )
             rules.check_cold_migration(vm=current, target_pool=target_pool)
             job = job_submit(
                 operation="vm.migrate",
-                summary=_("Migrate virtual machine %(vm)s to %(pool)s") % {
-                    "vm": current.name, "pool": target_pool.name if target_pool else _("unassigned")},
-                user=user, target=current, lock=[current],
+                summary=_("Migrate virtual machine %(vm)s to %(pool)s")
+                % {"vm": current.name, "pool": target_pool.name if target_pool else _("unassigned")},
+                user=user,
+                target=current,
+                lock=[current],
                 params={"vm_id": current.pk, "target_pool_id": target_pool.pk if target_pool else None},
             )
             return job
         _check_action(current, VmAction.MIGRATE)
         if target_pool is not None and target_pool.pk != current.server_pool_id:
-            raise Conflict(_("Live migration stays within one server pool; stop '%(vm)s' to move it to %(pool)s.")
-                           % {"vm": current.name, "pool": target_pool.name})
+            raise Conflict(
+                _("Live migration stays within one server pool; stop '%(vm)s' to move it to %(pool)s.")
+                % {"vm": current.name, "pool": target_pool.name}
+            )
         if current.server is None:
             raise Conflict(_("'%(vm)s' runs on no known server.") % {"vm": current.name})
         from .placement import check_server, choose_server
@@ -527,13 +677,24 @@ def vm_migrate(*, vm: VirtualMachine, user, target_server: Server | None = None,
             if target_server is None and target_repository is not None and target_repository.server_id:
                 target_server = target_repository.server
             if target_server is None:
-                raise ValidationError({"target_server": [_("'%(vm)s' lives in a local repository: name the server "
-                                                           "(or its repository) to migrate it to.") % {"vm": current.name}]})
+                raise ValidationError(
+                    {
+                        "target_server": [
+                            _(
+                                "'%(vm)s' lives in a local repository: name the server "
+                                "(or its repository) to migrate it to."
+                            )
+                            % {"vm": current.name}
+                        ]
+                    }
+                )
             if target_repository is None:
                 from ..choices import RepositoryKind
                 from ..models import Repository
 
-                target_repository = Repository.objects.filter(kind=RepositoryKind.LOCAL, server=target_server).order_by("pk").first()
+                target_repository = (
+                    Repository.objects.filter(kind=RepositoryKind.LOCAL, server=target_server).order_by("pk").first()
+                )
             rules.check_storage_migration(vm=current, target=target_server, target_repository=target_repository)
             check_server(vm=current, server=target_server, ha_failover=ha_failover, repository=target_repository)
         elif target_server is None:
@@ -546,8 +707,12 @@ def vm_migrate(*, vm: VirtualMachine, user, target_server: Server | None = None,
             params["target_repository_id"] = target_repository.pk
         job = job_submit(
             operation="vm.migrate",
-            summary=_("Live-migrate virtual machine %(vm)s to %(server)s") % {"vm": current.name, "server": target_server.name},
-            user=user, target=current, lock=[current], params=params,
+            summary=_("Live-migrate virtual machine %(vm)s to %(server)s")
+            % {"vm": current.name, "server": target_server.name},
+            user=user,
+            target=current,
+            lock=[current],
+            params=params,
         )
     return job
 
@@ -556,11 +721,25 @@ def _customizer_disks(customizer: CloneCustomizer | None) -> list:
     return list(customizer.disks.select_related("target_repository", "slot")) if customizer else []
 
 
-def vm_clone(*, vm: VirtualMachine, user, name: str, customizer: CloneCustomizer | None = None,
-             server_pool: ServerPool | None = None, as_template: bool = False) -> Job:
+def vm_clone(
+    *,
+    vm: VirtualMachine,
+    user,
+    name: str,
+    customizer: CloneCustomizer | None = None,
+    server_pool: ServerPool | None = None,
+    as_template: bool = False,
+) -> Job:
     """Clone a VM or template; a running VM only as a hot clone with every disk thin (7.6)."""
-    _vm, job = _clone(vm=vm, user=user, name=name, customizer=customizer, server_pool=server_pool,
-                      as_template=as_template, overrides={})
+    _vm, job = _clone(
+        vm=vm,
+        user=user,
+        name=name,
+        customizer=customizer,
+        server_pool=server_pool,
+        as_template=as_template,
+        overrides={},
+    )
     return job
 
 
@@ -573,15 +752,30 @@ def vm_backup(*, vm: VirtualMachine, user, repository=None) -> Job:
     suffix = f"-backup-{stamp}"
     name = vm.name[: VirtualMachine._meta.get_field("name").max_length - len(suffix)] + suffix
     if repository is not None and not _repository_reachable(repository, vm.server_pool):
-        raise ValidationError({"repository": [_("Repository %(repo)s is not seen by the server pool of %(vm)s.")
-                                              % {"repo": repository.name, "vm": vm.name}]})
-    _vm, job = _clone(vm=vm, user=user, name=name, server_pool=None, as_template=False, overrides={},
-                      target_repository=repository, summary=_("Back up %(src)s to %(vm)s"))
+        raise ValidationError(
+            {
+                "repository": [
+                    _("Repository %(repo)s is not seen by the server pool of %(vm)s.")
+                    % {"repo": repository.name, "vm": vm.name}
+                ]
+            }
+        )
+    _vm, job = _clone(
+        vm=vm,
+        user=user,
+        name=name,
+        server_pool=None,
+        as_template=False,
+        overrides={},
+        target_repository=repository,
+        summary=_("Back up %(src)s to %(vm)s"),
+    )
     return job
 
 
-def _clone(*, vm, user, name, server_pool, as_template, overrides, customizer=None, target_repository=None,
-           summary=None):
+def _clone(
+    *, vm, user, name, server_pool, as_template, overrides, customizer=None, target_repository=None, summary=None
+):
     from ..choices import CloneType
 
     with transaction.atomic():
@@ -590,44 +784,75 @@ def _clone(*, vm, user, name, server_pool, as_template, overrides, customizer=No
             raise ValidationError({"customizer": [_("This clone customizer belongs to another virtual machine.")]})
         targets = {d.slot_id: d for d in _customizer_disks(customizer)}
         disk_slots = list(source.disk_slots.filter(kind=DiskSlotKind.DISK))
-        clone_types = [targets[s.pk].clone_type if s.pk in targets else
-                       (CloneType.THIN if source.status == VmStatus.RUNNING else CloneType.SPARSE) for s in disk_slots]
+        clone_types = [
+            targets[s.pk].clone_type
+            if s.pk in targets
+            else (CloneType.THIN if source.status == VmStatus.RUNNING else CloneType.SPARSE)
+            for s in disk_slots
+        ]
         rules.check_clone(vm=source, clone_types=clone_types)
         pool = server_pool or source.server_pool
         chosen = [d.target_repository for d in targets.values()] + ([target_repository] if target_repository else [])
         kept = [source.repository] if target_repository is None else []
-        kept += [slot.virtual_disk.repository for slot in disk_slots if slot.pk not in targets and target_repository is None]
+        kept += [
+            slot.virtual_disk.repository for slot in disk_slots if slot.pk not in targets and target_repository is None
+        ]
         # Repositories the source already uses are seen by its own pool; another pool may not see them.
         same_pool = pool is not None and source.server_pool_id == pool.pk
         _ensure_storage_reachable(repositories=chosen if same_pool else chosen + kept, pool=pool)
         fields = {f: getattr(source, f) for f in UPDATABLE_FIELDS - {"name", "ha_enabled", "origin"}}
         fields.update(overrides)
         _check_config(cfg={**fields}, pool=pool, disk_buses=[s.bus for s in disk_slots])
-        clone = VirtualMachine(name=name, server_pool=pool, repository=target_repository or source.repository,
-                               origin=_("clone of %(vm)s") % {"vm": source.name}, **fields)
+        clone = VirtualMachine(
+            name=name,
+            server_pool=pool,
+            repository=target_repository or source.repository,
+            origin=_("clone of %(vm)s") % {"vm": source.name},
+            **fields,
+        )
         clone.full_clean()
         clone.save()
         if as_template:
-            vm_set_status(vm=clone, status=VmStatus.TEMPLATE, user=user,
-                          reason=_("%(vm)s created as a template.") % {"vm": clone.name})
+            vm_set_status(
+                vm=clone,
+                status=VmStatus.TEMPLATE,
+                user=user,
+                reason=_("%(vm)s created as a template.") % {"vm": clone.name},
+            )
         plan = []
-        for slot, clone_type in zip(disk_slots, clone_types):
-            target_repo = (targets[slot.pk].target_repository if slot.pk in targets
-                           else target_repository or slot.virtual_disk.repository)
-            plan.append({"slot": slot.slot, "disk_id": slot.virtual_disk_id, "bus": slot.bus,
-                         "target_repository_id": target_repo.pk, "clone_type": clone_type})
+        for slot, clone_type in zip(disk_slots, clone_types, strict=False):
+            target_repo = (
+                targets[slot.pk].target_repository
+                if slot.pk in targets
+                else target_repository or slot.virtual_disk.repository
+            )
+            plan.append(
+                {
+                    "slot": slot.slot,
+                    "disk_id": slot.virtual_disk_id,
+                    "bus": slot.bus,
+                    "target_repository_id": target_repo.pk,
+                    "clone_type": clone_type,
+                }
+            )
         # A simple clone does not copy the CD-ROM (7.6).
         from .vnics import vnic_create
 
         net_map = {n.vnic_id: n.network for n in customizer.networks.all()} if customizer else {}
         for vnic in source.vnics.all():
             vnic_create(vm=clone, user=user, network=net_map.get(vnic.pk, vnic.network), model=vnic.model)
-        event_record(obj=clone, type="vm.create", user=user,
-                     text=_("Virtual machine %(vm)s created as a clone of %(src)s.") % {"vm": clone.name, "src": source.name})
+        event_record(
+            obj=clone,
+            type="vm.create",
+            user=user,
+            text=_("Virtual machine %(vm)s created as a clone of %(src)s.") % {"vm": clone.name, "src": source.name},
+        )
         job = job_submit(
             operation="vm.clone",
             summary=(summary or _("Clone %(src)s to %(vm)s")) % {"src": source.name, "vm": clone.name},
-            user=user, target=clone, lock=[clone],
+            user=user,
+            target=clone,
+            lock=[clone],
             params={"vm_id": clone.pk, "source_vm_id": source.pk, "disks": plan},
         )
     return clone, job
@@ -648,22 +873,38 @@ def vm_move(*, vm: VirtualMachine, user, customizer: CloneCustomizer | None = No
             disks = _customizer_disks(customizer)
             targets = [d.target_repository for d in disks]
             _ensure_storage_reachable(repositories=targets, pool=current.server_pool)
-            plan = [{"slot_id": d.slot_id, "target_repository_id": d.target_repository_id, "clone_type": d.clone_type}
-                    for d in disks]
+            plan = [
+                {"slot_id": d.slot_id, "target_repository_id": d.target_repository_id, "clone_type": d.clone_type}
+                for d in disks
+            ]
         else:
             from ..choices import CloneType
 
             if not _repository_reachable(target_repository, current.server_pool):
-                raise ValidationError({"target_repository": [_("Repository %(repo)s is not seen by the server pool of "
-                                                               "%(vm)s.") % {"repo": target_repository.name, "vm": current.name}]})
+                raise ValidationError(
+                    {
+                        "target_repository": [
+                            _("Repository %(repo)s is not seen by the server pool of %(vm)s.")
+                            % {"repo": target_repository.name, "vm": current.name}
+                        ]
+                    }
+                )
             targets = [target_repository]
-            plan = [{"slot_id": slot.pk, "target_repository_id": target_repository.pk, "clone_type": CloneType.SPARSE}
-                    for slot in current.disk_slots.filter(kind=DiskSlotKind.DISK)]
+            plan = [
+                {"slot_id": slot.pk, "target_repository_id": target_repository.pk, "clone_type": CloneType.SPARSE}
+                for slot in current.disk_slots.filter(kind=DiskSlotKind.DISK)
+            ]
             params["repository_id"] = target_repository.pk
         rules.check_move(vm=current, target_repositories=targets)
         params["disks"] = plan
-        job = job_submit(operation="vm.move", summary=_("Move virtual machine %(vm)s") % {"vm": current.name},
-                         user=user, target=current, lock=[current], params=params)
+        job = job_submit(
+            operation="vm.move",
+            summary=_("Move virtual machine %(vm)s") % {"vm": current.name},
+            user=user,
+            target=current,
+            lock=[current],
+            params=params,
+        )
     return job
 
 
@@ -675,8 +916,9 @@ def vm_export(*, vm: VirtualMachine, user, repository=None, resume_job: Job | No
 
     if resume_job is not None:
         if resume_job.params.get("vm_id") != vm.pk:
-            raise ValidationError({"resume_job": [_("Job #%(id)s is not an export of %(vm)s.")
-                                                  % {"id": resume_job.pk, "vm": vm.name}]})
+            raise ValidationError(
+                {"resume_job": [_("Job #%(id)s is not an export of %(vm)s.") % {"id": resume_job.pk, "vm": vm.name}]}
+            )
         return exports.export_resume(job=resume_job, user=user)
     return exports.export_submit(vm=vm, user=user, repository=repository)
 
@@ -685,10 +927,18 @@ def vm_delete(*, vm: VirtualMachine, user) -> Job:
     with transaction.atomic():
         current = _lock_row(vm)
         if current.status not in VmStatus.INACTIVE:
-            raise Conflict(_("Cannot delete virtual machine '%(vm)s' while it is %(status)s; stop it first.")
-                           % {"vm": current.name, "status": current.status})
-        return job_submit(operation="vm.delete", summary=_("Delete virtual machine %(vm)s") % {"vm": current.name},
-                          user=user, target=current, lock=[current], params={"vm_id": current.pk})
+            raise Conflict(
+                _("Cannot delete virtual machine '%(vm)s' while it is %(status)s; stop it first.")
+                % {"vm": current.name, "status": current.status}
+            )
+        return job_submit(
+            operation="vm.delete",
+            summary=_("Delete virtual machine %(vm)s") % {"vm": current.name},
+            user=user,
+            target=current,
+            lock=[current],
+            params={"vm_id": current.pk},
+        )
 
 
 def vm_remove(*, vm: VirtualMachine, job: Job | None = None) -> None:
@@ -703,11 +953,20 @@ def vm_remove(*, vm: VirtualMachine, job: Job | None = None) -> None:
 _KEEP = object()
 
 
-def vm_set_placement(*, vm: VirtualMachine, server_pool: Any = _KEEP, server: Any = _KEEP, repository: Any = _KEEP,
-                     job: Job | None = None) -> VirtualMachine:
+def vm_set_placement(
+    *,
+    vm: VirtualMachine,
+    server_pool: Any = _KEEP,
+    server: Any = _KEEP,
+    repository: Any = _KEEP,
+    job: Job | None = None,
+) -> VirtualMachine:
     """Record where a VM now lives after a migrate or move job (``None`` clears a field)."""
-    updates = {k: v for k, v in (("server_pool", server_pool), ("server", server), ("repository", repository))
-               if v is not _KEEP}
+    updates = {
+        k: v
+        for k, v in (("server_pool", server_pool), ("server", server), ("repository", repository))
+        if v is not _KEEP
+    }
     with transaction.atomic():
         current = _lock_row(vm)
         for k, v in updates.items():
@@ -715,8 +974,12 @@ def vm_set_placement(*, vm: VirtualMachine, server_pool: Any = _KEEP, server: An
         current.full_clean()
         current.save()
         where = ", ".join(f"{k}={v if v is not None else '-'}" for k, v in updates.items())
-        event_record(obj=current, type="vm.placement", job=job,
-                     text=_("%(vm)s placement changed: %(where)s.") % {"vm": current.name, "where": where})
+        event_record(
+            obj=current,
+            type="vm.placement",
+            job=job,
+            text=_("%(vm)s placement changed: %(where)s.") % {"vm": current.name, "where": where},
+        )
         publish("vm", vm_payload(current))
     vm.server_pool, vm.server, vm.repository = current.server_pool, current.server, current.repository
     return current
@@ -742,9 +1005,14 @@ def vm_reconcile(*, vm: VirtualMachine, power_state: str, job: Job | None = None
     if vm.status == VmStatus.TEMPLATE or vm.status == status:
         return vm
     companions = {"vnc_port": None, "serial_port": None} if status == VmStatus.STOPPED else {}
-    vm_set_status(vm=vm, status=status, job=job, severity=Severity.WARNING if status == VmStatus.STOPPED else Severity.INFO,
-                  reason=reason or _("%(vm)s found %(status)s on its server.") % {"vm": vm.name, "status": status},
-                  **companions)
+    vm_set_status(
+        vm=vm,
+        status=status,
+        job=job,
+        severity=Severity.WARNING if status == VmStatus.STOPPED else Severity.INFO,
+        reason=reason or _("%(vm)s found %(status)s on its server.") % {"vm": vm.name, "status": status},
+        **companions,
+    )
     return vm
 
 
@@ -757,8 +1025,14 @@ def iso_path(iso: IsoFile) -> str:
     return f"{iso.repository.path}/ISOs/{iso.name}"
 
 
-def vm_disk_attach(*, vm: VirtualMachine, user, virtual_disk: VirtualDisk | None = None, iso: IsoFile | None = None,
-                   bus: str | None = None) -> VmDiskSlot:
+def vm_disk_attach(
+    *,
+    vm: VirtualMachine,
+    user,
+    virtual_disk: VirtualDisk | None = None,
+    iso: IsoFile | None = None,
+    bus: str | None = None,
+) -> VmDiskSlot:
     """Attach a virtual disk, or an ISO as CD-ROM, to a VM. On a running VM it is hot-plugged
     where the guest OS allows it (7.14); never while SUSPENDED (7.4's rule for devices).
     An ISO goes into an empty CD-ROM drive when the VM has one (a media change)."""
@@ -769,23 +1043,44 @@ def vm_disk_attach(*, vm: VirtualMachine, user, virtual_disk: VirtualDisk | None
         rules.check_device_change(current, rules.Hot.DISK)
         repository = (virtual_disk or iso).repository
         if not _repository_reachable(repository, current.server_pool):
-            raise ValidationError({"virtual_disk": [_("%(name)s is in a repository this server pool cannot see.")
-                                                    % {"name": (virtual_disk or iso).name}]})
+            raise ValidationError(
+                {
+                    "virtual_disk": [
+                        _("%(name)s is in a repository this server pool cannot see.")
+                        % {"name": (virtual_disk or iso).name}
+                    ]
+                }
+            )
         slots = list(current.disk_slots.all())
         params: dict[str, Any] = {"vm_id": current.pk}
         if virtual_disk is not None:
             bus = bus or rules.disk_bus_for(current.domain_type)
             rules.check_paravirtual_disks(domain_type=current.domain_type, disk_buses=[bus])
             if virtual_disk.appliance_vms.exists():
-                raise ValidationError({"virtual_disk": [_("%(disk)s belongs to a virtual appliance; create a virtual machine "
-                                                          "from the appliance to get a copy.") % {"disk": virtual_disk.name}]})
+                raise ValidationError(
+                    {
+                        "virtual_disk": [
+                            _(
+                                "%(disk)s belongs to a virtual appliance; create a virtual machine "
+                                "from the appliance to get a copy."
+                            )
+                            % {"disk": virtual_disk.name}
+                        ]
+                    }
+                )
             if any(s.virtual_disk_id == virtual_disk.pk for s in slots):
-                raise Conflict(_("%(disk)s is already attached to %(vm)s.") % {"disk": virtual_disk.name, "vm": current.name})
+                raise Conflict(
+                    _("%(disk)s is already attached to %(vm)s.") % {"disk": virtual_disk.name, "vm": current.name}
+                )
             other = virtual_disk.slots.exclude(vm=current).select_related("vm").first()
             if other is not None and not virtual_disk.shareable:
-                raise Conflict(_("%(disk)s is used by %(other)s and is not shareable.")
-                               % {"disk": virtual_disk.name, "other": other.vm.name})
-            row = VmDiskSlot(vm=current, slot=_free_slot(slots), kind=DiskSlotKind.DISK, virtual_disk=virtual_disk, bus=bus)
+                raise Conflict(
+                    _("%(disk)s is used by %(other)s and is not shareable.")
+                    % {"disk": virtual_disk.name, "other": other.vm.name}
+                )
+            row = VmDiskSlot(
+                vm=current, slot=_free_slot(slots), kind=DiskSlotKind.DISK, virtual_disk=virtual_disk, bus=bus
+            )
         else:
             empty = next((s for s in slots if s.kind == DiskSlotKind.EMPTY), None)
             if empty is not None:
@@ -796,13 +1091,24 @@ def vm_disk_attach(*, vm: VirtualMachine, user, virtual_disk: VirtualDisk | None
         row.full_clean()
         row.save()
         what = virtual_disk.name if virtual_disk is not None else iso.name
-        event_record(obj=current, type="vm.disk", user=user,
-                     text=_("%(what)s attached to %(vm)s in slot %(slot)d.") % {"what": what, "vm": current.name, "slot": row.slot})
+        event_record(
+            obj=current,
+            type="vm.disk",
+            user=user,
+            text=_("%(what)s attached to %(vm)s in slot %(slot)d.")
+            % {"what": what, "vm": current.name, "slot": row.slot},
+        )
         if current.status == VmStatus.RUNNING:
             if "media" not in params:
                 params["attach_slot_id"] = row.pk
-            job_submit(operation="vm.hot_update", summary=_("Hot-add %(what)s to %(vm)s") % {"what": what, "vm": current.name},
-                       user=user, target=current, params=params, lock=[current])
+            job_submit(
+                operation="vm.hot_update",
+                summary=_("Hot-add %(what)s to %(vm)s") % {"what": what, "vm": current.name},
+                user=user,
+                target=current,
+                params=params,
+                lock=[current],
+            )
         publish("vm", vm_payload(current))
     return row
 
@@ -835,11 +1141,21 @@ def vm_disk_detach(*, slot: VmDiskSlot, user) -> None:
             if running:
                 raise Conflict(_("An empty CD-ROM drive of a running virtual machine stays until it stops."))
             slot.delete()
-        event_record(obj=current, type="vm.disk", user=user,
-                     text=_("%(what)s detached from %(vm)s.") % {"what": what, "vm": current.name})
+        event_record(
+            obj=current,
+            type="vm.disk",
+            user=user,
+            text=_("%(what)s detached from %(vm)s.") % {"what": what, "vm": current.name},
+        )
         if running:
-            job_submit(operation="vm.hot_update", summary=_("Hot-remove %(what)s from %(vm)s") % {"what": what, "vm": current.name},
-                       user=user, target=current, params=params, lock=[current])
+            job_submit(
+                operation="vm.hot_update",
+                summary=_("Hot-remove %(what)s from %(vm)s") % {"what": what, "vm": current.name},
+                user=user,
+                target=current,
+                params=params,
+                lock=[current],
+            )
         publish("vm", vm_payload(current))
 
 
@@ -856,18 +1172,30 @@ def vm_disks_relocated(*, vm: VirtualMachine, disk_ids: list[int], repository, j
     migration copied them there)."""
     with transaction.atomic():
         VirtualDisk.objects.filter(pk__in=disk_ids).update(repository=repository, updated_at=timezone.now())
-        event_record(obj=vm, type="vm.disk", job=job, text=_("%(n)d disk(s) of %(vm)s copied to repository %(repo)s.")
-                     % {"n": len(disk_ids), "vm": vm.name, "repo": repository.name})
+        event_record(
+            obj=vm,
+            type="vm.disk",
+            job=job,
+            text=_("%(n)d disk(s) of %(vm)s copied to repository %(repo)s.")
+            % {"n": len(disk_ids), "vm": vm.name, "repo": repository.name},
+        )
 
 
-def vm_slot_set_disk(*, vm: VirtualMachine, slot: int, disk: VirtualDisk, bus: str, job: Job | None = None) -> VmDiskSlot:
+def vm_slot_set_disk(
+    *, vm: VirtualMachine, slot: int, disk: VirtualDisk, bus: str, job: Job | None = None
+) -> VmDiskSlot:
     """Put ``disk`` into disk slot ``slot`` of ``vm`` (clone and move jobs)."""
     with transaction.atomic():
         row, _created = VmDiskSlot.objects.update_or_create(
-            vm=vm, slot=slot, defaults={"kind": DiskSlotKind.DISK, "virtual_disk": disk, "iso": None, "bus": bus})
+            vm=vm, slot=slot, defaults={"kind": DiskSlotKind.DISK, "virtual_disk": disk, "iso": None, "bus": bus}
+        )
         row.full_clean()
-        event_record(obj=vm, type="vm.disk", job=job,
-                     text=_("Disk %(disk)s in slot %(slot)d of %(vm)s.") % {"disk": disk.name, "slot": slot, "vm": vm.name})
+        event_record(
+            obj=vm,
+            type="vm.disk",
+            job=job,
+            text=_("Disk %(disk)s in slot %(slot)d of %(vm)s.") % {"disk": disk.name, "slot": slot, "vm": vm.name},
+        )
     return row
 
 
@@ -913,8 +1241,13 @@ def vm_reread_submit(*, vm_id: int, after_job_id: int | None = None, user=None) 
             return None
         try:
             with transaction.atomic():
-                return job_submit(operation="vm.reread", user=user, target=vm, lock=[vm],
-                                  summary=_("Re-read the state of virtual machine %(vm)s") % {"vm": vm.name},
-                                  params={"vm_id": vm.pk, "after_job_id": after_job_id})
+                return job_submit(
+                    operation="vm.reread",
+                    user=user,
+                    target=vm,
+                    lock=[vm],
+                    summary=_("Re-read the state of virtual machine %(vm)s") % {"vm": vm.name},
+                    params={"vm_id": vm.pk, "after_job_id": after_job_id},
+                )
         except LockConflict:
             return None

@@ -1,4 +1,5 @@
 """VNICs and the MAC address range (seed 7.4). A VNIC always belongs to a VM."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -45,7 +46,9 @@ def mac_range_set(*, start: str, end: str) -> MacAddressRange:
         row.start, row.end = start, end
         row.full_clean()
         row.save()
-        event_record(obj=row, type="mac_range.update", text=_("MAC address range set to %(s)s - %(e)s.") % {"s": start, "e": end})
+        event_record(
+            obj=row, type="mac_range.update", text=_("MAC address range set to %(s)s - %(e)s.") % {"s": start, "e": end}
+        )
     return row
 
 
@@ -76,8 +79,9 @@ def mac_allocate() -> str:
         )
 
 
-def vnic_create(*, vm: VirtualMachine, user, network: Network | None = None, model: str | None = None,
-                mac: str | None = None) -> Vnic:
+def vnic_create(
+    *, vm: VirtualMachine, user, network: Network | None = None, model: str | None = None, mac: str | None = None
+) -> Vnic:
     with transaction.atomic():
         vm = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
         rules.check_device_change(vm, rules.Hot.VNIC)
@@ -98,11 +102,21 @@ def vnic_create(*, vm: VirtualMachine, user, network: Network | None = None, mod
                     raise ValidationError({"mac": [_("MAC %(mac)s is already in use.") % {"mac": mac}]}) from None
         else:
             raise Conflict(_("Could not allocate a free MAC address; try again."))
-        event_record(obj=vm, type="vnic.create", user=user,
-                     text=_("VNIC %(mac)s added to %(vm)s.") % {"mac": vnic.mac, "vm": vm.name})
+        event_record(
+            obj=vm,
+            type="vnic.create",
+            user=user,
+            text=_("VNIC %(mac)s added to %(vm)s.") % {"mac": vnic.mac, "vm": vm.name},
+        )
         if vm.status == VmStatus.RUNNING:
-            job_submit(operation="vm.hot_update", summary=_("Hot-add VNIC %(mac)s to %(vm)s") % {"mac": vnic.mac, "vm": vm.name},
-                       user=user, target=vm, params={"vm_id": vm.pk, "attach_vnic_id": vnic.pk}, lock=[vm])
+            job_submit(
+                operation="vm.hot_update",
+                summary=_("Hot-add VNIC %(mac)s to %(vm)s") % {"mac": vnic.mac, "vm": vm.name},
+                user=user,
+                target=vm,
+                params={"vm_id": vm.pk, "attach_vnic_id": vnic.pk},
+                lock=[vm],
+            )
         publish("vm", {"id": vm.pk, "vnics_changed": True})
     return vnic
 
@@ -113,8 +127,19 @@ def vnic_delete(*, vnic: Vnic, user) -> None:
         rules.check_device_change(vm, rules.Hot.VNIC)
         mac = vnic.mac
         if vm.status == VmStatus.RUNNING:
-            job_submit(operation="vm.hot_update", summary=_("Hot-remove VNIC %(mac)s from %(vm)s") % {"mac": mac, "vm": vm.name},
-                       user=user, target=vm, params={"vm_id": vm.pk, "detach_mac": mac, "detach_model": vnic.model}, lock=[vm])
+            job_submit(
+                operation="vm.hot_update",
+                summary=_("Hot-remove VNIC %(mac)s from %(vm)s") % {"mac": mac, "vm": vm.name},
+                user=user,
+                target=vm,
+                params={"vm_id": vm.pk, "detach_mac": mac, "detach_model": vnic.model},
+                lock=[vm],
+            )
         vnic.delete()
-        event_record(obj=vm, type="vnic.delete", user=user, text=_("VNIC %(mac)s removed from %(vm)s.") % {"mac": mac, "vm": vm.name})
+        event_record(
+            obj=vm,
+            type="vnic.delete",
+            user=user,
+            text=_("VNIC %(mac)s removed from %(vm)s.") % {"mac": mac, "vm": vm.name},
+        )
         publish("vm", {"id": vm.pk, "vnics_changed": True})

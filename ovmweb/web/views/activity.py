@@ -1,9 +1,9 @@
 """Jobs and events: the live jobs panel, job pages with abort and log, events per object."""
+
 from __future__ import annotations
 
 import importlib
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.contenttypes.models import ContentType
 from django.core.paginator import Paginator
@@ -35,9 +35,13 @@ def job_list(request: HttpRequest) -> HttpResponse:
     if status not in JobStatus.values:
         status = ""
     page = Paginator(selectors.job_list(user=request.user, status=status or None), 50).get_page(request.GET.get("page"))
-    return render_page(request, "web/jobs/list.html",
-                       {"page": page, "status": status, "statuses": JobStatus.choices, "perspective": "jobs"},
-                       partial="web/jobs/_table.html", section="servers")
+    return render_page(
+        request,
+        "web/jobs/list.html",
+        {"page": page, "status": status, "statuses": JobStatus.choices, "perspective": "jobs"},
+        partial="web/jobs/_table.html",
+        section="servers",
+    )
 
 
 @login_required
@@ -46,16 +50,24 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         job = selectors.job_detail(user=request.user, job_id=job_id)
     except Job.DoesNotExist:
         raise Http404 from None
-    return render_page(request, "web/jobs/detail.html", {"job": job, "perspective": "jobs"},
-                       partial="web/jobs/_detail.html", section="servers")
+    return render_page(
+        request,
+        "web/jobs/detail.html",
+        {"job": job, "perspective": "jobs"},
+        partial="web/jobs/_detail.html",
+        section="servers",
+    )
 
 
 @login_required
 @require_POST
 def job_abort(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=job_id)
-    ui.call_service(request, lambda: job_services().job_request_abort(job=job, user=request.user),
-                    success=_("Abort of job #%(id)s requested.") % {"id": job.pk})
+    ui.call_service(
+        request,
+        lambda: job_services().job_request_abort(job=job, user=request.user),
+        success=_("Abort of job #%(id)s requested.") % {"id": job.pk},
+    )
     return redirect(safe_next(request, job_detail_url(job)))
 
 
@@ -73,8 +85,11 @@ def event_list(request: HttpRequest) -> HttpResponse:
         ct = ContentType.objects.filter(app_label="inventory", model=model_name).first()
         if ct is None:
             raise Http404
-        obj = ct.get_object_for_this_type(pk=int(object_id)) if ct.model_class().objects.filter(
-            pk=int(object_id)).exists() else None
+        obj = (
+            ct.get_object_for_this_type(pk=int(object_id))
+            if ct.model_class().objects.filter(pk=int(object_id)).exists()
+            else None
+        )
         if obj is None:
             raise Http404
     severity = request.GET.get("severity") or ""
@@ -83,10 +98,22 @@ def event_list(request: HttpRequest) -> HttpResponse:
     unack = request.GET.get("unack") == "1"
     qs = selectors.event_list(user=request.user, obj=obj, severity=severity or None, unacknowledged=unack)
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
-    return render_page(request, "web/events/list.html",
-                       {"page": page, "obj": obj, "severity": severity, "severities": Severity.choices,
-                        "unack": unack, "perspective": "events", "type": model_name or "", "id": object_id or ""},
-                       partial="web/events/_table.html", section="servers")
+    return render_page(
+        request,
+        "web/events/list.html",
+        {
+            "page": page,
+            "obj": obj,
+            "severity": severity,
+            "severities": Severity.choices,
+            "unack": unack,
+            "perspective": "events",
+            "type": model_name or "",
+            "id": object_id or "",
+        },
+        partial="web/events/_table.html",
+        section="servers",
+    )
 
 
 @login_required

@@ -1,5 +1,6 @@
 """What every management page shares: the navigation tree, the jobs panel, and
 the partial-vs-full rendering switch for htmx requests."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
@@ -10,8 +11,9 @@ from django.shortcuts import render
 from .. import selectors
 
 
-def render_page(request: HttpRequest, template: str, context: dict, *, partial: str | None = None,
-                section: str = "") -> HttpResponse:
+def render_page(
+    request: HttpRequest, template: str, context: dict, *, partial: str | None = None, section: str = ""
+) -> HttpResponse:
     """Render ``template`` as a full page, or only ``partial`` when htmx asks for a fragment."""
     if partial and getattr(request, "htmx", False) and not request.htmx.boosted:
         return render(request, partial, context)

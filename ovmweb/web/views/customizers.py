@@ -1,6 +1,7 @@
 """Clone customizers of a VM (seed 7.6, 7.7): the "Clone Customizers" page of a VM with
 Create, Edit and Delete. Reading needs view permission on the VM and on customizers;
 writing needs change permission on the VM and the matching customizer permission."""
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -17,14 +18,15 @@ from .. import ui
 from .common import needs, render_page
 from .vms import access_vm, services
 
+
 @login_required
 @needs("inventory.view_clonecustomizer")
 def customizer_list(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id)
-    customizers = vm.clone_customizers.prefetch_related("disks__slot", "disks__target_repository",
-                                                        "networks__vnic", "networks__network")
-    return render_page(request, "web/vms/customizers.html", {"vm": vm, "customizers": customizers},
-                       section="servers")
+    customizers = vm.clone_customizers.prefetch_related(
+        "disks__slot", "disks__target_repository", "networks__vnic", "networks__network"
+    )
+    return render_page(request, "web/vms/customizers.html", {"vm": vm, "customizers": customizers}, section="servers")
 
 
 def _customizer_form_page(request: HttpRequest, vm, *, customizer=None, call, done: str) -> HttpResponse:
@@ -34,8 +36,9 @@ def _customizer_form_page(request: HttpRequest, vm, *, customizer=None, call, do
         if ok:
             messages.success(request, done % {"name": saved.name, "vm": vm.name})
             return redirect("web:customizer_list", vm_id=vm.pk)
-    return render_page(request, "web/vms/customizer_form.html",
-                       {"vm": vm, "form": form, "customizer": customizer}, section="servers")
+    return render_page(
+        request, "web/vms/customizer_form.html", {"vm": vm, "form": form, "customizer": customizer}, section="servers"
+    )
 
 
 @login_required
@@ -43,8 +46,11 @@ def _customizer_form_page(request: HttpRequest, vm, *, customizer=None, call, do
 def customizer_create(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "change")
     return _customizer_form_page(
-        request, vm, call=lambda kw: services("customizers").customizer_create(vm=vm, user=request.user, **kw),
-        done=_("Clone customizer %(name)s of %(vm)s created."))
+        request,
+        vm,
+        call=lambda kw: services("customizers").customizer_create(vm=vm, user=request.user, **kw),
+        done=_("Clone customizer %(name)s of %(vm)s created."),
+    )
 
 
 @login_required
@@ -53,9 +59,12 @@ def customizer_edit(request: HttpRequest, customizer_id: int) -> HttpResponse:
     customizer = get_object_or_404(CloneCustomizer, pk=customizer_id)
     vm = access_vm(request, customizer.vm_id, "change")
     return _customizer_form_page(
-        request, vm, customizer=customizer,
+        request,
+        vm,
+        customizer=customizer,
         call=lambda kw: services("customizers").customizer_update(customizer=customizer, user=request.user, **kw),
-        done=_("Clone customizer %(name)s of %(vm)s saved."))
+        done=_("Clone customizer %(name)s of %(vm)s saved."),
+    )
 
 
 @login_required
@@ -65,6 +74,9 @@ def customizer_delete(request: HttpRequest, customizer_id: int) -> HttpResponse:
     customizer = get_object_or_404(CloneCustomizer, pk=customizer_id)
     access_vm(request, customizer.vm_id, "change")
     vm_id, name = customizer.vm_id, customizer.name
-    ui.call_service(request, lambda: services("customizers").customizer_delete(customizer=customizer, user=request.user),
-                    success=_("Clone customizer %(name)s deleted.") % {"name": name})
+    ui.call_service(
+        request,
+        lambda: services("customizers").customizer_delete(customizer=customizer, user=request.user),
+        success=_("Clone customizer %(name)s deleted.") % {"name": name},
+    )
     return redirect("web:customizer_list", vm_id=vm_id)

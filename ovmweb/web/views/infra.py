@@ -1,5 +1,6 @@
 """Servers, repositories, networking: pages that read through selectors and
 write through the servers helper's services."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,12 @@ from .vms import inventory_selectors, services
 @login_required
 @needs("inventory.view_server")
 def server_list(request: HttpRequest) -> HttpResponse:
-    return render_page(request, "web/servers/list.html",
-                       {"servers": selectors.server_list(), "perspective": "servers"}, section="servers")
+    return render_page(
+        request,
+        "web/servers/list.html",
+        {"servers": selectors.server_list(), "perspective": "servers"},
+        section="servers",
+    )
 
 
 @login_required
@@ -34,8 +39,12 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server.objects.select_related("server_pool", "compatibility_group"), pk=server_id)
     vms = inventory_selectors().vm_list(user=request.user, server=server, ordering="name")[:200]
     events = selectors.event_list(user=request.user, obj=server)[:10]
-    return render_page(request, "web/servers/detail.html",
-                       {"server": server, "vms": vms, "events": events, "perspective": "servers"}, section="servers")
+    return render_page(
+        request,
+        "web/servers/detail.html",
+        {"server": server, "vms": vms, "events": events, "perspective": "servers"},
+        section="servers",
+    )
 
 
 @login_required
@@ -57,9 +66,9 @@ def nav_tree(request: HttpRequest) -> HttpResponse:
 def pool_create(request: HttpRequest) -> HttpResponse:
     form = web_forms.ServerPoolForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        ok, pool = ui.call_service(request, lambda: services("pools").server_pool_create(user=request.user,
-                                                                                          **form.cleaned_data),
-                                   form=form)
+        ok, pool = ui.call_service(
+            request, lambda: services("pools").server_pool_create(user=request.user, **form.cleaned_data), form=form
+        )
         if ok:
             messages.success(request, _("Server pool %(name)s created.") % {"name": pool.name})
             return redirect(reverse("web:vm_list") + f"?pool={pool.pk}")
@@ -72,18 +81,30 @@ def server_discover(request: HttpRequest) -> HttpResponse:
     form = web_forms.ServerDiscoverForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         d = dict(form.cleaned_data)
-        kwargs = {k: d[k] for k in ("hostname", "transport", "ssh_port", "ssh_user", "host_key_fingerprint",
-                                     "server_pool")}
-        kwargs.update(password=d["password"] or None, private_key=d["private_key"] or None, name=d["name"] or None,
-                      ssh_port=d["ssh_port"] or 22, ssh_user=d["ssh_user"] or "root")
-        ok, job = ui.call_service(request, lambda: services("servers").server_discover(user=request.user, **kwargs),
-                                  form=form, field_map={"fingerprint": "host_key_fingerprint", "port": "ssh_port"})
+        kwargs = {
+            k: d[k] for k in ("hostname", "transport", "ssh_port", "ssh_user", "host_key_fingerprint", "server_pool")
+        }
+        kwargs.update(
+            password=d["password"] or None,
+            private_key=d["private_key"] or None,
+            name=d["name"] or None,
+            ssh_port=d["ssh_port"] or 22,
+            ssh_user=d["ssh_user"] or "root",
+        )
+        ok, job = ui.call_service(
+            request,
+            lambda: services("servers").server_discover(user=request.user, **kwargs),
+            form=form,
+            field_map={"fingerprint": "host_key_fingerprint", "port": "ssh_port"},
+        )
         if ok:
-            messages.success(request, _("Discovery of %(host)s queued as job #%(job)s.")
-                             % {"host": d["hostname"], "job": job.pk})
+            messages.success(
+                request, _("Discovery of %(host)s queued as job #%(job)s.") % {"host": d["hostname"], "job": job.pk}
+            )
             return redirect("web:server_list")
-    return render_page(request, "web/servers/discover.html", {"form": form, "perspective": "servers"},
-                       section="servers")
+    return render_page(
+        request, "web/servers/discover.html", {"form": form, "perspective": "servers"}, section="servers"
+    )
 
 
 @login_required
@@ -97,8 +118,11 @@ def server_scan_host_key(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         d = form.cleaned_data
         ok, offered = ui.call_service(
-            request, lambda: services("servers").server_scan_host_key(hostname=d["hostname"], port=d["ssh_port"] or 22),
-            form=form, field_map={"port": "ssh_port"})
+            request,
+            lambda: services("servers").server_scan_host_key(hostname=d["hostname"], port=d["ssh_port"] or 22),
+            form=form,
+            field_map={"port": "ssh_port"},
+        )
         context["offered"] = offered if ok else None
     return render(request, "web/servers/_host_key.html", context)
 
@@ -109,10 +133,12 @@ def server_scan_host_key(request: HttpRequest) -> HttpResponse:
 def server_inbound_lock(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=server_id)
     locked = request.POST.get("locked") == "1"
-    ui.call_service(request, lambda: services("servers").server_set_inbound_lock(server=server, user=request.user,
-                                                                                  locked=locked),
-                    success=_("Inbound migration lock of %(s)s is now %(state)s.")
-                    % {"s": server.name, "state": _("on") if locked else _("off")})
+    ui.call_service(
+        request,
+        lambda: services("servers").server_set_inbound_lock(server=server, user=request.user, locked=locked),
+        success=_("Inbound migration lock of %(s)s is now %(state)s.")
+        % {"s": server.name, "state": _("on") if locked else _("off")},
+    )
     return redirect("web:server_detail", server_id=server.pk)
 
 
@@ -123,7 +149,9 @@ def server_delete(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=server_id)
     ok, job = ui.call_service(request, lambda: services("servers").server_delete(server=server, user=request.user))
     if ok:
-        messages.success(request, _("Deletion of server %(s)s queued as job #%(job)s.") % {"s": server.name, "job": job.pk})
+        messages.success(
+            request, _("Deletion of server %(s)s queued as job #%(job)s.") % {"s": server.name, "job": job.pk}
+        )
         return redirect("web:server_list")
     return redirect("web:server_detail", server_id=server.pk)
 
@@ -137,16 +165,31 @@ def repository_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         ok, job = ui.call_service(
-            request, lambda: services("repositories").repository_create(
-                user=request.user, name=d["name"], kind=d["kind"], path=d["path"], server=d["server"],
-                backend=d["backend"], nfs_server=d["nfs_server"], nfs_export=d["nfs_export"],
-                server_pools=list(d["server_pools"])),
-            form=form)
+            request,
+            lambda: services("repositories").repository_create(
+                user=request.user,
+                name=d["name"],
+                kind=d["kind"],
+                path=d["path"],
+                server=d["server"],
+                backend=d["backend"],
+                nfs_server=d["nfs_server"],
+                nfs_export=d["nfs_export"],
+                server_pools=list(d["server_pools"]),
+            ),
+            form=form,
+        )
         if ok:
-            messages.success(request, _("Repository %(name)s: job #%(job)s queued.") % {"name": d["name"], "job": job.pk})
+            messages.success(
+                request, _("Repository %(name)s: job #%(job)s queued.") % {"name": d["name"], "job": job.pk}
+            )
             return redirect("web:repository_list")
-    return render_page(request, "web/repositories/list.html",
-                       {"repositories": selectors.repository_list(), "form": form}, section="repositories")
+    return render_page(
+        request,
+        "web/repositories/list.html",
+        {"repositories": selectors.repository_list(), "form": form},
+        section="repositories",
+    )
 
 
 @login_required
@@ -164,7 +207,8 @@ def repository_detail(request: HttpRequest, repo_id: int) -> HttpResponse:
         "upload_form": web_forms.IsoUploadForm(),
         "import_form": web_forms.IsoImportForm(),
         "appliance_form": web_forms.ApplianceImportForm(),
-        "disk_form": web_forms.DiskCreateForm(request.POST if request.method == "POST" else None) if request.method == "POST"
+        "disk_form": web_forms.DiskCreateForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST"
         else web_forms.DiskCreateForm(),
         "tab": request.GET.get("tab", "isos"),
     }
@@ -176,8 +220,11 @@ def repository_detail(request: HttpRequest, repo_id: int) -> HttpResponse:
 @require_POST
 def repository_refresh(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
-    ui.call_service(request, lambda: services("repositories").repository_refresh(repository=repo, user=request.user),
-                    success=_("Refresh of %(r)s queued.") % {"r": repo.name})
+    ui.call_service(
+        request,
+        lambda: services("repositories").repository_refresh(repository=repo, user=request.user),
+        success=_("Refresh of %(r)s queued.") % {"r": repo.name},
+    )
     return redirect("web:repository_detail", repo_id=repo.pk)
 
 
@@ -193,9 +240,13 @@ def iso_upload(request: HttpRequest, repo_id: int) -> HttpResponse:
         upload = form.cleaned_data["file"]
         name = form.cleaned_data["name"] or os.path.basename(upload.name)
         ok, job = ui.call_service(
-            request, lambda: services("storage").iso_upload(repository=repo, user=request.user, name=name,
-                                                            fileobj=upload, size=upload.size),
-            form=form, field_map={"fileobj": "file", "size": "file"})
+            request,
+            lambda: services("storage").iso_upload(
+                repository=repo, user=request.user, name=name, fileobj=upload, size=upload.size
+            ),
+            form=form,
+            field_map={"fileobj": "file", "size": "file"},
+        )
         if ok:
             msg = _("Upload of %(name)s received; job #%(job)s imports it.") % {"name": name, "job": job.pk}
             if wants_json:
@@ -205,7 +256,7 @@ def iso_upload(request: HttpRequest, repo_id: int) -> HttpResponse:
     errors = {k: [str(e) for e in v] for k, v in form.errors.items()}
     if wants_json:
         return JsonResponse({"ok": False, "errors": errors}, status=400)
-    for field, errs in errors.items():
+    for _field, errs in errors.items():
         for e in errs:
             messages.error(request, e)
     return redirect("web:repository_detail", repo_id=repo.pk)
@@ -224,10 +275,18 @@ def appliance_import(request: HttpRequest, repo_id: int) -> HttpResponse:
         d = form.cleaned_data
         upload = d["file"]
         ok, job = ui.call_service(
-            request, lambda: services("appliances").appliance_import(
-                user=request.user, repository=repo, name=d["name"], url=d["url"] or "",
-                fileobj=upload, filename=upload.name if upload else ""),
-            form=form, field_map={"fileobj": "file", "filename": "file"})
+            request,
+            lambda: services("appliances").appliance_import(
+                user=request.user,
+                repository=repo,
+                name=d["name"],
+                url=d["url"] or "",
+                fileobj=upload,
+                filename=upload.name if upload else "",
+            ),
+            form=form,
+            field_map={"fileobj": "file", "filename": "file"},
+        )
         if ok:
             msg = _("Appliance import queued as job #%(job)s.") % {"job": job.pk}
             if wants_json:
@@ -248,11 +307,15 @@ def appliance_import(request: HttpRequest, repo_id: int) -> HttpResponse:
 @require_POST
 def appliance_delete(request: HttpRequest, appliance_id: int) -> HttpResponse:
     appliance = get_object_or_404(VirtualAppliance, pk=appliance_id)
-    ok, job = ui.call_service(request, lambda: services("appliances").appliance_delete(appliance=appliance,
-                                                                                       user=request.user))
+    ok, job = ui.call_service(
+        request, lambda: services("appliances").appliance_delete(appliance=appliance, user=request.user)
+    )
     if ok:
-        messages.success(request, _("Deletion of virtual appliance %(name)s queued as job #%(job)s.")
-                         % {"name": appliance.name, "job": job.pk})
+        messages.success(
+            request,
+            _("Deletion of virtual appliance %(name)s queued as job #%(job)s.")
+            % {"name": appliance.name, "job": job.pk},
+        )
     return redirect(reverse("web:repository_detail", args=[appliance.repository_id]) + "?tab=appliances")
 
 
@@ -263,9 +326,11 @@ def iso_import(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
     form = web_forms.IsoImportForm(request.POST)
     if form.is_valid():
-        ui.call_service(request, lambda: services("storage").iso_import(repository=repo, user=request.user,
-                                                                         url=form.cleaned_data["url"]),
-                        success=_("Import queued."))
+        ui.call_service(
+            request,
+            lambda: services("storage").iso_import(repository=repo, user=request.user, url=form.cleaned_data["url"]),
+            success=_("Import queued."),
+        )
     else:
         messages.error(request, _("Enter a valid URL."))
     return redirect("web:repository_detail", repo_id=repo.pk)
@@ -279,15 +344,26 @@ def disk_create(request: HttpRequest, repo_id: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         ok, job = ui.call_service(
-            request, lambda: services("storage").disk_create(
-                user=request.user, repository=repo, name=d["name"], size_bytes=int(d["size_gib"] * web_forms.GIB),
-                sparse=d["sparse"], shareable=d["shareable"]),
-            form=form, field_map={"size_bytes": "size_gib"})
+            request,
+            lambda: services("storage").disk_create(
+                user=request.user,
+                repository=repo,
+                name=d["name"],
+                size_bytes=int(d["size_gib"] * web_forms.GIB),
+                sparse=d["sparse"],
+                shareable=d["shareable"],
+            ),
+            form=form,
+            field_map={"size_bytes": "size_gib"},
+        )
         if ok:
-            messages.success(request, _("Creation of disk %(n)s queued as job #%(job)s.") % {"n": d["name"], "job": job.pk})
+            messages.success(
+                request, _("Creation of disk %(n)s queued as job #%(job)s.") % {"n": d["name"], "job": job.pk}
+            )
             return redirect(reverse("web:repository_detail", args=[repo.pk]) + "?tab=disks")
-    return render_page(request, "web/repositories/disk_create.html", {"repo": repo, "form": form},
-                       section="repositories")
+    return render_page(
+        request, "web/repositories/disk_create.html", {"repo": repo, "form": form}, section="repositories"
+    )
 
 
 @login_required
@@ -297,7 +373,9 @@ def network_list(request: HttpRequest) -> HttpResponse:
     net_form = web_forms.NetworkCreateForm(request.POST if request.POST.get("form") == "network" else None)
     mac_form = web_forms.MacRangeForm(
         request.POST if request.POST.get("form") == "mac" else None,
-        initial={"start": mac.start, "end": mac.end} if mac else {"start": "00:21:f6:00:00:00", "end": "00:21:f6:ff:ff:ff"},
+        initial={"start": mac.start, "end": mac.end}
+        if mac
+        else {"start": "00:21:f6:00:00:00", "end": "00:21:f6:ff:ff:ff"},
     )
     if net_form.is_bound:
         require_perm(request, "inventory.add_network")
@@ -305,21 +383,38 @@ def network_list(request: HttpRequest) -> HttpResponse:
         require_perm(request, "inventory.change_macaddressrange")
     if request.method == "POST" and net_form.is_bound and net_form.is_valid():
         d = net_form.cleaned_data
-        ok, _net = ui.call_service(request, lambda: services("networks").network_create(
-            user=request.user, name=d["name"], bridge=d["bridge"], libvirt_network=d["libvirt_network"],
-            vlan_id=d["vlan_id"], roles=d["roles"], server_pools=list(d["server_pools"])),
-            form=net_form, success=_("Network %(n)s created.") % {"n": d["name"]})
+        ok, _net = ui.call_service(
+            request,
+            lambda: services("networks").network_create(
+                user=request.user,
+                name=d["name"],
+                bridge=d["bridge"],
+                libvirt_network=d["libvirt_network"],
+                vlan_id=d["vlan_id"],
+                roles=d["roles"],
+                server_pools=list(d["server_pools"]),
+            ),
+            form=net_form,
+            success=_("Network %(n)s created.") % {"n": d["name"]},
+        )
         if ok:
             return redirect("web:network_list")
     if request.method == "POST" and mac_form.is_bound and mac_form.is_valid():
         d = mac_form.cleaned_data
-        ok, _rng = ui.call_service(request, lambda: services("vnics").mac_range_set(start=d["start"], end=d["end"]),
-                                   form=mac_form, success=_("MAC address range saved."))
+        ok, _rng = ui.call_service(
+            request,
+            lambda: services("vnics").mac_range_set(start=d["start"], end=d["end"]),
+            form=mac_form,
+            success=_("MAC address range saved."),
+        )
         if ok:
             return redirect("web:network_list")
-    return render_page(request, "web/networks/list.html",
-                       {"networks": selectors.network_list(), "net_form": net_form, "mac_form": mac_form, "mac": mac},
-                       section="networking")
+    return render_page(
+        request,
+        "web/networks/list.html",
+        {"networks": selectors.network_list(), "net_form": net_form, "mac_form": mac_form, "mac": mac},
+        section="networking",
+    )
 
 
 @login_required
@@ -329,6 +424,9 @@ def network_delete(request: HttpRequest, network_id: int) -> HttpResponse:
     from ovmweb.inventory.models import Network
 
     net = get_object_or_404(Network, pk=network_id)
-    ui.call_service(request, lambda: services("networks").network_delete(network=net, user=request.user),
-                    success=_("Network %(n)s deleted.") % {"n": net.name})
+    ui.call_service(
+        request,
+        lambda: services("networks").network_delete(network=net, user=request.user),
+        success=_("Network %(n)s deleted.") % {"n": net.name},
+    )
     return redirect("web:network_list")

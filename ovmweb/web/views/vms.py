@@ -1,5 +1,6 @@
 """Servers and VMs: the virtual machine perspective, its toolbar and row details,
 VM actions, create wizard and edit."""
+
 from __future__ import annotations
 
 import importlib
@@ -7,8 +8,8 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -76,14 +77,27 @@ def _vm_table_context(request: HttpRequest) -> dict:
     if per not in PAGE_SIZES:
         per = 50
     sel = inventory_selectors()
-    qs = sel.vm_list(user=request.user, search=q or None, pool=pool, server=server,
-                     ordering=ordering if ordering in sel.ORDERINGS else None)
+    qs = sel.vm_list(
+        user=request.user,
+        search=q or None,
+        pool=pool,
+        server=server,
+        ordering=ordering if ordering in sel.ORDERINGS else None,
+    )
     if ordering not in sel.ORDERINGS:
         # Columns the selector does not sort by: re-order its (permission-filtered) queryset.
         qs = qs.order_by(ordering, "id")
     page = Paginator(qs, per).get_page(request.GET.get("page"))
-    params = {k: v for k, v in {"q": q, "pool": pool.pk if pool else "", "server": server.pk if server else "",
-                                  "per": per if per != 50 else ""}.items() if v}
+    params = {
+        k: v
+        for k, v in {
+            "q": q,
+            "pool": pool.pk if pool else "",
+            "server": server.pk if server else "",
+            "per": per if per != 50 else "",
+        }.items()
+        if v
+    }
     return {
         "page": page,
         "vms": list(page.object_list),
@@ -98,9 +112,14 @@ def _vm_table_context(request: HttpRequest) -> dict:
         "base_query": urlencode(params),
         "sort_query": urlencode({**params, "sort": sort}),
         "columns": [
-            ("name", _("Name")), ("status", _("Status")), ("domain_type", _("Domain type")),
-            ("server", _("Server")), ("pool", _("Server pool")), ("vcpus", _("vCPUs")),
-            ("memory", _("Memory")), ("os", _("Operating system")),
+            ("name", _("Name")),
+            ("status", _("Status")),
+            ("domain_type", _("Domain type")),
+            ("server", _("Server")),
+            ("pool", _("Server pool")),
+            ("vcpus", _("vCPUs")),
+            ("memory", _("Memory")),
+            ("os", _("Operating system")),
         ],
     }
 
@@ -155,8 +174,11 @@ def vm_action(request: HttpRequest, vm_id: int, action: str) -> HttpResponse:
     back = safe_next(request, reverse("web:vm_list") + f"?selected={vm.pk}")
     ok, job = ui.call_service(request, lambda: services("vms").vm_action(vm=vm, action=action, user=request.user))
     if ok:
-        messages.success(request, _("%(action)s of %(vm)s queued as job #%(job)s.")
-                         % {"action": VmAction(action).label, "vm": vm.name, "job": job.pk})
+        messages.success(
+            request,
+            _("%(action)s of %(vm)s queued as job #%(job)s.")
+            % {"action": VmAction(action).label, "vm": vm.name, "job": job.pk},
+        )
     return redirect(back)
 
 
@@ -172,8 +194,9 @@ def vm_delete(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 
 # Where the clone and move forms' customizers come from (the VM toolbar's page).
-CUSTOMIZERS_NOTE = gettext_lazy("Clone customizers are created and edited under Clone Customizers… in the virtual "
-                                "machine toolbar.")
+CUSTOMIZERS_NOTE = gettext_lazy(
+    "Clone customizers are created and edited under Clone Customizers… in the virtual machine toolbar."
+)
 
 
 def _selected_url(vm) -> str:
@@ -186,8 +209,10 @@ def vm_migrate(request: HttpRequest, vm_id: int) -> HttpResponse:
     form = web_forms.MigrateForm(request.POST if request.method == "POST" else None, vm=vm)
     if request.method == "POST" and form.is_valid():
         ok, job = ui.call_service(
-            request, lambda: services("vms").vm_migrate(vm=vm, user=request.user, **form.service_kwargs()),
-            form=form, field_map={"target_server": "target_server", "server": "target_server"},
+            request,
+            lambda: services("vms").vm_migrate(vm=vm, user=request.user, **form.service_kwargs()),
+            form=form,
+            field_map={"target_server": "target_server", "server": "target_server"},
         )
         if ok:
             messages.success(request, _("Migration of %(vm)s queued as job #%(job)s.") % {"vm": vm.name, "job": job.pk})
@@ -195,17 +220,31 @@ def vm_migrate(request: HttpRequest, vm_id: int) -> HttpResponse:
     return render_page(request, "web/vms/migrate.html", {"vm": vm, "form": form}, section="servers")
 
 
-def _action_form_page(request: HttpRequest, vm, *, form, title: str, intro: str, submit: str, call,
-                      done: str, field_map: dict | None = None, notes: list[str] = ()) -> HttpResponse:
+def _action_form_page(
+    request: HttpRequest,
+    vm,
+    *,
+    form,
+    title: str,
+    intro: str,
+    submit: str,
+    call,
+    done: str,
+    field_map: dict | None = None,
+    notes: list[str] = (),
+) -> HttpResponse:
     """A VM operation behind a small form: on a valid POST call the service, report its job."""
     if request.method == "POST" and form.is_valid():
         ok, job = ui.call_service(request, lambda: call(form.cleaned_data), form=form, field_map=field_map or {})
         if ok:
             messages.success(request, done % {"vm": vm.name, "job": job.pk})
             return redirect(_selected_url(vm))
-    return render_page(request, "web/vms/action_form.html",
-                       {"vm": vm, "form": form, "title": title, "intro": intro, "submit": submit, "notes": notes},
-                       section="servers")
+    return render_page(
+        request,
+        "web/vms/action_form.html",
+        {"vm": vm, "form": form, "title": title, "intro": intro, "submit": submit, "notes": notes},
+        section="servers",
+    )
 
 
 @login_required
@@ -216,33 +255,64 @@ def vm_clone(request: HttpRequest, vm_id: int) -> HttpResponse:
     form = web_forms.CloneForm(request.POST if request.method == "POST" else None, vm=vm, initial=initial)
     notes = [_("A simple clone does not copy an attached ISO (CD-ROM)."), CUSTOMIZERS_NOTE]
     if vm.status == "RUNNING":
-        notes.append(_("%(vm)s is running: this is a hot clone, only possible as a thin clone of every disk, and its "
-                       "disks are in an inconsistent state (repair them, e.g. with fsck, before use).") % {"vm": vm.name})
+        notes.append(
+            _(
+                "%(vm)s is running: this is a hot clone, only possible as a thin clone of every disk, and its "
+                "disks are in an inconsistent state (repair them, e.g. with fsck, before use)."
+            )
+            % {"vm": vm.name}
+        )
     return _action_form_page(
-        request, vm, form=form,
+        request,
+        vm,
+        form=form,
         title=_("Save as Template") if as_template else _("Clone Virtual Machine"),
-        intro=_("Creates a new virtual machine (or template) from %(vm)s; its disks are copied by a job.") % {"vm": vm.name},
+        intro=_("Creates a new virtual machine (or template) from %(vm)s; its disks are copied by a job.")
+        % {"vm": vm.name},
         submit=_("Save as Template") if as_template else _("Clone"),
-        call=lambda d: services("vms").vm_clone(vm=vm, user=request.user, name=d["name"], customizer=d["customizer"],
-                                                server_pool=d["server_pool"], as_template=d["as_template"]),
-        done=_("Clone of %(vm)s queued as job #%(job)s."), notes=notes)
+        call=lambda d: services("vms").vm_clone(
+            vm=vm,
+            user=request.user,
+            name=d["name"],
+            customizer=d["customizer"],
+            server_pool=d["server_pool"],
+            as_template=d["as_template"],
+        ),
+        done=_("Clone of %(vm)s queued as job #%(job)s."),
+        notes=notes,
+    )
 
 
 @login_required
 def vm_backup(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "backup")
     form = web_forms.BackupForm(request.POST if request.method == "POST" else None)
-    notes = [_("The backup is a virtual machine named “%(vm)s-backup-<UTC date and time>”, left stopped.") % {"vm": vm.name}]
+    notes = [
+        _("The backup is a virtual machine named “%(vm)s-backup-<UTC date and time>”, left stopped.") % {"vm": vm.name}
+    ]
     if vm.status == "RUNNING":
-        notes.append(_("%(vm)s is running: the backup is a hot clone with thin disks (overlays on the running disks, "
-                       "in an inconsistent state). Stop it first for a consistent cold backup.") % {"vm": vm.name})
+        notes.append(
+            _(
+                "%(vm)s is running: the backup is a hot clone with thin disks (overlays on the running disks, "
+                "in an inconsistent state). Stop it first for a consistent cold backup."
+            )
+            % {"vm": vm.name}
+        )
     return _action_form_page(
-        request, vm, form=form, title=_("Back Up Virtual Machine"),
-        intro=_("Backs %(vm)s up as a cold clone (seed 7.17): its configuration and a copy of every disk go to the "
-                "repository you choose.") % {"vm": vm.name},
+        request,
+        vm,
+        form=form,
+        title=_("Back Up Virtual Machine"),
+        intro=_(
+            "Backs %(vm)s up as a cold clone (seed 7.17): its configuration and a copy of every disk go to the "
+            "repository you choose."
+        )
+        % {"vm": vm.name},
         submit=_("Back Up"),
         call=lambda d: services("vms").vm_backup(vm=vm, user=request.user, repository=d["repository"]),
-        done=_("Backup of %(vm)s queued as job #%(job)s."), notes=notes)
+        done=_("Backup of %(vm)s queued as job #%(job)s."),
+        notes=notes,
+    )
 
 
 @login_required
@@ -250,15 +320,28 @@ def vm_move(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "move")
     form = web_forms.MoveForm(request.POST if request.method == "POST" else None, vm=vm)
     return _action_form_page(
-        request, vm, form=form, title=_("Move Virtual Machine"),
-        intro=_("Moves the configuration and the virtual disks of %(vm)s to another repository; only while it is "
-                "stopped. Shareable disks and ISOs are copied, not moved.") % {"vm": vm.name},
+        request,
+        vm,
+        form=form,
+        title=_("Move Virtual Machine"),
+        intro=_(
+            "Moves the configuration and the virtual disks of %(vm)s to another repository; only while it is "
+            "stopped. Shareable disks and ISOs are copied, not moved."
+        )
+        % {"vm": vm.name},
         submit=_("Move"),
-        call=lambda d: services("vms").vm_move(vm=vm, user=request.user, customizer=d["customizer"],
-                                               target_repository=d["target_repository"]),
+        call=lambda d: services("vms").vm_move(
+            vm=vm, user=request.user, customizer=d["customizer"], target_repository=d["target_repository"]
+        ),
         done=_("Move of %(vm)s queued as job #%(job)s."),
-        notes=[_("A virtual machine with disks cannot move from one local repository to another: move it through a "
-                 "shared repository."), CUSTOMIZERS_NOTE])
+        notes=[
+            _(
+                "A virtual machine with disks cannot move from one local repository to another: move it through a "
+                "shared repository."
+            ),
+            CUSTOMIZERS_NOTE,
+        ],
+    )
 
 
 @login_required
@@ -267,17 +350,28 @@ def vm_export(request: HttpRequest, vm_id: int) -> HttpResponse:
     form = web_forms.ConfirmForm(request.POST if request.method == "POST" else None)
     where = f"{vm.repository.path}/Assemblies/" if vm.repository else _("(no repository)")
     return _action_form_page(
-        request, vm, form=form, title=_("Export Virtual Machine"),
-        intro=_("Exports %(vm)s as an OVA (OVF descriptor, SHA-256 manifest and streamOptimized VMDK disks) into "
-                "its repository: %(where)s<name>-<UTC time>.ova. Other tools import it, and so does "
-                "Import Virtual Appliance.") % {"vm": vm.name, "where": where},
+        request,
+        vm,
+        form=form,
+        title=_("Export Virtual Machine"),
+        intro=_(
+            "Exports %(vm)s as an OVA (OVF descriptor, SHA-256 manifest and streamOptimized VMDK disks) into "
+            "its repository: %(where)s<name>-<UTC time>.ova. Other tools import it, and so does "
+            "Import Virtual Appliance."
+        )
+        % {"vm": vm.name, "where": where},
         submit=_("Export"),
         call=lambda d: services("vms").vm_export(vm=vm, user=request.user),
         done=_("Export of %(vm)s queued as job #%(job)s."),
-        notes=[_("Only a stopped virtual machine can be exported, more than once if you like; at most four exports run "
-                 "at once and the others wait. An aborted or failed export can be resumed from its job without "
-                 "converting finished disks again. Exporting to Oracle Cloud Infrastructure (the Oracle VM Exporter "
-                 "Appliance) is not available here.")])
+        notes=[
+            _(
+                "Only a stopped virtual machine can be exported, more than once if you like; at most four exports run "
+                "at once and the others wait. An aborted or failed export can be resumed from its job without "
+                "converting finished disks again. Exporting to Oracle Cloud Infrastructure (the Oracle VM Exporter "
+                "Appliance) is not available here."
+            )
+        ],
+    )
 
 
 @login_required
@@ -295,15 +389,22 @@ def vm_messages(request: HttpRequest, vm_id: int) -> HttpResponse:
         except (Conflict, PermissionDenied) as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, _("%(n)d message(s) to %(vm)s queued as job(s) %(jobs)s.")
-                             % {"n": len(jobs), "vm": vm.name, "jobs": ", ".join(f"#{j.pk}" for j in jobs)})
+            messages.success(
+                request,
+                _("%(n)d message(s) to %(vm)s queued as job(s) %(jobs)s.")
+                % {"n": len(jobs), "vm": vm.name, "jobs": ", ".join(f"#{j.pk}" for j in jobs)},
+            )
             return redirect(_selected_url(vm))
     from ovmweb.inventory import rules
 
-    limits = {"key": rules.MESSAGE_KEY_MAX_BYTES, "logged": rules.MESSAGE_VALUE_MAX_BYTES_LOGGED,
-              "unlogged": rules.MESSAGE_VALUE_MAX_BYTES_UNLOGGED}
-    return render_page(request, "web/vms/messages.html", {"vm": vm, "formset": formset, "limits": limits},
-                       section="servers")
+    limits = {
+        "key": rules.MESSAGE_KEY_MAX_BYTES,
+        "logged": rules.MESSAGE_VALUE_MAX_BYTES_LOGGED,
+        "unlogged": rules.MESSAGE_VALUE_MAX_BYTES_UNLOGGED,
+    }
+    return render_page(
+        request, "web/vms/messages.html", {"vm": vm, "formset": formset, "limits": limits}, section="servers"
+    )
 
 
 def _message_errors(formset, rows, exc: ValidationError) -> None:
@@ -332,19 +433,25 @@ def vm_create_start(request: HttpRequest) -> HttpResponse:
 def vm_create(request: HttpRequest, source: str) -> HttpResponse:
     if source not in web_forms.SOURCE_KINDS:
         raise Http404
-    form = web_forms.VmCreateForm(request.POST if request.method == "POST" else None, source=source,
-                                  initial=web_forms.VmCreateForm.initial_from(source, request.GET))
+    form = web_forms.VmCreateForm(
+        request.POST if request.method == "POST" else None,
+        source=source,
+        initial=web_forms.VmCreateForm.initial_from(source, request.GET),
+    )
     if request.method == "POST" and form.is_valid():
         kwargs = form.service_kwargs()
         ok, vm = ui.call_service(
-            request, lambda: services("vms").vm_create(user=request.user, **kwargs),
-            form=form, field_map=web_forms.VmCreateForm.SERVICE_FIELD_MAP | {"source": form.source_field},
+            request,
+            lambda: services("vms").vm_create(user=request.user, **kwargs),
+            form=form,
+            field_map=web_forms.VmCreateForm.SERVICE_FIELD_MAP | {"source": form.source_field},
         )
         if ok:
             messages.success(request, _("Virtual machine %(vm)s created.") % {"vm": vm.name})
             return redirect(reverse("web:vm_list") + f"?selected={vm.pk}&q={vm.name}")
-    return render_page(request, "web/vms/create.html",
-                       {"form": form, "source": web_forms.SOURCE_KINDS[source]}, section="servers")
+    return render_page(
+        request, "web/vms/create.html", {"form": form, "source": web_forms.SOURCE_KINDS[source]}, section="servers"
+    )
 
 
 @login_required
@@ -356,17 +463,25 @@ def vm_edit(request: HttpRequest, vm_id: int) -> HttpResponse:
         if not changes:
             messages.info(request, _("Nothing changed."))
             return redirect("web:vm_edit", vm_id=vm.pk)
-        ok, updated = ui.call_service(request, lambda: services("vms").vm_update(vm=vm, user=request.user, **changes),
-                                      form=form)
+        ok, updated = ui.call_service(
+            request, lambda: services("vms").vm_update(vm=vm, user=request.user, **changes), form=form
+        )
         if ok:
             if updated.pending_changes:
-                messages.warning(request, _("Saved. Some changes are pending until %(vm)s is stopped and started again.")
-                                 % {"vm": vm.name})
+                messages.warning(
+                    request,
+                    _("Saved. Some changes are pending until %(vm)s is stopped and started again.") % {"vm": vm.name},
+                )
             else:
                 messages.success(request, _("Virtual machine %(vm)s updated.") % {"vm": vm.name})
             return redirect("web:vm_edit", vm_id=vm.pk)
-    context = {"vm": vm, "form": form, "vnic_form": web_forms.VnicAddForm(vm=vm),
-               "disk_form": web_forms.DiskAttachForm(vm=vm), "pending": _pending_rows(vm)}
+    context = {
+        "vm": vm,
+        "form": form,
+        "vnic_form": web_forms.VnicAddForm(vm=vm),
+        "disk_form": web_forms.DiskAttachForm(vm=vm),
+        "pending": _pending_rows(vm),
+    }
     return render_page(request, "web/vms/edit.html", context, section="servers")
 
 
@@ -389,9 +504,13 @@ def vnic_add(request: HttpRequest, vm_id: int) -> HttpResponse:
     if form.is_valid():
         ui.call_service(
             request,
-            lambda: services("vnics").vnic_create(vm=vm, user=request.user, network=form.cleaned_data["network"],
-                                                  model=form.cleaned_data["model"] or None,
-                                                  mac=form.cleaned_data["mac"] or None),
+            lambda: services("vnics").vnic_create(
+                vm=vm,
+                user=request.user,
+                network=form.cleaned_data["network"],
+                model=form.cleaned_data["model"] or None,
+                mac=form.cleaned_data["mac"] or None,
+            ),
             success=_("VNIC added."),
         )
     else:
@@ -413,9 +532,14 @@ def _remove_part(request: HttpRequest, model, pk: int, *, call, success: str, la
 @login_required
 @require_POST
 def vnic_delete(request: HttpRequest, vnic_id: int) -> HttpResponse:
-    return _remove_part(request, Vnic, vnic_id,
-                        call=lambda vnic: services("vnics").vnic_delete(vnic=vnic, user=request.user),
-                        success=_("VNIC %(mac)s removed."), label=lambda vnic: {"mac": vnic.mac})
+    return _remove_part(
+        request,
+        Vnic,
+        vnic_id,
+        call=lambda vnic: services("vnics").vnic_delete(vnic=vnic, user=request.user),
+        success=_("VNIC %(mac)s removed."),
+        label=lambda vnic: {"mac": vnic.mac},
+    )
 
 
 @login_required
@@ -425,9 +549,13 @@ def disk_attach(request: HttpRequest, vm_id: int) -> HttpResponse:
     form = web_forms.DiskAttachForm(request.POST, vm=vm)
     if form.is_valid():
         d = form.cleaned_data
-        ui.call_service(request, lambda: services("vms").vm_disk_attach(vm=vm, user=request.user,
-                                                                        virtual_disk=d["virtual_disk"], iso=d["iso"]),
-                        success=_("Attached."))
+        ui.call_service(
+            request,
+            lambda: services("vms").vm_disk_attach(
+                vm=vm, user=request.user, virtual_disk=d["virtual_disk"], iso=d["iso"]
+            ),
+            success=_("Attached."),
+        )
     else:
         messages.error(request, _("Choose a virtual disk or an ISO file."))
     return redirect("web:vm_edit", vm_id=vm.pk)
@@ -436,6 +564,11 @@ def disk_attach(request: HttpRequest, vm_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def disk_detach(request: HttpRequest, slot_id: int) -> HttpResponse:
-    return _remove_part(request, VmDiskSlot, slot_id,
-                        call=lambda slot: services("vms").vm_disk_detach(slot=slot, user=request.user),
-                        success=_("Slot %(n)s detached."), label=lambda slot: {"n": slot.slot})
+    return _remove_part(
+        request,
+        VmDiskSlot,
+        slot_id,
+        call=lambda slot: services("vms").vm_disk_detach(slot=slot, user=request.user),
+        success=_("Slot %(n)s detached."),
+        label=lambda slot: {"n": slot.slot},
+    )

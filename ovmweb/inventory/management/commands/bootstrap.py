@@ -3,6 +3,7 @@ a local repository with the tiny guest's ISO, and one VM made from it.
 
 Idempotent: every step looks for what an earlier run made and keeps it.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ ISO_NAME = "tiny.iso"
 class Command(BaseCommand):
     help = "Create the admin user and the first estate (local server, pool, repository, tiny guest VM)."
 
-    def handle(self, *args, **options):
+    def handle(self, *args, **options):  # noqa: C901
         from ovmweb.inventory.choices import Transport
         from ovmweb.inventory.models import IsoFile, Repository, Server, ServerPool, VirtualMachine
         from ovmweb.inventory.services import pools, repositories, servers, storage, vms
@@ -50,8 +51,16 @@ class Command(BaseCommand):
 
         server = Server.objects.filter(transport=Transport.LOCAL).first()
         if server is None or server.status != "RUNNING":
-            run(servers.server_discover(user=admin, hostname="localhost", transport=Transport.LOCAL, ssh_port=22,
-                                        name="localhost", server_pool=pool))
+            run(
+                servers.server_discover(
+                    user=admin,
+                    hostname="localhost",
+                    transport=Transport.LOCAL,
+                    ssh_port=22,
+                    name="localhost",
+                    server_pool=pool,
+                )
+            )
             server = Server.objects.get(transport=Transport.LOCAL)
             self.stdout.write(f"Discovered {server.name}: {server.cpu_model_name}, {', '.join(server.domain_types)}")
         if server.server_pool_id is None:
@@ -60,8 +69,16 @@ class Command(BaseCommand):
         repo = Repository.objects.filter(name=REPO_NAME).first()
         if repo is None:
             Path(settings.OVMWEB_LOCAL_REPOSITORY_PATH).mkdir(parents=True, exist_ok=True)
-            run(repositories.repository_create(user=admin, name=REPO_NAME, kind="LOCAL", path=settings.OVMWEB_LOCAL_REPOSITORY_PATH,
-                                               server=server, server_pools=[pool]))
+            run(
+                repositories.repository_create(
+                    user=admin,
+                    name=REPO_NAME,
+                    kind="LOCAL",
+                    path=settings.OVMWEB_LOCAL_REPOSITORY_PATH,
+                    server=server,
+                    server_pools=[pool],
+                )
+            )
             repo = Repository.objects.get(name=REPO_NAME)
             self.stdout.write(f"Repository {repo.name} at {repo.path}")
 
@@ -71,15 +88,28 @@ class Command(BaseCommand):
             if not source.exists():
                 raise CommandError(f"{source} is missing: run `make guest` (scripts/build-tiny-guest.sh)")
             with open(source, "rb") as fh:
-                run(storage.iso_upload(repository=repo, user=admin, name=ISO_NAME, fileobj=fh, size=source.stat().st_size))
+                run(
+                    storage.iso_upload(
+                        repository=repo, user=admin, name=ISO_NAME, fileobj=fh, size=source.stat().st_size
+                    )
+                )
             iso = IsoFile.objects.get(repository=repo, name=ISO_NAME)
             self.stdout.write(f"Imported {ISO_NAME} into {repo.name}")
 
         if not VirtualMachine.objects.filter(name=VM_NAME).exists():
-            vm = vms.vm_create(user=admin, name=VM_NAME, server_pool=pool, repository=repo, domain_type="HVM",
-                               os_type="OTHER_LINUX", memory_mib=256, max_memory_mib=256,
-                               source={"kind": "iso", "iso": iso}, vnics=[{"network": None, "model": "e1000"}],
-                               boot_order=["cdrom", "disk"])
+            vm = vms.vm_create(
+                user=admin,
+                name=VM_NAME,
+                server_pool=pool,
+                repository=repo,
+                domain_type="HVM",
+                os_type="OTHER_LINUX",
+                memory_mib=256,
+                max_memory_mib=256,
+                source={"kind": "iso", "iso": iso},
+                vnics=[{"network": None, "model": "e1000"}],
+                boot_order=["cdrom", "disk"],
+            )
             run_pending_jobs()
             storage.vm_config_write(vm=vm)
             self.stdout.write(f"Created VM {VM_NAME}: start it from the Virtual Machines page.")

@@ -5,6 +5,7 @@ OVMWEB_REDIS_URL it runs an RQ worker. Either way it first recovers jobs
 interrupted by a previous worker's death (skip with --no-recover when other
 workers are already running jobs).
 """
+
 from __future__ import annotations
 
 from django.conf import settings

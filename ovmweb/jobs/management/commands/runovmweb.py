@@ -1,5 +1,6 @@
 """`manage.py runovmweb --bind 127.0.0.1:8000`: daphne serving ovmweb, with the
 embedded services (job worker, monitor) running inside the same process."""
+
 from __future__ import annotations
 
 import asyncio
