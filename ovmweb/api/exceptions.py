@@ -14,7 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from ovmweb.inventory.exceptions import Conflict, InvalidTransition
+from ovmweb.errors import Conflict
+from ovmweb.inventory.exceptions import InvalidTransition
 
 logger = logging.getLogger(__name__)
 

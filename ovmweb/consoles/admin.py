@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from ovmweb.api.admin_support import ReadOnlyAdmin
+from ovmweb.core.admin import ReadOnlyAdmin
 
 from .models import ConsoleTicket
 

@@ -28,9 +28,8 @@ from ovmweb.consoles import services
 from ovmweb.consoles.flow import WriteFlow
 from ovmweb.consoles.models import ConsoleKind
 from ovmweb.consoles.rfb import RfbInputFilter, RfbViolation
-from ovmweb.hypervisor.base import ConnectionFailed
+from ovmweb.errors import Conflict, ConnectionFailed
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.tunnels import pool, streams
 
 logger = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ovmweb.consoles.models import ConsoleKind, ConsoleTicket
+from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import Transport, VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import VirtualMachine
 from ovmweb.inventory.selectors import access_vm
 

@@ -40,7 +40,7 @@ class TicketTokenPlugin:
         from django.db import close_old_connections
 
         from ovmweb.consoles import services
-        from ovmweb.hypervisor.base import ConnectionFailed
+        from ovmweb.errors import ConnectionFailed
         from ovmweb.tunnels import pool
 
         close_old_connections()

@@ -4,24 +4,3 @@ from django.apps import AppConfig
 class HypervisorConfig(AppConfig):
     name = "ovmweb.hypervisor"
     label = "hypervisor"
-
-    def ready(self) -> None:
-        from django.db.models.signals import post_delete, post_save
-
-        from ovmweb.inventory.models import VirtualMachine, VmDiskSlot, Vnic
-
-        # Each VM's configuration is also kept in its repository (VirtualMachines/<uuid>/vm.json),
-        # whichever service changed it: the VM itself, its disk slots or its VNICs.
-        def vm_changed(sender, instance, **kwargs) -> None:
-            from ovmweb.inventory.services.storage import vm_config_schedule
-
-            vm_id = instance.pk if sender is VirtualMachine else instance.vm_id
-            if vm_id is not None and not kwargs.get("raw"):
-                vm_config_schedule(vm_id=vm_id)
-
-        post_save.connect(vm_changed, sender=VirtualMachine, weak=False, dispatch_uid="ovmweb-vm-config")
-        for model in (VmDiskSlot, Vnic):
-            post_save.connect(vm_changed, sender=model, weak=False, dispatch_uid=f"ovmweb-vm-config-{model.__name__}")
-            post_delete.connect(
-                vm_changed, sender=model, weak=False, dispatch_uid=f"ovmweb-vm-config-del-{model.__name__}"
-            )

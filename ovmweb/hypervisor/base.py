@@ -11,29 +11,7 @@ import abc
 from dataclasses import dataclass, field
 from enum import Enum
 
-
-class DriverError(Exception):
-    """Any failure of the hypervisor layer."""
-
-
-class ConnectionFailed(DriverError):
-    """The server could not be reached (network, SSH, libvirtd down)."""
-
-
-class HostKeyMismatch(ConnectionFailed):
-    """The server offered a host key other than the pinned one."""
-
-    def __init__(self, message: str, *, offered_fingerprint: str):
-        super().__init__(message)
-        self.offered_fingerprint = offered_fingerprint
-
-
-class DomainNotFound(DriverError):
-    pass
-
-
-class OperationFailed(DriverError):
-    pass
+from ovmweb.errors import DriverError, OperationFailed
 
 
 class PowerState(str, Enum):

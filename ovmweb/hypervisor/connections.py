@@ -31,7 +31,9 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from .base import ConnectionFailed, Driver
+from ovmweb.errors import ConnectionFailed
+
+from .base import Driver
 
 _lock = threading.Lock()
 _drivers: dict[int, tuple[str, Driver]] = {}

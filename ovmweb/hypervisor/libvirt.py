@@ -19,21 +19,18 @@ from contextlib import contextmanager
 
 import libvirt
 
+from ovmweb.errors import ConnectionFailed, DomainNotFound, DriverError, HostKeyMismatch, OperationFailed
+
 from . import xml as xmlbuild
 from .base import (
     AgentTimeout,
-    ConnectionFailed,
     DiskSpec,
     DomainEvent,
     DomainInfo,
-    DomainNotFound,
     DomainSpec,
     Driver,
-    DriverError,
     HostFacts,
-    HostKeyMismatch,
     NicSpec,
-    OperationFailed,
     PoolInfo,
     PoolSpec,
     PowerState,

@@ -1,5 +1,5 @@
 """Django admin for the inventory. Every edit goes through the services (see
-ovmweb.api.admin_support.ServiceAdmin); rows that only jobs write are read-only."""
+ovmweb.core.admin.ServiceAdmin); rows that only jobs write are read-only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from ovmweb.api.admin_support import ReadOnlyAdmin, ServiceAdmin, run_service_action
+from ovmweb.core.admin import ReadOnlyAdmin, ServiceAdmin, run_service_action
 
 from . import models
 

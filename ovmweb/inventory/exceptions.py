@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
-class Conflict(Exception):
-    """The request conflicts with the current state of an object (HTTP 409)."""
+from ovmweb.errors import Conflict
 
 
 class InvalidTransition(Conflict):
@@ -14,10 +12,6 @@ class InvalidTransition(Conflict):
         self.vm_name, self.action, self.status, self.allowed = vm_name, action, status, allowed or []
         need = f" (allowed from: {', '.join(self.allowed)})" if self.allowed else ""
         super().__init__(f"Cannot {action} virtual machine '{vm_name}' while it is {status}{need}.")
-
-
-class LockConflict(Conflict):
-    """Another job holds a lock on an object this job must change."""
 
 
 class ServerUnreachable(Conflict):

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from ovmweb.errors import Conflict
+
 from .choices import (
     PARAVIRTUAL_DOMAIN_TYPES,
     Architecture,
@@ -28,7 +30,6 @@ from .choices import (
     VmStatus,
     VnicModel,
 )
-from .exceptions import Conflict
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Server, ServerPool, VirtualMachine

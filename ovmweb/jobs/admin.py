@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from ovmweb.api.admin_support import ReadOnlyAdmin, run_service_action
+from ovmweb.core.admin import ReadOnlyAdmin, run_service_action
 
 from . import services
 from .models import Event, Job, ObjectLock

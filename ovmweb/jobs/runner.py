@@ -84,7 +84,7 @@ def _end(job: Job, status: str, *, error: str = "", result: dict | None = None, 
 
 
 def abort_live_children(job: Job) -> None:
-    from ovmweb.inventory.exceptions import Conflict
+    from ovmweb.errors import Conflict
 
     from .services import job_request_abort
 

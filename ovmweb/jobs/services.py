@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ovmweb.inventory.exceptions import Conflict, LockConflict
+from ovmweb.errors import Conflict, LockConflict
 
 from . import live
 from .choices import JobStatus, Severity

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_tasks",
     "django_tasks_db",
+    "ovmweb.core",
     "ovmweb.inventory",
     "ovmweb.jobs",
     "ovmweb.hypervisor",
@@ -159,7 +160,7 @@ OVMWEB_EMBEDDED_WORKER = env_bool("OVMWEB_EMBEDDED_WORKER", not REDIS_URL)
 OVMWEB_EMBEDDED_SERVICES = ["ovmweb.jobs.worker.EmbeddedWorker"] if OVMWEB_EMBEDDED_WORKER else []
 # The monitor (libvirt events + reconcile) runs in the serving process unless disabled.
 if env_bool("OVMWEB_MONITOR", True):
-    OVMWEB_EMBEDDED_SERVICES = [*OVMWEB_EMBEDDED_SERVICES, "ovmweb.hypervisor.monitor.Monitor"]
+    OVMWEB_EMBEDDED_SERVICES = [*OVMWEB_EMBEDDED_SERVICES, "ovmweb.monitor.service.Monitor"]
 # Seconds the embedded worker waits between polls of an empty queue.
 OVMWEB_WORKER_INTERVAL = float(os.environ.get("OVMWEB_WORKER_INTERVAL", "0.1"))
 if REDIS_URL:

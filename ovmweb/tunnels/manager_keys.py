@@ -26,7 +26,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ovmweb.hypervisor.base import OperationFailed
+from ovmweb.errors import OperationFailed
 
 from . import ssh
 from .credentials import install_id

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 import paramiko
 from django.conf import settings
 
-from ovmweb.hypervisor.base import ConnectionFailed, HostKeyMismatch
-from ovmweb.inventory.choices import Transport
+from ovmweb.errors import ConnectionFailed, HostKeyMismatch
 from ovmweb.tunnels import ssh
 from ovmweb.tunnels.credentials import decrypt_credentials
 
@@ -96,7 +95,7 @@ def transport_for(server) -> paramiko.Transport:
 
     Raises ``HostKeyMismatch`` / ``ConnectionFailed`` like ``ssh.connect``.
     """
-    if server.transport != Transport.SSH:
+    if server.transport != "ssh":
         raise ConnectionFailed(f"server {server.name} is local: it has no SSH transport")
     identity = _identity(server)
     limit = max(1, int(getattr(settings, "OVMWEB_SSH_TRANSPORTS_PER_SERVER", 4)))
@@ -169,7 +168,7 @@ def open_local_socket(port: int) -> socket.socket:
 
 def open_console_stream(server, port: int) -> paramiko.Channel | socket.socket:
     """A byte stream to 127.0.0.1:``port`` of ``server``: a TCP socket if local, an SSH channel otherwise."""
-    if server.transport == Transport.LOCAL:
+    if server.transport == "local":
         return open_local_socket(port)
     return open_direct_tcpip(server, port)
 

@@ -17,7 +17,7 @@ import socket
 
 import paramiko
 
-from ovmweb.hypervisor.base import ConnectionFailed, HostKeyMismatch
+from ovmweb.errors import ConnectionFailed, HostKeyMismatch
 
 # Tuned for console streams (measured, see the field notes): paramiko's 32 KiB
 # packets and 2 MiB window halve throughput; windows past ~8 MiB make sshd the

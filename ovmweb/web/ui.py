@@ -13,9 +13,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from ovmweb.errors import Conflict
 from ovmweb.inventory import rules
 from ovmweb.inventory.choices import VM_ACTION_TABLE, VmAction, VmStatus
-from ovmweb.inventory.exceptions import Conflict
 
 # Actions that cannot be undone or that cut a running guest off: the toolbar asks first.
 DESTRUCTIVE_ACTIONS = frozenset({VmAction.STOP, VmAction.KILL, VmAction.RESTART, VmAction.SUSPEND, "delete"})

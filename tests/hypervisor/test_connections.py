@@ -6,8 +6,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from ovmweb.errors import ConnectionFailed
 from ovmweb.hypervisor import connections
-from ovmweb.hypervisor.base import ConnectionFailed
 from ovmweb.inventory.models import Server
 from ovmweb.tunnels.credentials import encrypt_credentials
 

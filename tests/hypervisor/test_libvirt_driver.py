@@ -6,7 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ovmweb.hypervisor.base import DomainNotFound, DomainSpec, DriverError, NicSpec, OperationFailed, PowerState
+from ovmweb.errors import DomainNotFound, DriverError, OperationFailed
+from ovmweb.hypervisor.base import DomainSpec, NicSpec, PowerState
 from ovmweb.hypervisor.libvirt import LibvirtDriver
 
 

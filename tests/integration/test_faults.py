@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ovmweb.errors import DriverError
 from ovmweb.hypervisor import connections
-from ovmweb.hypervisor.base import DriverError
 from ovmweb.inventory.models import IsoFile, VirtualDisk, VirtualMachine
 from ovmweb.inventory.services import ports, storage, vms
 from ovmweb.inventory.services.repositories import pool_name

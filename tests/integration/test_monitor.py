@@ -10,11 +10,11 @@ import uuid
 import pytest
 
 from ovmweb.hypervisor.libvirt import LibvirtDriver
-from ovmweb.hypervisor.monitor import Monitor
 from ovmweb.inventory.models import Server, VirtualMachine
 from ovmweb.inventory.services import pools, servers, vms
 from ovmweb.jobs.models import Event
 from ovmweb.jobs.testing import run_pending_jobs
+from ovmweb.monitor.service import Monitor
 
 from .conftest import make_repository, upload_guest_iso, wait_for
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from ovmweb.errors import Conflict
 from ovmweb.hypervisor import connections
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import Server
 from ovmweb.inventory.services import servers
 from ovmweb.jobs.models import Event

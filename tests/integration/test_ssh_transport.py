@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ovmweb.errors import HostKeyMismatch
 from ovmweb.hypervisor import connections
-from ovmweb.hypervisor.base import HostKeyMismatch
 from ovmweb.inventory.models import Server
 from ovmweb.inventory.services import servers
 from ovmweb.jobs.testing import run_pending_jobs

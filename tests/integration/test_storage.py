@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from ovmweb.inventory.exceptions import Conflict
+from ovmweb.errors import Conflict
 from ovmweb.inventory.models import IsoFile, VirtualDisk
 from ovmweb.inventory.services import repositories, storage, vms
 from ovmweb.jobs.models import Job

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ovmweb.hypervisor.monitor import Monitor
 from ovmweb.inventory.models import IsoFile, Repository, VirtualMachine
 from ovmweb.inventory.services import repositories, storage, vms
 from ovmweb.jobs.testing import run_pending_jobs
+from ovmweb.monitor.service import Monitor
 
 from .conftest import GUEST_ISO, wait_for
 

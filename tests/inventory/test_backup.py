@@ -7,9 +7,9 @@ import re
 import pytest
 from django.core.exceptions import ValidationError
 
+from ovmweb.errors import Conflict
 from ovmweb.hypervisor.connections import driver_for
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.services.repositories import define_pools, pool_name, undefine_pools
 from ovmweb.inventory.services.vms import vm_backup
 from ovmweb.jobs.choices import JobStatus

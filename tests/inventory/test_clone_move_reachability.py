@@ -3,7 +3,7 @@ in must see each of them (7.6/7.7), checked when the clone or move is requested.
 
 import pytest
 
-from ovmweb.inventory.exceptions import Conflict
+from ovmweb.errors import Conflict
 from ovmweb.inventory.models import VirtualMachine
 from ovmweb.inventory.services.customizers import customizer_create
 from ovmweb.inventory.services.vms import vm_clone, vm_move

@@ -20,9 +20,9 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from rest_framework.test import APIClient
 
+from ovmweb.errors import Conflict
 from ovmweb.inventory import rules
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import VirtualAppliance, VirtualDisk
 from ovmweb.inventory.services import appliances, exports, storage, vms
 from ovmweb.jobs.choices import JobStatus

@@ -72,7 +72,7 @@ def test_failed_action_on_a_domain_gone_away_ends_stopped(running_vm, user, acti
 
 
 def test_restart_that_fails_in_the_hypervisor_leaves_it_running(running_vm, user, monkeypatch):
-    from ovmweb.hypervisor.base import OperationFailed
+    from ovmweb.errors import OperationFailed
 
     def refuse(self, uuid):
         raise OperationFailed("reboot refused by the hypervisor")

@@ -8,11 +8,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from ovmweb.errors import Conflict
 from ovmweb.hypervisor import xml as xmlbuild
 from ovmweb.hypervisor.base import DiskSpec, NicSpec
 from ovmweb.hypervisor.connections import driver_for
 from ovmweb.inventory.choices import DiskSlotKind, VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import VirtualDisk, VmDiskSlot, Vnic
 from ovmweb.inventory.services import storage, vms, vnics
 from ovmweb.jobs.choices import JobStatus

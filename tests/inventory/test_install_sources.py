@@ -147,7 +147,7 @@ def test_ssh_server_with_a_wrong_host_key_gets_nothing(pvm, install_tree, ssh_ac
         credentials_encrypted=encrypt_credentials({"private_key": ssh_access["private_key"]}),
     )
     pvm.pvm_boot_url = "http://127.0.0.1:9/unused"
-    from ovmweb.hypervisor.base import HostKeyMismatch
+    from ovmweb.errors import HostKeyMismatch
 
     with pytest.raises(HostKeyMismatch):
         pvm_boot_files_fetch(vm=pvm, server=server)

@@ -1,8 +1,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import VirtualMachine, VmMessage
 from ovmweb.inventory.services import placement, ports
 from ovmweb.inventory.services.messages import message_value, vm_send_messages

@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from django.core.exceptions import ValidationError
 
+from ovmweb.errors import Conflict
 from ovmweb.hypervisor import xml as xmlbuild
 from ovmweb.inventory import rules
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.services.vms import vm_migrate
 from tests import factories as f
 

@@ -3,8 +3,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.services.vms import vm_move
 from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.testing import run_pending_jobs

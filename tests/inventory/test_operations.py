@@ -24,7 +24,7 @@ def running_setup(db, pool, repo, server, user):
 
 
 def _state(server, vm):
-    from ovmweb.hypervisor.base import DomainNotFound
+    from ovmweb.errors import DomainNotFound
 
     try:
         return driver_for(server).domain_info(str(vm.uuid)).state

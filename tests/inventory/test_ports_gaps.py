@@ -3,7 +3,7 @@ import random
 import pytest
 from django.conf import settings
 
-from ovmweb.inventory.exceptions import Conflict
+from ovmweb.errors import Conflict
 from ovmweb.inventory.models import VirtualMachine
 from ovmweb.inventory.services import ports
 from tests import factories as f

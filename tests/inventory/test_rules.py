@@ -3,9 +3,9 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from ovmweb.errors import Conflict
 from ovmweb.inventory import rules
 from ovmweb.inventory.choices import Architecture, CloneType, DomainType, OsType, VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from tests import factories as f
 
 # 7.1 ------------------------------------------------------------------------

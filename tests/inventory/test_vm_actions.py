@@ -2,8 +2,9 @@
 
 import pytest
 
+from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VM_ACTION_TABLE, VmAction, VmStatus
-from ovmweb.inventory.exceptions import Conflict, InvalidTransition
+from ovmweb.inventory.exceptions import InvalidTransition
 from ovmweb.inventory.models import VirtualMachine
 from ovmweb.inventory.services.vms import vm_action, vm_set_status
 from ovmweb.jobs.models import Event, Job, ObjectLock

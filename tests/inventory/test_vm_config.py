@@ -3,8 +3,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import VirtualMachine
 from ovmweb.inventory.services.vms import vm_clone, vm_create, vm_export, vm_migrate, vm_move, vm_update
 from ovmweb.jobs.models import Job

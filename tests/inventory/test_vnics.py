@@ -4,8 +4,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import VirtualMachine, Vnic
 from ovmweb.inventory.services.vnics import (
     MacRangeExhausted,

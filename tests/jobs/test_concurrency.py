@@ -6,7 +6,7 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from ovmweb.inventory.exceptions import LockConflict
+from ovmweb.errors import LockConflict
 from ovmweb.jobs.models import Job, ObjectLock
 from ovmweb.jobs.services import job_submit
 

@@ -2,7 +2,7 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 
-from ovmweb.inventory.exceptions import Conflict, LockConflict
+from ovmweb.errors import Conflict, LockConflict
 from ovmweb.jobs.choices import JobStatus, Severity
 from ovmweb.jobs.models import Event, Job, ObjectLock
 from ovmweb.jobs.services import event_acknowledge, event_record, job_request_abort, job_submit

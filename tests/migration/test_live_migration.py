@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+from ovmweb.errors import Conflict
 from ovmweb.hypervisor import connections
-from ovmweb.hypervisor.monitor import Monitor
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import IsoFile, Repository, VirtualMachine
 from ovmweb.inventory.services import repositories, servers, storage, vms
 from ovmweb.jobs.models import Event, Job
 from ovmweb.jobs.testing import run_pending_jobs
+from ovmweb.monitor.service import Monitor
 
 from .conftest import GUEST_ISO, SerialShell, StatusWatcher, make_vm, ok, start_on
 

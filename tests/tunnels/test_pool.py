@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ovmweb.hypervisor.base import HostKeyMismatch
+from ovmweb.errors import HostKeyMismatch
 from ovmweb.inventory import choices
 from ovmweb.tunnels import pool
 from ovmweb.tunnels.credentials import encrypt_credentials

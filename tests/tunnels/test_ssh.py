@@ -1,7 +1,7 @@
 import paramiko
 import pytest
 
-from ovmweb.hypervisor.base import ConnectionFailed, HostKeyMismatch
+from ovmweb.errors import ConnectionFailed, HostKeyMismatch
 from ovmweb.tunnels import ssh
 
 

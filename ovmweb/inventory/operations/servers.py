@@ -8,8 +8,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from ovmweb.errors import ConnectionFailed, HostKeyMismatch, OperationFailed
 from ovmweb.hypervisor import connections
-from ovmweb.hypervisor.base import ConnectionFailed, HostKeyMismatch, OperationFailed
 from ovmweb.jobs.registry import JobContext, operation
 
 from ..choices import Transport

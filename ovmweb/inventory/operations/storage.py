@@ -11,11 +11,10 @@ from pathlib import Path
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from ovmweb.hypervisor.base import OperationFailed
+from ovmweb.errors import Conflict, OperationFailed
 from ovmweb.hypervisor.connections import driver_for
 from ovmweb.jobs.registry import JobContext, operation
 
-from ..exceptions import Conflict
 from ..models import Repository, VirtualDisk
 from ..services import repositories as repo_services
 from ..services import storage as storage_services

@@ -17,16 +17,8 @@ from django.dispatch import receiver
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
-from ovmweb.hypervisor.base import (
-    DiskSpec,
-    DomainNotFound,
-    DomainSpec,
-    Driver,
-    DriverError,
-    NicSpec,
-    OperationFailed,
-    PowerState,
-)
+from ovmweb.errors import Conflict, DomainNotFound, DriverError, OperationFailed
+from ovmweb.hypervisor.base import DiskSpec, DomainSpec, Driver, NicSpec, PowerState
 from ovmweb.hypervisor.connections import driver_for
 from ovmweb.jobs.choices import Severity
 from ovmweb.jobs.models import Job
@@ -35,7 +27,6 @@ from ovmweb.jobs.services import event_record
 from ovmweb.jobs.signals import job_interrupted
 
 from ..choices import DiskSlotKind, DomainType, MessageResult, RepositoryKind, VmStatus
-from ..exceptions import Conflict
 from ..models import Repository, Server, ServerPool, VirtualMachine
 from ..services import install_sources, placement, ports
 from ..services import messages as message_services

@@ -32,13 +32,13 @@ from django.db import transaction
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
+from ovmweb.errors import Conflict
 from ovmweb.hypervisor.base import PoolSpec
 from ovmweb.jobs.choices import JobStatus, Severity
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
 from ..choices import DiskFormat, OsType
-from ..exceptions import Conflict
 from ..models import Repository, VirtualAppliance, VirtualApplianceVm, VirtualDisk
 from .repositories import pool_name
 from .storage import repository_driver

@@ -57,13 +57,13 @@ from django.utils import timezone, translation
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
+from ovmweb.errors import Conflict
 from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.models import Job, ObjectLock
 from ovmweb.jobs.services import event_record, job_submit
 
 from .. import rules
 from ..choices import DiskSlotKind, OsType, ServerStatus
-from ..exceptions import Conflict
 from ..models import Repository, Server, VirtualMachine
 from .repositories import repository_servers
 from .server_files import SftpFiles, server_files

@@ -30,7 +30,8 @@ from urllib.parse import unquote, urlsplit
 
 from django.utils.translation import gettext as _
 
-from ..exceptions import Conflict
+from ovmweb.errors import Conflict
+
 from ..models import Server, VirtualMachine
 from .server_files import ServerFiles, server_files
 

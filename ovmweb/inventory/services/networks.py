@@ -8,10 +8,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from ovmweb.errors import Conflict
 from ovmweb.jobs.services import event_record
 
 from ..choices import NetworkRole
-from ..exceptions import Conflict
 from ..models import Network, ServerPool
 
 _UPDATABLE = {"name", "bridge", "libvirt_network", "vlan_id", "roles", "description"}

@@ -16,8 +16,9 @@ from typing import Any
 from django.db import connection
 from django.utils.translation import gettext as _
 
+from ovmweb.errors import Conflict
+
 from ..choices import Architecture, DomainType, RepositoryKind, ServerStatus, VmStatus
-from ..exceptions import Conflict
 from ..models import AntiAffinityGroup, Repository, Server, ServerPool, VirtualMachine
 
 # VMs that occupy memory on their server.

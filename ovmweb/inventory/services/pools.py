@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from ovmweb.inventory.exceptions import Conflict
+from ovmweb.errors import Conflict
 from ovmweb.inventory.models import AntiAffinityGroup, ProcessorCompatibilityGroup, Server, ServerPool, VirtualMachine
 from ovmweb.jobs.services import event_record
 

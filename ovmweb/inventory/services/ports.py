@@ -7,7 +7,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils.translation import gettext as _
 
-from ..exceptions import Conflict
+from ovmweb.errors import Conflict
+
 from ..models import Server, VirtualMachine
 
 # 7900+n must stay below the VNC base, so at most this many consoles per server.

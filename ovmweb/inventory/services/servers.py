@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from ovmweb.errors import Conflict
 from ovmweb.hypervisor.base import HostFacts
 from ovmweb.jobs.choices import Severity
 from ovmweb.jobs.live import publish
@@ -26,7 +27,6 @@ from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
 from ..choices import ServerStatus, Transport, VmStatus
-from ..exceptions import Conflict
 from ..models import Server, ServerPool
 
 _UPDATABLE = {"name", "server_pool", "compatibility_group", "status_message"}

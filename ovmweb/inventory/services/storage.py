@@ -21,12 +21,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from ovmweb.errors import Conflict
 from ovmweb.hypervisor.base import VolumeInfo
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
 from ..choices import CloneType, ServerStatus, Transport, VmStatus
-from ..exceptions import Conflict
 from ..models import IsoFile, Repository, Server, VirtualDisk, VirtualMachine
 from .repositories import pool_name, repository_servers
 

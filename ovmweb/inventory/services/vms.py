@@ -13,6 +13,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from ovmweb.errors import Conflict, LockConflict
 from ovmweb.jobs.choices import JobStatus, Severity
 from ovmweb.jobs.live import publish
 from ovmweb.jobs.models import Job
@@ -20,7 +21,7 @@ from ovmweb.jobs.services import event_record, job_submit
 
 from .. import rules
 from ..choices import VM_ACTION_TABLE, DiskSlotKind, DomainType, RepositoryKind, VmAction, VmStatus
-from ..exceptions import Conflict, InvalidTransition, LockConflict
+from ..exceptions import InvalidTransition
 from ..models import (
     CloneCustomizer,
     IsoFile,

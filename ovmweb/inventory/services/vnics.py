@@ -7,12 +7,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
+from ovmweb.errors import Conflict
 from ovmweb.jobs.live import publish
 from ovmweb.jobs.services import event_record, job_submit
 
 from .. import rules
 from ..choices import VmStatus
-from ..exceptions import Conflict
 from ..models import MacAddressRange, Network, VirtualMachine, Vnic
 
 _SINGLETON = 1

@@ -18,8 +18,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VmAction
-from ovmweb.inventory.exceptions import Conflict
 from ovmweb.inventory.models import Server, ServerPool, VirtualMachine, VmDiskSlot, Vnic
 
 from .. import forms as web_forms

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 
-from ovmweb.inventory.exceptions import Conflict
+from ovmweb.errors import Conflict
 
 
 def add_service_errors(form, exc: Exception) -> None:

@@ -18,7 +18,8 @@ import time
 from django.conf import settings
 from django.db import close_old_connections
 
-from .base import DomainEvent, DriverError, PowerState
+from ovmweb.errors import DriverError
+from ovmweb.hypervisor.base import DomainEvent, PowerState
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +142,13 @@ class Monitor:
             self.reconcile_server(server)
 
     def reconcile_server(self, server) -> None:
+        from ovmweb.hypervisor.connections import driver_for, forget
         from ovmweb.inventory.services.servers import (
             server_mark_reachable,
             server_mark_unreachable,
             vm_release_offline_ports,
         )
         from ovmweb.inventory.services.vms import vm_reconcile
-
-        from .connections import driver_for, forget
 
         try:
             driver = driver_for(server)
