@@ -4,32 +4,32 @@ from rest_framework.routers import DefaultRouter
 
 from ovmweb.consoles.api import ConsoleTicketCreateView
 
-from . import views
+from .views import appliances, customizers, jobs, networks, pools, repositories, servers, storage, vms
 
 app_name = "api"
 
 router = DefaultRouter()
-router.register("server-pools", views.ServerPoolViewSet, basename="server-pool")
-router.register("servers", views.ServerViewSet, basename="server")
+router.register("server-pools", pools.ServerPoolViewSet, basename="server-pool")
+router.register("servers", servers.ServerViewSet, basename="server")
 router.register(
-    "processor-compatibility-groups", views.ProcessorCompatibilityGroupViewSet, basename="compatibility-group"
+    "processor-compatibility-groups", pools.ProcessorCompatibilityGroupViewSet, basename="compatibility-group"
 )
-router.register("anti-affinity-groups", views.AntiAffinityGroupViewSet, basename="anti-affinity-group")
-router.register("repositories", views.RepositoryViewSet, basename="repository")
-router.register("virtual-disks", views.VirtualDiskViewSet, basename="virtual-disk")
-router.register("iso-files", views.IsoFileViewSet, basename="iso-file")
-router.register("networks", views.NetworkViewSet, basename="network")
-router.register("vnics", views.VnicViewSet, basename="vnic")
-router.register("vms", views.VirtualMachineViewSet, basename="vm")
-router.register("clone-customizers", views.CloneCustomizerViewSet, basename="clone-customizer")
-router.register("virtual-appliances", views.VirtualApplianceViewSet, basename="virtual-appliance")
-router.register("jobs", views.JobViewSet, basename="job")
-router.register("events", views.EventViewSet, basename="event")
+router.register("anti-affinity-groups", pools.AntiAffinityGroupViewSet, basename="anti-affinity-group")
+router.register("repositories", repositories.RepositoryViewSet, basename="repository")
+router.register("virtual-disks", storage.VirtualDiskViewSet, basename="virtual-disk")
+router.register("iso-files", storage.IsoFileViewSet, basename="iso-file")
+router.register("networks", networks.NetworkViewSet, basename="network")
+router.register("vnics", networks.VnicViewSet, basename="vnic")
+router.register("vms", vms.VirtualMachineViewSet, basename="vm")
+router.register("clone-customizers", customizers.CloneCustomizerViewSet, basename="clone-customizer")
+router.register("virtual-appliances", appliances.VirtualApplianceViewSet, basename="virtual-appliance")
+router.register("jobs", jobs.JobViewSet, basename="job")
+router.register("events", jobs.EventViewSet, basename="event")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
-    path("mac-range/", views.MacRangeView.as_view(), name="mac-range"),
+    path("mac-range/", networks.MacRangeView.as_view(), name="mac-range"),
     path("vms/<int:pk>/console-tickets/", ConsoleTicketCreateView.as_view(), name="vm-console-tickets"),
     path("", include(router.urls)),
 ]

@@ -1,0 +1,67 @@
+"""Server pools, processor compatibility groups and anti-affinity groups."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import viewsets
+
+from ovmweb.inventory import models
+from ovmweb.inventory.services import pools as pool_services
+
+from .. import serializers as s
+from .base import RESPONSES_409, ApiViewSet
+
+
+@extend_schema_view(destroy=extend_schema(responses={204: None, **RESPONSES_409}))
+class ServerPoolViewSet(viewsets.ModelViewSet, ApiViewSet):
+    queryset = models.ServerPool.objects.all()
+    serializer_class = s.ServerPoolSerializer
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def perform_create(self, serializer):
+        serializer.instance = pool_services.server_pool_create(user=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = pool_services.server_pool_update(
+            pool=serializer.instance, user=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        pool_services.server_pool_delete(pool=instance, user=self.request.user)
+
+
+@extend_schema_view(destroy=extend_schema(responses={204: None, **RESPONSES_409}))
+class ProcessorCompatibilityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
+    queryset = models.ProcessorCompatibilityGroup.objects.prefetch_related("servers").order_by("name")
+    serializer_class = s.ProcessorCompatibilityGroupSerializer
+
+    def perform_create(self, serializer):
+        serializer.instance = pool_services.compatibility_group_create(
+            user=self.request.user, **serializer.validated_data
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = pool_services.compatibility_group_update(
+            group=serializer.instance, user=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        pool_services.compatibility_group_delete(group=instance, user=self.request.user)
+
+
+class AntiAffinityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
+    queryset = models.AntiAffinityGroup.objects.prefetch_related("vms").order_by("server_pool_id", "name")
+    serializer_class = s.AntiAffinityGroupSerializer
+
+    def perform_create(self, serializer):
+        serializer.instance = pool_services.anti_affinity_group_create(
+            user=self.request.user, **serializer.validated_data
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = pool_services.anti_affinity_group_update(
+            group=serializer.instance, user=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        pool_services.anti_affinity_group_delete(group=instance, user=self.request.user)

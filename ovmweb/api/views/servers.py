@@ -1,0 +1,56 @@
+"""Servers: discover, edit, forget."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, permissions
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from ovmweb.inventory import models
+
+from .. import serializers as s
+from .base import RESPONSES_409, RESPONSES_JOB, ModelPermissions, ReadOnlyApiViewSet, job_response, service, validated
+
+
+@extend_schema_view(
+    partial_update=extend_schema(
+        request=s.ServerUpdateSerializer, responses={200: s.ServerSerializer, **RESPONSES_409}
+    ),
+    destroy=extend_schema(request=None, responses={k: v for k, v in RESPONSES_JOB.items() if k != 400}),
+)
+class ServerViewSet(mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
+    queryset = models.Server.objects.all()
+    serializer_class = s.ServerSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def partial_update(self, request, *args, **kwargs):
+        server = self.get_object()
+        data = validated(s.ServerUpdateSerializer, request, partial=True, instance=server)
+        servers = service("servers")
+        with transaction.atomic():
+            if "inbound_migration_lock" in data:
+                servers.server_set_inbound_lock(
+                    server=server, user=request.user, locked=data.pop("inbound_migration_lock")
+                )
+            if data:
+                servers.server_update(server=server, user=request.user, **data)
+        server.refresh_from_db()
+        return Response(s.ServerSerializer(server).data)
+
+    def update(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+    def destroy(self, request, *args, **kwargs):
+        """Forget a server (OVM Manager's Delete); 202 with the job that removes ovmweb's SSH key
+        from it. 409 while a VM on it is not stopped or while it owns local repositories."""
+        return job_response(service("servers").server_delete(server=self.get_object(), user=request.user))
+
+    @extend_schema(request=s.ServerDiscoverSerializer, responses=RESPONSES_JOB)
+    @action(detail=False, methods=["post"], permission_classes=[permissions.IsAuthenticated, ModelPermissions])
+    def discover(self, request):
+        """Discover a server: SSH in with its pinned host key, read its hardware and hypervisor."""
+        data = validated(s.ServerDiscoverSerializer, request)
+        job = service("servers").server_discover(user=request.user, **data)
+        return job_response(job)
