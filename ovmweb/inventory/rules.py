@@ -359,35 +359,51 @@ def cpu_compatible(source: Server, target: Server) -> bool:
     )
 
 
-def check_live_migration(*, vm: VirtualMachine, source: Server, target: Server) -> None:  # noqa: C901
+def check_live_migration(*, vm: VirtualMachine, source: Server, target: Server) -> None:
     """Live migration of a running VM from ``source`` to ``target`` (7.7, 7.16)."""
-
-    def refuse(reason) -> None:
+    reason = (
+        _live_migration_placement_refusal(vm=vm, source=source, target=target)
+        or _live_migration_version_refusal(source=source, target=target)
+        or _live_migration_disk_refusal(vm)
+    )
+    if reason:
         raise Conflict(
             _("Cannot live-migrate '%(vm)s' to %(target)s: %(reason)s")
             % {"vm": vm.name, "target": target.name, "reason": reason}
         )
 
+
+def _live_migration_placement_refusal(*, vm: VirtualMachine, source: Server, target: Server) -> str | None:
     if source.pk == target.pk:
-        refuse(_("it already runs there."))
+        return _("it already runs there.")
     if vm.cpu_pinning:
-        refuse(_("its virtual CPUs are pinned (hard partitioning); the license forbids live migration."))
+        return _("its virtual CPUs are pinned (hard partitioning); the license forbids live migration.")
     if source.server_pool_id is None or source.server_pool_id != target.server_pool_id:
-        refuse(_("live migration stays within one server pool; stop the VM to move it to another pool."))
+        return _("live migration stays within one server pool; stop the VM to move it to another pool.")
     if not cpu_compatible(source, target):
-        refuse(_("the servers' CPUs are not compatible (vendor, family and model, or compatibility group)."))
+        return _("the servers' CPUs are not compatible (vendor, family and model, or compatibility group).")
+    return None
+
+
+def _live_migration_version_refusal(*, source: Server, target: Server) -> str | None:
     for field, label in (("libvirt_version", "libvirt"), ("qemu_version", "QEMU")):
         if _version_key(getattr(target, field)) < _version_key(getattr(source, field)):
-            refuse(
-                _("the target runs an older %(what)s (%(t)s) than the source (%(s)s).")
-                % {"what": label, "t": getattr(target, field), "s": getattr(source, field)}
-            )
+            return _("the target runs an older %(what)s (%(t)s) than the source (%(s)s).") % {
+                "what": label,
+                "t": getattr(target, field),
+                "s": getattr(source, field),
+            }
+    return None
+
+
+def _live_migration_disk_refusal(vm: VirtualMachine) -> str | None:
     for slot in vm.disk_slots.all():
         if slot.iso_id and slot.iso.repository.kind == RepositoryKind.LOCAL:
-            refuse(_("it uses an ISO in a local repository."))
+            return _("it uses an ISO in a local repository.")
         disk = slot.virtual_disk
         if disk is not None and disk.repository.kind == RepositoryKind.LOCAL and disk.shareable:
-            refuse(_("it shares a disk in a local repository with other virtual machines."))
+            return _("it shares a disk in a local repository with other virtual machines.")
+    return None
 
 
 def needs_storage_migration(vm: VirtualMachine) -> bool:

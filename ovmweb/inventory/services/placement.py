@@ -80,25 +80,49 @@ def _with_facts(*, vm: VirtualMachine, repository, where: str, params: list[Any]
     return list(Server.objects.raw(sql, all_params))
 
 
-def _reason(*, vm: VirtualMachine, server: Server, facts: dict[str, Any], ha_failover: bool, repo) -> str | None:  # noqa: C901
+def _reason(*, vm: VirtualMachine, server: Server, facts: dict[str, Any], ha_failover: bool, repo) -> str | None:
+    """Why ``vm`` may not run on ``server``, or None: the first refusal, in this order."""
+    return (
+        _server_refusal(vm=vm, server=server, ha_failover=ha_failover)
+        or _architecture_refusal(vm=vm, server=server, facts=facts)
+        or _repository_refusal(server=server, facts=facts, repo=repo)
+        or _memory_refusal(vm=vm, server=server, facts=facts)
+        or _anti_affinity_refusal(server=server, facts=facts)
+    )
+
+
+def _server_refusal(*, vm: VirtualMachine, server: Server, ha_failover: bool) -> str | None:
     if server.status != ServerStatus.RUNNING:
         return _("%(s)s is %(status)s") % {"s": server.name, "status": server.status}
     if vm.server_pool_id is None or server.server_pool_id != vm.server_pool_id:
         return _("%(s)s is not in the virtual machine's server pool") % {"s": server.name}
     if server.inbound_migration_lock and not ha_failover:
         return _("%(s)s has the inbound migration lock set") % {"s": server.name}
+    return None
+
+
+def _architecture_refusal(*, vm: VirtualMachine, server: Server, facts: dict[str, Any]) -> str | None:
     if facts["pool_architecture"] is not None:
         sparc_pool = facts["pool_architecture"] == Architecture.SPARC
         if sparc_pool != (_effective(vm, "domain_type") == DomainType.SPARC):
             return _("%(s)s cannot run domain type %(t)s") % {"s": server.name, "t": _effective(vm, "domain_type")}
-    if repo is not None:
-        if repo.kind == RepositoryKind.LOCAL and repo.server_id != server.pk:
-            return _("repository %(r)s is local to another server") % {"r": repo.name}
-        if repo.kind == RepositoryKind.SHARED and not facts["repository_presented"]:
-            return _("repository %(r)s is not presented to the server pool of %(s)s") % {
-                "r": repo.name,
-                "s": server.name,
-            }
+    return None
+
+
+def _repository_refusal(*, server: Server, facts: dict[str, Any], repo) -> str | None:
+    if repo is None:
+        return None
+    if repo.kind == RepositoryKind.LOCAL and repo.server_id != server.pk:
+        return _("repository %(r)s is local to another server") % {"r": repo.name}
+    if repo.kind == RepositoryKind.SHARED and not facts["repository_presented"]:
+        return _("repository %(r)s is not presented to the server pool of %(s)s") % {
+            "r": repo.name,
+            "s": server.name,
+        }
+    return None
+
+
+def _memory_refusal(*, vm: VirtualMachine, server: Server, facts: dict[str, Any]) -> str | None:
     need = _effective(vm, "memory_mib")
     free = server.memory_mib - facts["used_memory"]
     if free < need:
@@ -107,6 +131,10 @@ def _reason(*, vm: VirtualMachine, server: Server, facts: dict[str, Any], ha_fai
             "free": max(free, 0),
             "need": need,
         }
+    return None
+
+
+def _anti_affinity_refusal(*, server: Server, facts: dict[str, Any]) -> str | None:
     if facts["anti_affinity_clash"] is not None:
         return _("%(other)s of the same anti-affinity group runs on %(s)s") % {
             "other": facts["anti_affinity_clash"],
