@@ -191,7 +191,7 @@ SPECTACULAR_SETTINGS = {
         "RepositoryKindEnum": "ovmweb.inventory.choices.RepositoryKind",
         "DiskSlotKindEnum": "ovmweb.inventory.choices.DiskSlotKind",
         "ConsoleKindEnum": "ovmweb.consoles.models.ConsoleKind",
-        "VmSourceKindEnum": "ovmweb.api.serializers.VM_SOURCE_KINDS",
+        "VmSourceKindEnum": "ovmweb.api.serializers.vms.VM_SOURCE_KINDS",
     },
 }
 
