@@ -13,8 +13,8 @@ from django.views.decorators.http import require_POST
 
 from ovmweb.inventory.models import CloneCustomizer
 
-from .. import forms as web_forms
 from .. import ui
+from ..forms import vm_operations as operation_forms
 from .common import needs, render_page
 from .vms import access_vm, services
 
@@ -30,7 +30,9 @@ def customizer_list(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 
 def _customizer_form_page(request: HttpRequest, vm, *, customizer=None, call, done: str) -> HttpResponse:
-    form = web_forms.CustomizerForm(request.POST if request.method == "POST" else None, vm=vm, customizer=customizer)
+    form = operation_forms.CustomizerForm(
+        request.POST if request.method == "POST" else None, vm=vm, customizer=customizer
+    )
     if request.method == "POST" and form.is_valid():
         ok, saved = ui.call_service(request, lambda: call(form.service_kwargs()), form=form)
         if ok:

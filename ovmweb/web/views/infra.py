@@ -16,8 +16,9 @@ from django.views.decorators.http import require_POST
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.models import MacAddressRange, Repository, Server, ServerPool, VirtualAppliance
 
-from .. import forms as web_forms
 from .. import selectors, ui
+from ..forms import infrastructure as infra_forms
+from ..forms import storage as storage_forms
 from .common import needs, render_page, require_perm
 from .vms import inventory_selectors, services
 
@@ -64,7 +65,7 @@ def nav_tree(request: HttpRequest) -> HttpResponse:
 @login_required
 @needs("inventory.add_serverpool")
 def pool_create(request: HttpRequest) -> HttpResponse:
-    form = web_forms.ServerPoolForm(request.POST if request.method == "POST" else None)
+    form = infra_forms.ServerPoolForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         ok, pool = ui.call_service(
             request, lambda: services("pools").server_pool_create(user=request.user, **form.cleaned_data), form=form
@@ -78,7 +79,7 @@ def pool_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @needs("inventory.add_server")
 def server_discover(request: HttpRequest) -> HttpResponse:
-    form = web_forms.ServerDiscoverForm(request.POST if request.method == "POST" else None)
+    form = infra_forms.ServerDiscoverForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         d = dict(form.cleaned_data)
         kwargs = {
@@ -113,7 +114,7 @@ def server_discover(request: HttpRequest) -> HttpResponse:
 def server_scan_host_key(request: HttpRequest) -> HttpResponse:
     """Fetch the host key a server offers (no login, nothing trusted): a fragment of the
     Discover Server form showing its fingerprint for the administrator to compare."""
-    form = web_forms.HostKeyScanForm(request.POST)
+    form = infra_forms.HostKeyScanForm(request.POST)
     context: dict = {"form": form}
     if form.is_valid():
         d = form.cleaned_data
@@ -159,7 +160,7 @@ def server_delete(request: HttpRequest, server_id: int) -> HttpResponse:
 @login_required
 @needs("inventory.view_repository")
 def repository_list(request: HttpRequest) -> HttpResponse:
-    form = web_forms.RepositoryCreateForm(request.POST if request.method == "POST" else None)
+    form = storage_forms.RepositoryCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
         require_perm(request, "inventory.add_repository")
     if request.method == "POST" and form.is_valid():
@@ -204,12 +205,12 @@ def repository_detail(request: HttpRequest, repo_id: int) -> HttpResponse:
         "templates": [vm for vm in vms if vm.status == VmStatus.TEMPLATE],
         "vm_files": [vm for vm in vms if vm.status != VmStatus.TEMPLATE],
         "appliances": repo.appliances.prefetch_related("vms__disks"),
-        "upload_form": web_forms.IsoUploadForm(),
-        "import_form": web_forms.IsoImportForm(),
-        "appliance_form": web_forms.ApplianceImportForm(),
-        "disk_form": web_forms.DiskCreateForm(request.POST if request.method == "POST" else None)
+        "upload_form": storage_forms.IsoUploadForm(),
+        "import_form": storage_forms.IsoImportForm(),
+        "appliance_form": storage_forms.ApplianceImportForm(),
+        "disk_form": storage_forms.DiskCreateForm(request.POST if request.method == "POST" else None)
         if request.method == "POST"
-        else web_forms.DiskCreateForm(),
+        else storage_forms.DiskCreateForm(),
         "tab": request.GET.get("tab", "isos"),
     }
     return render_page(request, "web/repositories/detail.html", context, section="repositories")
@@ -234,7 +235,7 @@ def repository_refresh(request: HttpRequest, repo_id: int) -> HttpResponse:
 def iso_upload(request: HttpRequest, repo_id: int) -> HttpResponse:
     """Multipart upload (the page sends it with XHR to show progress); answers JSON for XHR."""
     repo = get_object_or_404(Repository, pk=repo_id)
-    form = web_forms.IsoUploadForm(request.POST, request.FILES)
+    form = storage_forms.IsoUploadForm(request.POST, request.FILES)
     wants_json = request.headers.get("Accept", "").startswith("application/json")
     if form.is_valid():
         upload = form.cleaned_data["file"]
@@ -269,7 +270,7 @@ def appliance_import(request: HttpRequest, repo_id: int) -> HttpResponse:
     """Import a virtual appliance (OVA upload, sent with XHR for progress, or a URL) into the
     repository's Assemblies/; answers JSON for XHR."""
     repo = get_object_or_404(Repository, pk=repo_id)
-    form = web_forms.ApplianceImportForm(request.POST, request.FILES)
+    form = storage_forms.ApplianceImportForm(request.POST, request.FILES)
     wants_json = request.headers.get("Accept", "").startswith("application/json")
     if form.is_valid():
         d = form.cleaned_data
@@ -324,7 +325,7 @@ def appliance_delete(request: HttpRequest, appliance_id: int) -> HttpResponse:
 @require_POST
 def iso_import(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
-    form = web_forms.IsoImportForm(request.POST)
+    form = storage_forms.IsoImportForm(request.POST)
     if form.is_valid():
         ui.call_service(
             request,
@@ -340,7 +341,7 @@ def iso_import(request: HttpRequest, repo_id: int) -> HttpResponse:
 @needs("inventory.add_virtualdisk")
 def disk_create(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
-    form = web_forms.DiskCreateForm(request.POST if request.method == "POST" else None)
+    form = storage_forms.DiskCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         ok, job = ui.call_service(
@@ -349,7 +350,7 @@ def disk_create(request: HttpRequest, repo_id: int) -> HttpResponse:
                 user=request.user,
                 repository=repo,
                 name=d["name"],
-                size_bytes=int(d["size_gib"] * web_forms.GIB),
+                size_bytes=int(d["size_gib"] * storage_forms.GIB),
                 sparse=d["sparse"],
                 shareable=d["shareable"],
             ),
@@ -370,8 +371,8 @@ def disk_create(request: HttpRequest, repo_id: int) -> HttpResponse:
 @needs("inventory.view_network")
 def network_list(request: HttpRequest) -> HttpResponse:
     mac = MacAddressRange.objects.filter(pk=1).first()
-    net_form = web_forms.NetworkCreateForm(request.POST if request.POST.get("form") == "network" else None)
-    mac_form = web_forms.MacRangeForm(
+    net_form = infra_forms.NetworkCreateForm(request.POST if request.POST.get("form") == "network" else None)
+    mac_form = infra_forms.MacRangeForm(
         request.POST if request.POST.get("form") == "mac" else None,
         initial={"start": mac.start, "end": mac.end}
         if mac

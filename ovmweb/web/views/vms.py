@@ -22,8 +22,9 @@ from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VmAction
 from ovmweb.inventory.models import Server, ServerPool, VirtualMachine, VmDiskSlot, Vnic
 
-from .. import forms as web_forms
 from .. import selectors, ui
+from ..forms import vm_operations as operation_forms
+from ..forms import vms as vm_forms
 from .common import int_or_none, render_page
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -206,7 +207,7 @@ def _selected_url(vm) -> str:
 @login_required
 def vm_migrate(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "migrate")
-    form = web_forms.MigrateForm(request.POST if request.method == "POST" else None, vm=vm)
+    form = operation_forms.MigrateForm(request.POST if request.method == "POST" else None, vm=vm)
     if request.method == "POST" and form.is_valid():
         ok, job = ui.call_service(
             request,
@@ -252,7 +253,7 @@ def vm_clone(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "clone")
     as_template = request.GET.get("as_template") == "1"
     initial = {"name": f"{vm.name}-{'template' if as_template else 'clone'}", "as_template": as_template}
-    form = web_forms.CloneForm(request.POST if request.method == "POST" else None, vm=vm, initial=initial)
+    form = operation_forms.CloneForm(request.POST if request.method == "POST" else None, vm=vm, initial=initial)
     notes = [_("A simple clone does not copy an attached ISO (CD-ROM)."), CUSTOMIZERS_NOTE]
     if vm.status == "RUNNING":
         notes.append(
@@ -286,7 +287,7 @@ def vm_clone(request: HttpRequest, vm_id: int) -> HttpResponse:
 @login_required
 def vm_backup(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "backup")
-    form = web_forms.BackupForm(request.POST if request.method == "POST" else None)
+    form = operation_forms.BackupForm(request.POST if request.method == "POST" else None)
     notes = [
         _("The backup is a virtual machine named “%(vm)s-backup-<UTC date and time>”, left stopped.") % {"vm": vm.name}
     ]
@@ -318,7 +319,7 @@ def vm_backup(request: HttpRequest, vm_id: int) -> HttpResponse:
 @login_required
 def vm_move(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "move")
-    form = web_forms.MoveForm(request.POST if request.method == "POST" else None, vm=vm)
+    form = operation_forms.MoveForm(request.POST if request.method == "POST" else None, vm=vm)
     return _action_form_page(
         request,
         vm,
@@ -347,7 +348,7 @@ def vm_move(request: HttpRequest, vm_id: int) -> HttpResponse:
 @login_required
 def vm_export(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "export")
-    form = web_forms.ConfirmForm(request.POST if request.method == "POST" else None)
+    form = operation_forms.ConfirmForm(request.POST if request.method == "POST" else None)
     where = f"{vm.repository.path}/Assemblies/" if vm.repository else _("(no repository)")
     return _action_form_page(
         request,
@@ -378,7 +379,7 @@ def vm_export(request: HttpRequest, vm_id: int) -> HttpResponse:
 def vm_messages(request: HttpRequest, vm_id: int) -> HttpResponse:
     """Send key/value messages into a running guest (seed 7.10): one job per message."""
     vm = access_vm(request, vm_id, "message")
-    formset = web_forms.MessageFormSet(request.POST if request.method == "POST" else None, prefix="msg")
+    formset = operation_forms.MessageFormSet(request.POST if request.method == "POST" else None, prefix="msg")
     if request.method == "POST" and formset.is_valid():
         rows = [(i, f.cleaned_data) for i, f in enumerate(formset.forms) if f.has_changed() and not f.is_blank()]
         batch = [{"key": d["key"], "value": d["value"], "hidden": d["hidden"], "log": d["log"]} for _i, d in rows]
@@ -426,17 +427,17 @@ def _message_errors(formset, rows, exc: ValidationError) -> None:
 
 @login_required
 def vm_create_start(request: HttpRequest) -> HttpResponse:
-    return render_page(request, "web/vms/create_start.html", {"sources": web_forms.SOURCES}, section="servers")
+    return render_page(request, "web/vms/create_start.html", {"sources": vm_forms.SOURCES}, section="servers")
 
 
 @login_required
 def vm_create(request: HttpRequest, source: str) -> HttpResponse:
-    if source not in web_forms.SOURCE_KINDS:
+    if source not in vm_forms.SOURCE_KINDS:
         raise Http404
-    form = web_forms.VmCreateForm(
+    form = vm_forms.VmCreateForm(
         request.POST if request.method == "POST" else None,
         source=source,
-        initial=web_forms.VmCreateForm.initial_from(source, request.GET),
+        initial=vm_forms.VmCreateForm.initial_from(source, request.GET),
     )
     if request.method == "POST" and form.is_valid():
         kwargs = form.service_kwargs()
@@ -444,20 +445,20 @@ def vm_create(request: HttpRequest, source: str) -> HttpResponse:
             request,
             lambda: services("vms").vm_create(user=request.user, **kwargs),
             form=form,
-            field_map=web_forms.VmCreateForm.SERVICE_FIELD_MAP | {"source": form.source_field},
+            field_map=vm_forms.VmCreateForm.SERVICE_FIELD_MAP | {"source": form.source_field},
         )
         if ok:
             messages.success(request, _("Virtual machine %(vm)s created.") % {"vm": vm.name})
             return redirect(reverse("web:vm_list") + f"?selected={vm.pk}&q={vm.name}")
     return render_page(
-        request, "web/vms/create.html", {"form": form, "source": web_forms.SOURCE_KINDS[source]}, section="servers"
+        request, "web/vms/create.html", {"form": form, "source": vm_forms.SOURCE_KINDS[source]}, section="servers"
     )
 
 
 @login_required
 def vm_edit(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "change")
-    form = web_forms.VmEditForm(request.POST if request.method == "POST" else None, vm=vm)
+    form = vm_forms.VmEditForm(request.POST if request.method == "POST" else None, vm=vm)
     if request.method == "POST" and form.is_valid():
         changes = form.changes()
         if not changes:
@@ -478,8 +479,8 @@ def vm_edit(request: HttpRequest, vm_id: int) -> HttpResponse:
     context = {
         "vm": vm,
         "form": form,
-        "vnic_form": web_forms.VnicAddForm(vm=vm),
-        "disk_form": web_forms.DiskAttachForm(vm=vm),
+        "vnic_form": vm_forms.VnicAddForm(vm=vm),
+        "disk_form": vm_forms.DiskAttachForm(vm=vm),
         "pending": _pending_rows(vm),
     }
     return render_page(request, "web/vms/edit.html", context, section="servers")
@@ -500,7 +501,7 @@ def _pending_rows(vm: VirtualMachine) -> list[dict]:
 @require_POST
 def vnic_add(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "change")
-    form = web_forms.VnicAddForm(request.POST, vm=vm)
+    form = vm_forms.VnicAddForm(request.POST, vm=vm)
     if form.is_valid():
         ui.call_service(
             request,
@@ -546,7 +547,7 @@ def vnic_delete(request: HttpRequest, vnic_id: int) -> HttpResponse:
 @require_POST
 def disk_attach(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "change")
-    form = web_forms.DiskAttachForm(request.POST, vm=vm)
+    form = vm_forms.DiskAttachForm(request.POST, vm=vm)
     if form.is_valid():
         d = form.cleaned_data
         ui.call_service(
