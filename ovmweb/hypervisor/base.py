@@ -1,8 +1,8 @@
 """The Driver interface: everything ovmweb asks of a hypervisor server.
 
 Methods take and return the dataclasses below and raise only ``DriverError``
-subclasses. ``ovmweb/hypervisor/libvirt.py`` is the one implementation and the
-only module that imports libvirt. Drivers hold connections; models never do.
+subclasses. ``ovmweb/hypervisor/libvirt/`` is the one implementation and the
+only package that imports libvirt. Drivers hold connections; models never do.
 """
 
 from __future__ import annotations

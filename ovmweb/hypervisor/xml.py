@@ -107,17 +107,14 @@ def _inputs(devices: ET.Element, mouse_device: str) -> None:
     _sub(devices, "input", type="keyboard", bus="ps2")
 
 
-def domain_xml(spec: DomainSpec) -> str:  # noqa: C901
-    """The persistent domain definition for ``spec``."""
+def _check_domain_type(spec: DomainSpec) -> None:
     if spec.domain_type not in ("HVM", "PVHVM", "PVM"):
         raise ValueError(f"domain type {spec.domain_type} cannot run on an x86 libvirt server")
     if spec.domain_type == "PVM" and not spec.kernel:
         raise ValueError("a PVM guest needs a kernel (direct kernel boot)")
-    root = ET.Element("domain", type=spec.virt_type)
-    _sub(root, "name", spec.name)
-    _sub(root, "uuid", spec.uuid)
-    if spec.description:
-        _sub(root, "description", spec.description)
+
+
+def _resources(root: ET.Element, spec: DomainSpec) -> None:
     _sub(root, "memory", spec.max_memory_mib * 1024, unit="KiB")
     _sub(root, "currentMemory", spec.memory_mib * 1024, unit="KiB")
     if spec.huge_pages:
@@ -129,6 +126,8 @@ def domain_xml(spec: DomainSpec) -> str:  # noqa: C901
         for vcpu in range(spec.max_vcpus):
             _sub(tune, "vcpupin", vcpu=vcpu, cpuset=spec.cpu_pinning)
 
+
+def _os(root: ET.Element, spec: DomainSpec) -> None:
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
     if spec.domain_type == "PVM":
@@ -148,16 +147,18 @@ def domain_xml(spec: DomainSpec) -> str:  # noqa: C901
     _sub(root, "on_reboot", "restart")
     _sub(root, "on_crash", "destroy")
 
-    devices = _sub(root, "devices")
+
+def _disks(devices: ET.Element, spec: DomainSpec) -> None:
     counters: dict[str, int] = {}
     for disk, bus in zip(spec.disks, disk_buses(spec), strict=False):
         prefix = _DEV_PREFIX[bus]
         index = counters.get(prefix, 0)
         counters[prefix] = index + 1
         _disk(devices, disk, bus, _dev_name(prefix, index))
-    for nic in spec.nics:
-        _nic(devices, spec, nic)
 
+
+def _consoles(devices: ET.Element, spec: DomainSpec) -> None:
+    """The serial console (TCP on loopback at the allocated port, else a pty) and the messages channel."""
     if spec.serial_port:
         serial = _sub(devices, "serial", type="tcp")
         _sub(serial, "source", mode="bind", host="127.0.0.1", service=spec.serial_port)
@@ -172,19 +173,41 @@ def domain_xml(spec: DomainSpec) -> str:  # noqa: C901
         _sub(serial, "target", port=0)
         console = _sub(devices, "console", type="pty")
         _sub(console, "target", type="serial", port=0)
-
     if spec.messages_channel:
         channel = _sub(devices, "channel", type="unix")
         _sub(channel, "source", mode="bind")
         _sub(channel, "target", type="virtio", name=MESSAGES_CHANNEL)
 
-    _inputs(devices, spec.mouse_device)
+
+def _display(devices: ET.Element, spec: DomainSpec) -> None:
+    # force-shared: QEMU ignores a client's ClientInit asking for exclusive access,
+    # which would disconnect every other console of the VM (another user's, a viewer's).
+    vnc = {"type": "vnc", "listen": "127.0.0.1", "keymap": spec.keymap, "sharePolicy": "force-shared"}
     if spec.vnc_port:
-        _sub(devices, "graphics", type="vnc", port=spec.vnc_port, autoport="no", listen="127.0.0.1", keymap=spec.keymap)
+        _sub(devices, "graphics", port=spec.vnc_port, autoport="no", **vnc)
     else:
-        _sub(devices, "graphics", type="vnc", autoport="yes", listen="127.0.0.1", keymap=spec.keymap)
+        _sub(devices, "graphics", autoport="yes", **vnc)
     video = _sub(devices, "video")
     _sub(video, "model", type="vga")
+
+
+def domain_xml(spec: DomainSpec) -> str:
+    """The persistent domain definition for ``spec``."""
+    _check_domain_type(spec)
+    root = ET.Element("domain", type=spec.virt_type)
+    _sub(root, "name", spec.name)
+    _sub(root, "uuid", spec.uuid)
+    if spec.description:
+        _sub(root, "description", spec.description)
+    _resources(root, spec)
+    _os(root, spec)
+    devices = _sub(root, "devices")
+    _disks(devices, spec)
+    for nic in spec.nics:
+        _nic(devices, spec, nic)
+    _consoles(devices, spec)
+    _inputs(devices, spec.mouse_device)
+    _display(devices, spec)
     if spec.domain_type != "HVM":
         _sub(devices, "memballoon", model="virtio")
     return ET.tostring(root, encoding="unicode")

@@ -1,0 +1,114 @@
+"""Guest messages: key/value pairs to the guest agent over the domain's virtio-serial channel.
+
+The protocol is one line per request and per answer (scripts/build-tiny-guest.sh):
+``SET <rid> <key> <base64 value>`` -> ``ACK <rid> <key> ok|ignored`` or ``ERR <rid> <key> <reason>``,
+after a ``PING <rid>`` that proves the agent listens. libvirt's channel
+stream carries it, so it works over any transport the connection uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid as uuidlib
+
+import libvirt
+
+from ovmweb.errors import OperationFailed
+
+from .. import xml as xmlbuild
+from ..base import AgentTimeout
+from .connection import Connection, errors
+
+_AGAIN = -2  # a non-blocking stream's "would block"
+
+
+def _request_id() -> str:
+    return uuidlib.uuid4().hex[:8]
+
+
+class _Channel:
+    """A non-blocking libvirt stream spoken to one line at a time."""
+
+    def __init__(self, stream, timeout: float):
+        self.stream = stream
+        self.timeout = timeout
+        self.buffer = bytearray()
+
+    def send_line(self, frame: str) -> None:
+        data = (frame + "\n").encode()
+        while data:
+            sent = self.stream.send(data)
+            if sent == _AGAIN:
+                time.sleep(0.01)
+                continue
+            data = data[sent:]
+
+    def _answer_in_buffer(self, rid: str) -> list[str] | None:
+        while b"\n" in self.buffer:
+            line, _, rest = bytes(self.buffer).partition(b"\n")
+            self.buffer[:] = rest
+            parts = line.decode(errors="replace").split()
+            if len(parts) >= 2 and parts[1] == rid:
+                return parts
+            # A line for an earlier request (answered after its client left): stale.
+        return None
+
+    def _receive(self) -> None:
+        chunk = self.stream.recv(4096)
+        if chunk == _AGAIN:
+            time.sleep(0.02)
+            return
+        if not chunk:
+            raise OperationFailed("the messages channel closed (is the VM running?)")
+        self.buffer.extend(chunk)
+
+    def request(self, frame: str, rid: str) -> list[str]:
+        """Send ``frame`` and return the words of the answer to ``rid``."""
+        self.send_line(frame)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            parts = self._answer_in_buffer(rid)
+            if parts is not None:
+                return parts
+            if time.monotonic() > deadline:
+                raise AgentTimeout("the guest agent did not answer")
+            self._receive()
+
+    def close(self) -> None:
+        try:
+            self.stream.finish()
+        except libvirt.libvirtError:
+            try:
+                self.stream.abort()
+            except libvirt.libvirtError:
+                pass
+
+
+def _exchange(channel: _Channel, messages: list[tuple[str, str]]) -> dict[str, str]:
+    rid = _request_id()
+    channel.request(f"PING {rid}", rid)
+    results = {}
+    for key, value in messages:
+        rid = _request_id()
+        b64 = base64.b64encode(value.encode()).decode()
+        parts = channel.request(f"SET {rid} {key} {b64}", rid)
+        if parts[0] != "ACK":
+            raise OperationFailed(f"the guest refused {key}: {' '.join(parts[3:])}")
+        results[key] = parts[3] if len(parts) > 3 else "ok"
+    return results
+
+
+class MessagesMixin(Connection):
+    def send_messages(self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0) -> dict[str, str]:
+        """Talk to the guest agent through libvirt's channel stream (works over any transport)."""
+        dom = self._domain(uuid)
+        with errors(f"opening the messages channel of {uuid}"):
+            stream = self._conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+            dom.openChannel(xmlbuild.MESSAGES_CHANNEL, stream, libvirt.VIR_DOMAIN_CHANNEL_FORCE)
+        channel = _Channel(stream, timeout)
+        try:
+            with errors(f"messages to {uuid}"):
+                return _exchange(channel, messages)
+        finally:
+            channel.close()
