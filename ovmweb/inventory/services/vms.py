@@ -260,7 +260,7 @@ def _ensure_storage_reachable(*, repositories, pool: ServerPool | None) -> None:
             )
 
 
-def vm_create(  # noqa: C901
+def vm_create(
     *,
     user,
     name: str,
@@ -287,30 +287,19 @@ def vm_create(  # noqa: C901
         raise ValidationError({k: [_("Unknown field.")] for k in sorted(unknown)})
     kind = (source or {}).get("kind", "")
     rules.check_install_source(domain_type=domain_type, kind=kind, url=(source or {}).get("url", ""))
+    sizing = {"vcpus": vcpus, "max_vcpus": max_vcpus, "memory_mib": memory_mib, "max_memory_mib": max_memory_mib}
     if kind in (rules.SourceKind.TEMPLATE, rules.SourceKind.CLONE):
-        origin = source.get("template") if kind == rules.SourceKind.TEMPLATE else source.get("vm")
-        if not isinstance(origin, VirtualMachine):
-            raise ValidationError({"source": [_("Name the virtual machine or template to copy.")]})
-        if kind == rules.SourceKind.TEMPLATE and origin.status != VmStatus.TEMPLATE:
-            raise ValidationError({"source": [_("%(vm)s is not a template.") % {"vm": origin.name}]})
-        vcpus, memory_mib = vcpus or origin.vcpus, memory_mib or origin.memory_mib
-        vm, _job = _clone(
-            vm=origin,
+        return _create_from_copy(
             user=user,
             name=name,
             server_pool=server_pool,
-            as_template=False,
-            overrides={
-                "domain_type": domain_type,
-                "os_type": os_type,
-                "vcpus": vcpus,
-                "max_vcpus": max_vcpus or max(vcpus, origin.max_vcpus),
-                "memory_mib": memory_mib,
-                "max_memory_mib": max_memory_mib or max(memory_mib, origin.max_memory_mib),
-                **fields,
-            },
+            kind=kind,
+            source=source,
+            domain_type=domain_type,
+            os_type=os_type,
+            fields=fields,
+            **sizing,
         )
-        return vm
     if kind == rules.SourceKind.APPLIANCE:
         return _create_from_appliance(
             user=user,
@@ -319,14 +308,91 @@ def vm_create(  # noqa: C901
             repository=repository,
             domain_type=domain_type,
             os_type=os_type,
-            vcpus=vcpus,
-            max_vcpus=max_vcpus,
-            memory_mib=memory_mib,
-            max_memory_mib=max_memory_mib,
             appliance_vm=source.get("appliance_vm"),
             vnics=vnics,
             fields=fields,
+            **sizing,
         )
+    return _create_installed(
+        user=user,
+        name=name,
+        server_pool=server_pool,
+        repository=repository,
+        domain_type=domain_type,
+        os_type=os_type,
+        kind=kind,
+        source=source,
+        disks=disks,
+        vnics=vnics,
+        boot_order=boot_order,
+        fields=fields,
+        **sizing,
+    )
+
+
+def _create_from_copy(
+    *,
+    user,
+    name,
+    server_pool,
+    kind,
+    source,
+    domain_type,
+    os_type,
+    vcpus,
+    max_vcpus,
+    memory_mib,
+    max_memory_mib,
+    fields,
+) -> VirtualMachine:
+    """A VM copied from a template or another VM (its disks by a ``vm.clone`` job); vCPUs and
+    memory default to the origin's, their maxima to at least the origin's."""
+    origin = source.get("template") if kind == rules.SourceKind.TEMPLATE else source.get("vm")
+    if not isinstance(origin, VirtualMachine):
+        raise ValidationError({"source": [_("Name the virtual machine or template to copy.")]})
+    if kind == rules.SourceKind.TEMPLATE and origin.status != VmStatus.TEMPLATE:
+        raise ValidationError({"source": [_("%(vm)s is not a template.") % {"vm": origin.name}]})
+    vcpus, memory_mib = vcpus or origin.vcpus, memory_mib or origin.memory_mib
+    vm, _job = _clone(
+        vm=origin,
+        user=user,
+        name=name,
+        server_pool=server_pool,
+        as_template=False,
+        overrides={
+            "domain_type": domain_type,
+            "os_type": os_type,
+            "vcpus": vcpus,
+            "max_vcpus": max_vcpus or max(vcpus, origin.max_vcpus),
+            "memory_mib": memory_mib,
+            "max_memory_mib": max_memory_mib or max(memory_mib, origin.max_memory_mib),
+            **fields,
+        },
+    )
+    return vm
+
+
+def _create_installed(
+    *,
+    user,
+    name,
+    server_pool,
+    repository,
+    domain_type,
+    os_type,
+    kind,
+    source,
+    disks,
+    vnics,
+    boot_order,
+    vcpus,
+    max_vcpus,
+    memory_mib,
+    max_memory_mib,
+    fields,
+) -> VirtualMachine:
+    """A VM installed from an ISO or a PVM URL, or with no source: no job, its disks are
+    existing virtual disks or new empty ones."""
     vcpus = vcpus or 1
     memory_mib = memory_mib or 512
 
@@ -357,42 +423,59 @@ def vm_create(  # noqa: C901
             pvm_boot_url=cfg["pvm_boot_url"],
             **{k: v for k, v in fields.items() if k != "pvm_boot_url"},
         )
-        if kind == rules.SourceKind.ISO:
-            iso = source.get("iso")
-            if not isinstance(iso, IsoFile):
-                raise ValidationError({"source": [_("Name the ISO file to install from.")]})
-            if not _iso_reachable(iso, server_pool):
-                raise ValidationError(
-                    {"source": [_("ISO %(iso)s is in a repository this server pool cannot see.") % {"iso": iso.name}]}
-                )
-            vm.origin = f"iso:{iso.name}"
-            vm.boot_order = boot_order or ["cdrom", "disk"]
-        elif kind == rules.SourceKind.PVM_URL:
-            vm.origin = cfg["pvm_boot_url"]
-            vm.boot_order = boot_order or ["disk"]
-        else:
-            vm.boot_order = boot_order or ["disk"]
+        _set_install_source(vm, kind=kind, source=source, server_pool=server_pool, boot_order=boot_order)
         vm.full_clean()
         vm.save()
-        slot = 0
-        for item, disk_bus in zip(disks, disk_buses, strict=False):
-            disk = item.get("virtual_disk")
-            if disk is None:
-                disk = _new_disk(user=user, spec=item.get("new") or {}, default_repository=repository)
-            if not isinstance(disk, VirtualDisk):
-                raise ValidationError({"disks": [_("Each disk is an existing virtual disk or a new one.")]})
-            VmDiskSlot.objects.create(vm=vm, slot=slot, kind=DiskSlotKind.DISK, virtual_disk=disk, bus=disk_bus)
-            slot += 1
+        slot = _create_disk_slots(vm, user=user, disks=disks, disk_buses=disk_buses, repository=repository)
         if kind == rules.SourceKind.ISO:
             # HVM boots the ISO from an emulated CD-ROM; PVHVM too (BIOS boot).
             VmDiskSlot.objects.create(vm=vm, slot=slot, kind=DiskSlotKind.CDROM, iso=source["iso"], bus="sata")
-        from .vnics import vnic_create
-
-        for item in vnics:
-            vnic_create(vm=vm, user=user, network=item.get("network"), model=item.get("model"))
+        _create_vnics(vm, user=user, vnics=vnics)
         event_record(obj=vm, type="vm.create", text=_("Virtual machine %(vm)s created.") % {"vm": vm.name}, user=user)
         publish("vm", vm_payload(vm))
     return vm
+
+
+def _set_install_source(
+    vm: VirtualMachine, *, kind: str, source: dict, server_pool: ServerPool | None, boot_order: list[str] | None
+) -> None:
+    """The origin and boot order of a new VM, from its install source (an ISO the pool must see)."""
+    if kind == rules.SourceKind.ISO:
+        iso = source.get("iso")
+        if not isinstance(iso, IsoFile):
+            raise ValidationError({"source": [_("Name the ISO file to install from.")]})
+        if not _iso_reachable(iso, server_pool):
+            raise ValidationError(
+                {"source": [_("ISO %(iso)s is in a repository this server pool cannot see.") % {"iso": iso.name}]}
+            )
+        vm.origin = f"iso:{iso.name}"
+        vm.boot_order = boot_order or ["cdrom", "disk"]
+    elif kind == rules.SourceKind.PVM_URL:
+        vm.origin = vm.pvm_boot_url
+        vm.boot_order = boot_order or ["disk"]
+    else:
+        vm.boot_order = boot_order or ["disk"]
+
+
+def _create_disk_slots(vm: VirtualMachine, *, user, disks, disk_buses: list[str], repository) -> int:
+    """Slots 0.. of a new VM, one per disk (an existing one or a new one); returns the next free slot."""
+    slot = 0
+    for item, disk_bus in zip(disks, disk_buses, strict=False):
+        disk = item.get("virtual_disk")
+        if disk is None:
+            disk = _new_disk(user=user, spec=item.get("new") or {}, default_repository=repository)
+        if not isinstance(disk, VirtualDisk):
+            raise ValidationError({"disks": [_("Each disk is an existing virtual disk or a new one.")]})
+        VmDiskSlot.objects.create(vm=vm, slot=slot, kind=DiskSlotKind.DISK, virtual_disk=disk, bus=disk_bus)
+        slot += 1
+    return slot
+
+
+def _create_vnics(vm: VirtualMachine, *, user, vnics) -> None:
+    from .vnics import vnic_create
+
+    for item in vnics:
+        vnic_create(vm=vm, user=user, network=item.get("network"), model=item.get("model"))
 
 
 def _create_from_appliance(
@@ -457,10 +540,7 @@ def _create_from_appliance(
         )
         vm.full_clean()
         vm.save()
-        from .vnics import vnic_create
-
-        for item in vnics:
-            vnic_create(vm=vm, user=user, network=item.get("network"), model=item.get("model"))
+        _create_vnics(vm, user=user, vnics=vnics)
         event_record(
             obj=vm,
             type="vm.create",
@@ -625,7 +705,7 @@ def vm_revert_hot_change(
 # --------------------------------------------------------------------------
 
 
-def vm_migrate(  # noqa: C901
+def vm_migrate(
     *,
     vm: VirtualMachine,
     user,
@@ -641,81 +721,113 @@ def vm_migrate(  # noqa: C901
     with transaction.atomic():
         current = _lock_row(vm)
         if current.status == VmStatus.STOPPED:
-            if target_server is not None:
-                raise ValidationError(
-                    {
-                        "target_server": [
-                            _(
-                                "A stopped virtual machine migrates to a server pool; "
-                                "it is placed on a server when it starts."
-                            )
-                        ]
-                    }
-                )
-            rules.check_cold_migration(vm=current, target_pool=target_pool)
-            job = job_submit(
-                operation="vm.migrate",
-                summary=_("Migrate virtual machine %(vm)s to %(pool)s")
-                % {"vm": current.name, "pool": target_pool.name if target_pool else _("unassigned")},
-                user=user,
-                target=current,
-                lock=[current],
-                params={"vm_id": current.pk, "target_pool_id": target_pool.pk if target_pool else None},
-            )
-            return job
-        _check_action(current, VmAction.MIGRATE)
-        if target_pool is not None and target_pool.pk != current.server_pool_id:
-            raise Conflict(
-                _("Live migration stays within one server pool; stop '%(vm)s' to move it to %(pool)s.")
-                % {"vm": current.name, "pool": target_pool.name}
-            )
-        if current.server is None:
-            raise Conflict(_("'%(vm)s' runs on no known server.") % {"vm": current.name})
-        from .placement import check_server, choose_server
-
-        storage = rules.needs_storage_migration(current)
-        if storage:
-            if target_server is None and target_repository is not None and target_repository.server_id:
-                target_server = target_repository.server
-            if target_server is None:
-                raise ValidationError(
-                    {
-                        "target_server": [
-                            _(
-                                "'%(vm)s' lives in a local repository: name the server "
-                                "(or its repository) to migrate it to."
-                            )
-                            % {"vm": current.name}
-                        ]
-                    }
-                )
-            if target_repository is None:
-                from ..choices import RepositoryKind
-                from ..models import Repository
-
-                target_repository = (
-                    Repository.objects.filter(kind=RepositoryKind.LOCAL, server=target_server).order_by("pk").first()
-                )
-            rules.check_storage_migration(vm=current, target=target_server, target_repository=target_repository)
-            check_server(vm=current, server=target_server, ha_failover=ha_failover, repository=target_repository)
-        elif target_server is None:
-            target_server = choose_server(vm=current, exclude=[current.server], ha_failover=ha_failover)
-        else:
-            check_server(vm=current, server=target_server, ha_failover=ha_failover)
-        rules.check_live_migration(vm=current, source=current.server, target=target_server)
-        params = {"vm_id": current.pk, "target_server_id": target_server.pk, "storage_migration": storage}
-        if storage:
-            params["target_repository_id"] = target_repository.pk
-        job = job_submit(
-            operation="vm.migrate",
-            summary=_("Live-migrate virtual machine %(vm)s to %(server)s")
-            % {"vm": current.name, "server": target_server.name},
+            return _migrate_cold(current, user=user, target_server=target_server, target_pool=target_pool)
+        return _migrate_live(
+            current,
             user=user,
-            target=current,
-            lock=[current],
-            params=params,
+            target_server=target_server,
+            target_pool=target_pool,
+            ha_failover=ha_failover,
+            target_repository=target_repository,
         )
-    return job
+
+
+def _migrate_cold(
+    current: VirtualMachine, *, user, target_server: Server | None, target_pool: ServerPool | None
+) -> Job:
+    """A stopped VM goes to ``target_pool`` (or none), and onto a server there when it starts."""
+    if target_server is not None:
+        raise ValidationError(
+            {
+                "target_server": [
+                    _("A stopped virtual machine migrates to a server pool; it is placed on a server when it starts.")
+                ]
+            }
+        )
+    rules.check_cold_migration(vm=current, target_pool=target_pool)
+    return job_submit(
+        operation="vm.migrate",
+        summary=_("Migrate virtual machine %(vm)s to %(pool)s")
+        % {"vm": current.name, "pool": target_pool.name if target_pool else _("unassigned")},
+        user=user,
+        target=current,
+        lock=[current],
+        params={"vm_id": current.pk, "target_pool_id": target_pool.pk if target_pool else None},
+    )
+
+
+def _migrate_live(
+    current: VirtualMachine,
+    *,
+    user,
+    target_server: Server | None,
+    target_pool: ServerPool | None,
+    ha_failover: bool,
+    target_repository,
+) -> Job:
+    """A running VM moves to another server of its pool, with its disks if they are local."""
+    _check_action(current, VmAction.MIGRATE)
+    if target_pool is not None and target_pool.pk != current.server_pool_id:
+        raise Conflict(
+            _("Live migration stays within one server pool; stop '%(vm)s' to move it to %(pool)s.")
+            % {"vm": current.name, "pool": target_pool.name}
+        )
+    if current.server is None:
+        raise Conflict(_("'%(vm)s' runs on no known server.") % {"vm": current.name})
+    from .placement import check_server, choose_server
+
+    storage = rules.needs_storage_migration(current)
+    if storage:
+        target_server, target_repository = _storage_migration_target(
+            current, target_server=target_server, target_repository=target_repository, ha_failover=ha_failover
+        )
+    elif target_server is None:
+        target_server = choose_server(vm=current, exclude=[current.server], ha_failover=ha_failover)
+    else:
+        check_server(vm=current, server=target_server, ha_failover=ha_failover)
+    rules.check_live_migration(vm=current, source=current.server, target=target_server)
+    params = {"vm_id": current.pk, "target_server_id": target_server.pk, "storage_migration": storage}
+    if storage:
+        params["target_repository_id"] = target_repository.pk
+    return job_submit(
+        operation="vm.migrate",
+        summary=_("Live-migrate virtual machine %(vm)s to %(server)s")
+        % {"vm": current.name, "server": target_server.name},
+        user=user,
+        target=current,
+        lock=[current],
+        params=params,
+    )
+
+
+def _storage_migration_target(
+    current: VirtualMachine, *, target_server: Server | None, target_repository, ha_failover: bool
+) -> tuple[Server, Any]:
+    """The server and repository a VM on local storage migrates to, with its disks: the server
+    must be named (or be the one of the named repository); the repository defaults to the
+    server's first local one."""
+    from .placement import check_server
+
+    if target_server is None and target_repository is not None and target_repository.server_id:
+        target_server = target_repository.server
+    if target_server is None:
+        raise ValidationError(
+            {
+                "target_server": [
+                    _("'%(vm)s' lives in a local repository: name the server (or its repository) to migrate it to.")
+                    % {"vm": current.name}
+                ]
+            }
+        )
+    if target_repository is None:
+        from ..models import Repository
+
+        target_repository = (
+            Repository.objects.filter(kind=RepositoryKind.LOCAL, server=target_server).order_by("pk").first()
+        )
+    rules.check_storage_migration(vm=current, target=target_server, target_repository=target_repository)
+    check_server(vm=current, server=target_server, ha_failover=ha_failover, repository=target_repository)
+    return target_server, target_repository
 
 
 def _customizer_disks(customizer: CloneCustomizer | None) -> list:
@@ -777,42 +889,29 @@ def vm_backup(*, vm: VirtualMachine, user, repository=None) -> Job:
 def _clone(
     *, vm, user, name, server_pool, as_template, overrides, customizer=None, target_repository=None, summary=None
 ):
-    from ..choices import CloneType
-
+    """A new VM copying ``vm``'s configuration and VNICs, and a ``vm.clone`` job copying its
+    disks: each to the customizer's repository for its slot, else to ``target_repository``,
+    else next to the original."""
     with transaction.atomic():
         source = _lock_row(vm)
         if customizer is not None and customizer.vm_id != source.pk:
             raise ValidationError({"customizer": [_("This clone customizer belongs to another virtual machine.")]})
         targets = {d.slot_id: d for d in _customizer_disks(customizer)}
         disk_slots = list(source.disk_slots.filter(kind=DiskSlotKind.DISK))
-        clone_types = [
-            targets[s.pk].clone_type
-            if s.pk in targets
-            else (CloneType.THIN if source.status == VmStatus.RUNNING else CloneType.SPARSE)
-            for s in disk_slots
-        ]
+        clone_types = _clone_types(source, disk_slots, targets)
         rules.check_clone(vm=source, clone_types=clone_types)
         pool = server_pool or source.server_pool
-        chosen = [d.target_repository for d in targets.values()] + ([target_repository] if target_repository else [])
-        kept = [source.repository] if target_repository is None else []
-        kept += [
-            slot.virtual_disk.repository for slot in disk_slots if slot.pk not in targets and target_repository is None
-        ]
-        # Repositories the source already uses are seen by its own pool; another pool may not see them.
-        same_pool = pool is not None and source.server_pool_id == pool.pk
-        _ensure_storage_reachable(repositories=chosen if same_pool else chosen + kept, pool=pool)
-        fields = {f: getattr(source, f) for f in UPDATABLE_FIELDS - {"name", "ha_enabled", "origin"}}
-        fields.update(overrides)
-        _check_config(cfg={**fields}, pool=pool, disk_buses=[s.bus for s in disk_slots])
-        clone = VirtualMachine(
-            name=name,
-            server_pool=pool,
-            repository=target_repository or source.repository,
-            origin=_("clone of %(vm)s") % {"vm": source.name},
-            **fields,
+        _check_clone_storage(
+            source=source, pool=pool, disk_slots=disk_slots, targets=targets, target_repository=target_repository
         )
-        clone.full_clean()
-        clone.save()
+        clone = _clone_row(
+            source=source,
+            name=name,
+            pool=pool,
+            overrides=overrides,
+            disk_slots=disk_slots,
+            target_repository=target_repository,
+        )
         if as_template:
             vm_set_status(
                 vm=clone,
@@ -820,28 +919,9 @@ def _clone(
                 user=user,
                 reason=_("%(vm)s created as a template.") % {"vm": clone.name},
             )
-        plan = []
-        for slot, clone_type in zip(disk_slots, clone_types, strict=False):
-            target_repo = (
-                targets[slot.pk].target_repository
-                if slot.pk in targets
-                else target_repository or slot.virtual_disk.repository
-            )
-            plan.append(
-                {
-                    "slot": slot.slot,
-                    "disk_id": slot.virtual_disk_id,
-                    "bus": slot.bus,
-                    "target_repository_id": target_repo.pk,
-                    "clone_type": clone_type,
-                }
-            )
+        plan = _clone_plan(disk_slots, clone_types, targets=targets, target_repository=target_repository)
         # A simple clone does not copy the CD-ROM (7.6).
-        from .vnics import vnic_create
-
-        net_map = {n.vnic_id: n.network for n in customizer.networks.all()} if customizer else {}
-        for vnic in source.vnics.all():
-            vnic_create(vm=clone, user=user, network=net_map.get(vnic.pk, vnic.network), model=vnic.model)
+        _clone_vnics(source=source, clone=clone, user=user, customizer=customizer)
         event_record(
             obj=clone,
             type="vm.create",
@@ -857,6 +937,88 @@ def _clone(
             params={"vm_id": clone.pk, "source_vm_id": source.pk, "disks": plan},
         )
     return clone, job
+
+
+def _clone_types(source: VirtualMachine, disk_slots: list[VmDiskSlot], targets: dict) -> list[str]:
+    """Each disk's clone type: the customizer's, else thin for a running VM (a hot clone), else sparse."""
+    from ..choices import CloneType
+
+    return [
+        targets[s.pk].clone_type
+        if s.pk in targets
+        else (CloneType.THIN if source.status == VmStatus.RUNNING else CloneType.SPARSE)
+        for s in disk_slots
+    ]
+
+
+def _check_clone_storage(
+    *, source: VirtualMachine, pool: ServerPool | None, disk_slots: list[VmDiskSlot], targets: dict, target_repository
+) -> None:
+    chosen = [d.target_repository for d in targets.values()] + ([target_repository] if target_repository else [])
+    kept = [source.repository] if target_repository is None else []
+    kept += [
+        slot.virtual_disk.repository for slot in disk_slots if slot.pk not in targets and target_repository is None
+    ]
+    # Repositories the source already uses are seen by its own pool; another pool may not see them.
+    same_pool = pool is not None and source.server_pool_id == pool.pk
+    _ensure_storage_reachable(repositories=chosen if same_pool else chosen + kept, pool=pool)
+
+
+def _clone_row(
+    *,
+    source: VirtualMachine,
+    name: str,
+    pool: ServerPool | None,
+    overrides: dict,
+    disk_slots: list[VmDiskSlot],
+    target_repository,
+) -> VirtualMachine:
+    """The clone's own row: the source's configuration with ``overrides``, checked against the rules."""
+    fields = {f: getattr(source, f) for f in UPDATABLE_FIELDS - {"name", "ha_enabled", "origin"}}
+    fields.update(overrides)
+    _check_config(cfg={**fields}, pool=pool, disk_buses=[s.bus for s in disk_slots])
+    clone = VirtualMachine(
+        name=name,
+        server_pool=pool,
+        repository=target_repository or source.repository,
+        origin=_("clone of %(vm)s") % {"vm": source.name},
+        **fields,
+    )
+    clone.full_clean()
+    clone.save()
+    return clone
+
+
+def _clone_plan(
+    disk_slots: list[VmDiskSlot], clone_types: list[str], *, targets: dict, target_repository
+) -> list[dict[str, Any]]:
+    """The ``vm.clone`` job's parameters: where each disk slot's copy goes, and how."""
+    plan = []
+    for slot, clone_type in zip(disk_slots, clone_types, strict=False):
+        target_repo = (
+            targets[slot.pk].target_repository
+            if slot.pk in targets
+            else target_repository or slot.virtual_disk.repository
+        )
+        plan.append(
+            {
+                "slot": slot.slot,
+                "disk_id": slot.virtual_disk_id,
+                "bus": slot.bus,
+                "target_repository_id": target_repo.pk,
+                "clone_type": clone_type,
+            }
+        )
+    return plan
+
+
+def _clone_vnics(*, source: VirtualMachine, clone: VirtualMachine, user, customizer: CloneCustomizer | None) -> None:
+    """One VNIC per VNIC of the source, on the network the customizer names for it, else the same."""
+    from .vnics import vnic_create
+
+    net_map = {n.vnic_id: n.network for n in customizer.networks.all()} if customizer else {}
+    for vnic in source.vnics.all():
+        vnic_create(vm=clone, user=user, network=net_map.get(vnic.pk, vnic.network), model=vnic.model)
 
 
 def vm_move(*, vm: VirtualMachine, user, customizer: CloneCustomizer | None = None, target_repository=None) -> Job:
