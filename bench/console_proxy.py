@@ -341,7 +341,222 @@ def make_vm(target_port: int):
     return user, vm
 
 
-def main() -> None:  # noqa: C901
+def session_cookie(user) -> str:
+    """A Cookie header value logging ``user`` in."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def start_asgi_server(server: str, port: int, var: str) -> subprocess.Popen:
+    """ovmweb's ASGI application under daphne or uvicorn, logging into ``var``/server.log."""
+    command = {
+        "daphne": [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "ovmweb.asgi:application"],
+        "uvicorn": [
+            str(VENV_BIN / "uvicorn"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "websockets",
+            "--no-access-log",
+            "--lifespan",
+            "off",
+            "ovmweb.asgi:application",
+        ],
+    }[server]
+    server_log = open(Path(var) / "server.log", "w")
+    return subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), stdout=server_log, stderr=subprocess.STDOUT)
+
+
+def start_ssh_forward(var: str, forward_port: int, target_port: int) -> subprocess.Popen:
+    """OpenSSH local forward to the target through the loopback sshd (host key pinned)."""
+    ssh_dir = ROOT / "var" / "ssh"
+    ssh_port = int((ssh_dir / "port").read_text())
+    known = Path(var) / "known_hosts"
+    host_key = (ssh_dir / "ssh_host_ed25519_key.pub").read_text().split()
+    known.write_text(f"[127.0.0.1]:{ssh_port} {host_key[0]} {host_key[1]}\n")
+    return subprocess.Popen(
+        [
+            "ssh",
+            "-N",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-i",
+            str(ssh_dir / "id_ed25519"),
+            "-p",
+            str(ssh_port),
+            "-L",
+            f"127.0.0.1:{forward_port}:127.0.0.1:{target_port}",
+            "root@127.0.0.1",
+        ]
+    )
+
+
+def start_websockify(port: int, forward_port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(VENV_BIN / "websockify"), f"127.0.0.1:{port}", f"127.0.0.1:{forward_port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+async def measure_throughput(proxies: tuple[Proxy, ...], rounds: int, length: int) -> dict:
+    """(proxy, direction) -> (median MiB/s, every stream intact)."""
+    for proxy in proxies:
+        await download(proxy, 8 << 20)  # warm up (SSH transport, daphne imports)
+    # Rounds alternate the two proxies, so a burst of load elsewhere on the machine
+    # falls on both; each figure is the median of its rounds.
+    samples: dict[tuple[str, str], list[tuple[float, float, bool]]] = {}
+    for round_no in range(1, rounds + 1):
+        for proxy in proxies:
+            for direction, fn in (("download", download), ("upload", upload)):
+                cpu = cpu_seconds(proxy.pids())
+                elapsed, ok = await fn(proxy, length)
+                cpu = cpu_seconds(proxy.pids()) - cpu
+                rate = length / elapsed / (1 << 20)
+                samples.setdefault((proxy.name, direction), []).append((rate, cpu * (1 << 30) / length, ok))
+                print(
+                    f"round {round_no} {proxy.name:10s} {direction:8s} {length >> 20} MiB: {rate:8.1f} MiB/s "
+                    f"sha256 {'ok' if ok else 'MISMATCH'}, proxy CPU {cpu * (1 << 30) / length:.2f} s/GiB",
+                    flush=True,
+                )
+    results = {}
+    for (name, direction), runs in samples.items():
+        rate = statistics.median(r for r, _, _ in runs)
+        results[(name, direction)] = (rate, all(ok for _, _, ok in runs))
+        print(
+            f"{name:10s} {direction:8s} median of {len(runs)}: {rate:8.1f} MiB/s, proxy CPU "
+            f"{statistics.median(c for _, c, _ in runs):.2f} s/GiB",
+            flush=True,
+        )
+    return results
+
+
+async def measure_rtt(proxies: tuple[Proxy, ...], target_port: int, count: int) -> dict[str, list[float]]:
+    rtts = {"direct": await rtt_tcp(target_port, count)}
+    for proxy in proxies:
+        rtts[proxy.name] = await rtt_ws(proxy, count)
+    for name, samples in rtts.items():
+        print(f"rtt {name:10s} p50={pct(samples, 50):.3f} ms p99={pct(samples, 99):.3f} ms", flush=True)
+    return rtts
+
+
+async def measure_sessions(proxies_and_pids, sessions: int, length: int) -> dict[str, int]:
+    """proxy name -> how many of ``sessions`` concurrent streams arrived intact."""
+    intact = {}
+    for proxy, pids in proxies_and_pids:
+        ok, per_session_kib = await concurrent(proxy, sessions, length, pids)
+        intact[proxy.name] = ok
+        print(
+            f"{proxy.name:10s} {sessions} concurrent sessions x {length >> 10} KiB: {ok} intact, "
+            f"{per_session_kib:.0f} KiB RSS per session",
+            flush=True,
+        )
+    return intact
+
+
+def print_server_errors(var: str) -> None:
+    """Why sessions failed, from the server's side (tracebacks, refusals)."""
+    lines = (Path(var) / "server.log").read_text(errors="replace").splitlines()
+    interesting = [line for line in lines if "Error" in line or "refused" in line or "Traceback" in line]
+    print("server log:", *interesting[:20], sep="\n  ")
+
+
+def print_summary(args, results: dict, rtts: dict, sessions: dict) -> None:
+    ratios = [results[("ovmweb", d)][0] / results[("websockify", d)][0] for d in ("download", "upload")]
+    intact = all(ok for _, ok in results.values())
+    ratio = min(ratios) if intact else 0.0
+    p99_added = pct(rtts["ovmweb"], 99) - pct(rtts["direct"], 99)
+    print(f"ratios download={ratios[0]:.2f} upload={ratios[1]:.2f} streams_intact={intact}")
+    print(f"load average at the end {Path('/proc/loadavg').read_text().split()[0]}")
+    print(f"throughput_ratio={ratio:.2f} p99_added_ms={p99_added:.2f} sessions_ok={sessions['ovmweb']}/{args.sessions}")
+
+
+def stop(procs: list[subprocess.Popen], var: str) -> None:
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if os.environ.get("BENCH_KEEP"):
+        print("kept", var)
+    else:
+        shutil.rmtree(var, ignore_errors=True)
+
+
+def bench(args, var: str, procs: list[subprocess.Popen]) -> None:
+    """Start the target and both proxies (each started process goes into ``procs``), then measure."""
+    from asgiref.sync import sync_to_async
+
+    from ovmweb.consoles import services
+
+    target_port = free_port()
+    procs.append(subprocess.Popen([sys.executable, __file__, "--target", str(target_port)]))
+    user, vm = make_vm(target_port)
+    cookie = session_cookie(user)
+    daphne_port = free_port()
+    daphne = start_asgi_server(args.server, daphne_port, var)
+    procs.append(daphne)
+    # Baseline: OpenSSH local forward to the same sshd (host key pinned), websockify in front.
+    forward_port, wsfy_port = free_port(), free_port()
+    ssh_client = start_ssh_forward(var, forward_port, target_port)
+    procs.append(ssh_client)
+    websockify = start_websockify(wsfy_port, forward_port)
+    procs.append(websockify)
+    for port in (target_port, daphne_port, forward_port, wsfy_port):
+        wait_port(port)
+
+    issue = sync_to_async(lambda: services.ticket_issue(user=user, vm=vm, kind="vnc")[1], thread_sensitive=True)
+
+    async def ovm_url():
+        return f"ws://127.0.0.1:{daphne_port}/ws/console/vnc/{vm.pk}/?ticket={await issue()}"
+
+    async def wsfy_url():
+        return f"ws://127.0.0.1:{wsfy_port}/"
+
+    print(f"ovmweb under {args.server}; load average {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
+    ovm = Proxy(
+        "ovmweb",
+        ovm_url,
+        lambda: {"Origin": f"http://127.0.0.1:{daphne_port}", "Cookie": cookie},
+        pids=lambda: [daphne.pid],
+    )
+    # websockify forks per connection; the OpenSSH client carries the tunnel (sshd is common to both).
+    wsfy = Proxy("websockify", wsfy_url, pids=lambda: process_tree(websockify.pid) + [ssh_client.pid])
+
+    async def run():
+        results = await measure_throughput((ovm, wsfy), args.rounds, args.stream_mib << 20)
+        rtts = await measure_rtt((ovm, wsfy), target_port, args.rtt_count)
+        sessions = await measure_sessions(
+            ((ovm, lambda: [daphne.pid]), (wsfy, lambda: process_tree(websockify.pid))),
+            args.sessions,
+            args.session_kib << 10,
+        )
+        return results, rtts, sessions
+
+    results, rtts, sessions = asyncio.run(run())
+    if sessions["ovmweb"] != args.sessions:
+        print_server_errors(var)
+    print_summary(args, results, rtts, sessions)
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stream-mib", type=int, default=256)
@@ -355,176 +570,20 @@ def main() -> None:  # noqa: C901
         default="daphne",
         help="ASGI server in front of ovmweb's consumer (daphne is what runovmweb uses)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.target:
         run_target(args.target)
         return
-
     procs: list[subprocess.Popen] = []
     var = setup_django()
     try:
-        target_port = free_port()
-        procs.append(subprocess.Popen([sys.executable, __file__, "--target", str(target_port)]))
-        user, vm = make_vm(target_port)
-        from asgiref.sync import sync_to_async
-        from django.conf import settings
-        from django.test import Client
-
-        from ovmweb.consoles import services
-
-        client = Client()
-        client.force_login(user)
-        cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-
-        daphne_port = free_port()
-        server_log = open(Path(var) / "server.log", "w")
-        command = {
-            "daphne": [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(daphne_port), "ovmweb.asgi:application"],
-            "uvicorn": [
-                str(VENV_BIN / "uvicorn"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(daphne_port),
-                "--ws",
-                "websockets",
-                "--no-access-log",
-                "--lifespan",
-                "off",
-                "ovmweb.asgi:application",
-            ],
-        }[args.server]
-        daphne = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), stdout=server_log, stderr=subprocess.STDOUT)
-        procs.append(daphne)
-
-        # Baseline: OpenSSH local forward to the same sshd (host key pinned), websockify in front.
-        ssh_dir = ROOT / "var" / "ssh"
-        ssh_port = int((ssh_dir / "port").read_text())
-        known = Path(var) / "known_hosts"
-        host_key = (ssh_dir / "ssh_host_ed25519_key.pub").read_text().split()
-        known.write_text(f"[127.0.0.1]:{ssh_port} {host_key[0]} {host_key[1]}\n")
-        forward_port, wsfy_port = free_port(), free_port()
-        ssh_client = subprocess.Popen(
-            [
-                "ssh",
-                "-N",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                f"UserKnownHostsFile={known}",
-                "-o",
-                "ExitOnForwardFailure=yes",
-                "-i",
-                str(ssh_dir / "id_ed25519"),
-                "-p",
-                str(ssh_port),
-                "-L",
-                f"127.0.0.1:{forward_port}:127.0.0.1:{target_port}",
-                "root@127.0.0.1",
-            ]
-        )
-        procs.append(ssh_client)
-        websockify = subprocess.Popen(
-            [str(VENV_BIN / "websockify"), f"127.0.0.1:{wsfy_port}", f"127.0.0.1:{forward_port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(websockify)
-        for port in (target_port, daphne_port, forward_port, wsfy_port):
-            wait_port(port)
-
-        issue = sync_to_async(lambda: services.ticket_issue(user=user, vm=vm, kind="vnc")[1], thread_sensitive=True)
-
-        async def ovm_url():
-            return f"ws://127.0.0.1:{daphne_port}/ws/console/vnc/{vm.pk}/?ticket={await issue()}"
-
-        async def wsfy_url():
-            return f"ws://127.0.0.1:{wsfy_port}/"
-
-        print(f"ovmweb under {args.server}; load average {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
-        ovm = Proxy(
-            "ovmweb",
-            ovm_url,
-            lambda: {"Origin": f"http://127.0.0.1:{daphne_port}", "Cookie": cookie},
-            pids=lambda: [daphne.pid],
-        )
-        # websockify forks per connection; the OpenSSH client carries the tunnel (sshd is common to both).
-        wsfy = Proxy("websockify", wsfy_url, pids=lambda: process_tree(websockify.pid) + [ssh_client.pid])
-        length = args.stream_mib << 20
-
-        async def run():
-            results = {}
-            for proxy in (ovm, wsfy):
-                await download(proxy, 8 << 20)  # warm up (SSH transport, daphne imports)
-            # Rounds alternate the two proxies, so a burst of load elsewhere on the machine
-            # falls on both; each figure is the median of its rounds.
-            samples: dict[tuple[str, str], list[tuple[float, float, bool]]] = {}
-            for round_no in range(1, args.rounds + 1):
-                for proxy in (ovm, wsfy):
-                    for direction, fn in (("download", download), ("upload", upload)):
-                        cpu = cpu_seconds(proxy.pids())
-                        elapsed, ok = await fn(proxy, length)
-                        cpu = cpu_seconds(proxy.pids()) - cpu
-                        rate = length / elapsed / (1 << 20)
-                        samples.setdefault((proxy.name, direction), []).append((rate, cpu * (1 << 30) / length, ok))
-                        print(
-                            f"round {round_no} {proxy.name:10s} {direction:8s} {length >> 20} MiB: {rate:8.1f} MiB/s "
-                            f"sha256 {'ok' if ok else 'MISMATCH'}, proxy CPU {cpu * (1 << 30) / length:.2f} s/GiB",
-                            flush=True,
-                        )
-            for (name, direction), runs in samples.items():
-                rate = statistics.median(r for r, _, _ in runs)
-                results[(name, direction)] = (rate, all(ok for _, _, ok in runs))
-                print(
-                    f"{name:10s} {direction:8s} median of {len(runs)}: {rate:8.1f} MiB/s, proxy CPU "
-                    f"{statistics.median(c for _, c, _ in runs):.2f} s/GiB",
-                    flush=True,
-                )
-            rtts = {"direct": await rtt_tcp(target_port, args.rtt_count)}
-            for proxy in (ovm, wsfy):
-                rtts[proxy.name] = await rtt_ws(proxy, args.rtt_count)
-            for name, samples in rtts.items():
-                print(f"rtt {name:10s} p50={pct(samples, 50):.3f} ms p99={pct(samples, 99):.3f} ms", flush=True)
-            sessions = {}
-            for proxy, pids in ((ovm, lambda: [daphne.pid]), (wsfy, lambda: process_tree(websockify.pid))):
-                ok, per_session_kib = await concurrent(proxy, args.sessions, args.session_kib << 10, pids)
-                sessions[proxy.name] = ok
-                print(
-                    f"{proxy.name:10s} {args.sessions} concurrent sessions x {args.session_kib} KiB: {ok} intact, "
-                    f"{per_session_kib:.0f} KiB RSS per session",
-                    flush=True,
-                )
-            return results, rtts, sessions
-
-        results, rtts, sessions = asyncio.run(run())
-        if sessions["ovmweb"] != args.sessions:
-            # Why sessions failed, from the server's side (tracebacks, refusals).
-            lines = (Path(var) / "server.log").read_text(errors="replace").splitlines()
-            interesting = [line for line in lines if "Error" in line or "refused" in line or "Traceback" in line]
-            print("server log:", *interesting[:20], sep="\n  ")
-        ratios = [results[("ovmweb", d)][0] / results[("websockify", d)][0] for d in ("download", "upload")]
-        intact = all(ok for _, ok in results.values())
-        ratio = min(ratios) if intact else 0.0
-        p99_added = pct(rtts["ovmweb"], 99) - pct(rtts["direct"], 99)
-        print(f"ratios download={ratios[0]:.2f} upload={ratios[1]:.2f} streams_intact={intact}")
-        print(f"load average at the end {Path('/proc/loadavg').read_text().split()[0]}")
-        print(
-            f"throughput_ratio={ratio:.2f} p99_added_ms={p99_added:.2f} sessions_ok={sessions['ovmweb']}/{args.sessions}"
-        )
+        bench(args, var, procs)
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if os.environ.get("BENCH_KEEP"):
-            print("kept", var)
-        else:
-            shutil.rmtree(var, ignore_errors=True)
+        stop(procs, var)
 
 
 if __name__ == "__main__":
