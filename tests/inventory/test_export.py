@@ -520,12 +520,39 @@ def test_resume_through_the_api(user, pool, repo):
     assert response.status_code == 409 and "not an export" in response.json()["detail"]
 
 
-def test_a_local_conversion_dies_with_the_worker_that_started_it(tmp_path):  # noqa: C901
-    """SIGKILL of the process streaming a local command takes the command with it."""
-    import signal
-    import subprocess
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    # a zombie is dead, only not yet reaped by init
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _poll(probe, timeout: float):
+    """``probe()`` every 50 ms until it returns something true or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def _start_local_stream_worker(tmp_path) -> subprocess.Popen:
+    """A process that streams ``sleep 300`` through ExportHost._stream_local, as an export job's worker does."""
     import sys
-    import time
 
     script = tmp_path / "worker.py"
     script.write_text(
@@ -534,25 +561,17 @@ def test_a_local_conversion_dies_with_the_worker_that_started_it(tmp_path):  # n
         "from ovmweb.inventory.services.exports import ExportHost\n"
         "ExportHost._stream_local(['sleep', '300'], lambda data: None, lambda: None)\n"
     )
-    worker = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, str(script)], cwd=str(Path(__file__).resolve().parents[2]), stderr=subprocess.PIPE
     )
 
-    def children(pid):
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-        return found
 
-    deadline = time.monotonic() + 30
-    while not (kids := children(worker.pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+def test_a_local_conversion_dies_with_the_worker_that_started_it(tmp_path):
+    """SIGKILL of the process streaming a local command takes the command with it."""
+    import signal
+
+    worker = _start_local_stream_worker(tmp_path)
+    kids = _poll(lambda: _children(worker.pid), 30)
     if not kids:
         worker.kill()
         raise AssertionError(f"the worker never started its command: {worker.communicate()[1][-2000:]!r}")
@@ -560,13 +579,5 @@ def test_a_local_conversion_dies_with_the_worker_that_started_it(tmp_path):  # n
     worker.send_signal(signal.SIGKILL)
     worker.wait()
 
-    def running(pid):  # a zombie is dead, only not yet reaped by init
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
-    deadline = time.monotonic() + 10
-    while running(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not running(child), "the command outlived the worker"
+    _poll(lambda: not _running(child), 10)
+    assert not _running(child), "the command outlived the worker"
