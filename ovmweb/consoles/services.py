@@ -81,7 +81,8 @@ def ticket_issue(*, user, vm: VirtualMachine, kind: str) -> tuple[ConsoleTicket,
         raise Conflict(_("Unknown console kind '%(kind)s'.") % {"kind": kind})
     vm = access_vm(user, vm.pk, "view")
     _check_console_available(vm, kind)
-    check_limits(user_id=user.pk, vm_id=vm.pk)
+    read_only = not can_interact(user)
+    check_limits(user_id=user.pk, vm_id=vm.pk, read_only=read_only)
     token = secrets.token_urlsafe(32)
     now = timezone.now()
     ticket = ConsoleTicket(
@@ -89,7 +90,7 @@ def ticket_issue(*, user, vm: VirtualMachine, kind: str) -> tuple[ConsoleTicket,
         user=user,
         vm=vm,
         kind=kind,
-        read_only=not can_interact(user),
+        read_only=read_only,
         expires_at=now + timedelta(seconds=settings.OVMWEB_CONSOLE_TICKET_TTL),
     )
     ticket.full_clean(exclude=["user", "vm"])
@@ -142,12 +143,16 @@ def ticket_redeem_for_proxy(*, token: str) -> ConsoleTicket:
 #
 # Counted per process: the embedded default is one process. Several daphne
 # processes each enforce the caps on their own share of the sessions.
+#
+# View-only sessions may not take the last OVMWEB_CONSOLE_INTERACTIVE_RESERVED_PER_VM
+# slots of a VM: users who only watch must not lock out those who need to type.
 
 
 @dataclass(frozen=True)
 class SessionHandle:
     user_id: int
     vm_id: int
+    read_only: bool = False
 
 
 _sessions_lock = threading.Lock()
@@ -155,7 +160,12 @@ _open_by_user: Counter = Counter()
 _open_by_vm: Counter = Counter()
 
 
-def _limit_error(user_id: int, vm_id: int) -> ConsoleLimitReached | None:
+def view_only_slots_per_vm() -> int:
+    """How many consoles of one VM view-only sessions may hold at once (the rest wait for interactive ones)."""
+    return max(settings.OVMWEB_CONSOLE_MAX_PER_VM - settings.OVMWEB_CONSOLE_INTERACTIVE_RESERVED_PER_VM, 0)
+
+
+def _limit_error(user_id: int, vm_id: int, read_only: bool) -> ConsoleLimitReached | None:
     if _open_by_user[user_id] >= settings.OVMWEB_CONSOLE_MAX_PER_USER:
         return ConsoleLimitReached(
             _("You already have %(n)d consoles open.") % {"n": settings.OVMWEB_CONSOLE_MAX_PER_USER}
@@ -164,25 +174,33 @@ def _limit_error(user_id: int, vm_id: int) -> ConsoleLimitReached | None:
         return ConsoleLimitReached(
             _("This virtual machine already has %(n)d consoles open.") % {"n": settings.OVMWEB_CONSOLE_MAX_PER_VM}
         )
+    if read_only and _open_by_vm[vm_id] >= view_only_slots_per_vm():
+        return ConsoleLimitReached(
+            _("This virtual machine has %(n)d consoles open; the others are kept for users who may type.")
+            % {"n": _open_by_vm[vm_id]}
+        )
     return None
 
 
-def check_limits(*, user_id: int, vm_id: int) -> None:
+def check_limits(*, user_id: int, vm_id: int, read_only: bool = False) -> None:
     with _sessions_lock:
-        error = _limit_error(user_id, vm_id)
+        error = _limit_error(user_id, vm_id, read_only)
     if error is not None:
         raise error
 
 
-def session_open(*, user_id: int, vm_id: int) -> SessionHandle:
-    """Count one open console against the per-user and per-VM caps (raises ConsoleLimitReached)."""
+def session_open(*, user_id: int, vm_id: int, read_only: bool = False) -> SessionHandle:
+    """Count one open console against the per-user and per-VM caps (raises ConsoleLimitReached).
+
+    A view-only session is refused once the VM's open consoles leave only the
+    slots reserved for interactive ones."""
     with _sessions_lock:
-        error = _limit_error(user_id, vm_id)
+        error = _limit_error(user_id, vm_id, read_only)
         if error is not None:
             raise error
         _open_by_user[user_id] += 1
         _open_by_vm[vm_id] += 1
-    return SessionHandle(user_id=user_id, vm_id=vm_id)
+    return SessionHandle(user_id=user_id, vm_id=vm_id, read_only=read_only)
 
 
 def session_close(handle: SessionHandle) -> None:

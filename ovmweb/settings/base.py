@@ -203,6 +203,8 @@ OVMWEB_SERIAL_PORT_BASE = int(os.environ.get("OVMWEB_SERIAL_PORT_BASE", "7900"))
 OVMWEB_CONSOLE_TICKET_TTL = int(os.environ.get("OVMWEB_CONSOLE_TICKET_TTL", "60"))
 OVMWEB_CONSOLE_MAX_PER_USER = int(os.environ.get("OVMWEB_CONSOLE_MAX_PER_USER", "10"))
 OVMWEB_CONSOLE_MAX_PER_VM = int(os.environ.get("OVMWEB_CONSOLE_MAX_PER_VM", "4"))
+# Of those, the slots view-only sessions may never take: kept for users who may type.
+OVMWEB_CONSOLE_INTERACTIVE_RESERVED_PER_VM = int(os.environ.get("OVMWEB_CONSOLE_INTERACTIVE_RESERVED_PER_VM", "1"))
 OVMWEB_CONSOLE_SESSION_LIFETIME = int(os.environ.get("OVMWEB_CONSOLE_SESSION_LIFETIME", "28800"))
 # SSH connections kept per server for consoles and tunnels (sshd serves each with one process).
 OVMWEB_SSH_TRANSPORTS_PER_SERVER = int(os.environ.get("OVMWEB_SSH_TRANSPORTS_PER_SERVER", "4"))

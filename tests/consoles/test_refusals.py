@@ -161,3 +161,32 @@ def test_per_vm_cap(operator, vm, settings):
         return refused, reopened
 
     assert async_to_sync(run)() == (True, True)
+
+
+def test_view_only_sessions_leave_the_reserved_slots_to_interactive_ones(operator, viewer, vm, settings):
+    settings.OVMWEB_CONSOLE_MAX_PER_VM = 2
+    settings.OVMWEB_CONSOLE_INTERACTIVE_RESERVED_PER_VM = 1
+    from channels.db import database_sync_to_async
+
+    from ovmweb.consoles.services import ConsoleLimitReached
+
+    _issue = database_sync_to_async(ws.issue)
+    viewer_headers, operator_headers = ws.headers(viewer), ws.headers(operator)
+    # Both of the viewer's tickets issued while nothing is open; the reservation bites on connect.
+    first_token, second_token = ws.issue(viewer, vm, "serial"), ws.issue(viewer, vm, "serial")
+
+    async def run():
+        first = ws.communicator(_path(vm, "serial", first_token), viewer_headers)
+        assert (await first.connect())[0] is True
+        with pytest.raises(ConsoleLimitReached):
+            await _issue(viewer, vm, "serial")
+        second = ws.communicator(_path(vm, "serial", second_token), viewer_headers)
+        viewer_refused = (await second.connect())[0] is False
+        # The slot the viewer could not take is there for a user who may type.
+        interactive = ws.communicator(_path(vm, "serial", await _issue(operator, vm, "serial")), operator_headers)
+        operator_admitted = (await interactive.connect())[0]
+        await interactive.disconnect()
+        await first.disconnect()
+        return viewer_refused, operator_admitted
+
+    assert async_to_sync(run)() == (True, True)

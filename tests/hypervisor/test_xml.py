@@ -102,6 +102,8 @@ def test_consoles_bound_to_loopback_on_allocated_ports():
         "127.0.0.1",
         "de",
     )
+    # No client may take the screen for itself and disconnect the others' consoles.
+    assert vnc.get("sharePolicy") == "force-shared"
     serial = root.find("./devices/serial")
     assert serial.get("type") == "tcp"
     source = serial.find("source")
