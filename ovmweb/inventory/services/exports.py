@@ -577,7 +577,7 @@ def _size(host: ExportHost, path: str) -> int:
     return int(host.run(["stat", "-c", "%s", path], timeout=60).strip())
 
 
-def export_run(  # noqa: C901
+def export_run(
     *, job: Job, progress: Callable[..., None], log: Callable[[str], None], check_abort: Callable[[], None]
 ) -> dict:
     """Convert the disks, write the descriptor and manifest, pack the OVA, on the server.
@@ -594,108 +594,19 @@ def export_run(  # noqa: C901
     with server_files(server) as files:
         host = ExportHost(files)
         host.run(["mkdir", "-p", directory], timeout=60)
-        for disk in disks:
-            disk["capacity_bytes"] = int(_qemu_info(host, disk["source"], disk["source_format"])["virtual-size"])
-            disk["target"] = f"{directory}/{disk['file']}"
-            code, _out, _err = files.run(["test", "-f", disk["target"]], timeout=60)
-            # Converted by this run (True) or kept from an earlier, interrupted run.
-            disk["converted"] = code != 0
+        _inspect_disks(host, disks, directory)
         progress(
             5,
             _("Exporting %(n)d disk(s) on %(server)s into %(ova)s.")
             % {"n": len(disks), "server": server.name, "ova": ova},
         )
-        total = sum(d["capacity_bytes"] for d in disks) or 1
-        done = 0
-        for n, disk in enumerate(disks, 1):
-            check_abort()
-            if not disk["converted"]:
-                log(
-                    _("Disk %(n)d of %(total)d (slot %(slot)s) was converted by an earlier run: kept.")
-                    % {"n": n, "total": len(disks), "slot": disk["slot"]}
-                )
-            else:
-                part = f"{disk['target']}.part"
-                adapter = CONTROLLERS.get(disk["bus"], CONTROLLERS["sata"])[3]
-                start = done
-
-                def on_output(line: bytes, start=start, capacity=disk["capacity_bytes"]) -> None:
-                    match = QEMU_PROGRESS.search(line)
-                    if match:
-                        progress(5 + int(80 * (start + capacity * float(match.group(1)) / 100) / total))
-
-                try:
-                    host.stream(
-                        [
-                            "qemu-img",
-                            "convert",
-                            "-p",
-                            "-f",
-                            disk["source_format"],
-                            "-O",
-                            DISK_EXTENSION,
-                            "-o",
-                            f"subformat=streamOptimized,adapter_type={adapter}",
-                            disk["source"],
-                            part,
-                        ],
-                        on_output=on_output,
-                        check_abort=check_abort,
-                    )
-                except BaseException:
-                    files.run(["rm", "-f", "--", part], timeout=60)
-                    raise
-                # The final name appears only once the disk is complete: what a resume relies on.
-                host.run(["mv", "-f", "--", part, disk["target"]], timeout=60)
-                progress(
-                    5 + int(80 * (done + disk["capacity_bytes"]) / total),
-                    _("Disk %(n)d of %(total)d (slot %(slot)s) converted.")
-                    % {"n": n, "total": len(disks), "slot": disk["slot"]},
-                )
-            disk["size_bytes"] = _size(host, disk["target"])
-            done += disk["capacity_bytes"]
+        _convert_disks(host, disks, progress=progress, log=log, check_abort=check_abort)
         check_abort()
-        ovf_name, mf_name = f"{name}.ovf", f"{name}.mf"
-        host.write(f"{directory}/{ovf_name}", build_ovf(vm=vm, disks=disks).encode())
-        members = [ovf_name] + [d["file"] for d in disks]
-        sums = _checksums(host, directory, members, check_abort)
-        host.write(f"{directory}/{mf_name}", "".join(f"SHA256({m})= {sums[m]}\n" for m in members).encode())
+        members = _write_descriptor(host, vm=vm, disks=disks, directory=directory, name=name, check_abort=check_abort)
         progress(90, _("Descriptor and manifest written; packing the OVA."))
-        members.insert(1, mf_name)
-        sizes = [_size(host, f"{directory}/{m}") for m in members]
-        tar_format = "ustar" if max(sizes) <= USTAR_MAX else "posix"
-        records = sum(sizes) // TAR_RECORD + len(members) + 1
-
-        def on_tar(line: bytes) -> None:
-            match = TAR_PROGRESS.search(line)
-            if match:
-                progress(90 + int(9 * min(1.0, int(match.group(1)) / records)))
-
-        try:
-            # The descriptor first, then the manifest, then the disks (OVF's order).
-            host.stream(
-                [
-                    "tar",
-                    f"--format={tar_format}",
-                    "--owner=0",
-                    "--group=0",
-                    "--numeric-owner",
-                    f"--checkpoint={TAR_CHECKPOINT}",
-                    "--checkpoint-action=echo=%u",
-                    "-cf",
-                    f"{ova}.part",
-                    "-C",
-                    directory,
-                    "--",
-                    *members,
-                ],
-                on_output=on_tar,
-                check_abort=check_abort,
-            )
-            host.run(["mv", "-f", "--", f"{ova}.part", ova], timeout=60)
-        except BaseException:
-            files.run(["rm", "-f", "--", f"{ova}.part"], timeout=60)
-            raise
+        tar_format = _pack(
+            host, directory=directory, ova=ova, members=members, progress=progress, check_abort=check_abort
+        )
         size = _size(host, ova)
         host.run(["rm", "-rf", "--", directory], timeout=600)
     result = {
@@ -727,6 +638,151 @@ def export_run(  # noqa: C901
             % {"vm": vm.name, "ova": ova, "n": len(disks)},
         )
     return result
+
+
+def _inspect_disks(host: ExportHost, disks: list[dict], directory: str) -> None:
+    """Each disk's capacity, target file, and whether this run converts it (``converted``)
+    or an earlier, interrupted run already did (its target file exists)."""
+    for disk in disks:
+        disk["capacity_bytes"] = int(_qemu_info(host, disk["source"], disk["source_format"])["virtual-size"])
+        disk["target"] = f"{directory}/{disk['file']}"
+        code, _out, _err = host.files.run(["test", "-f", disk["target"]], timeout=60)
+        # Converted by this run (True) or kept from an earlier, interrupted run.
+        disk["converted"] = code != 0
+
+
+def _convert_disks(
+    host: ExportHost,
+    disks: list[dict],
+    *,
+    progress: Callable[..., None],
+    log: Callable[[str], None],
+    check_abort: Callable[[], None],
+) -> None:
+    """Convert every disk not kept from an earlier run (progress 5-85, by capacity); note each size."""
+    total = sum(d["capacity_bytes"] for d in disks) or 1
+    done = 0
+    for n, disk in enumerate(disks, 1):
+        check_abort()
+        if not disk["converted"]:
+            log(
+                _("Disk %(n)d of %(total)d (slot %(slot)s) was converted by an earlier run: kept.")
+                % {"n": n, "total": len(disks), "slot": disk["slot"]}
+            )
+        else:
+            _convert_disk(host, disk, done=done, total=total, progress=progress, check_abort=check_abort)
+            progress(
+                5 + int(80 * (done + disk["capacity_bytes"]) / total),
+                _("Disk %(n)d of %(total)d (slot %(slot)s) converted.")
+                % {"n": n, "total": len(disks), "slot": disk["slot"]},
+            )
+        disk["size_bytes"] = _size(host, disk["target"])
+        done += disk["capacity_bytes"]
+
+
+def _convert_disk(
+    host: ExportHost,
+    disk: dict,
+    *,
+    done: int,
+    total: int,
+    progress: Callable[..., None],
+    check_abort: Callable[[], None],
+) -> None:
+    """One disk to a streamOptimized VMDK, through ``<target>.part`` (removed if the conversion fails)."""
+    part = f"{disk['target']}.part"
+    adapter = CONTROLLERS.get(disk["bus"], CONTROLLERS["sata"])[3]
+    capacity = disk["capacity_bytes"]
+
+    def on_output(line: bytes) -> None:
+        match = QEMU_PROGRESS.search(line)
+        if match:
+            progress(5 + int(80 * (done + capacity * float(match.group(1)) / 100) / total))
+
+    try:
+        host.stream(
+            [
+                "qemu-img",
+                "convert",
+                "-p",
+                "-f",
+                disk["source_format"],
+                "-O",
+                DISK_EXTENSION,
+                "-o",
+                f"subformat=streamOptimized,adapter_type={adapter}",
+                disk["source"],
+                part,
+            ],
+            on_output=on_output,
+            check_abort=check_abort,
+        )
+    except BaseException:
+        host.files.run(["rm", "-f", "--", part], timeout=60)
+        raise
+    # The final name appears only once the disk is complete: what a resume relies on.
+    host.run(["mv", "-f", "--", part, disk["target"]], timeout=60)
+
+
+def _write_descriptor(
+    host: ExportHost, *, vm: VirtualMachine, disks: list[dict], directory: str, name: str, check_abort
+) -> list[str]:
+    """Write ``<name>.ovf`` and its SHA256 manifest ``<name>.mf``; returns the OVA's members in
+    OVF's order: the descriptor, then the manifest, then the disks."""
+    ovf_name, mf_name = f"{name}.ovf", f"{name}.mf"
+    host.write(f"{directory}/{ovf_name}", build_ovf(vm=vm, disks=disks).encode())
+    members = [ovf_name] + [d["file"] for d in disks]
+    sums = _checksums(host, directory, members, check_abort)
+    host.write(f"{directory}/{mf_name}", "".join(f"SHA256({m})= {sums[m]}\n" for m in members).encode())
+    members.insert(1, mf_name)
+    return members
+
+
+def _pack(
+    host: ExportHost,
+    *,
+    directory: str,
+    ova: str,
+    members: list[str],
+    progress: Callable[..., None],
+    check_abort: Callable[[], None],
+) -> str:
+    """Tar ``members`` into ``ova`` through ``<ova>.part`` (progress 90-99); returns the tar format."""
+    sizes = [_size(host, f"{directory}/{m}") for m in members]
+    tar_format = "ustar" if max(sizes) <= USTAR_MAX else "posix"
+    records = sum(sizes) // TAR_RECORD + len(members) + 1
+
+    def on_tar(line: bytes) -> None:
+        match = TAR_PROGRESS.search(line)
+        if match:
+            progress(90 + int(9 * min(1.0, int(match.group(1)) / records)))
+
+    try:
+        # The descriptor first, then the manifest, then the disks (OVF's order).
+        host.stream(
+            [
+                "tar",
+                f"--format={tar_format}",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                f"--checkpoint={TAR_CHECKPOINT}",
+                "--checkpoint-action=echo=%u",
+                "-cf",
+                f"{ova}.part",
+                "-C",
+                directory,
+                "--",
+                *members,
+            ],
+            on_output=on_tar,
+            check_abort=check_abort,
+        )
+        host.run(["mv", "-f", "--", f"{ova}.part", ova], timeout=60)
+    except BaseException:
+        host.files.run(["rm", "-f", "--", f"{ova}.part"], timeout=60)
+        raise
+    return tar_format
 
 
 def _checksums(host: ExportHost, directory: str, members: list[str], check_abort) -> dict[str, str]:
