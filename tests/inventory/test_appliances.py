@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.models import VirtualAppliance, VirtualApplianceVm, VirtualDisk
 from ovmweb.inventory.services import appliances, vms
+from ovmweb.inventory.services import ovf as ovf_module
 from ovmweb.inventory.services.appliances import ApplianceError, parse_ovf
 from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.models import Job
@@ -103,7 +104,7 @@ def test_parse_collection_and_os_mapping():
         ("db", "RHEL7", 4, 2048),
         ("win", "WINDOWS", 1, 4096),
     ]
-    assert appliances.os_type_from_ovf("Oracle Solaris 11 (64-bit)") == "SOLARIS_X86"
+    assert ovf_module.os_type_from_ovf("Oracle Solaris 11 (64-bit)") == "SOLARIS_X86"
 
 
 @pytest.mark.parametrize(

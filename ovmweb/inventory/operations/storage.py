@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import urllib.request
 from pathlib import Path
 
 from django.conf import settings
@@ -16,8 +15,10 @@ from ovmweb.hypervisor.connections import driver_for
 from ovmweb.jobs.registry import JobContext, operation
 
 from ..models import Repository, VirtualDisk
+from ..services import fetch
 from ..services import repositories as repo_services
 from ..services import storage as storage_services
+from ..services.storage import ISO_IMPORT_SCHEMES
 
 
 @operation("repository.create")
@@ -69,8 +70,7 @@ def repository_refresh(ctx: JobContext, *, repository_id: int) -> dict:
 
 def _store_iso(ctx: JobContext, repository: Repository, name: str, staged: Path) -> dict:
     try:
-        if not storage_services.is_iso9660(staged):
-            raise OperationFailed(_("%(name)s is not an ISO image (no ISO 9660 signature).") % {"name": name})
+        storage_services.iso_check(staged, name)
         size = staged.stat().st_size
         storage_services.check_space(repository=repository, needed_bytes=size)
         driver = storage_services.repository_driver(repository)
@@ -116,16 +116,18 @@ def iso_import(ctx: JobContext, *, repository_id: int, name: str, url: str) -> d
     staging = Path(settings.VAR_DIR) / "uploads"
     staging.mkdir(parents=True, exist_ok=True)
     fd, path = tempfile.mkstemp(dir=staging)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            while chunk := response.read(1024 * 1024):
-                out.write(chunk)
-                done += len(chunk)
-                if total:
-                    ctx.progress(int(10 * done / total))
-    except OSError as exc:
+        # Checked against the import rules (no internal address, size and space capped,
+        # abortable); fetch_to_file removes the partial file on failure.
+        fetch.fetch_to_file(
+            url,
+            path,
+            check_abort=ctx.check_abort,
+            progress=lambda done, total: total and ctx.progress(int(10 * done / total)),
+            schemes=ISO_IMPORT_SCHEMES,
+        )
+    except (fetch.FetchError, OSError) as exc:
         Path(path).unlink(missing_ok=True)
         raise OperationFailed(_("Cannot fetch %(url)s: %(error)s") % {"url": url, "error": exc}) from exc
     return _store_iso(ctx, repository, name, Path(path))

@@ -17,12 +17,10 @@ VirtualDisks/ (``appliance_disk_copy``).
 from __future__ import annotations
 
 import hashlib
-import re
+import os
 import shutil
 import tarfile
 import uuid as uuidlib
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin, urlsplit
 
@@ -38,136 +36,19 @@ from ovmweb.jobs.choices import JobStatus, Severity
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
-from ..choices import DiskFormat, OsType
+from ..choices import DiskFormat
 from ..models import Repository, VirtualAppliance, VirtualApplianceVm, VirtualDisk
+from . import images
+from .fetch import validate_url
+from .ovf import ApplianceError, Ovf, parse_ovf
 from .repositories import pool_name
 from .storage import repository_driver
 
-OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
-RASD_NS = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
-# CIM resource types used by OVF hardware items.
-RESOURCE_CPU, RESOURCE_MEMORY, RESOURCE_DISK = "3", "4", "17"
-QCOW2_MAGIC = b"QFI\xfb"
-# VMDK hosted sparse / streamOptimized extents ("KDMV") and ESX sparse ("COWD"), or a text descriptor.
-VMDK_MAGICS = (b"KDMV", b"COWD")
-VMDK_DESCRIPTOR = b"# Disk DescriptorFile"
-VMDK_DESCRIPTOR_PROBE = 512
-# (offset, magic, name): images qemu would read as what they are, but that we would record as raw.
-UNSUPPORTED_MAGICS = ((0, b"conectix", "VHD"), (0, b"vhdxfile", "VHDX"), (0x40, b"\x7f\x10\xda\xbe", "VDI"))
-
-
-class ApplianceError(Conflict):
-    """An appliance that cannot be imported or deployed, with the reason."""
-
-
-@dataclass
-class OvfDisk:
-    disk_id: str
-    href: str
-    capacity_bytes: int
-
-
-@dataclass
-class OvfVm:
-    name: str
-    vcpus: int = 1
-    memory_mib: int = 512
-    os_type: str = OsType.OTHER_LINUX
-    disks: list[OvfDisk] = field(default_factory=list)
-
-
-@dataclass
-class Ovf:
-    files: dict[str, str]  # file id -> href
-    vms: list[OvfVm]
-
-
-def _attr(el: ET.Element, name: str, default: str = "") -> str:
-    return el.get(f"{{{OVF_NS}}}{name}", el.get(name, default))
-
-
-def _units(text: str | None, default: int) -> int:
-    """``byte * 2^30`` and friends -> multiplier in bytes (DSP0004 programmatic units)."""
-    if not text:
-        return default
-    value = text.replace(" ", "").lower()
-    match = re.fullmatch(r"byte(?:\*(\d+)\^(\d+))?", value)
-    if match:
-        return int(match.group(1)) ** int(match.group(2)) if match.group(1) else 1
-    named = {"kilobytes": 2**10, "kb": 2**10, "megabytes": 2**20, "mb": 2**20, "gigabytes": 2**30, "gb": 2**30}
-    if value in named:
-        return named[value]
-    raise ApplianceError(_("Unknown allocation unit %(u)r in the OVF.") % {"u": text})
-
-
-def os_type_from_ovf(description: str) -> str:
-    """The OVF's operating system description mapped to the seed's guest OS types."""
-    text = (description or "").lower()
-    version = re.search(r"(\d+)", text)
-    major = version.group(1) if version else ""
-    if "oracle" in text and "linux" in text:
-        return {"5": OsType.ORACLE_LINUX_5, "6": OsType.ORACLE_LINUX_6, "7": OsType.ORACLE_LINUX_7}.get(
-            major, OsType.OTHER_LINUX
-        )
-    if "red hat" in text or "rhel" in text:
-        return {"6": OsType.RHEL_6, "7": OsType.RHEL_7}.get(major, OsType.OTHER_LINUX)
-    if "solaris" in text:
-        return OsType.SOLARIS_SPARC if "sparc" in text else OsType.SOLARIS_X86
-    if "windows" in text:
-        return OsType.WINDOWS
-    if "linux" in text:
-        return OsType.OTHER_LINUX
-    return OsType.OTHER
-
-
-def parse_ovf(text: str | bytes) -> Ovf:  # noqa: C901
-    """Every VirtualSystem of the descriptor (also inside a VirtualSystemCollection)."""
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise ApplianceError(_("The OVF descriptor is not valid XML: %(e)s") % {"e": exc}) from exc
-    if root.tag != f"{{{OVF_NS}}}Envelope":
-        raise ApplianceError(_("This is not an OVF 1.x/2.x descriptor (no ovf:Envelope)."))
-    files = {_attr(f, "id"): _attr(f, "href") for f in root.iter(f"{{{OVF_NS}}}File")}
-    disks = {}
-    for disk in root.iter(f"{{{OVF_NS}}}Disk"):
-        file_ref = _attr(disk, "fileRef")
-        if file_ref and file_ref not in files:
-            raise ApplianceError(
-                _("Disk %(d)s refers to a file %(f)s the OVF does not list.")
-                % {"d": _attr(disk, "diskId"), "f": file_ref}
-            )
-        capacity = int(_attr(disk, "capacity", "0") or 0) * _units(_attr(disk, "capacityAllocationUnits"), 1)
-        disks[_attr(disk, "diskId")] = OvfDisk(
-            disk_id=_attr(disk, "diskId"), href=files.get(file_ref, ""), capacity_bytes=capacity
-        )
-    vms = []
-    for system in root.iter(f"{{{OVF_NS}}}VirtualSystem"):
-        vm = OvfVm(name=(system.findtext(f"{{{OVF_NS}}}Name") or _attr(system, "id") or "vm").strip())
-        os_section = system.find(f"{{{OVF_NS}}}OperatingSystemSection")
-        if os_section is not None:
-            vm.os_type = os_type_from_ovf(
-                os_section.findtext(f"{{{OVF_NS}}}Description") or _attr(os_section, "osType")
-            )
-        for item in system.iter(f"{{{OVF_NS}}}Item"):
-            kind = item.findtext(f"{{{RASD_NS}}}ResourceType")
-            quantity = item.findtext(f"{{{RASD_NS}}}VirtualQuantity")
-            if kind == RESOURCE_CPU and quantity:
-                vm.vcpus = max(int(quantity), 1)
-            elif kind == RESOURCE_MEMORY and quantity:
-                scale = _units(item.findtext(f"{{{RASD_NS}}}AllocationUnits"), 2**20)
-                vm.memory_mib = max(int(quantity) * scale // 2**20, 16)
-            elif kind == RESOURCE_DISK:
-                ref = (item.findtext(f"{{{RASD_NS}}}HostResource") or "").rsplit("/", 1)[-1]
-                if ref not in disks:
-                    raise ApplianceError(
-                        _("%(vm)s uses disk %(d)s, which the OVF does not define.") % {"vm": vm.name, "d": ref}
-                    )
-                vm.disks.append(disks[ref])
-        vms.append(vm)
-    if not vms:
-        raise ApplianceError(_("The OVF descriptor defines no virtual system."))
-    return Ovf(files=files, vms=vms)
+# Image formats an appliance disk may be recorded as (found by its magic); raw is the rest.
+IMPORTABLE_FORMATS = {"qcow2": DiskFormat.QCOW2, "vmdk": DiskFormat.VMDK}
+DEFAULT_OVA_MAX_MEMBERS = 256
+DEFAULT_OVA_MAX_BYTES = 2**40
+_COPY_CHUNK = 1024 * 1024
 
 
 def _safe_name(href: str) -> str:
@@ -199,6 +80,8 @@ def appliance_import(
         raise ValidationError({"url": [_("Give either a URL or an uploaded OVA file.")]})
     if url and urlsplit(url).scheme not in ("http", "https"):
         raise ValidationError({"url": [_("Give an HTTP or HTTPS URL.")]})
+    if url:
+        validate_url(url, field="url", schemes={"http", "https"})  # the rules the job fetches under
     source_name = PurePosixPath(urlsplit(url).path if url else filename).name
     if fileobj is not None and not source_name.lower().endswith(".ova"):
         raise ValidationError(
@@ -225,10 +108,7 @@ def appliance_import(
         )
     params = {"repository_id": repository.pk, "name": name}
     if fileobj is not None:
-        staged = staging_dir() / f"{uuidlib.uuid4().hex}.ova"
-        with open(staged, "wb") as out:
-            shutil.copyfileobj(fileobj, out, 1024 * 1024)
-        params["staged"] = str(staged)
+        params["staged"] = str(_stage_upload(fileobj))
     else:
         params["url"] = url
     with transaction.atomic():
@@ -241,18 +121,91 @@ def appliance_import(
         )
 
 
+def ova_limits() -> tuple[int, int]:
+    """(most members, most bytes in all) an OVA may hold (settings ``OVMWEB_OVA_MAX_MEMBERS``, ``..._BYTES``)."""
+    return (
+        int(getattr(settings, "OVMWEB_OVA_MAX_MEMBERS", DEFAULT_OVA_MAX_MEMBERS)),
+        int(getattr(settings, "OVMWEB_OVA_MAX_BYTES", DEFAULT_OVA_MAX_BYTES)),
+    )
+
+
+def _member_kind(member: tarfile.TarInfo) -> str | None:
+    """What a member is when it is not a plain regular file, or None. Links could point the
+    extraction (or a later reader) anywhere on the manager; a GNU sparse member would
+    expand to a size its archive does not show."""
+    if member.issym():
+        return _("a symbolic link")
+    if member.islnk():
+        return _("a hard link")
+    if member.isdev():
+        return _("a device or FIFO")
+    if member.isdir():
+        return _("a directory")
+    if member.issparse():
+        return _("a sparse file")
+    if not member.isfile():
+        return _("not a regular file")
+    return None
+
+
+def _check_member(member: tarfile.TarInfo, count: int, total: int) -> str:
+    """The plain name ``member`` is extracted to, after the archive's caps; ``count`` and
+    ``total`` include it. Checked on the header, before a byte of it is written."""
+    max_members, max_bytes = ova_limits()
+    if count > max_members:
+        raise ApplianceError(_("The OVA holds more than %(n)d files.") % {"n": max_members})
+    kind = _member_kind(member)
+    if kind is not None:
+        raise ApplianceError(
+            _("The OVA member %(name)r is %(kind)s; only regular files are accepted.")
+            % {"name": member.name[:200], "kind": kind}
+        )
+    if total > max_bytes:
+        raise ApplianceError(_("The OVA's files add up to more than %(n)d bytes.") % {"n": max_bytes})
+    return _safe_name(member.name)
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    # O_EXCL | O_NOFOLLOW: a second member of the same name, or anything already at the
+    # target, stops the import instead of being written through.
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError as exc:
+        raise ApplianceError(_("The OVA holds %(name)r twice.") % {"name": target.name}) from exc
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(tar.extractfile(member), out, _COPY_CHUNK)
+
+
+def _stage_upload(fileobj) -> Path:
+    """The uploaded OVA in the staging directory; one larger than the OVA cap is refused
+    (and removed) as it arrives."""
+    _max_members, max_bytes = ova_limits()
+    staged = staging_dir() / f"{uuidlib.uuid4().hex}.ova"
+    written = 0
+    try:
+        with open(staged, "wb") as out:
+            while chunk := fileobj.read(_COPY_CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise ValidationError({"file": [_("The OVA is larger than %(n)d bytes.") % {"n": max_bytes}]})
+                out.write(chunk)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return staged
+
+
 def unpack_ova(ova: Path, into: Path) -> Path:
-    """Extract the OVA's regular files (plain names only) and return the descriptor's path."""
+    """Extract the OVA's regular files (plain names only, within the caps) and return the
+    descriptor's path. Members are read one by one: an archive of a million empty headers
+    is refused at the cap, not listed first."""
+    descriptor, count, total = None, 0, 0
     try:
         with tarfile.open(ova) as tar:
-            descriptor = None
-            for member in tar.getmembers():
-                if not member.isfile():
-                    continue
-                name = _safe_name(member.name)
-                source = tar.extractfile(member)
-                with open(into / name, "wb") as out:
-                    shutil.copyfileobj(source, out, 1024 * 1024)
+            while (member := tar.next()) is not None:
+                count, total = count + 1, total + member.size
+                name = _check_member(member, count, total)
+                _extract(tar, member, into / name)
                 if name.lower().endswith(".ovf") and descriptor is None:
                     descriptor = into / name
     except tarfile.TarError as exc:
@@ -266,28 +219,52 @@ def fetch_ovf_tree(url: str, into: Path, fetch) -> Path:
     """Fetch an .ovf and every file it references, relative to its URL. ``fetch(url, path)``."""
     descriptor = into / _safe_name(PurePosixPath(urlsplit(url).path).name or "appliance.ovf")
     fetch(url, descriptor)
-    for href in parse_ovf(descriptor.read_bytes()).files.values():
+    hrefs = list(parse_ovf(descriptor.read_bytes()).files.values())
+    max_members, _max_bytes = ova_limits()
+    if len(hrefs) >= max_members:
+        raise ApplianceError(_("The OVF refers to more than %(n)d files.") % {"n": max_members - 1})
+    for href in hrefs:
         fetch(urljoin(url, href), into / _safe_name(href))
     return descriptor
 
 
 def disk_format(path: Path) -> str:
-    """What a disk file really is, by its header (as ``qemu-img`` probes it): qcow2, VMDK
-    (sparse or streamOptimized extents, or a descriptor), or raw. Formats that would be
-    misread as raw are refused."""
+    """What a disk file really is, by its magic (never by ``qemu-img``'s probe): qcow2,
+    VMDK, or raw when it has none. Other image formats are refused: recorded as raw, they
+    would be read as what they are by libvirt's volume copy."""
     with open(path, "rb") as fh:
-        head = fh.read(VMDK_DESCRIPTOR_PROBE)
-    if head[:4] == QCOW2_MAGIC:
-        return DiskFormat.QCOW2
-    if head[:4] in VMDK_MAGICS or head.lstrip().startswith(VMDK_DESCRIPTOR):
-        return DiskFormat.VMDK
-    for offset, magic, name in UNSUPPORTED_MAGICS:
-        if head[offset : offset + len(magic)] == magic:
-            raise ApplianceError(
-                _("Disk %(file)s is a %(format)s image, which cannot be imported; convert it to VMDK, QCOW2 or raw.")
-                % {"file": path.name, "format": name}
-            )
-    return DiskFormat.RAW
+        real = images.sniff_format(fh.read(images.HEAD_BYTES))
+    if real is None:
+        return DiskFormat.RAW
+    if real not in IMPORTABLE_FORMATS:
+        raise ApplianceError(
+            _("Disk %(file)s is a %(format)s image, which cannot be imported; convert it to VMDK, QCOW2 or raw.")
+            % {"file": path.name, "format": real.upper()}
+        )
+    return IMPORTABLE_FORMATS[real]
+
+
+def _inspected_format(path: Path, declared: str) -> str:
+    """The format ``path`` is recorded as, once ``images.image_check`` found it self-contained.
+
+    The format recorded is the one its magic shows, never the OVF's word: a qcow2 the OVF
+    calls raw is then inspected as the qcow2 every later reader (libvirt probes the volumes
+    of its pools) takes it for. Declared raw and not raw is refused outright all the same:
+    that disagreement is how such an attack looks."""
+    fmt = disk_format(path)
+    if declared == "raw" and fmt != DiskFormat.RAW:
+        raise images.UnsafeImage(
+            _("%(file)s was refused: it is declared raw but is a %(real)s image.") % {"file": path.name, "real": fmt}
+        )
+    images.image_check(path, fmt)
+    return fmt
+
+
+def _referenced_formats(ovf: Ovf, folder: Path) -> dict[str, str]:
+    """href -> recorded format of every file the OVF references (disks, and any other file:
+    none is uploaded into a repository before it passed the inspection)."""
+    declared = {d.href: d.declared_format for vm in ovf.vms for d in vm.disks}
+    return {href: _inspected_format(folder / _safe_name(href), declared.get(href, "")) for href in ovf.files.values()}
 
 
 def assembly_directory(appliance: VirtualAppliance) -> str:
@@ -313,8 +290,9 @@ def appliance_store(
     missing = [p.name for p in files if not p.is_file()]
     if missing:
         raise ApplianceError(_("The appliance lacks the files %(f)s its OVF refers to.") % {"f": ", ".join(missing)})
-    # Before anything is uploaded: a disk we cannot record truthfully stops the import here.
-    formats = {d.href: disk_format(descriptor.parent / _safe_name(d.href)) for vm in ovf.vms for d in vm.disks}
+    # Before anything is uploaded: a file we cannot record truthfully, or that names another
+    # file (a backing file, a data file, extents), stops the import here.
+    formats = _referenced_formats(ovf, descriptor.parent)
     directory = f"{repository.path}/Assemblies/{slugify(name)[:40] or 'appliance'}-{uuidlib.uuid4().hex[:8]}"
     driver = repository_driver(repository)
     pool = assembly_pool(driver, repository, directory)
@@ -530,7 +508,15 @@ def appliance_disk_copy(
     volume = f"{uuidlib.uuid4().hex}.qcow2"
     target_pool = pool_name(target_repository, "disks")
     try:
-        info = driver.volume_clone(source_pool, source_volume, target_pool, volume, clone_type="sparse", format="qcow2")
+        info = driver.volume_clone(
+            source_pool,
+            source_volume,
+            target_pool,
+            volume,
+            clone_type="sparse",
+            source_format=disk.format,
+            format="qcow2",
+        )
     finally:
         driver.pool_undefine(source_pool)
     try:

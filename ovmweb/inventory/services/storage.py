@@ -28,6 +28,7 @@ from ovmweb.jobs.services import event_record, job_submit
 
 from ..choices import CloneType, ServerStatus, Transport, VmStatus
 from ..models import IsoFile, Repository, Server, VirtualDisk, VirtualMachine
+from . import fetch, images
 from .repositories import pool_name, repository_servers
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,16 @@ def is_iso9660(path: str | Path) -> bool:
     with open(path, "rb") as fh:
         fh.seek(ISO9660_OFFSET)
         return fh.read(5) == ISO9660_MAGIC
+
+
+def iso_check(path: str | Path, name: str) -> None:
+    """An ISO to store carries the ISO 9660 signature and is nothing else: it is raw data,
+    so an image format's magic at its start (a qcow2 with ``CD001`` planted at 0x8001 and
+    a backing file ``/etc/shadow``) is refused, since libvirt probes the files of its pools
+    and would follow that backing file. ``images.image_check`` raises with the reason."""
+    if not is_iso9660(path):
+        raise Conflict(_("%(name)s is not an ISO image (no ISO 9660 signature).") % {"name": name})
+    images.image_check(path, "raw", name=name)
 
 
 def _staging_dir() -> Path:
@@ -77,9 +88,14 @@ def iso_upload(*, repository: Repository, user, name: str, fileobj, size: int) -
         )
 
 
+# An ISO is imported over HTTP(S) only; the job fetches it under the same rules (fetch.py).
+ISO_IMPORT_SCHEMES = frozenset({"http", "https"})
+
+
 def iso_import(*, repository: Repository, user, url: str) -> Job:
     if not url.startswith(("http://", "https://")):
         raise ValidationError({"url": [_("Give an HTTP or HTTPS URL.")]})
+    fetch.validate_url(url, field="url", schemes=ISO_IMPORT_SCHEMES)
     name = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
     _check_iso_name(repository, name)
     with transaction.atomic():
@@ -273,7 +289,12 @@ def disk_clone(
     driver = repository_driver(disk.repository)
     volume = f"{uuidlib.uuid4().hex}.qcow2"
     info = driver.volume_clone(
-        pool_name(disk.repository, "disks"), disk.volume, pool_name(target_repository, "disks"), volume, clone_type=kind
+        pool_name(disk.repository, "disks"),
+        disk.volume,
+        pool_name(target_repository, "disks"),
+        volume,
+        clone_type=kind,
+        source_format=disk.format,
     )
     try:
         with transaction.atomic():
