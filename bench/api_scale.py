@@ -28,8 +28,8 @@ SERVERS, VMS, REPEAT = 200, 10_000, 15
 
 def fill() -> str:
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from ovmweb.accounts.tokens import create_token
     from ovmweb.inventory import choices
     from ovmweb.inventory.models import (
         Network,
@@ -44,7 +44,7 @@ def fill() -> str:
 
     with transaction.atomic():
         user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench-pw-123")
-        token = Token.objects.create(user=user)
+        _, token = create_token(user=user)
         pools = ServerPool.objects.bulk_create([ServerPool(name=f"pool-{i}") for i in range(10)])
         servers = Server.objects.bulk_create(
             [
@@ -99,7 +99,7 @@ def fill() -> str:
                 mac = f"00:21:f6:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
                 vnics.append(Vnic(vm=vm, mac=mac, network=net, position=position))
         Vnic.objects.bulk_create(vnics, batch_size=2000)
-    return token.key
+    return token
 
 
 def measure(client: Client, token: str, offset: int) -> tuple[int, float]:

@@ -53,8 +53,8 @@ def free_port() -> int:
 def setup() -> tuple[str, int, str]:
     """Migrate, make the estate through the services; returns (token, vm id, domain name)."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from ovmweb.accounts.tokens import create_token
     from ovmweb.hypervisor.connections import close_all
     from ovmweb.inventory.models import IsoFile
     from ovmweb.inventory.operations.vms import domain_name
@@ -63,7 +63,7 @@ def setup() -> tuple[str, int, str]:
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench-pw-123")
-    token = Token.objects.create(user=user).key
+    _, token = create_token(user=user)
     pool, server, repo = local_estate(user, TMP)
     with open(GUEST_ISO, "rb") as fh:
         storage.iso_upload(repository=repo, user=user, name="tiny.iso", fileobj=fh, size=GUEST_ISO.stat().st_size)

@@ -41,7 +41,7 @@ PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); pri
 "$PY" manage.py migrate --noinput -v 0
 TOKEN=$("$PY" manage.py shell -v 0 -c '
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from ovmweb.accounts.tokens import create_token
 from ovmweb.inventory import models
 user = get_user_model().objects.create_superuser("fuzz", "fuzz@example.com", "fuzz-pw-123")
 # A little inventory, so that ids 1.. exist and detail endpoints and actions run their real code.
@@ -65,7 +65,7 @@ appliance_vm.disks.add(models.VirtualDisk.objects.create(name="adisk-1", reposit
 from ovmweb.jobs.services import event_record, job_submit
 job_submit(operation="repository.refresh", summary="seed job", user=user, target=repo, params={"repository_id": repo.pk})
 event_record(obj=vm, type="seed", text="seed event", user=user)
-print(Token.objects.create(user=user).key)
+print(create_token(user=user)[1])
 ')
 
 "$PY" manage.py runovmweb --bind "127.0.0.1:$PORT" >"$TMP/server.log" 2>&1 &

@@ -7,31 +7,24 @@ from pathlib import Path
 
 import dj_database_url
 
+from .var_dir import make_private_by_default, prepare_var_dir, read_or_create_secret_key
+
+# Before anything opens a file: the database, uploads, keys and logs this process
+# creates are readable by its own user only.
+make_private_by_default()
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("OVMWEB_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+prepare_var_dir(VAR_DIR)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
     return os.environ.get(name, str(default)).lower() in {"1", "true", "yes", "on"}
 
 
-def _secret_key() -> str:
-    key = os.environ.get("OVMWEB_SECRET_KEY")
-    if key:
-        return key
-    # The embedded default keeps a generated key beside its database so that
-    # sessions and encrypted credentials survive restarts.
-    path = VAR_DIR / "secret_key"
-    if not path.exists():
-        import secrets
-
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-SECRET_KEY = _secret_key()
+# The embedded default keeps a generated key beside its database so that
+# sessions and encrypted credentials survive restarts.
+SECRET_KEY = os.environ.get("OVMWEB_SECRET_KEY") or read_or_create_secret_key(VAR_DIR / "secret_key")
 DEBUG = env_bool("OVMWEB_DEBUG", False)
 ALLOWED_HOSTS = os.environ.get("OVMWEB_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("OVMWEB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -47,12 +40,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "django_htmx",
     "django_tasks",
     "django_tasks_db",
     "ovmweb.core",
+    "ovmweb.accounts",
     "ovmweb.inventory",
     "ovmweb.jobs",
     "ovmweb.hypervisor",
@@ -114,6 +107,14 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Every password sign-in (web form, admin) is throttled per user name and per address.
+AUTHENTICATION_BACKENDS = ["ovmweb.accounts.backends.ThrottledModelBackend"]
+OVMWEB_LOGIN_MAX_FAILURES_PER_USER = int(os.environ.get("OVMWEB_LOGIN_MAX_FAILURES_PER_USER", "5"))
+OVMWEB_LOGIN_MAX_FAILURES_PER_ADDRESS = int(os.environ.get("OVMWEB_LOGIN_MAX_FAILURES_PER_ADDRESS", "20"))
+OVMWEB_LOGIN_FAILURE_WINDOW = int(os.environ.get("OVMWEB_LOGIN_FAILURE_WINDOW", "900"))
+# Reverse proxies whose X-Forwarded-For names the client (for the per-address throttle and logs).
+OVMWEB_TRUSTED_PROXIES = [a for a in os.environ.get("OVMWEB_TRUSTED_PROXIES", "").split(",") if a]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -171,7 +172,7 @@ REST_FRAMEWORK = {
     # Token first: an unauthenticated call then answers 401 with
     # "WWW-Authenticate: Token" (the session scheme has no header, so DRF would say 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "ovmweb.accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -221,11 +222,20 @@ OVMWEB_LOCAL_REPOSITORY_PATH = os.environ.get("OVMWEB_LOCAL_REPOSITORY_PATH", st
 OVMWEB_HYPERVISOR_URI = os.environ.get("OVMWEB_HYPERVISOR_URI", "")
 # Seconds a KVM probe domain may take to prove that KVM really runs guests.
 OVMWEB_KVM_PROBE_TIMEOUT = float(os.environ.get("OVMWEB_KVM_PROBE_TIMEOUT", "8"))
+# URLs the manager downloads (ISO, appliance, PVM install tree) never reach an internal
+# address (loopback, private, link-local, metadata...) unless it lies in one of these
+# comma-separated CIDR networks, e.g. "10.20.0.0/16,fd00:1::/64" for an internal mirror.
+OVMWEB_IMPORT_ALLOWED_NETWORKS = [
+    n.strip() for n in os.environ.get("OVMWEB_IMPORT_ALLOWED_NETWORKS", "").split(",") if n.strip()
+]
+# The largest file such a download may write (bytes); default 64 GiB.
+OVMWEB_IMPORT_MAX_BYTES = int(os.environ.get("OVMWEB_IMPORT_MAX_BYTES", str(64 * 1024**3)))
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("OVMWEB_LOG_LEVEL", "INFO")},
-    "loggers": {"paramiko": {"level": "WARNING"}},
+    # ovmweb.security: sign-ins, refusals and throttling (user name and address, never a password).
+    "loggers": {"paramiko": {"level": "WARNING"}, "ovmweb.security": {"level": "INFO"}},
 }

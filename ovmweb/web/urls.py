@@ -2,6 +2,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
+from ovmweb.accounts.forms import ThrottledAuthenticationForm
+
 from .views import activity, customizers, infra, vms
 
 app_name = "web"
@@ -9,7 +11,12 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="web:vm_list"), name="home"),
     path(
         "login/",
-        auth_views.LoginView.as_view(template_name="web/login.html", redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            template_name="web/login.html",
+            redirect_authenticated_user=True,
+            # Says "too many attempts" when throttled (ovmweb.accounts.throttle).
+            authentication_form=ThrottledAuthenticationForm,
+        ),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

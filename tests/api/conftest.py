@@ -1,7 +1,7 @@
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from ovmweb.accounts.tokens import create_token
 from tests.factories import RepositoryFactory, ServerPoolFactory, SuperUserFactory, UserFactory
 
 
@@ -12,14 +12,15 @@ def superuser(db):
 
 @pytest.fixture
 def token(superuser):
-    return Token.objects.create(user=superuser)
+    """The key of a new API token of ``superuser``."""
+    return create_token(user=superuser)[1]
 
 
 @pytest.fixture
 def api(token):
     """An API client authenticated by token, as a script would be."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 

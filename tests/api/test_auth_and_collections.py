@@ -1,9 +1,9 @@
 """Authentication, permissions, pagination and every collection of DESIGN.md §5."""
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from ovmweb.accounts.tokens import create_token
 from ovmweb.jobs.services import event_record, job_submit
 from tests import factories as f
 
@@ -72,12 +72,12 @@ def test_anonymous_cannot_act(client):
 
 
 def test_token_auth(superuser):
-    token = Token.objects.create(user=superuser)
+    _, key = create_token(user=superuser)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Token not-the-key")
     refused = client.get("/api/v1/vms/")
     assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Token"
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/v1/vms/").status_code == 200
 
 
