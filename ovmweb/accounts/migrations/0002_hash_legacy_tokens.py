@@ -17,9 +17,9 @@ def hash_legacy_tokens(apps, schema_editor):
     if LEGACY_TABLE not in connection.introspection.table_names():
         return
     ApiToken = apps.get_model("accounts", "ApiToken")
-    quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {quote('key')}, {quote('user_id')}, {quote('created')} FROM {quote(LEGACY_TABLE)}")  # nosec B608 - constant names
+        # Standard SQL quoting ("key" is a keyword somewhere), the same on SQLite and PostgreSQL.
+        cursor.execute('SELECT "key", "user_id", "created" FROM "authtoken_token"')
         rows = cursor.fetchall()
     ApiToken.objects.bulk_create(
         ApiToken(
@@ -31,7 +31,7 @@ def hash_legacy_tokens(apps, schema_editor):
         )
         for key, user_id, created in rows
     )
-    schema_editor.execute(f"DROP TABLE {quote(LEGACY_TABLE)}")
+    schema_editor.execute('DROP TABLE "authtoken_token"')
     # So that re-adding DRF's app would create its table afresh instead of finding it "applied".
     schema_editor.execute("DELETE FROM django_migrations WHERE app = %s", ["authtoken"])
 

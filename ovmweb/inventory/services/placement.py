@@ -54,7 +54,7 @@ def _with_facts(*, vm: VirtualMachine, repository, where: str, params: list[Any]
     sql_params: list[Any] = [*_OCCUPYING, vm.pk or 0]
     if repository is not None and repository.kind == RepositoryKind.SHARED:
         presented_sql = (
-            f"EXISTS (SELECT 1 FROM {q(presented.db_table)} r WHERE r.{q(presented.get_field('repository').column)} = %s "
+            f"EXISTS (SELECT 1 FROM {q(presented.db_table)} r WHERE r.{q(presented.get_field('repository').column)} = %s "  # nosec B608  # identifiers from model _meta through quote_name, every value a bound %s
             f"AND r.{q(presented.get_field('serverpool').column)} = s.{q('server_pool_id')})"
         )
         presented_params: list[Any] = [repository.pk]
@@ -62,13 +62,13 @@ def _with_facts(*, vm: VirtualMachine, repository, where: str, params: list[Any]
         presented_sql, presented_params = "1 = 1", []
     # Anti-affinity: the first running member of one of the VM's groups on server s.
     clash_sql = (
-        f"(SELECT o.{q('name')} FROM {vm_table} o JOIN {member_table} m ON m.{member_vm} = o.{q('id')} "
+        f"(SELECT o.{q('name')} FROM {vm_table} o JOIN {member_table} m ON m.{member_vm} = o.{q('id')} "  # nosec B608  # identifiers from model _meta through quote_name, every value a bound %s
         f"WHERE {others} AND m.{member_group} IN "
         f"(SELECT g.{member_group} FROM {member_table} g WHERE g.{member_vm} = %s) "
         f"ORDER BY o.{q('name')} LIMIT 1)"
     )
     sql = (
-        f"SELECT s.*, "
+        f"SELECT s.*, "  # nosec B608  # identifiers from model _meta through quote_name, every value a bound %s
         f"COALESCE((SELECT SUM(o.{q('memory_mib')}) FROM {vm_table} o WHERE {others}), 0) AS used_memory, "
         f"p.{q('architecture')} AS pool_architecture, "
         f"{presented_sql} AS repository_presented, "
