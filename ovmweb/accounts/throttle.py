@@ -103,3 +103,15 @@ def record_success(*, username: str, address: str) -> None:
     """A right password clears the user name's failures (not the address's)."""
     security_log.info("sign-in: username=%r address=%s", username, address)
     LoginFailure.objects.filter(username=_key(username)).delete()
+
+
+def clear_failures(*, username: str | None = None, address: str | None = None) -> int:
+    """Forget the failures of ``username`` and/or from ``address`` (all when neither is given)."""
+    failures = LoginFailure.objects.all()
+    if username is not None:
+        failures = failures.filter(username=_key(username))
+    if address is not None:
+        failures = failures.filter(address=address)
+    deleted, _ = failures.delete()
+    security_log.info("sign-in failures cleared: username=%r address=%s (%d)", username, address, deleted)
+    return deleted

@@ -97,3 +97,19 @@ def test_the_client_address_comes_from_a_trusted_proxy_only():
     assert throttle.client_address(spoofed) == "192.0.2.1"
     garbage = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="not-an-address")
     assert throttle.client_address(garbage) == "127.0.0.1"
+
+
+def test_an_administrator_can_lift_a_throttle(client, alice):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    UserFactory(username="carol")
+    for name in ("alice", "carol"):
+        for _ in range(5):
+            sign_in(client, name, "wrong", "10.0.0.1")
+    out = StringIO()
+    call_command("clear_login_failures", "alice", stdout=out)
+    assert out.getvalue().strip() == "5 failed sign-in(s) forgotten"
+    assert sign_in(client, "alice", RIGHT, "10.0.0.4")[1] is True
+    assert sign_in(client, "carol", RIGHT, "10.0.0.4")[1] is False
