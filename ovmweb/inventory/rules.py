@@ -30,6 +30,7 @@ from .choices import (
     VmStatus,
     VnicModel,
 )
+from .services import fetch
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Server, ServerPool, VirtualMachine
@@ -111,6 +112,9 @@ def check_pvm_url(url: str) -> None:
         raise ValidationError(
             {"pvm_boot_url": [_("Give the mounted ISO as an nfs://, http://, https:// or ftp:// URL with a host.")]}
         )
+    # The host and its addresses pass the rules the start job fetches (or mounts) under;
+    # the tree is a directory files are appended to, so no query or fragment.
+    fetch.validate_url(url, field="pvm_boot_url", schemes=PVM_URL_SCHEMES, base=True)
 
 
 def disk_bus_for(domain_type: str) -> str:

@@ -69,7 +69,8 @@ def test_iso_upload_through_the_api(estate, tmp_path):
     assert "api.iso" in json.dumps(listed)
 
 
-def test_iso_import_from_a_loopback_http_server(estate, tmp_path):
+def test_iso_import_from_a_loopback_http_server(estate, tmp_path, settings):
+    settings.OVMWEB_IMPORT_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # imports refuse loopback unless allowed
     served = tmp_path / "www"
     served.mkdir()
     (served / "imported.iso").write_bytes(GUEST_ISO.read_bytes())

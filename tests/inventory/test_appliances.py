@@ -201,7 +201,8 @@ def test_import_uploaded_ova_and_create_a_vm_that_boots(real_estate, tmp_path):
 
 
 @pytest.mark.integration
-def test_import_ovf_and_disks_over_http(real_estate, tmp_path):
+def test_import_ovf_and_disks_over_http(real_estate, tmp_path, settings):
+    settings.OVMWEB_IMPORT_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # http_tree serves on loopback
     e = real_estate
     tree = tmp_path / "web"
     tree.mkdir()
@@ -225,7 +226,8 @@ def test_import_ovf_and_disks_over_http(real_estate, tmp_path):
 
 
 @pytest.mark.integration
-def test_broken_appliances_leave_nothing(real_estate, tmp_path):
+def test_broken_appliances_leave_nothing(real_estate, tmp_path, settings):
+    settings.OVMWEB_IMPORT_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # the unreachable URL is on loopback
     e = real_estate
     assemblies = Path(e["repo"].path) / "Assemblies"
     # An OVA whose OVF names a disk that is not in the archive.

@@ -20,6 +20,12 @@ from tests import factories as f
 from .conftest import GUEST_DIR, http_tree, read_serial_until
 
 
+@pytest.fixture(autouse=True)
+def loopback_install_trees(settings):
+    """The trees here are served on loopback, an address imports refuse unless allowed."""
+    settings.OVMWEB_IMPORT_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
 @pytest.fixture
 def pvm(db, tmp_path):
     repo = f.RepositoryFactory(path=str(tmp_path / "repo"))

@@ -74,7 +74,8 @@ def test_pvm_url_scheme_validated(url):
 
 
 @pytest.mark.parametrize("url", ["nfs://10.0.0.1/export/ol6", "http://mirror/ol6/", "ftp://mirror/ol6", "HTTPS://m/x"])
-def test_pvm_url_accepted(url):
+def test_pvm_url_accepted(url, settings):
+    settings.OVMWEB_IMPORT_ALLOWED_NETWORKS = ["10.0.0.0/8"]  # an internal mirror, allowed
     rules.check_install_source(domain_type=DomainType.PVM, kind="pvm_url", url=url)
 
 

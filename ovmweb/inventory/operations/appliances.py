@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from django.utils.translation import gettext as _
@@ -13,22 +13,17 @@ from django.utils.translation import gettext as _
 from ovmweb.jobs.registry import JobContext, operation
 
 from ..models import Repository, VirtualAppliance, VirtualDisk
-from ..services import appliances
+from ..services import appliances, fetch
 from ..services.vms import vm_slot_set_disk
 
-FETCH_TIMEOUT = 30
 
-
-def _fetch(url: str, path: Path) -> None:
+def _fetch(url: str, path: Path, check_abort: Callable[[], None] | None = None) -> None:
+    """``url`` into ``path`` under the import rules of fetch.py (each disk URL an OVF names
+    is checked like the descriptor's); a partial file is removed."""
     try:
-        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response, open(path, "wb") as out:
-            shutil.copyfileobj(response, out, 1024 * 1024)
-    except urllib.error.HTTPError as exc:
-        raise appliances.ApplianceError(_("%(url)s answered HTTP %(code)s.") % {"url": url, "code": exc.code}) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise appliances.ApplianceError(
-            _("Cannot fetch %(url)s: %(e)s") % {"url": url, "e": getattr(exc, "reason", exc)}
-        ) from exc
+        fetch.fetch_to_file(url, path, check_abort=check_abort, schemes={"http", "https"})
+    except (fetch.FetchError, OSError) as exc:
+        raise appliances.ApplianceError(_("Cannot fetch %(url)s: %(e)s") % {"url": url, "e": exc}) from exc
 
 
 @operation("appliance.import")
@@ -38,12 +33,13 @@ def appliance_import(
     repository = Repository.objects.get(pk=repository_id)
     work = Path(tempfile.mkdtemp(prefix="appliance-", dir=appliances.staging_dir()))
     try:
+        fetch_one = functools.partial(_fetch, check_abort=ctx.check_abort)
         if url and not url.lower().split("?", 1)[0].endswith(".ova"):
-            descriptor = appliances.fetch_ovf_tree(url, work, _fetch)
+            descriptor = appliances.fetch_ovf_tree(url, work, fetch_one)
         else:
             ova = Path(staged) if staged else work / "appliance.ova"
             if url:
-                _fetch(url, ova)
+                fetch_one(url, ova)
             descriptor = appliances.unpack_ova(ova, work)
         ctx.progress(30, _("Descriptor %(f)s read.") % {"f": descriptor.name})
         appliance = appliances.appliance_store(

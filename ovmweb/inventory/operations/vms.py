@@ -171,7 +171,7 @@ def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_fa
         ctx.check_abort()
         if vm.domain_type == DomainType.PVM:
             # No BIOS: the kernel and initrd come from the mounted install tree (7.1, 7.2).
-            fetched = install_sources.pvm_boot_files_fetch(vm=vm, server=server)
+            fetched = install_sources.pvm_boot_files_fetch(vm=vm, server=server, check_abort=ctx.check_abort)
             ctx.progress(
                 35,
                 _("Kernel %(k)s and initrd %(i)s from %(url)s%(cached)s.")

@@ -20,11 +20,8 @@ changed since the last successful fetch (a stamp file records it).
 
 from __future__ import annotations
 
-import ftplib
 import json
 import shlex
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
@@ -33,6 +30,7 @@ from django.utils.translation import gettext as _
 from ovmweb.errors import Conflict
 
 from ..models import Server, VirtualMachine
+from . import fetch
 from .server_files import ServerFiles, server_files
 
 PVM_BOOT_LAYOUTS: tuple[tuple[str, str], ...] = (
@@ -40,7 +38,6 @@ PVM_BOOT_LAYOUTS: tuple[tuple[str, str], ...] = (
     ("isolinux/vmlinuz", "isolinux/initrd.img"),
 )
 STAMP = "pvm-boot.json"
-FETCH_TIMEOUT = 30
 _CHUNK = 1024 * 1024
 # Every x86 Linux bzImage carries the boot protocol magic "HdrS" at 0x202.
 _BZIMAGE_MAGIC_OFFSET = 0x202
@@ -63,26 +60,31 @@ def pvm_boot_paths(vm: VirtualMachine) -> tuple[str, str]:
     return f"{base}/vmlinuz", f"{base}/initrd.img"
 
 
-def _open(url: str):
-    """An open response, or None when the file is not there (so the next layout is tried)."""
+def _open(url: str, check_abort: Callable[[], None] | None = None) -> fetch.Download | None:
+    """An open download, or None when the file is not there (so the next layout is tried).
+    The URL and every redirect are checked against the import rules of fetch.py."""
     try:
-        return urllib.request.urlopen(url, timeout=FETCH_TIMEOUT)
-    except urllib.error.HTTPError as exc:
-        if exc.code in (403, 404, 410):
+        return fetch.open_url(url, check_abort=check_abort)
+    except fetch.FetchFailed as exc:
+        if exc.missing:
             return None
-        raise InstallSourceError(
-            _("%(url)s answered HTTP %(code)s %(reason)s.") % {"url": url, "code": exc.code, "reason": exc.reason}
-        ) from exc
-    except urllib.error.URLError as exc:
-        # urllib wraps FTP's "550 no such file" into a URLError.
-        if isinstance(exc.__context__, ftplib.error_perm) or " 550" in str(exc.reason):
-            return None
-        raise InstallSourceError(
-            _("Cannot reach the install tree at %(url)s: %(error)s") % {"url": url, "error": exc.reason}
-        ) from exc
-    except (OSError, ValueError) as exc:
         raise InstallSourceError(
             _("Cannot reach the install tree at %(url)s: %(error)s") % {"url": url, "error": exc}
+        ) from exc
+    except fetch.UrlRefused as exc:
+        raise InstallSourceError(
+            _("The install tree at %(url)s is refused: %(error)s") % {"url": url, "error": exc}
+        ) from exc
+
+
+def _join(url: str, relative: str) -> str:
+    """A file below the install tree; a query or fragment in ``url`` is refused, since it
+    would move the path appended after it."""
+    try:
+        return fetch.join_url(url, relative)
+    except fetch.UrlRefused as exc:
+        raise InstallSourceError(
+            _("The install tree at %(url)s is refused: %(error)s") % {"url": url, "error": exc}
         ) from exc
 
 
@@ -108,20 +110,25 @@ def _check_kernel(head: bytes, url: str) -> None:
 
 
 def _fetch_url(
-    files: ServerFiles, url: str, kernel_path: str, initrd_path: str, progress: Callable[[int], None] | None
+    files: ServerFiles,
+    url: str,
+    kernel_path: str,
+    initrd_path: str,
+    progress: Callable[[int], None] | None,
+    check_abort: Callable[[], None] | None = None,
 ) -> tuple[str, str]:
-    root = url.rstrip("/") + "/"
     tried = []
     for kernel_rel, initrd_rel in PVM_BOOT_LAYOUTS:
-        response = _open(root + kernel_rel)
+        kernel_url, initrd_url = _join(url, kernel_rel), _join(url, initrd_rel)
+        response = _open(kernel_url, check_abort)
         if response is None:
-            tried.append(root + kernel_rel)
+            tried.append(kernel_url)
             continue
         with response:
             stream = _Head(response, progress)
             files.write(kernel_path, stream)
-        _check_kernel(stream.head, root + kernel_rel)
-        response = _open(root + initrd_rel)
+        _check_kernel(stream.head, kernel_url)
+        response = _open(initrd_url, check_abort)
         if response is None:
             raise InstallSourceError(
                 _("The install tree at %(url)s has %(kernel)s but no %(initrd)s.")
@@ -185,9 +192,27 @@ def _fetch_nfs(files: ServerFiles, url: str, base: str, kernel_path: str, initrd
         files.run(["umount", mount_point], timeout=60)
 
 
-def pvm_boot_files_fetch(*, vm: VirtualMachine, server: Server, progress: Callable[[int], None] | None = None) -> dict:
+def _check_nfs(url: str) -> None:
+    """The NFS host passes the address rules of fetch.py too (resolved here, on the
+    manager; the server then mounts it by name). Unresolvable is refused: unchecked."""
+    try:
+        fetch.check_url(url, schemes={"nfs"}, base=True)
+    except fetch.FetchError as exc:
+        raise InstallSourceError(
+            _("The install tree at %(url)s is refused: %(error)s") % {"url": url, "error": exc}
+        ) from exc
+
+
+def pvm_boot_files_fetch(
+    *,
+    vm: VirtualMachine,
+    server: Server,
+    progress: Callable[[int], None] | None = None,
+    check_abort: Callable[[], None] | None = None,
+) -> dict:
     """Put the PVM's kernel and initrd on ``server`` (called by the vm.start job before
-    the domain is defined). Raises ``InstallSourceError`` with the reason."""
+    the domain is defined). Raises ``InstallSourceError`` with the reason; an HTTP/FTP
+    download runs ``check_abort`` at least every second."""
     kernel_path, initrd_path = pvm_boot_paths(vm)
     base = vm_directory(vm)
     stamp_path = f"{base}/{STAMP}"
@@ -205,9 +230,10 @@ def pvm_boot_files_fetch(*, vm: VirtualMachine, server: Server, progress: Callab
             return {**stamp, "fetched": False}
         files.makedirs(base)
         if urlsplit(url).scheme.lower() == "nfs":
+            _check_nfs(url)
             kernel_rel, initrd_rel = _fetch_nfs(files, url, base, kernel_path, initrd_path)
         else:
-            kernel_rel, initrd_rel = _fetch_url(files, url, kernel_path, initrd_path, progress)
+            kernel_rel, initrd_rel = _fetch_url(files, url, kernel_path, initrd_path, progress, check_abort)
         record = {"url": url, "kernel": kernel_rel, "initrd": initrd_rel}
         files.write(stamp_path, [json.dumps(record).encode()])
     return {**record, "fetched": True}
