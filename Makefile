@@ -39,7 +39,7 @@ run: install services guest migrate
 lint: venv
 	$(VENV)/bin/ruff check ovmweb tests bench
 	$(VENV)/bin/ruff format --check ovmweb tests bench
-	# Medium and high severity fail; a reviewed finding carries `# nosec BXXX - reason` on its line.
+	# Medium and high severity fail; a reviewed finding carries `# nosec BXXX  # reason` on its line.
 	$(VENV)/bin/bandit -q -r ovmweb -ll
 
 test: install lint services guest
