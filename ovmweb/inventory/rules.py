@@ -580,6 +580,10 @@ def check_mac_range(start: str, end: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------
 
 MESSAGE_KEY_MAX_BYTES = 256
+# Letters, digits, dot, dash, underscore; not starting with a separator. The key travels
+# in a space-separated, one-line protocol (``SET <rid> <key> <value>``) and guest-side
+# tools may use it as a name: a space, a newline or ``../`` must never get there.
+MESSAGE_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MESSAGE_VALUE_MAX_BYTES_LOGGED = 1024
 MESSAGE_VALUE_MAX_BYTES_UNLOGGED = 8192
 HIDDEN_VALUE = "********"
@@ -600,6 +604,10 @@ def check_message(*, key: str, value: str, log: bool) -> None:
         errors["key"] = [_("A message needs a key.")]
     elif key_bytes > MESSAGE_KEY_MAX_BYTES:
         errors["key"] = [_("The key is %(n)d bytes; at most %(max)d.") % {"n": key_bytes, "max": MESSAGE_KEY_MAX_BYTES}]
+    elif not MESSAGE_KEY_PATTERN.fullmatch(key):
+        errors["key"] = [
+            _("A key is letters, digits, '.', '-' and '_', starting with a letter or digit (e.g. com.oracle.linux.x).")
+        ]
     limit = MESSAGE_VALUE_MAX_BYTES_LOGGED if log else MESSAGE_VALUE_MAX_BYTES_UNLOGGED
     value_bytes = len((value or "").encode("utf-8"))
     if value_bytes > limit:

@@ -264,6 +264,20 @@
   document.addEventListener("change", function (ev) { if (ev.target.id === "id_transport") syncTransport(); });
   document.addEventListener("DOMContentLoaded", syncTransport);
 
+  // VM messages: a value input is a password input (masked without script); it shows as
+  // text only while its row's "Hide value" is unchecked.
+  function syncMessageValue(box) {
+    var row = box.closest("tr");
+    var input = row && row.querySelector("input[data-message-value]");
+    if (input) input.type = box.checked ? "password" : "text";
+  }
+  document.addEventListener("change", function (ev) {
+    if (ev.target.matches && ev.target.matches("input[data-hides-value]")) syncMessageValue(ev.target);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("input[data-hides-value]").forEach(syncMessageValue);
+  });
+
   // A form that came back with errors: put the keyboard on the first field at fault.
   document.addEventListener("DOMContentLoaded", function () {
     var bad = document.querySelector(".field.has-error input, .field.has-error select, .field.has-error textarea");

@@ -196,11 +196,26 @@ class MessageRowForm(forms.Form):
         max_length=256,
         widget=forms.TextInput(attrs={"placeholder": "com.oracle.linux.network.device.0"}),
     )
+    # A password input: a value is typed masked (the page shows it as text only while its
+    # row's "Hide value" is unchecked, app.js), and a hidden one is never rendered back.
     value = forms.CharField(
-        label=_("Value"), required=False, max_length=rules.MESSAGE_VALUE_MAX_BYTES_UNLOGGED, widget=forms.TextInput
+        label=_("Value"),
+        required=False,
+        max_length=rules.MESSAGE_VALUE_MAX_BYTES_UNLOGGED,
+        widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "off", "data-message-value": ""}),
     )
-    hidden = forms.BooleanField(label=_("Hide value"), required=False)
+    hidden = forms.BooleanField(
+        label=_("Hide value"), required=False, widget=forms.CheckboxInput(attrs={"data-hides-value": ""})
+    )
     log = forms.BooleanField(label=_("Log"), required=False, initial=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.is_bound and self.fields["hidden"].widget.value_from_datadict(
+            self.data, self.files, self.add_prefix("hidden")
+        ):
+            # Sent back with an error elsewhere on the page: the secret is not in the answer.
+            self.fields["value"].widget.render_value = False
 
     def is_blank(self) -> bool:
         d = getattr(self, "cleaned_data", {}) or {}
