@@ -24,6 +24,14 @@ class InventoryConfig(AppConfig):
                 vm_config_schedule(vm_id=vm_id)
 
         post_save.connect(vm_changed, sender=VirtualMachine, weak=False, dispatch_uid="ovmweb-vm-config")
+
+        # However a job ends (run or not): staged uploads are removed, message values scrubbed.
+        from ovmweb.jobs.models import Job
+
+        from . import job_endings
+
+        post_save.connect(job_endings.job_saved, sender=Job, weak=False, dispatch_uid="ovmweb-job-ended")
+        post_delete.connect(job_endings.job_deleted, sender=Job, weak=False, dispatch_uid="ovmweb-job-deleted")
         for model in (VmDiskSlot, Vnic):
             post_save.connect(vm_changed, sender=model, weak=False, dispatch_uid=f"ovmweb-vm-config-{model.__name__}")
             post_delete.connect(

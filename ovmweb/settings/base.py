@@ -60,6 +60,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before anything reads a multipart body (the CSRF check does): upload caps, see below.
+    "ovmweb.web.uploads.UploadLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -216,6 +218,20 @@ OVMWEB_RECONCILE_INTERVAL = float(os.environ.get("OVMWEB_RECONCILE_INTERVAL", "1
 OVMWEB_SERVER_OFFLINE_AFTER = float(os.environ.get("OVMWEB_SERVER_OFFLINE_AFTER", "30"))
 # Where the embedded default keeps its first local repository.
 OVMWEB_LOCAL_REPOSITORY_PATH = os.environ.get("OVMWEB_LOCAL_REPOSITORY_PATH", str(VAR_DIR / "repositories" / "local"))
+# Uploaded ISOs and OVAs wait in the staging area until their job stores them (removed
+# when the job ends, however it ends). An upload is at most OVMWEB_UPLOAD_MAX_BYTES
+# (default 64 GiB) and must leave OVMWEB_UPLOAD_STAGING_RESERVE_BYTES free there.
+OVMWEB_UPLOAD_STAGING_DIR = os.environ.get("OVMWEB_UPLOAD_STAGING_DIR", str(VAR_DIR / "uploads"))
+OVMWEB_UPLOAD_MAX_BYTES = int(os.environ.get("OVMWEB_UPLOAD_MAX_BYTES", str(64 * 1024**3)))
+OVMWEB_UPLOAD_STAGING_RESERVE_BYTES = int(os.environ.get("OVMWEB_UPLOAD_STAGING_RESERVE_BYTES", str(1024**3)))
+# A file over FILE_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB) is written as it arrives to a temporary
+# file in the staging area (never held in memory, never in /tmp), then renamed into place.
+FILE_UPLOAD_TEMP_DIR = OVMWEB_UPLOAD_STAGING_DIR
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "ovmweb.web.uploads.StagingUploadHandler",
+]
 
 # When set (e.g. "test:///default"), every server uses this libvirt URI instead of
 # its own: unit tests and benchmarks against libvirt's test driver.

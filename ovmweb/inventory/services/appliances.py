@@ -36,6 +36,7 @@ from ovmweb.jobs.choices import JobStatus, Severity
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
+from .. import staging
 from ..choices import DiskFormat
 from ..models import Repository, VirtualAppliance, VirtualApplianceVm, VirtualDisk
 from . import images
@@ -62,9 +63,7 @@ def _safe_name(href: str) -> str:
 
 
 def staging_dir() -> Path:
-    path = Path(settings.VAR_DIR) / "uploads"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return staging.staging_dir()
 
 
 # --------------------------------------------------------------------------
@@ -111,14 +110,19 @@ def appliance_import(
         params["staged"] = str(_stage_upload(fileobj))
     else:
         params["url"] = url
-    with transaction.atomic():
-        return job_submit(
-            operation="appliance.import",
-            summary=_("Import virtual appliance %(name)s") % {"name": name},
-            user=user,
-            target=repository,
-            params=params,
-        )
+    try:
+        with transaction.atomic():
+            return job_submit(
+                operation="appliance.import",
+                summary=_("Import virtual appliance %(name)s") % {"name": name},
+                user=user,
+                target=repository,
+                params=params,
+            )
+    except BaseException:
+        if "staged" in params:  # no job will ever own it
+            staging.discard(params["staged"])
+        raise
 
 
 def ova_limits() -> tuple[int, int]:
@@ -180,18 +184,16 @@ def _stage_upload(fileobj) -> Path:
     """The uploaded OVA in the staging directory; one larger than the OVA cap is refused
     (and removed) as it arrives."""
     _max_members, max_bytes = ova_limits()
-    staged = staging_dir() / f"{uuidlib.uuid4().hex}.ova"
-    written = 0
-    try:
-        with open(staged, "wb") as out:
-            while chunk := fileobj.read(_COPY_CHUNK):
-                written += len(chunk)
-                if written > max_bytes:
-                    raise ValidationError({"file": [_("The OVA is larger than %(n)d bytes.") % {"n": max_bytes}]})
-                out.write(chunk)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
+    too_large = ValidationError({"file": [_("The OVA is larger than %(n)d bytes.") % {"n": max_bytes}]})
+    size = getattr(fileobj, "size", None)
+    if size is not None and size > max_bytes:
+        raise too_large
+    # staging.stage: the upload cap and free space; a file Django already streamed to the
+    # staging area is renamed, not copied.
+    staged = staging.stage(fileobj, suffix=".ova")
+    if staged.stat().st_size > max_bytes:  # a size that was not what it said
+        staging.discard(staged)
+        raise too_large
     return staged
 
 

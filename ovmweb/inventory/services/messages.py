@@ -20,8 +20,9 @@ _ALLOWED = frozenset({"key", "value", "hidden", "log"})
 def vm_send_messages(*, vm: VirtualMachine, user, messages: list[dict]) -> list[Job]:
     """Validate every message first (nothing is sent if one is bad), then one job each.
 
-    A hidden value is never stored in clear: the log shows ``********`` and the
-    job carries it encrypted until the operation has delivered it and scrubbed it."""
+    A hidden or unlogged value is never stored in clear: the message log shows
+    ``********`` (hidden) or nothing (unlogged), and the job carries the value
+    encrypted until the job ends, however it ends (``message_job_ended``)."""
     if not messages:
         raise ValidationError({"messages": [_("Send at least one message.")]})
     errors: dict[str, list] = {}
@@ -50,7 +51,7 @@ def vm_send_messages(*, vm: VirtualMachine, user, messages: list[dict]) -> list[
             row.full_clean(exclude=["job", "user"])
             row.save()
             params = {"vm_id": vm.pk, "message_id": row.pk, "key": row.key}
-            if hidden:
+            if hidden or not log:
                 params["value_encrypted"] = encrypt_credentials({"value": value})
             else:
                 params["value"] = value
@@ -82,11 +83,30 @@ def message_value(params: dict) -> str:
     return params.get("value", "")
 
 
+_VALUE_PARAMS = ("value", "value_encrypted")
+
+
+def _scrub(job: Job) -> None:
+    if not any(k in job.params for k in _VALUE_PARAMS):
+        return
+    params = {k: v for k, v in job.params.items() if k not in _VALUE_PARAMS}
+    Job.objects.filter(pk=job.pk).update(params=params)
+    job.params = params
+
+
 def message_finish(*, message_id: int, result: str, job: Job | None = None) -> None:
     """Record the outcome and scrub the value from the job's parameters."""
     with transaction.atomic():
         VmMessage.objects.filter(pk=message_id).update(result=MessageResult(result))
         if job is not None:
-            params = {k: v for k, v in job.params.items() if k not in ("value", "value_encrypted")}
-            Job.objects.filter(pk=job.pk).update(params=params)
-            job.params = params
+            _scrub(job)
+
+
+def message_job_ended(job: Job) -> None:
+    """A vm.message job reached a final status, run or not (aborted while queued, failed by
+    recovery): the value leaves the database, and a message never sent is not left PENDING."""
+    if job.operation != "vm.message":
+        return
+    with transaction.atomic():
+        _scrub(job)
+        VmMessage.objects.filter(job=job, result=MessageResult.PENDING).update(result=MessageResult.FAILED)

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import queue as queue_module
-import shutil
 import threading
 import uuid as uuidlib
 from pathlib import Path
@@ -26,6 +25,7 @@ from ovmweb.hypervisor.base import VolumeInfo
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
+from .. import staging
 from ..choices import CloneType, ServerStatus, Transport, VmStatus
 from ..models import IsoFile, Repository, Server, VirtualDisk, VirtualMachine
 from . import fetch, images
@@ -54,12 +54,6 @@ def iso_check(path: str | Path, name: str) -> None:
     images.image_check(path, "raw", name=name)
 
 
-def _staging_dir() -> Path:
-    path = Path(settings.VAR_DIR) / "uploads"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _check_iso_name(repository: Repository, name: str) -> None:
     if not name or "/" in name or name.startswith("."):
         raise ValidationError({"name": [_("Give a plain file name.")]})
@@ -68,12 +62,10 @@ def _check_iso_name(repository: Repository, name: str) -> None:
 
 
 def iso_upload(*, repository: Repository, user, name: str, fileobj, size: int) -> Job:
-    """Stage the upload on the manager, then a job streams it into ISOs/ of the repository."""
+    """Stage the upload on the manager (staging.py: size cap, free space, removed when the
+    job ends however it ends), then a job streams it into ISOs/ of the repository."""
     _check_iso_name(repository, name)
-    staged = _staging_dir() / uuidlib.uuid4().hex
-    with open(staged, "wb") as out:
-        shutil.copyfileobj(fileobj, out, 1024 * 1024)
-    with transaction.atomic():
+    with staging.staged(fileobj) as staged, transaction.atomic():
         return job_submit(
             operation="iso.upload",
             summary=_("Upload ISO %(name)s") % {"name": name},
