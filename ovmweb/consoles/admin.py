@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from ovmweb.core.admin import ReadOnlyAdmin
+from ovmweb.inventory.admin_access import ReadOnlyAuthorizedAdmin
 
 from .models import ConsoleTicket
 
 
 @admin.register(ConsoleTicket)
-class ConsoleTicketAdmin(ReadOnlyAdmin):
+class ConsoleTicketAdmin(ReadOnlyAuthorizedAdmin):
+    permission_noun = "console_ticket"
     list_display = ["id", "vm", "kind", "user", "read_only", "created_at", "expires_at", "used_at"]
     list_filter = ["kind", "read_only"]
     search_fields = ["vm__name", "user__username"]

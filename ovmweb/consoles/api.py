@@ -44,7 +44,7 @@ class ConsoleTicketCreateView(APIView):
     def post(self, request, pk: int):
         data = ConsoleTicketRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        vm = access_vm(request.user, pk, "view")
+        vm = access_vm(request.user, pk, "console")
         kind = data.validated_data["kind"]
         ticket, token = services.ticket_issue(user=request.user, vm=vm, kind=kind)
         body = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -28,6 +28,7 @@ from ovmweb.consoles import services
 from ovmweb.consoles.flow import WriteFlow
 from ovmweb.consoles.models import ConsoleKind
 from ovmweb.consoles.rfb import RfbInputFilter, RfbViolation
+from ovmweb.core.websocket import origin_allowed
 from ovmweb.errors import Conflict, ConnectionFailed
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.tunnels import pool, streams
@@ -48,26 +49,6 @@ CLOSE_UNAVAILABLE = 4004
 
 def user_group(user_id: int) -> str:
     return f"console-user-{user_id}"
-
-
-def origin_allowed(scope) -> bool:
-    """The Origin header names this very site (or a configured trusted origin); absent means refused.
-
-    Browsers always send Origin on WebSocket requests, so a missing one is a
-    non-browser client or a stripped header: neither should get a console on
-    the strength of a session cookie.
-    """
-    headers = dict(scope.get("headers") or [])
-    origin = headers.get(b"origin", b"").decode("latin1").strip()
-    host = headers.get(b"host", b"").decode("latin1").strip().lower()
-    if not origin or not host or origin == "null":
-        return False
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return False
-    if parts.netloc.lower() == host:
-        return True
-    return f"{parts.scheme}://{parts.netloc}".lower() in {o.lower() for o in settings.CSRF_TRUSTED_ORIGINS}
 
 
 class Refused(Exception):

@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ovmweb.consoles.models import ConsoleKind, ConsoleTicket
 from ovmweb.errors import Conflict
+from ovmweb.inventory import permissions
 from ovmweb.inventory.choices import Transport, VmStatus
 from ovmweb.inventory.models import VirtualMachine
 from ovmweb.inventory.selectors import access_vm
@@ -51,7 +52,7 @@ def hash_token(token: str) -> str:
 
 def can_interact(user) -> bool:
     """Whether the user may type into a console (else the console is read-only)."""
-    return user.has_perm("inventory.change_virtualmachine")
+    return permissions.can(user, "vm.console_input")
 
 
 def console_port(vm: VirtualMachine, kind: str) -> int | None:
@@ -79,7 +80,7 @@ def ticket_issue(*, user, vm: VirtualMachine, kind: str) -> tuple[ConsoleTicket,
     """
     if kind not in ConsoleKind.values:
         raise Conflict(_("Unknown console kind '%(kind)s'.") % {"kind": kind})
-    vm = access_vm(user, vm.pk, "view")
+    vm = access_vm(user, vm.pk, "console")
     _check_console_available(vm, kind)
     read_only = not can_interact(user)
     check_limits(user_id=user.pk, vm_id=vm.pk, read_only=read_only)
@@ -117,7 +118,7 @@ def ticket_redeem(*, token: str, user, vm_id: int, kind: str) -> ConsoleTicket:
     if redeemed != 1:
         raise TicketInvalid(_("Invalid console ticket."))
     ticket = ConsoleTicket.objects.select_related("vm", "vm__server").get(token_hash=token_hash)
-    access_vm(user, vm_id, "view")
+    access_vm(user, vm_id, "console")
     _check_console_available(ticket.vm, kind)
     # Permissions may have been withdrawn since issue; never widen, only narrow.
     ticket.read_only = ticket.read_only or not can_interact(user)

@@ -12,7 +12,7 @@ from ovmweb.inventory.selectors import access_vm
 
 
 def _page(request, vm_id: int, kind: str, template: str):
-    vm = access_vm(request.user, vm_id, "view")
+    vm = access_vm(request.user, vm_id, "console")
     return render(
         request,
         template,

@@ -9,7 +9,7 @@ on the form that was posted, and nothing is written. The admin's own
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
@@ -110,14 +110,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 def run_service_action(model_admin, request, queryset, fn, done: str) -> None:
-    """Apply ``fn(obj)`` to each selected row; refusals become error messages, not 500s."""
+    """Apply ``fn(obj)`` to each selected row; refusals (a rule, or a permission on that row)
+    become error messages, not 500s."""
     ok = 0
     for obj in queryset:
         try:
             with transaction.atomic():
                 fn(obj)
             ok += 1
-        except (ValidationError, Conflict) as exc:
+        except (ValidationError, Conflict, PermissionDenied) as exc:
             text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
             model_admin.message_user(request, f"{obj}: {text}", messages.ERROR)
     if ok:

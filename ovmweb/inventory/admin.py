@@ -11,9 +11,14 @@ from django.urls import reverse
 from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from ovmweb.core.admin import ReadOnlyAdmin, ServiceAdmin, run_service_action
+from ovmweb.core.admin import ServiceAdmin, run_service_action
 
-from . import models
+from . import (
+    admin_activity,  # noqa: F401 - registers the Job, Event and ObjectLock admins
+    models,
+    permissions,
+)
+from .admin_access import AuthorizedAdmin, ReadOnlyAuthorizedAdmin, authorized
 
 
 def _service(name: str):
@@ -22,7 +27,7 @@ def _service(name: str):
     return import_module(f"ovmweb.inventory.services.{name}")
 
 
-class CrudServiceAdmin(ServiceAdmin):
+class CrudServiceAdmin(AuthorizedAdmin, ServiceAdmin):
     """A model whose services module has the house trio ``<noun>_create(user=, **fields)``,
     ``<noun>_update(<service_object>=obj, user=, **changes)`` and
     ``<noun>_delete(<service_object>=obj, user=)``: subclasses name the module (under
@@ -51,6 +56,7 @@ class ServerPoolAdmin(CrudServiceAdmin):
     list_display = ["name", "architecture", "created_at"]
     list_filter = ["architecture"]
     search_fields = ["name", "description"]
+    permission_noun = "pool"
     # server_pool_create / server_pool_update / server_pool_delete
     service_module, service_noun, service_object = "pools", "server_pool", "pool"
 
@@ -59,6 +65,7 @@ class ServerPoolAdmin(CrudServiceAdmin):
 class ProcessorCompatibilityGroupAdmin(CrudServiceAdmin):
     list_display = ["name", "description"]
     search_fields = ["name"]
+    permission_noun = "compatibility_group"
     # compatibility_group_create / compatibility_group_update / compatibility_group_delete
     service_module, service_noun, service_object = "pools", "compatibility_group", "group"
 
@@ -69,12 +76,13 @@ class AntiAffinityGroupAdmin(CrudServiceAdmin):
     list_filter = ["server_pool"]
     search_fields = ["name"]
     filter_horizontal = ["vms"]
+    permission_noun = "anti_affinity_group"
     # anti_affinity_group_create / anti_affinity_group_update / anti_affinity_group_delete
     service_module, service_noun, service_object = "pools", "anti_affinity_group", "group"
 
 
 @admin.register(models.Server)
-class ServerAdmin(ServiceAdmin):
+class ServerAdmin(AuthorizedAdmin, ServiceAdmin):
     """Servers are added by discovery (a job that pins the host key), so the admin cannot add
     them. Deleting one queues the ``server.delete`` job (``server_delete``), which removes
     ovmweb's SSH key from it and every per-server file here before the row goes."""
@@ -91,6 +99,7 @@ class ServerAdmin(ServiceAdmin):
         "inbound_migration_lock",
     ]
     list_filter = ["status", "transport", "server_pool", "inbound_migration_lock"]
+    permission_noun = "server"
     search_fields = ["name", "hostname", "host_uuid"]
     fields = [
         "name",
@@ -163,13 +172,16 @@ class ServerAdmin(ServiceAdmin):
 
 
 @admin.register(models.Repository)
-class RepositoryAdmin(ServiceAdmin):
+class RepositoryAdmin(AuthorizedAdmin, ServiceAdmin):
     """Creating a repository builds a storage pool on its servers (a job): that is the API's and
     the pages' work. Here a repository can be presented to more server pools."""
 
     list_display = ["name", "kind", "backend", "path", "server", "capacity_bytes", "available_bytes", "refreshed_at"]
     list_filter = ["kind", "backend"]
     search_fields = ["name", "path", "nfs_server"]
+    # An edit here presents the repository to more server pools.
+    permission_noun = "repository"
+    permission_verbs = {"view": "view", "change": "present"}
     fields = [
         "name",
         "kind",
@@ -223,6 +235,7 @@ class NetworkAdmin(CrudServiceAdmin):
     list_display = ["name", "bridge", "libvirt_network", "vlan_id", "roles"]
     search_fields = ["name", "bridge", "libvirt_network"]
     filter_horizontal = ["server_pools"]
+    permission_noun = "network"
     # network_create / network_update / network_delete
     service_module, service_noun, service_object = "networks", "network", "network"
 
@@ -232,12 +245,15 @@ class NetworkAdmin(CrudServiceAdmin):
 
 
 @admin.register(models.MacAddressRange)
-class MacAddressRangeAdmin(ServiceAdmin):
+class MacAddressRangeAdmin(AuthorizedAdmin, ServiceAdmin):
     list_display = ["start", "end"]
+    # Adding the singleton is setting the range.
+    permission_noun = "mac_range"
+    permission_verbs = {"view": "view", "add": "change", "change": "change"}
 
     def has_add_permission(self, request):
         # A singleton: the row exists as soon as anything asked for it.
-        return not models.MacAddressRange.objects.exists()
+        return super().has_add_permission(request) and not models.MacAddressRange.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -255,6 +271,7 @@ class VirtualMachineAdmin(CrudServiceAdmin):
     list_filter = ["status", "domain_type", "os_type", "server_pool", "ha_enabled"]
     search_fields = ["name", "description", "uuid"]
     list_select_related = ["server_pool", "server"]
+    permission_noun = "vm"
     readonly_fields = [
         "status",
         "uuid",
@@ -297,7 +314,11 @@ class VirtualMachineAdmin(CrudServiceAdmin):
     def _act(self, request, queryset, action, done):
         vms = _service("vms")
         run_service_action(
-            self, request, queryset, lambda vm: vms.vm_action(vm=vm, action=action, user=request.user), done
+            self,
+            request,
+            queryset,
+            authorized(request, f"vm.{action}", lambda vm: vms.vm_action(vm=vm, action=action, user=request.user)),
+            done,
         )
 
     @admin.action(description=_("Start selected virtual machines"), permissions=["change"])
@@ -314,12 +335,13 @@ class VirtualMachineAdmin(CrudServiceAdmin):
 
 
 @admin.register(models.Vnic)
-class VnicAdmin(ServiceAdmin):
+class VnicAdmin(AuthorizedAdmin, ServiceAdmin):
     list_display = ["mac", "vm", "network", "model", "position"]
     list_filter = ["model", "network"]
     search_fields = ["mac", "vm__name"]
     list_select_related = ["vm", "network"]
     fields = ["vm", "network", "model", "mac"]
+    permission_noun = "vnic"
 
     def get_readonly_fields(self, request, obj=None):
         # A VNIC is created and deleted; its MAC and VM never change.
@@ -333,6 +355,8 @@ class VnicAdmin(ServiceAdmin):
         return form
 
     def service_create(self, request, data):
+        # The object of a new VNIC is its VM (change permission on it).
+        permissions.authorize(request.user, "vnic.create", data["vm"])
         return _service("vnics").vnic_create(
             vm=data["vm"],
             user=request.user,
@@ -349,8 +373,9 @@ class VnicAdmin(ServiceAdmin):
 
 
 @admin.register(models.CloneCustomizer)
-class CloneCustomizerAdmin(ServiceAdmin):
+class CloneCustomizerAdmin(AuthorizedAdmin, ServiceAdmin):
     list_display = ["name", "vm", "created_at"]
+    permission_noun = "customizer"
     search_fields = ["name", "vm__name"]
     fields = ["name", "vm", "description"]
     readonly_fields = ["vm"]
@@ -367,21 +392,24 @@ class CloneCustomizerAdmin(ServiceAdmin):
 
 
 @admin.register(models.IsoFile)
-class IsoFileAdmin(ReadOnlyAdmin):
+class IsoFileAdmin(ReadOnlyAuthorizedAdmin):
+    permission_noun = "iso"
     list_display = ["name", "repository", "size_bytes", "created_at"]
     list_filter = ["repository"]
     search_fields = ["name", "sha256"]
 
 
 @admin.register(models.VirtualDisk)
-class VirtualDiskAdmin(ReadOnlyAdmin):
+class VirtualDiskAdmin(ReadOnlyAuthorizedAdmin):
+    permission_noun = "disk"
     list_display = ["name", "repository", "size_bytes", "allocation_bytes", "format", "sparse", "shareable"]
     list_filter = ["repository", "format", "sparse", "shareable"]
     search_fields = ["name", "volume"]
 
 
 @admin.register(models.VmDiskSlot)
-class VmDiskSlotAdmin(ReadOnlyAdmin):
+class VmDiskSlotAdmin(ReadOnlyAuthorizedAdmin):
+    permission_noun = "vm"
     list_display = ["vm", "slot", "kind", "virtual_disk", "iso", "bus"]
     list_filter = ["kind", "bus"]
     search_fields = ["vm__name"]
@@ -394,35 +422,49 @@ class VirtualApplianceVmInline(admin.TabularInline):
     fields = ["name", "vcpus", "memory_mib", "os_type"]
     readonly_fields = fields
 
+    def has_view_permission(self, request, obj=None):
+        return permissions.can(request.user, "appliance.view", obj)
+
     def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
 @admin.register(models.VirtualAppliance)
-class VirtualApplianceAdmin(ReadOnlyAdmin):
+class VirtualApplianceAdmin(ReadOnlyAuthorizedAdmin):
+    permission_noun = "appliance"
     list_display = ["name", "repository", "ovf_path", "created_at"]
     search_fields = ["name"]
     inlines = [VirtualApplianceVmInline]
 
 
 @admin.register(models.VirtualApplianceVm)
-class VirtualApplianceVmAdmin(ReadOnlyAdmin):
+class VirtualApplianceVmAdmin(ReadOnlyAuthorizedAdmin):
+    permission_noun = "appliance"
     list_display = ["name", "appliance", "vcpus", "memory_mib", "os_type"]
     search_fields = ["name", "appliance__name"]
 
 
 @admin.register(models.CloneCustomizerDisk)
-class CloneCustomizerDiskAdmin(ReadOnlyAdmin):
+class CloneCustomizerDiskAdmin(ReadOnlyAuthorizedAdmin):
+    permission_noun = "customizer"
     list_display = ["customizer", "slot", "target_repository", "clone_type"]
 
 
 @admin.register(models.CloneCustomizerNetwork)
-class CloneCustomizerNetworkAdmin(ReadOnlyAdmin):
+class CloneCustomizerNetworkAdmin(ReadOnlyAuthorizedAdmin):
+    permission_noun = "customizer"
     list_display = ["customizer", "vnic", "network"]
 
 
 @admin.register(models.VmMessage)
-class VmMessageAdmin(ReadOnlyAdmin):
+class VmMessageAdmin(ReadOnlyAuthorizedAdmin):
+    permission_noun = "vm_message"
     list_display = ["vm", "key", "shown_value", "result", "user", "created_at"]
     list_filter = ["result", "hidden"]
     search_fields = ["vm__name", "key"]

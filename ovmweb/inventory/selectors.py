@@ -6,17 +6,15 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
+from . import permissions
 from .models import VirtualMachine, VmDiskSlot, Vnic
 
-VIEW_PERM = "inventory.view_virtualmachine"
-CHANGE_PERM = "inventory.change_virtualmachine"
 ORDERINGS = frozenset({"name", "-name", "status", "-status", "created_at", "-created_at", "id", "-id"})
 
 
-def _can(user, action: str) -> bool:
-    if user is None or not getattr(user, "is_authenticated", False):
-        return False
-    return user.has_perm(VIEW_PERM if action == "view" else CHANGE_PERM)
+def _action(action: str) -> str:
+    """``"start"`` -> ``"vm.start"``: access_vm takes the VM actions of ``permissions.RULES``."""
+    return action if "." in action else f"vm.{action}"
 
 
 def vm_queryset() -> QuerySet[VirtualMachine]:
@@ -36,9 +34,7 @@ def vm_queryset() -> QuerySet[VirtualMachine]:
 def vm_list(
     *, user, search: str | None = None, pool=None, server=None, ordering: str | None = None
 ) -> QuerySet[VirtualMachine]:
-    if not _can(user, "view"):
-        return VirtualMachine.objects.none()
-    qs = vm_queryset()
+    qs = permissions.scope(user, "vm.view", vm_queryset())
     if search:
         qs = qs.filter(Q(name__icontains=search) | Q(description__icontains=search))
     if pool is not None:
@@ -55,12 +51,18 @@ def vm_list(
 
 def access_vm(user, vm_id, action: str = "view") -> VirtualMachine:
     """The VM if ``user`` may do ``action`` on it; PermissionDenied or Http404 otherwise.
-    "view" needs view permission, any other action change permission."""
+
+    ``action`` is a VM action of ``ovmweb.inventory.permissions`` ("view", "start",
+    "delete", "clone"... or its full name "vm.start"); the rule is decided there."""
+    action = _action(action)
     if user is None or not getattr(user, "is_authenticated", False):
         raise PermissionDenied("Authentication required.")
-    if not _can(user, action):
-        raise PermissionDenied(f"You may not {action} virtual machines.")
+    # Refuse before the lookup on what the user may do to no VM at all: a stranger
+    # learns nothing about which ids exist.
+    permissions.authorize(user, action)
     try:
-        return vm_queryset().get(pk=int(vm_id))
+        vm = vm_queryset().get(pk=int(vm_id))
     except (VirtualMachine.DoesNotExist, ValueError, TypeError):
         raise Http404("No such virtual machine.") from None
+    permissions.authorize(user, action, vm)
+    return vm

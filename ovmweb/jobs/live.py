@@ -243,6 +243,8 @@ def job_payload(job) -> dict[str, Any]:
         "status": job.status,
         "progress": job.progress,
         "parent_id": job.parent_id,
+        # Whose job: its owner sees it on the live feed whatever it is about.
+        "user_id": job.user_id,
         "target_type": _label(job.target_type_id),
         "target_id": job.target_id,
         "target_name": job.target_name,

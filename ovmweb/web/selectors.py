@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, Prefetch, Q, QuerySet
 
+from ovmweb.inventory import permissions
 from ovmweb.inventory.models import Network, Repository, Server, ServerPool, VirtualMachine
 from ovmweb.jobs.models import Event, Job
 
@@ -22,9 +23,10 @@ def nav_tree() -> dict:
 
 
 def job_panel(*, user) -> list[Job]:
-    """Live jobs first, then the most recent finished ones: what the bottom panel shows."""
+    """Live jobs first, then the most recent finished ones: what the bottom panel shows
+    (only jobs the user may see)."""
     qs = (
-        Job.objects.filter(parent__isnull=True)
+        permissions.scope(user, "job.view", Job.objects.filter(parent__isnull=True))
         .select_related("user")
         .only(
             "id",
@@ -43,18 +45,23 @@ def job_panel(*, user) -> list[Job]:
 
 
 def job_list(*, user, status: str | None = None) -> QuerySet[Job]:
-    qs = Job.objects.filter(parent__isnull=True).select_related("user").annotate(n_children=Count("children"))
+    qs = (
+        permissions.scope(user, "job.view", Job.objects.filter(parent__isnull=True))
+        .select_related("user")
+        .annotate(n_children=Count("children"))
+    )
     if status:
         qs = qs.filter(status=status)
     return qs.order_by("-created_at", "-id")
 
 
 def job_detail(*, user, job_id: int) -> Job:
-    return Job.objects.select_related("user", "parent").prefetch_related("children").get(pk=job_id)
+    jobs = permissions.scope(user, "job.view", Job.objects.all())
+    return jobs.select_related("user", "parent").prefetch_related("children").get(pk=job_id)
 
 
 def event_list(*, user, obj=None, severity: str | None = None, unacknowledged: bool = False) -> QuerySet[Event]:
-    qs = Event.objects.select_related("user", "acknowledged_by")
+    qs = permissions.scope(user, "event.view", Event.objects.all()).select_related("user", "acknowledged_by")
     if obj is not None:
         qs = qs.filter(content_type=ContentType.objects.get_for_model(obj), object_id=obj.pk)
     if severity:

@@ -122,6 +122,8 @@ def _discover(user, sshd: PasswordSshd, fingerprint: str, **credentials):
         ssh_user="root",
         host_key_fingerprint=fingerprint,
         name="by-password",
+        # The second discovery of the same host and port is a rediscovery, asked for.
+        rediscover=Server.objects.filter(name="by-password").exists(),
         **credentials,
     )
     run_pending_jobs()

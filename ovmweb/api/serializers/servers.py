@@ -36,6 +36,13 @@ class ServerDiscoverSerializer(StrictSerializer):
     host_key_fingerprint = serializers.CharField(max_length=128, validators=[fingerprint_validator], required=False)
     name = serializers.CharField(max_length=models.NAME_MAX, required=False, allow_null=True)
     server_pool = pk_field(models.ServerPool.objects.all(), required=False, allow_null=True)
+    rediscover = serializers.BooleanField(
+        default=False,
+        help_text=_(
+            "Read a known server (this host and port) again, with the credentials given (change permission on "
+            "it). Without it a known host and port is refused (409): a discovery never rewrites a server."
+        ),
+    )
 
     def validate(self, attrs):
         if attrs["transport"] == choices.Transport.SSH:

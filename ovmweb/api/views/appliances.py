@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, permissions
+from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
 from ovmweb.inventory import models
 
 from .. import serializers as s
-from .base import RESPONSES_JOB, ModelPermissions, ReadOnlyApiViewSet, job_response, service, validated
+from .base import RESPONSES_JOB, ReadOnlyApiViewSet, job_response, service, validated
 
 
 @extend_schema_view(
@@ -23,6 +23,8 @@ class VirtualApplianceViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
 
     queryset = models.VirtualAppliance.objects.prefetch_related("vms__disks")
     serializer_class = s.VirtualApplianceSerializer
+    permission_noun = "appliance"
+    permission_actions = {"import_url": "appliance.create"}
     # A file comes only as multipart; the URL import also takes JSON (its own parsers).
     parser_classes = [MultiPartParser, FormParser]
 
@@ -50,7 +52,6 @@ class VirtualApplianceViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
         methods=["post"],
         url_path="import",
         parser_classes=[JSONParser, FormParser, MultiPartParser],
-        permission_classes=[permissions.IsAuthenticated, ModelPermissions],
     )
     def import_url(self, request):
         """Import an OVA, or an .ovf next to its disks, from an HTTP(S) URL; 202 with the job."""

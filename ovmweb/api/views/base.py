@@ -13,6 +13,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.response import Response
 
+from ovmweb.inventory.permissions import can, scope
 from ovmweb.jobs.models import Job
 
 from .. import serializers as s
@@ -31,30 +32,51 @@ def service(name: str):
     return import_module(f"ovmweb.inventory.services.{name}")
 
 
-class ModelPermissions(permissions.DjangoModelPermissions):
-    """Django model permissions, including ``view`` for reads (superusers have all)."""
+# DRF's viewset actions -> the verb of ``ovmweb.inventory.permissions`` they are.
+DEFAULT_VERBS = {
+    "list": "view",
+    "retrieve": "view",
+    "metadata": "view",
+    "create": "create",
+    "update": "change",
+    "partial_update": "change",
+    "destroy": "delete",
+}
 
-    perms_map = {
-        **permissions.DjangoModelPermissions.perms_map,
-        "GET": ["%(app_label)s.view_%(model_name)s"],
-        "HEAD": ["%(app_label)s.view_%(model_name)s"],
-        "OPTIONS": [],
-    }
+
+def permission_action(request, view) -> str | tuple[str, ...] | None:
+    """The action of ``ovmweb.inventory.permissions`` this request is.
+
+    A viewset names its noun (``permission_noun = "vm"``): ``list`` is ``vm.view``,
+    ``destroy`` ``vm.delete``, an ``@action`` ``start`` is ``vm.start``; its
+    ``permission_actions`` maps an action (or, for a plain APIView, an HTTP method)
+    to another name. None: a method the view does not route (DRF answers 405)."""
+    explicit = getattr(view, "permission_actions", {})
+    if hasattr(view, "action"):
+        if view.action is None:
+            return None
+        if view.action in explicit:
+            return explicit[view.action]
+        return f"{view.permission_noun}.{DEFAULT_VERBS.get(view.action, view.action)}"
+    return explicit.get(request.method, explicit.get("GET") if request.method in ("HEAD", "OPTIONS") else None)
 
 
-class ChangePermission(permissions.BasePermission):
-    """For action endpoints (POST on an existing object): the change permission of the model."""
+class ActionPermission(permissions.BasePermission):
+    """Every request asks ``ovmweb.inventory.permissions``: the kind of action first (no
+    object: may the user do it at all?), then, for detail routes, the object itself.
+    An action missing from the permissions table is an error, not an open door."""
 
     def has_permission(self, request, view):
-        model = view.get_queryset().model
-        return bool(
-            request.user
-            and request.user.is_authenticated
-            and request.user.has_perm(f"{model._meta.app_label}.change_{model._meta.model_name}")
-        )
+        action = permission_action(request, view)
+        if action is None:
+            return True
+        # A tuple: any of these (the view decides which one applies once it has read the input).
+        return any(can(request.user, a) for a in (action if isinstance(action, tuple) else (action,)))
 
+    def has_object_permission(self, request, view, obj):
+        action = permission_action(request, view)
+        return isinstance(action, str) and can(request.user, action, obj)
 
-ACTION_PERMS = [permissions.IsAuthenticated, ChangePermission]
 
 RESPONSES_JOB = {
     202: OpenApiResponse(s.JobSerializer, description=_("The job that was queued.")),
@@ -111,8 +133,18 @@ MONITOR_HEADER = OpenApiParameter(
 class ApiViewSet(viewsets.GenericViewSet):
     schema = StrictAutoSchema()
     pagination_class = Pagination
-    permission_classes = [permissions.IsAuthenticated, ModelPermissions]
+    permission_classes = [permissions.IsAuthenticated, ActionPermission]
     lookup_value_regex = r"[0-9]+"
+    # The noun of the actions in ovmweb.inventory.permissions ("vm" -> "vm.view", "vm.start"...).
+    permission_noun: str = ""
+    permission_actions: dict[str, str] = {}
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "list":
+            # Only the rows the user may see (jobs and events: of objects the user may see).
+            queryset = scope(self.request.user, permission_action(self.request, self), queryset)
+        return queryset
 
 
 class ReadOnlyApiViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):

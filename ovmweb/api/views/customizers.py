@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
 from ovmweb.inventory import models
+from ovmweb.inventory.permissions import authorize
 
 from .. import serializers as s
 from .base import ApiViewSet, service
@@ -23,6 +24,7 @@ class CloneCustomizerViewSet(viewsets.ModelViewSet, ApiViewSet):
 
     queryset = models.CloneCustomizer.objects.prefetch_related("disks", "networks")
     serializer_class = s.CloneCustomizerSerializer
+    permission_noun = "customizer"
 
     def get_serializer_class(self):
         if self.action in ("update", "partial_update"):
@@ -38,6 +40,8 @@ class CloneCustomizerViewSet(viewsets.ModelViewSet, ApiViewSet):
 
     def perform_create(self, serializer):
         data = self._items(dict(serializer.validated_data))
+        # The object of a new customizer is its VM (change permission on it).
+        authorize(self.request.user, "customizer.create", data.get("vm"))
         serializer.instance = service("customizers").customizer_create(user=self.request.user, **data)
 
     def perform_update(self, serializer):

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from ovmweb.inventory import selectors
@@ -16,7 +13,6 @@ from ovmweb.jobs.models import Event, Job
 
 from .. import serializers as s
 from .base import (
-    ACTION_PERMS,
     RESPONSES_409,
     RESPONSES_JOB,
     EmptySerializer,
@@ -30,36 +26,38 @@ from .base import (
 class JobViewSet(ReadOnlyApiViewSet):
     queryset = Job.objects.select_related("user").prefetch_related("children")
     serializer_class = s.JobSerializer
+    permission_noun = "job"
+    # Resuming an export is exporting its VM again: decided on the VM below.
+    permission_actions = {"resume": "job.view"}
 
     @extend_schema(request=EmptySerializer, responses={200: s.JobSerializer, **RESPONSES_409})
-    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    @action(detail=True, methods=["post"])
     def abort(self, request, pk=None):
-        """Ask a job to stop; a running job stops at its next step."""
-        job = get_object_or_404(Job, pk=pk)
-        if job.user_id != request.user.pk and not request.user.has_perm("jobs.change_job"):
-            raise PermissionDenied
+        """Ask a job to stop (its owner, or a user who may change jobs); a running job stops at its next step."""
+        job = self.get_object()
         validated(EmptySerializer, request)
         job = import_module("ovmweb.jobs.services").job_request_abort(job=job, user=request.user)
         return Response(s.JobSerializer(self.get_queryset().get(pk=job.pk)).data)
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         """Resume an aborted or failed VM export: a new job that keeps the disks it already converted."""
-        job = get_object_or_404(Job, pk=pk)
+        job = self.get_object()
         validated(EmptySerializer, request)
         if job.operation != "vm.export":
             return job_response(service("exports").export_resume(job=job, user=request.user))  # 409: not an export
-        vm = selectors.access_vm(request.user, job.params.get("vm_id"), "change")
+        vm = selectors.access_vm(request.user, job.params.get("vm_id"), "export")
         return job_response(service("vms").vm_export(vm=vm, user=request.user, resume_job=job))
 
 
 class EventViewSet(ReadOnlyApiViewSet):
     queryset = Event.objects.select_related("user", "acknowledged_by")
     serializer_class = s.EventSerializer
+    permission_noun = "event"
 
     @extend_schema(request=EmptySerializer, responses={200: s.EventSerializer})
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
         """Mark an event as seen."""
         validated(EmptySerializer, request)

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ovmweb.inventory import models
+from ovmweb.inventory.permissions import authorize
 
 from .. import serializers as s
 from ..schema import StrictAutoSchema
-from .base import RESPONSES_409, ApiViewSet, ReadOnlyApiViewSet, service, validated
+from .base import RESPONSES_409, ActionPermission, ApiViewSet, ReadOnlyApiViewSet, service, validated
 
 
 class NetworkViewSet(viewsets.ModelViewSet, ApiViewSet):
     queryset = models.Network.objects.prefetch_related("server_pools")
     serializer_class = s.NetworkSerializer
+    permission_noun = "network"
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
@@ -36,7 +37,8 @@ class NetworkViewSet(viewsets.ModelViewSet, ApiViewSet):
 class MacRangeView(APIView):
     """The one MAC address range VNIC addresses are allocated from (seed 7.4)."""
 
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, ActionPermission]
+    permission_actions = {"GET": "mac_range.view", "PUT": "mac_range.change"}
     schema = StrictAutoSchema()
     serializer_class = s.MacRangeSerializer
 
@@ -50,8 +52,6 @@ class MacRangeView(APIView):
 
     @extend_schema(request=s.MacRangeSerializer, responses={200: s.MacRangeSerializer, 400: OpenApiResponse()})
     def put(self, request):
-        if not request.user.has_perm("inventory.change_macaddressrange"):
-            raise PermissionDenied
         data = validated(s.MacRangeSerializer, request)
         service("vnics").mac_range_set(start=data["start"], end=data["end"])
         return Response(self._current())
@@ -64,9 +64,12 @@ class MacRangeView(APIView):
 class VnicViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
     queryset = models.Vnic.objects.all()
     serializer_class = s.VnicSerializer
+    permission_noun = "vnic"
 
     def create(self, request, *args, **kwargs):
         data = validated(s.VnicCreateSerializer, request)
+        # The object of a new VNIC is its VM (change permission on it).
+        authorize(request.user, "vnic.create", data["vm"])
         vnic = service("vnics").vnic_create(user=request.user, **data)
         return Response(s.VnicSerializer(vnic).data, status=status.HTTP_201_CREATED)
 

@@ -16,6 +16,7 @@ from .base import RESPONSES_409, ApiViewSet
 class ServerPoolViewSet(viewsets.ModelViewSet, ApiViewSet):
     queryset = models.ServerPool.objects.all()
     serializer_class = s.ServerPoolSerializer
+    permission_noun = "pool"
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def perform_create(self, serializer):
@@ -34,6 +35,7 @@ class ServerPoolViewSet(viewsets.ModelViewSet, ApiViewSet):
 class ProcessorCompatibilityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
     queryset = models.ProcessorCompatibilityGroup.objects.prefetch_related("servers").order_by("name")
     serializer_class = s.ProcessorCompatibilityGroupSerializer
+    permission_noun = "compatibility_group"
 
     def perform_create(self, serializer):
         serializer.instance = pool_services.compatibility_group_create(
@@ -52,6 +54,7 @@ class ProcessorCompatibilityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
 class AntiAffinityGroupViewSet(viewsets.ModelViewSet, ApiViewSet):
     queryset = models.AntiAffinityGroup.objects.prefetch_related("vms").order_by("server_pool_id", "name")
     serializer_class = s.AntiAffinityGroupSerializer
+    permission_noun = "anti_affinity_group"
 
     def perform_create(self, serializer):
         serializer.instance = pool_services.anti_affinity_group_create(

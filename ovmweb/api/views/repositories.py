@@ -11,13 +11,14 @@ from ovmweb.inventory import models
 from ovmweb.jobs.models import Job
 
 from .. import serializers as s
-from .base import ACTION_PERMS, RESPONSES_JOB, EmptySerializer, ReadOnlyApiViewSet, job_response, service, validated
+from .base import RESPONSES_JOB, EmptySerializer, ReadOnlyApiViewSet, job_response, service, validated
 
 
 @extend_schema_view(create=extend_schema(request=s.RepositoryCreateSerializer, responses=RESPONSES_JOB))
 class RepositoryViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
     queryset = models.Repository.objects.prefetch_related("server_pools")
     serializer_class = s.RepositorySerializer
+    permission_noun = "repository"
 
     def create(self, request, *args, **kwargs):
         """Create a repository (a libvirt storage pool on its servers); 202 with the job."""
@@ -26,14 +27,14 @@ class RepositoryViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
         return job_response(service("repositories").repository_create(user=request.user, **data))
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def refresh(self, request, pk=None):
         """Re-read the repository's contents and capacity."""
         validated(EmptySerializer, request)
         return job_response(service("repositories").repository_refresh(repository=self.get_object(), user=request.user))
 
     @extend_schema(request=s.RepositoryPresentSerializer, responses={200: s.RepositorySerializer, **RESPONSES_JOB})
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def present(self, request, pk=None):
         """Present a shared repository to a server pool."""
         repository = self.get_object()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, permissions
+from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from ovmweb.inventory import models
+from ovmweb.inventory.permissions import authorize_server_discover
 
 from .. import serializers as s
-from .base import RESPONSES_409, RESPONSES_JOB, ModelPermissions, ReadOnlyApiViewSet, job_response, service, validated
+from .base import RESPONSES_409, RESPONSES_JOB, ReadOnlyApiViewSet, job_response, service, validated
 
 
 @extend_schema_view(
@@ -23,6 +24,9 @@ from .base import RESPONSES_409, RESPONSES_JOB, ModelPermissions, ReadOnlyApiVie
 class ServerViewSet(mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
     queryset = models.Server.objects.all()
     serializer_class = s.ServerSerializer
+    permission_noun = "server"
+    # Who may add servers or change them may ask; which of the two it is depends on the host and port.
+    permission_actions = {"discover": ("server.discover", "server.rediscover")}
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def partial_update(self, request, *args, **kwargs):
@@ -48,9 +52,16 @@ class ServerViewSet(mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyA
         return job_response(service("servers").server_delete(server=self.get_object(), user=request.user))
 
     @extend_schema(request=s.ServerDiscoverSerializer, responses=RESPONSES_JOB)
-    @action(detail=False, methods=["post"], permission_classes=[permissions.IsAuthenticated, ModelPermissions])
+    @action(detail=False, methods=["post"])
     def discover(self, request):
-        """Discover a server: SSH in with its pinned host key, read its hardware and hypervisor."""
+        """Discover a server: SSH in with its pinned host key, read its hardware and hypervisor.
+
+        A host and port that is already a server is refused (409) unless ``rediscover`` is
+        true and the user may change that server; its new credentials replace the old ones
+        only when the job succeeds."""
         data = validated(s.ServerDiscoverSerializer, request)
+        authorize_server_discover(
+            request.user, hostname=data["hostname"], ssh_port=data["ssh_port"], rediscover=data["rediscover"]
+        )
         job = service("servers").server_discover(user=request.user, **data)
         return job_response(job)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, permissions
+from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
 from ovmweb.inventory import models
 
 from .. import serializers as s
-from .base import ACTION_PERMS, RESPONSES_JOB, ModelPermissions, ReadOnlyApiViewSet, job_response, service, validated
+from .base import RESPONSES_JOB, ReadOnlyApiViewSet, job_response, service, validated
 
 
 @extend_schema_view(
@@ -20,6 +20,7 @@ from .base import ACTION_PERMS, RESPONSES_JOB, ModelPermissions, ReadOnlyApiView
 class VirtualDiskViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, ReadOnlyApiViewSet):
     queryset = models.VirtualDisk.objects.all()
     serializer_class = s.VirtualDiskSerializer
+    permission_noun = "disk"
 
     def create(self, request, *args, **kwargs):
         """Create a virtual disk in a repository; 202 with the job."""
@@ -31,7 +32,7 @@ class VirtualDiskViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, Read
         return job_response(service("storage").disk_delete(disk=self.get_object(), user=request.user))
 
     @extend_schema(request=s.VirtualDiskResizeSerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def resize(self, request, pk=None):
         """Grow a virtual disk."""
         data = validated(s.VirtualDiskResizeSerializer, request)
@@ -42,6 +43,8 @@ class VirtualDiskViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, Read
 class IsoFileViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
     queryset = models.IsoFile.objects.all()
     serializer_class = s.IsoFileSerializer
+    permission_noun = "iso"
+    permission_actions = {"import_url": "iso.create"}
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def create(self, request, *args, **kwargs):
@@ -62,7 +65,6 @@ class IsoFileViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
         detail=False,
         methods=["post"],
         url_path="import",
-        permission_classes=[permissions.IsAuthenticated, ModelPermissions],
     )
     def import_url(self, request):
         """Import an ISO file from an HTTP/FTP URL; 202 with the job."""

@@ -7,15 +7,15 @@ from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import permissions, serializers, status, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from ovmweb.inventory import models, selectors
+from ovmweb.inventory import permissions as vm_permissions
 
 from .. import serializers as s
 from .base import (
-    ACTION_PERMS,
     MONITOR_HEADER,
     RESPONSES_409,
     RESPONSES_JOB,
@@ -25,6 +25,7 @@ from .base import (
     job_response,
     last_job_id,
     monitor_link,
+    permission_action,
     service,
     validated,
 )
@@ -65,6 +66,8 @@ VM_FILTER_PARAMETERS = [
 class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
     serializer_class = s.VirtualMachineSerializer
     queryset = models.VirtualMachine.objects.all()
+    permission_noun = "vm"
+    permission_actions = {"disks": "vm.disk_attach", "detach_disk": "vm.disk_detach", "messages": "vm.message"}
 
     def get_queryset(self):
         if self.action != "list":
@@ -82,9 +85,8 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         return qs
 
     def get_object(self):
-        # access_vm is the one permission check shared with the pages and the consoles.
-        vm_action = "view" if self.request.method in permissions.SAFE_METHODS else "change"
-        return selectors.access_vm(self.request.user, self.kwargs["pk"], vm_action)
+        # access_vm asks ovmweb.inventory.permissions, as the pages and the consoles do.
+        return selectors.access_vm(self.request.user, self.kwargs["pk"], permission_action(self.request, self))
 
     def _render(self, vm, code=status.HTTP_200_OK, headers=None) -> Response:
         vm = selectors.vm_queryset().get(pk=vm.pk)
@@ -100,6 +102,8 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         copied by a job, named in the ``Link`` header (``rel="monitor"``)."""
         data = validated(s.VmCreateSerializer, request)
         data["source"] = data.get("source") or {"kind": "none"}
+        # From any source: the add permission, and the source must be one the user may see.
+        vm_permissions.authorize_vm_create(request.user, data["source"])
         data["disks"] = [dict(d) for d in data.get("disks", ())]
         for d in data["disks"]:
             if "new" in d:
@@ -127,43 +131,43 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         return job_response(service("vms").vm_action(vm=self.get_object(), action=name, user=request.user))
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         """Start a stopped VM (STOPPED -> STARTING -> RUNNING)."""
         return self._simple_action(request, "start")
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
         """Shut a running VM down (RUNNING -> STOPPING -> STOPPED)."""
         return self._simple_action(request, "stop")
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def restart(self, request, pk=None):
         """Restart a running VM (pending changes are NOT applied by a restart)."""
         return self._simple_action(request, "restart")
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def kill(self, request, pk=None):
         """Power a VM off at once from any state but TEMPLATE; clears its HA flag."""
         return self._simple_action(request, "kill")
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def suspend(self, request, pk=None):
         """Suspend a running VM."""
         return self._simple_action(request, "suspend")
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         """Resume a suspended VM."""
         return self._simple_action(request, "resume")
 
     @extend_schema(request=s.VmMigrateSerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def migrate(self, request, pk=None):
         """Live-migrate a running VM to a server of its pool (with its disks copied into
         ``target_repository`` when they are in a local repository), or move a stopped VM to
@@ -172,14 +176,14 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         return job_response(service("vms").vm_migrate(vm=self.get_object(), user=request.user, **data))
 
     @extend_schema(request=s.VmCloneSerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def clone(self, request, pk=None):
         """Clone a VM or template, optionally with a clone customizer, optionally as a template."""
         data = validated(s.VmCloneSerializer, request)
         return job_response(service("vms").vm_clone(vm=self.get_object(), user=request.user, **data))
 
     @extend_schema(request=s.VmMoveSerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def move(self, request, pk=None):
         """Move a stopped VM's configuration and disks to other repositories: per disk with a
         clone customizer, or all to one ``target_repository`` (seed 7.7)."""
@@ -187,14 +191,14 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         return job_response(service("vms").vm_move(vm=self.get_object(), user=request.user, **data))
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def export(self, request, pk=None):
         """Export a stopped VM as an OVA (OVF 1.0 + streamOptimized VMDKs) into its repository's Assemblies/, as a job (at most four run at once)."""
         validated(EmptySerializer, request)
         return job_response(service("vms").vm_export(vm=self.get_object(), user=request.user))
 
     @extend_schema(request=s.VmBackupSerializer, responses=RESPONSES_JOB)
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def backup(self, request, pk=None):
         """Back up a VM as a cold clone named ``<vm>-backup-<UTC timestamp>`` in ``repository``
         (default: the VM's own); a running VM only as a hot clone with thin disks (seed 7.17, 7.6)."""
@@ -212,7 +216,7 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
             ),
         },
     )
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def disks(self, request, pk=None):
         """Attach a virtual disk, or an ISO as CD-ROM, in the VM's next free slot (an ISO fills an
         empty CD-ROM drive first). On a running VM it is hot-plugged where the guest OS allows it
@@ -243,7 +247,6 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         methods=["delete"],
         url_path=r"disks/(?P<slot>[0-9]{1,2})",
         url_name="disk-detach",
-        permission_classes=ACTION_PERMS,
     )
     def detach_disk(self, request, pk=None, slot=None):
         """Detach the disk or CD-ROM in a slot. A CD-ROM of a running VM is ejected (the drive
@@ -259,7 +262,7 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         request=s.VmMessagesSerializer,
         responses={202: s.JobListSerializer, 400: OpenApiResponse(), 409: s.ErrorDetailSerializer},
     )
-    @action(detail=True, methods=["post"], permission_classes=ACTION_PERMS)
+    @action(detail=True, methods=["post"])
     def messages(self, request, pk=None):
         """Send key/value messages into the guest (seed 7.10); one job per message."""
         data = validated(s.VmMessagesSerializer, request)

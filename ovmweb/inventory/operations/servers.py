@@ -45,15 +45,15 @@ def parse_meminfo(text: str) -> int:
     return 0
 
 
-def _ssh_probe(ctx: JobContext, server: Server, added_keys: list) -> tuple[str, str, str]:
-    """(cpuinfo, meminfo, host key) read over SSH with the pinned host key.
+def _ssh_probe(ctx: JobContext, server: Server, secret: dict, added_keys: list) -> tuple[str, str, str, dict]:
+    """(cpuinfo, meminfo, host key, credentials to keep) read over SSH with the pinned host key.
 
     Also settles the credentials: a password is traded for a key of the manager's
     own (installed over this session, and appended to ``added_keys`` if it was not
-    there yet), and a retired manager key is removed."""
-    from ovmweb.tunnels import credentials, ssh
+    there yet), and a retired manager key is removed. What is to be kept is
+    returned, not stored: only a discovery that succeeds stores it."""
+    from ovmweb.tunnels import ssh
 
-    secret = credentials.decrypt_credentials(server.credentials_encrypted) if server.credentials_encrypted else {}
     client = ssh.connect(
         hostname=server.hostname,
         port=server.ssh_port,
@@ -78,16 +78,19 @@ def _ssh_probe(ctx: JobContext, server: Server, added_keys: list) -> tuple[str, 
         _s, cpuinfo, _e = ssh.run(client, "cat /proc/cpuinfo")
         _s, meminfo, _e = ssh.run(client, "cat /proc/meminfo")
         if secret.get("password"):
-            _install_manager_key(ctx, server, client, secret, added_keys)
+            keep = _install_manager_key(ctx, server, client, secret, added_keys)
         elif secret.get("retire_public_key"):
-            _retire_manager_key(ctx, server, client, secret)
-        return cpuinfo, meminfo, f"{key.get_name()} {key.get_base64()}"
+            keep = _retire_manager_key(ctx, client, secret)
+        else:
+            keep = {"private_key": secret.get("private_key")}
+        return cpuinfo, meminfo, f"{key.get_name()} {key.get_base64()}", keep
     finally:
         client.close()
 
 
-def _install_manager_key(ctx: JobContext, server: Server, client, secret: dict, added_keys: list) -> None:
-    """Install the manager's key over the password session, prove it works, then keep only it.
+def _install_manager_key(ctx: JobContext, server: Server, client, secret: dict, added_keys: list) -> dict:
+    """Install the manager's key over the password session, prove it works; returns it (to keep instead
+    of the password).
 
     Any failure fails the discovery, naming why: falling back to libvirt's libssh
     transport (the only one that takes a password) would bring back the crash that
@@ -144,8 +147,9 @@ def _install_manager_key(ctx: JobContext, server: Server, client, secret: dict, 
         ) from exc
     if added:
         added_keys.append(key)
-    server_services.server_store_credentials(server=server, private_key=key.private_key, manager_key=True)
     ctx.log(_("Key authentication verified; the password is not kept."))
+    # manager_key: ovmweb installed it, so it leaves the server again when the server is forgotten.
+    return {"private_key": key.private_key, "manager_key": True}
 
 
 def _remove_manager_key(server: Server, key) -> None:
@@ -167,8 +171,8 @@ def _remove_manager_key(server: Server, key) -> None:
         client.close()
 
 
-def _retire_manager_key(ctx: JobContext, server: Server, client, secret: dict) -> None:
-    """The administrator gave a key of their own: ovmweb's earlier key leaves the server."""
+def _retire_manager_key(ctx: JobContext, client, secret: dict) -> dict:
+    """The administrator gave a key of their own: ovmweb's earlier key leaves the server; returns the key to keep."""
     from ovmweb.tunnels import manager_keys
 
     try:
@@ -176,68 +180,116 @@ def _retire_manager_key(ctx: JobContext, server: Server, client, secret: dict) -
             ctx.log(_("ovmweb's earlier SSH key removed from the server."))
     except (OperationFailed, ConnectionFailed) as exc:
         ctx.log(_("ovmweb's earlier SSH key could not be removed from the server: %(error)s") % {"error": exc})
-    server_services.server_store_credentials(server=server, private_key=secret["private_key"], manager_key=False)
+    return {"private_key": secret["private_key"]}
+
+
+def _pending(server: Server, token: str) -> dict | None:
+    """The connection settings a discovery brought (encrypted in the job's params), put on
+    ``server`` in memory only: the row keeps the old ones until the discovery succeeds."""
+    from ovmweb.tunnels.credentials import decrypt_credentials, encrypt_credentials
+
+    if not token:
+        return None
+    pending = decrypt_credentials(token)
+    if server.host_key_fingerprint != pending["host_key_fingerprint"]:
+        server.host_key = ""  # the pinned key follows the fingerprint
+    server.ssh_user = pending["ssh_user"]
+    server.host_key_fingerprint = pending["host_key_fingerprint"]
+    server.credentials_encrypted = encrypt_credentials(pending["secret"])
+    return pending
+
+
+def _forget_pending(ctx: JobContext) -> None:
+    """The credentials leave the job's params once the job is over, whatever its outcome."""
+    from ovmweb.jobs.models import Job
+
+    params = {k: v for k, v in ctx.job.params.items() if k != "pending"}
+    Job.objects.filter(pk=ctx.job.pk).update(params=params)
+
+
+def _read_facts(ctx: JobContext, server: Server, cpuinfo: str, meminfo: str):
+    """What libvirt and /proc say of the server, KVM probed."""
+    ctx.progress(40, _("Connecting to libvirt"))
+    connections.forget(server)
+    driver = connections.driver_for(server)
+    facts = driver.host_facts()
+    cpu = parse_cpuinfo(cpuinfo)
+    ctx.progress(60, _("Probing KVM"))
+    # A firmware that runs is not proof enough: here KVM runs the BIOS and then
+    # hangs the kernel on CPUs without vmx/svm. Both the flags and a probe are required.
+    kvm = (
+        cpu.get("virt_flags")
+        and not settings.OVMWEB_HYPERVISOR_URI
+        and driver.probe_kvm(timeout=settings.OVMWEB_KVM_PROBE_TIMEOUT)
+    )
+    ctx.log(_("KVM usable: %(kvm)s") % {"kvm": _("yes") if kvm else _("no, guests run under TCG")})
+    types = ["kvm", "qemu"] if kvm else [t for t in facts.domain_types if t != "kvm"] or ["qemu"]
+    return dataclasses.replace(
+        facts,
+        cpu_vendor=cpu.get("vendor", facts.cpu_vendor),
+        cpu_family=cpu.get("family"),
+        cpu_model=cpu.get("model"),
+        cpu_model_name=cpu.get("model_name", facts.cpu_model_name),
+        cpu_cores=cpu.get("cores") or facts.cpu_cores,
+        memory_mib=parse_meminfo(meminfo) or facts.memory_mib,
+        domain_types=types,
+    )
+
+
+def _discover(ctx: JobContext, server: Server, pending: dict | None, added_keys: list) -> Server:
+    from ovmweb.tunnels.credentials import decrypt_credentials, encrypt_credentials
+
+    ctx.progress(10, _("Connecting"))
+    host_key, connection = "", None
+    if server.transport == Transport.SSH:
+        # A job queued before credentials travelled in its params logs in with the stored ones.
+        secret = pending["secret"] if pending else decrypt_credentials(server.credentials_encrypted)
+        cpuinfo, meminfo, host_key, keep = _ssh_probe(ctx, server, secret, added_keys)
+        # libvirt logs in with what is to be kept (the key that replaced a password) and
+        # pins the key just verified: on this in-memory server only, until the facts are stored.
+        server.credentials_encrypted = encrypt_credentials(keep)
+        server.host_key = host_key
+        connection = {"ssh_user": server.ssh_user, "host_key_fingerprint": server.host_key_fingerprint, "secret": keep}
+    else:
+        cpuinfo, meminfo = Path("/proc/cpuinfo").read_text(), Path("/proc/meminfo").read_text()
+    facts = _read_facts(ctx, server, cpuinfo, meminfo)
+    return server_services.server_record_facts(
+        server=server, facts=facts, host_key=host_key, job=ctx.job, connection=connection
+    )
+
+
+def _discovery_failed(ctx: JobContext, server: Server, added_keys: list, message: str) -> None:
+    # A connection opened with settings that failed must not serve the next caller.
+    connections.forget(server)
+    if added_keys and server.last_seen_at is None:
+        # A first discovery that fails forgets the server: the key it just added goes too.
+        try:
+            _remove_manager_key(server, added_keys[0])
+            ctx.log(_("ovmweb's SSH key removed from the server again."))
+        except (ConnectionFailed, OperationFailed) as cleanup_error:
+            ctx.log(
+                _("ovmweb's SSH key could not be removed from the server again: %(error)s") % {"error": cleanup_error}
+            )
+    server_services.server_discovery_failed(server=server, error=message, job=ctx.job)
 
 
 @operation("server.discover")
-def server_discover(ctx: JobContext, *, server_id: int) -> dict:
+def server_discover(ctx: JobContext, *, server_id: int, pending: str = "") -> dict:
     server = Server.objects.get(pk=server_id)
     added_keys: list = []
     try:
-        ctx.progress(10, _("Connecting"))
-        host_key = ""
-        if server.transport == Transport.SSH:
-            cpuinfo, meminfo, host_key = _ssh_probe(ctx, server, added_keys)
-            server.refresh_from_db(fields=["credentials_encrypted"])  # the key _ssh_probe may have stored
-            server.host_key = host_key  # the libvirt connection pins the same key
-            Server.objects.filter(pk=server.pk).update(host_key=host_key)
-        else:
-            cpuinfo, meminfo = Path("/proc/cpuinfo").read_text(), Path("/proc/meminfo").read_text()
-        ctx.progress(40, _("Connecting to libvirt"))
-        connections.forget(server)
-        driver = connections.driver_for(server)
-        facts = driver.host_facts()
-        cpu = parse_cpuinfo(cpuinfo)
-        ctx.progress(60, _("Probing KVM"))
-        # A firmware that runs is not proof enough: here KVM runs the BIOS and then
-        # hangs the kernel on CPUs without vmx/svm. Both the flags and a probe are required.
-        kvm = (
-            cpu.get("virt_flags")
-            and not settings.OVMWEB_HYPERVISOR_URI
-            and driver.probe_kvm(timeout=settings.OVMWEB_KVM_PROBE_TIMEOUT)
-        )
-        ctx.log(_("KVM usable: %(kvm)s") % {"kvm": _("yes") if kvm else _("no, guests run under TCG")})
-        types = ["kvm", "qemu"] if kvm else [t for t in facts.domain_types if t != "kvm"] or ["qemu"]
-        facts = dataclasses.replace(
-            facts,
-            cpu_vendor=cpu.get("vendor", facts.cpu_vendor),
-            cpu_family=cpu.get("family"),
-            cpu_model=cpu.get("model"),
-            cpu_model_name=cpu.get("model_name", facts.cpu_model_name),
-            cpu_cores=cpu.get("cores") or facts.cpu_cores,
-            memory_mib=parse_meminfo(meminfo) or facts.memory_mib,
-            domain_types=types,
-        )
-        server = server_services.server_record_facts(server=server, facts=facts, host_key=host_key, job=ctx.job)
+        server = _discover(ctx, server, _pending(server, pending), added_keys)
     except HostKeyMismatch as exc:
         message = _(
             "Host key verification failed for %(host)s: the server offered %(offered)s, expected %(expected)s."
         ) % {"host": server.hostname, "offered": exc.offered_fingerprint, "expected": server.host_key_fingerprint}
-        server_services.server_discovery_failed(server=server, error=message, job=ctx.job)
+        _discovery_failed(ctx, server, added_keys, message)
         raise OperationFailed(message) from exc
     except (ConnectionFailed, OperationFailed) as exc:
-        if added_keys and server.last_seen_at is None:
-            # A first discovery that fails forgets the server: the key it just added goes too.
-            try:
-                _remove_manager_key(server, added_keys[0])
-                ctx.log(_("ovmweb's SSH key removed from the server again."))
-            except (ConnectionFailed, OperationFailed) as cleanup_error:
-                ctx.log(
-                    _("ovmweb's SSH key could not be removed from the server again: %(error)s")
-                    % {"error": cleanup_error}
-                )
-        server_services.server_discovery_failed(server=server, error=str(exc), job=ctx.job)
+        _discovery_failed(ctx, server, added_keys, str(exc))
         raise
+    finally:
+        _forget_pending(ctx)
     return {"server_id": server.pk, "domain_types": server.domain_types, "host_uuid": server.host_uuid}
 
 

@@ -48,9 +48,17 @@ def server_discover(
     host_key_fingerprint: str = "",
     name: str | None = None,
     server_pool: ServerPool | None = None,
+    rediscover: bool = False,
 ) -> Job:
-    """Record the server (or refresh a known one) and queue ``server.discover``."""
-    from ovmweb.tunnels.credentials import encrypt_credentials
+    """Record a new server and queue ``server.discover``; with ``rediscover``, queue it for the
+    known server at ``hostname:ssh_port`` instead.
+
+    A discovery never rewrites a known server: without ``rediscover`` a known host:port is a
+    Conflict. A rediscovery keeps the transport (a change is a Conflict: delete the server and
+    discover it again), and its SSH user, host key fingerprint and credentials travel
+    encrypted in the job's params: they replace the server's only when the job succeeds, and
+    a failed rediscovery leaves the server reached as before. Renaming or moving a server to
+    another pool is an edit (``server_update``), never a side effect of a rediscovery."""
     from ovmweb.tunnels.ssh import normalize_fingerprint
 
     if transport == Transport.SSH:
@@ -63,32 +71,75 @@ def server_discover(
         server = Server.objects.select_for_update().filter(hostname=hostname, ssh_port=ssh_port).first()
         if server is None:
             default = hostname if ssh_port == 22 else f"{hostname}:{ssh_port}"
-            server = Server(hostname=hostname, ssh_port=ssh_port, name=name or default)
-        elif name:
-            server.name = name
-        server.transport = transport
-        server.ssh_user = ssh_user
-        if transport == Transport.SSH:
-            if server.host_key_fingerprint != host_key_fingerprint:
-                server.host_key = ""  # the pinned key follows the fingerprint
-            server.host_key_fingerprint = host_key_fingerprint
-            server.credentials_encrypted = encrypt_credentials(
-                _discovery_secret(server=server, password=password, private_key=private_key)
-            )
-        if server_pool is not None:
+            server = Server(hostname=hostname, ssh_port=ssh_port, name=name or default, transport=transport)
+            server.ssh_user = ssh_user
+            server.host_key_fingerprint = host_key_fingerprint if transport == Transport.SSH else ""
             server.server_pool = server_pool
-        if server.status != ServerStatus.RUNNING:
             server.status = ServerStatus.DISCOVERING
-        server.full_clean()
-        server.save()
+            server.full_clean()
+            server.save()
+            summary = _("Discover server %(name)s")
+        else:
+            _check_rediscovery(server, rediscover=rediscover, transport=transport, name=name, server_pool=server_pool)
+            summary = _("Rediscover server %(name)s")
+        params = {"server_id": server.pk}
+        if transport == Transport.SSH:
+            params["pending"] = _pending_connection(
+                server=server,
+                ssh_user=ssh_user,
+                host_key_fingerprint=host_key_fingerprint,
+                password=password,
+                private_key=private_key,
+            )
         return job_submit(
             operation="server.discover",
-            summary=_("Discover server %(name)s") % {"name": server.name},
+            summary=summary % {"name": server.name},
             user=user,
             target=server,
-            params={"server_id": server.pk},
+            params=params,
             lock=[server],
         )
+
+
+def _check_rediscovery(server: Server, *, rediscover: bool, transport: str, name, server_pool) -> None:
+    if not rediscover:
+        raise Conflict(
+            _(
+                "%(host)s:%(port)s is already server %(name)s. Ask to rediscover it to read it again "
+                "(and to give it new credentials)."
+            )
+            % {"host": server.hostname, "port": server.ssh_port, "name": server.name}
+        )
+    if transport != server.transport:
+        raise Conflict(
+            _(
+                "Server %(name)s is reached over %(current)s; a rediscovery does not change that. "
+                "Delete the server and discover it again."
+            )
+            % {"name": server.name, "current": server.get_transport_display()}
+        )
+    errors = {}
+    if name and name != server.name:
+        errors["name"] = [_("A rediscovery does not rename the server: edit the server instead.")]
+    if server_pool is not None and server_pool.pk != server.server_pool_id:
+        errors["server_pool"] = [_("A rediscovery does not move the server: edit the server instead.")]
+    if errors:
+        raise ValidationError(errors)
+
+
+def _pending_connection(
+    *, server: Server, ssh_user: str, host_key_fingerprint: str, password: str | None, private_key: str | None
+) -> str:
+    """How the job is to reach the server, encrypted: the server row gets it only on success."""
+    from ovmweb.tunnels.credentials import encrypt_credentials
+
+    return encrypt_credentials(
+        {
+            "ssh_user": ssh_user,
+            "host_key_fingerprint": host_key_fingerprint,
+            "secret": _discovery_secret(server=server, password=password, private_key=private_key),
+        }
+    )
 
 
 def _discovery_secret(*, server: Server, password: str | None, private_key: str | None) -> dict:
@@ -113,24 +164,22 @@ def _discovery_secret(*, server: Server, password: str | None, private_key: str 
 
 
 @transaction.atomic
-def server_store_credentials(*, server: Server, private_key: str, manager_key: bool) -> Server:
-    """After discovery logged in: keep only the key from now on (a password is never kept).
+def server_record_facts(
+    *, server: Server, facts: HostFacts, host_key: str = "", job: Job | None = None, connection: dict | None = None
+) -> Server:
+    """Store what discovery read from the server and mark it RUNNING.
 
-    ``manager_key`` marks a key ovmweb installed itself, so that it is removed from
-    the server again when the server is forgotten (an administrator's key never is)."""
+    ``connection`` (``ssh_user``, ``host_key_fingerprint``, ``secret``): how the discovery
+    reached the server, stored with the facts in one transaction, so that the server's
+    credentials change only with a discovery that succeeded. A password is never kept:
+    ``secret`` is then the key ovmweb installed (``manager_key``) instead."""
     from ovmweb.tunnels.credentials import encrypt_credentials
 
     server = Server.objects.select_for_update().get(pk=server.pk)
-    secret = {"private_key": private_key, "manager_key": True} if manager_key else {"private_key": private_key}
-    server.credentials_encrypted = encrypt_credentials(secret)
-    server.save(update_fields=["credentials_encrypted", "updated_at"])
-    return server
-
-
-@transaction.atomic
-def server_record_facts(*, server: Server, facts: HostFacts, host_key: str = "", job: Job | None = None) -> Server:
-    """Store what discovery read from the server and mark it RUNNING."""
-    server = Server.objects.select_for_update().get(pk=server.pk)
+    if connection is not None:
+        server.ssh_user = connection["ssh_user"]
+        server.host_key_fingerprint = connection["host_key_fingerprint"]
+        server.credentials_encrypted = encrypt_credentials(connection["secret"])
     server.host_uuid = facts.host_uuid
     server.cpu_vendor = facts.cpu_vendor[:64]
     server.cpu_family = facts.cpu_family
@@ -172,7 +221,9 @@ def server_record_facts(*, server: Server, facts: HostFacts, host_key: str = "",
 
 @transaction.atomic
 def server_discovery_failed(*, server: Server, error: str, job: Job | None = None) -> None:
-    """A server that was never discovered leaves nothing behind; a known one is marked unreachable."""
+    """A server that was never discovered leaves nothing behind. A failed rediscovery of a
+    known one changes nothing of it: it is still reached with the settings it had (the new
+    ones may be what failed; the monitor says whether it answers); an event says so."""
     server = Server.objects.select_for_update().filter(pk=server.pk).first()
     if server is None:
         return
@@ -186,10 +237,14 @@ def server_discovery_failed(*, server: Server, error: str, job: Job | None = Non
         )
         server_remove(server=server)
         return
-    server.status = ServerStatus.UNREACHABLE
-    server.status_message = error[:2000]
-    server.save(update_fields=["status", "status_message", "updated_at"])
-    publish("server", server_payload(server))
+    event_record(
+        obj=server,
+        type="server.rediscovery_failed",
+        text=_("Rediscovery of %(name)s failed (it is still reached with its earlier settings): %(error)s")
+        % {"name": server.name, "error": error},
+        severity=Severity.ERROR,
+        job=job,
+    )
 
 
 def _ensure_removable(server: Server) -> None:

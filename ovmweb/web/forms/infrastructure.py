@@ -41,6 +41,13 @@ class ServerDiscoverForm(forms.Form):
         label=_("I compared this fingerprint with the one the server prints itself, and they are the same"),
         required=False,
     )
+    # A host and port that is already a server is refused unless this is ticked (and the
+    # user may change that server): a discovery never rewrites a server by accident.
+    rediscover = forms.BooleanField(
+        label=_("Rediscover: this host is already a server; read it again with these credentials"),
+        required=False,
+        help_text=_("Its new credentials replace the old ones only if the rediscovery succeeds."),
+    )
 
     def clean(self):
         data = super().clean()

@@ -12,11 +12,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from ovmweb.inventory import permissions
 from ovmweb.jobs.choices import JobStatus, Severity
 from ovmweb.jobs.models import Event, Job
 
 from .. import selectors, ui
-from .common import render_page
+from .common import allowed, render_page, require
 from .vms import safe_next
 
 
@@ -25,11 +26,13 @@ def job_services():
 
 
 @login_required
+@allowed("job.view")
 def job_panel(request: HttpRequest) -> HttpResponse:
     return render(request, "web/jobs/_panel.html", {"panel_jobs": selectors.job_panel(user=request.user)})
 
 
 @login_required
+@allowed("job.view")
 def job_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status") or ""
     if status not in JobStatus.values:
@@ -45,8 +48,10 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@allowed("job.view")
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     try:
+        # Only jobs the user may see (of objects the user may see): any other is "no such job".
         job = selectors.job_detail(user=request.user, job_id=job_id)
     except Job.DoesNotExist:
         raise Http404 from None
@@ -60,9 +65,12 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @login_required
+@allowed("job.abort")
 @require_POST
 def job_abort(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = get_object_or_404(Job, pk=job_id)
+    job = get_object_or_404(permissions.scope(request.user, "job.view", Job.objects.all()), pk=job_id)
+    # Its owner, or a user who may change jobs.
+    require(request, "job.abort", job)
     ui.call_service(
         request,
         lambda: job_services().job_request_abort(job=job, user=request.user),
@@ -78,6 +86,7 @@ def job_detail_url(job: Job) -> str:
 
 
 @login_required
+@allowed("event.view")
 def event_list(request: HttpRequest) -> HttpResponse:
     obj = None
     model_name, object_id = request.GET.get("type"), request.GET.get("id")
@@ -92,6 +101,9 @@ def event_list(request: HttpRequest) -> HttpResponse:
         )
         if obj is None:
             raise Http404
+        view_action = permissions.view_action_for(type(obj))
+        if view_action is None or not permissions.can(request.user, view_action, obj):
+            raise Http404  # the page would name an object the user may not see
     severity = request.GET.get("severity") or ""
     if severity not in Severity.values:
         severity = ""
@@ -117,9 +129,11 @@ def event_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@allowed("event.acknowledge")
 @require_POST
 def event_acknowledge(request: HttpRequest, event_id: int) -> HttpResponse:
-    event = get_object_or_404(Event, pk=event_id)
+    event = get_object_or_404(permissions.scope(request.user, "event.view", Event.objects.all()), pk=event_id)
+    require(request, "event.acknowledge", event)
     if not event.acknowledged:
         ui.call_service(request, lambda: job_services().event_acknowledge(event=event, user=request.user))
     return redirect(safe_next(request, "/events/"))

@@ -3,10 +3,13 @@ the partial-vs-full rendering switch for htmx requests."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import permission_required
+from functools import wraps
+
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from ovmweb.inventory import permissions
 
 from .. import selectors
 
@@ -20,7 +23,7 @@ def render_page(
     context = {
         **context,
         # The tree names servers and pools: only for those who may see them.
-        "nav": selectors.nav_tree() if request.user.has_perm("inventory.view_server") else {},
+        "nav": selectors.nav_tree() if permissions.can(request.user, "server.view") else {},
         "panel_jobs": selectors.job_panel(user=request.user),
         "section": section,
     }
@@ -34,12 +37,23 @@ def int_or_none(value) -> int | None:
         return None
 
 
-def needs(*perms: str):
-    """A page for users holding ``perms`` (model permissions; superusers hold all): 403 otherwise."""
-    return permission_required(perms, raise_exception=True)
+def allowed(*actions: str):
+    """A page for users who may do any of ``actions`` (``ovmweb.inventory.permissions``) to some
+    object of their kind: 403 otherwise. The page then asks again about its object (``require``)."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs):
+            if not any(permissions.can(request.user, action) for action in actions):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
-def require_perm(request: HttpRequest, perm: str) -> None:
-    """The write half of a page that also reads (a list with its create form)."""
-    if not request.user.has_perm(perm):
-        raise PermissionDenied
+def require(request: HttpRequest, action: str, obj=None) -> None:
+    """PermissionDenied (403) unless the user may do ``action`` (to ``obj``). Called before
+    ``ui.call_service``, which would turn a refusal into a message on a redirect."""
+    permissions.authorize(request.user, action, obj)

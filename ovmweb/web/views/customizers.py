@@ -15,14 +15,15 @@ from ovmweb.inventory.models import CloneCustomizer
 
 from .. import ui
 from ..forms import vm_operations as operation_forms
-from .common import needs, render_page
+from .common import allowed, render_page, require
 from .vms import access_vm, services
 
 
 @login_required
-@needs("inventory.view_clonecustomizer")
+@allowed("customizer.view")
 def customizer_list(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id)
+    require(request, "customizer.view", vm)
     customizers = vm.clone_customizers.prefetch_related(
         "disks__slot", "disks__target_repository", "networks__vnic", "networks__network"
     )
@@ -44,9 +45,10 @@ def _customizer_form_page(request: HttpRequest, vm, *, customizer=None, call, do
 
 
 @login_required
-@needs("inventory.add_clonecustomizer")
+@allowed("customizer.create")
 def customizer_create(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "change")
+    require(request, "customizer.create", vm)
     return _customizer_form_page(
         request,
         vm,
@@ -56,10 +58,11 @@ def customizer_create(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.change_clonecustomizer")
+@allowed("customizer.change")
 def customizer_edit(request: HttpRequest, customizer_id: int) -> HttpResponse:
     customizer = get_object_or_404(CloneCustomizer, pk=customizer_id)
     vm = access_vm(request, customizer.vm_id, "change")
+    require(request, "customizer.change", customizer)
     return _customizer_form_page(
         request,
         vm,
@@ -70,11 +73,12 @@ def customizer_edit(request: HttpRequest, customizer_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.delete_clonecustomizer")
+@allowed("customizer.delete")
 @require_POST
 def customizer_delete(request: HttpRequest, customizer_id: int) -> HttpResponse:
     customizer = get_object_or_404(CloneCustomizer, pk=customizer_id)
     access_vm(request, customizer.vm_id, "change")
+    require(request, "customizer.delete", customizer)
     vm_id, name = customizer.vm_id, customizer.name
     ui.call_service(
         request,

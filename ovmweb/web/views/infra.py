@@ -7,24 +7,26 @@ import os
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
+from ovmweb.inventory import permissions
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.models import MacAddressRange, Repository, Server, ServerPool, VirtualAppliance
 
 from .. import selectors, ui
 from ..forms import infrastructure as infra_forms
 from ..forms import storage as storage_forms
-from .common import needs, render_page, require_perm
+from .common import allowed, render_page, require
 from .vms import inventory_selectors, services
 
 
 @login_required
-@needs("inventory.view_server")
+@allowed("server.view")
 def server_list(request: HttpRequest) -> HttpResponse:
     return render_page(
         request,
@@ -35,9 +37,10 @@ def server_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.view_server")
+@allowed("server.view")
 def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server.objects.select_related("server_pool", "compatibility_group"), pk=server_id)
+    require(request, "server.view", server)
     vms = inventory_selectors().vm_list(user=request.user, server=server, ordering="name")[:200]
     events = selectors.event_list(user=request.user, obj=server)[:10]
     return render_page(
@@ -49,21 +52,22 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.view_serverpool")
+@allowed("pool.view")
 def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
     pool = get_object_or_404(ServerPool, pk=pool_id)
+    require(request, "pool.view", pool)
     return redirect(reverse("web:vm_list") + f"?pool={pool.pk}")
 
 
 @login_required
-@needs("inventory.view_server")
+@allowed("server.view")
 def nav_tree(request: HttpRequest) -> HttpResponse:
     """The navigation tree alone, re-fetched when a server changes."""
     return render(request, "web/_nav_tree.html", {"nav": selectors.nav_tree()})
 
 
 @login_required
-@needs("inventory.add_serverpool")
+@allowed("pool.create")
 def pool_create(request: HttpRequest) -> HttpResponse:
     form = infra_forms.ServerPoolForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -76,14 +80,30 @@ def pool_create(request: HttpRequest) -> HttpResponse:
     return render_page(request, "web/servers/pool_create.html", {"form": form}, section="servers")
 
 
+def require_discovery(request: HttpRequest, kwargs: dict) -> None:
+    """A new host and port needs server.discover; the server already there, server.rediscover on it."""
+    permissions.authorize_server_discover(
+        request.user, hostname=kwargs["hostname"], ssh_port=kwargs["ssh_port"], rediscover=kwargs["rediscover"]
+    )
+
+
 @login_required
-@needs("inventory.add_server")
+@allowed("server.discover", "server.rediscover")
 def server_discover(request: HttpRequest) -> HttpResponse:
     form = infra_forms.ServerDiscoverForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         d = dict(form.cleaned_data)
         kwargs = {
-            k: d[k] for k in ("hostname", "transport", "ssh_port", "ssh_user", "host_key_fingerprint", "server_pool")
+            k: d[k]
+            for k in (
+                "hostname",
+                "transport",
+                "ssh_port",
+                "ssh_user",
+                "host_key_fingerprint",
+                "server_pool",
+                "rediscover",
+            )
         }
         kwargs.update(
             password=d["password"] or None,
@@ -92,6 +112,7 @@ def server_discover(request: HttpRequest) -> HttpResponse:
             ssh_port=d["ssh_port"] or 22,
             ssh_user=d["ssh_user"] or "root",
         )
+        require_discovery(request, kwargs)
         ok, job = ui.call_service(
             request,
             lambda: services("servers").server_discover(user=request.user, **kwargs),
@@ -109,7 +130,7 @@ def server_discover(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.add_server")
+@allowed("server.scan_host_key", "server.rediscover")
 @require_POST
 def server_scan_host_key(request: HttpRequest) -> HttpResponse:
     """Fetch the host key a server offers (no login, nothing trusted): a fragment of the
@@ -129,10 +150,11 @@ def server_scan_host_key(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.change_server")
+@allowed("server.lock")
 @require_POST
 def server_inbound_lock(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=server_id)
+    require(request, "server.lock", server)
     locked = request.POST.get("locked") == "1"
     ui.call_service(
         request,
@@ -144,10 +166,11 @@ def server_inbound_lock(request: HttpRequest, server_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.delete_server")
+@allowed("server.delete")
 @require_POST
 def server_delete(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=server_id)
+    require(request, "server.delete", server)
     ok, job = ui.call_service(request, lambda: services("servers").server_delete(server=server, user=request.user))
     if ok:
         messages.success(
@@ -158,11 +181,11 @@ def server_delete(request: HttpRequest, server_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.view_repository")
+@allowed("repository.view")
 def repository_list(request: HttpRequest) -> HttpResponse:
-    form = storage_forms.RepositoryCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
-        require_perm(request, "inventory.add_repository")
+        require(request, "repository.create")
+    form = storage_forms.RepositoryCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         ok, job = ui.call_service(
@@ -194,33 +217,36 @@ def repository_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.view_repository")
+@allowed("repository.view")
+@require_safe
 def repository_detail(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository.objects.select_related("server").prefetch_related("server_pools"), pk=repo_id)
-    vms = list(selectors.vms_of_repository(repo))
+    require(request, "repository.view", repo)
+    user = request.user
+    # What is in the repository, each kind only for those who may see it.
+    vms = list(permissions.scope(user, "vm.view", selectors.vms_of_repository(repo)))
     context = {
         "repo": repo,
-        "isos": repo.iso_files.all(),
-        "disks": repo.virtual_disks.prefetch_related("slots__vm"),
+        "isos": permissions.scope(user, "iso.view", repo.iso_files.all()),
+        "disks": permissions.scope(user, "disk.view", repo.virtual_disks.prefetch_related("slots__vm")),
         "templates": [vm for vm in vms if vm.status == VmStatus.TEMPLATE],
         "vm_files": [vm for vm in vms if vm.status != VmStatus.TEMPLATE],
-        "appliances": repo.appliances.prefetch_related("vms__disks"),
+        "appliances": permissions.scope(user, "appliance.view", repo.appliances.prefetch_related("vms__disks")),
         "upload_form": storage_forms.IsoUploadForm(),
         "import_form": storage_forms.IsoImportForm(),
         "appliance_form": storage_forms.ApplianceImportForm(),
-        "disk_form": storage_forms.DiskCreateForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST"
-        else storage_forms.DiskCreateForm(),
+        "disk_form": storage_forms.DiskCreateForm(),
         "tab": request.GET.get("tab", "isos"),
     }
     return render_page(request, "web/repositories/detail.html", context, section="repositories")
 
 
 @login_required
-@needs("inventory.change_repository")
+@allowed("repository.refresh")
 @require_POST
 def repository_refresh(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
+    require(request, "repository.refresh", repo)
     ui.call_service(
         request,
         lambda: services("repositories").repository_refresh(repository=repo, user=request.user),
@@ -230,11 +256,12 @@ def repository_refresh(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.add_isofile")
+@allowed("iso.create")
 @require_POST
 def iso_upload(request: HttpRequest, repo_id: int) -> HttpResponse:
     """Multipart upload (the page sends it with XHR to show progress); answers JSON for XHR."""
     repo = get_object_or_404(Repository, pk=repo_id)
+    require(request, "iso.create", repo)
     form = storage_forms.IsoUploadForm(request.POST, request.FILES)
     wants_json = request.headers.get("Accept", "").startswith("application/json")
     if form.is_valid():
@@ -264,12 +291,13 @@ def iso_upload(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.add_virtualappliance")
+@allowed("appliance.create")
 @require_POST
 def appliance_import(request: HttpRequest, repo_id: int) -> HttpResponse:
     """Import a virtual appliance (OVA upload, sent with XHR for progress, or a URL) into the
     repository's Assemblies/; answers JSON for XHR."""
     repo = get_object_or_404(Repository, pk=repo_id)
+    require(request, "appliance.create", repo)
     form = storage_forms.ApplianceImportForm(request.POST, request.FILES)
     wants_json = request.headers.get("Accept", "").startswith("application/json")
     if form.is_valid():
@@ -304,10 +332,11 @@ def appliance_import(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.delete_virtualappliance")
+@allowed("appliance.delete")
 @require_POST
 def appliance_delete(request: HttpRequest, appliance_id: int) -> HttpResponse:
     appliance = get_object_or_404(VirtualAppliance, pk=appliance_id)
+    require(request, "appliance.delete", appliance)
     ok, job = ui.call_service(
         request, lambda: services("appliances").appliance_delete(appliance=appliance, user=request.user)
     )
@@ -321,10 +350,11 @@ def appliance_delete(request: HttpRequest, appliance_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.add_isofile")
+@allowed("iso.create")
 @require_POST
 def iso_import(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
+    require(request, "iso.create", repo)
     form = storage_forms.IsoImportForm(request.POST)
     if form.is_valid():
         ui.call_service(
@@ -338,9 +368,10 @@ def iso_import(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.add_virtualdisk")
+@allowed("disk.create")
 def disk_create(request: HttpRequest, repo_id: int) -> HttpResponse:
     repo = get_object_or_404(Repository, pk=repo_id)
+    require(request, "disk.create", repo)
     form = storage_forms.DiskCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
@@ -368,9 +399,13 @@ def disk_create(request: HttpRequest, repo_id: int) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.view_network")
+@allowed("network.view")
 def network_list(request: HttpRequest) -> HttpResponse:
-    mac = MacAddressRange.objects.filter(pk=1).first()
+    if request.method == "POST" and not any(
+        permissions.can(request.user, action) for action in ("network.create", "mac_range.change")
+    ):
+        raise PermissionDenied
+    mac = MacAddressRange.objects.filter(pk=1).first() if permissions.can(request.user, "mac_range.view") else None
     net_form = infra_forms.NetworkCreateForm(request.POST if request.POST.get("form") == "network" else None)
     mac_form = infra_forms.MacRangeForm(
         request.POST if request.POST.get("form") == "mac" else None,
@@ -379,9 +414,9 @@ def network_list(request: HttpRequest) -> HttpResponse:
         else {"start": "00:21:f6:00:00:00", "end": "00:21:f6:ff:ff:ff"},
     )
     if net_form.is_bound:
-        require_perm(request, "inventory.add_network")
+        require(request, "network.create")
     if mac_form.is_bound:
-        require_perm(request, "inventory.change_macaddressrange")
+        require(request, "mac_range.change")
     if request.method == "POST" and net_form.is_bound and net_form.is_valid():
         d = net_form.cleaned_data
         ok, _net = ui.call_service(
@@ -419,12 +454,13 @@ def network_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@needs("inventory.delete_network")
+@allowed("network.delete")
 @require_POST
 def network_delete(request: HttpRequest, network_id: int) -> HttpResponse:
     from ovmweb.inventory.models import Network
 
     net = get_object_or_404(Network, pk=network_id)
+    require(request, "network.delete", net)
     ui.call_service(
         request,
         lambda: services("networks").network_delete(network=net, user=request.user),

@@ -25,7 +25,7 @@ from ovmweb.inventory.models import Server, ServerPool, VirtualMachine, VmDiskSl
 from .. import selectors, ui
 from ..forms import vm_operations as operation_forms
 from ..forms import vms as vm_forms
-from .common import int_or_none, render_page
+from .common import allowed, int_or_none, render_page, require
 
 PAGE_SIZES = (25, 50, 100, 200)
 # Sort keys offered by the table headers -> ORM ordering.
@@ -49,6 +49,10 @@ def services(name: str):
 
 def inventory_selectors():
     return importlib.import_module("ovmweb.inventory.selectors")
+
+
+def inventory_permissions():
+    return importlib.import_module("ovmweb.inventory.permissions")
 
 
 def access_vm(request: HttpRequest, vm_id: int, action: str = "view") -> VirtualMachine:
@@ -126,6 +130,7 @@ def _vm_table_context(request: HttpRequest) -> dict:
 
 
 @login_required
+@allowed("vm.view")
 def vm_list(request: HttpRequest) -> HttpResponse:
     context = _vm_table_context(request)
     context["selected"] = None
@@ -140,6 +145,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.view")
 def vm_row(request: HttpRequest, vm_id: int) -> HttpResponse:
     try:
         vm = access_vm(request, vm_id)
@@ -149,6 +155,7 @@ def vm_row(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.view")
 def vm_detail(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id)
     events = list(selectors.event_list(user=request.user, obj=vm)[:5])
@@ -156,6 +163,7 @@ def vm_detail(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.view")
 def vm_toolbar(request: HttpRequest) -> HttpResponse:
     vm = None
     if (vm_id := int_or_none(request.GET.get("vm"))) is not None:
@@ -167,6 +175,7 @@ def vm_toolbar(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@allowed(*(f"vm.{action}" for action in VmAction.values))
 @require_POST
 def vm_action(request: HttpRequest, vm_id: int, action: str) -> HttpResponse:
     if action not in VmAction.values:
@@ -184,6 +193,7 @@ def vm_action(request: HttpRequest, vm_id: int, action: str) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.delete")
 @require_POST
 def vm_delete(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "delete")
@@ -205,6 +215,7 @@ def _selected_url(vm) -> str:
 
 
 @login_required
+@allowed("vm.migrate")
 def vm_migrate(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "migrate")
     form = operation_forms.MigrateForm(request.POST if request.method == "POST" else None, vm=vm)
@@ -249,6 +260,7 @@ def _action_form_page(
 
 
 @login_required
+@allowed("vm.clone")
 def vm_clone(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "clone")
     as_template = request.GET.get("as_template") == "1"
@@ -285,6 +297,7 @@ def vm_clone(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.backup")
 def vm_backup(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "backup")
     form = operation_forms.BackupForm(request.POST if request.method == "POST" else None)
@@ -317,6 +330,7 @@ def vm_backup(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.move")
 def vm_move(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "move")
     form = operation_forms.MoveForm(request.POST if request.method == "POST" else None, vm=vm)
@@ -346,6 +360,7 @@ def vm_move(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.export")
 def vm_export(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "export")
     form = operation_forms.ConfirmForm(request.POST if request.method == "POST" else None)
@@ -376,6 +391,7 @@ def vm_export(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.message")
 def vm_messages(request: HttpRequest, vm_id: int) -> HttpResponse:
     """Send key/value messages into a running guest (seed 7.10): one job per message."""
     vm = access_vm(request, vm_id, "message")
@@ -426,11 +442,13 @@ def _message_errors(formset, rows, exc: ValidationError) -> None:
 
 
 @login_required
+@allowed("vm.create")
 def vm_create_start(request: HttpRequest) -> HttpResponse:
     return render_page(request, "web/vms/create_start.html", {"sources": vm_forms.SOURCES}, section="servers")
 
 
 @login_required
+@allowed("vm.create")
 def vm_create(request: HttpRequest, source: str) -> HttpResponse:
     if source not in vm_forms.SOURCE_KINDS:
         raise Http404
@@ -441,6 +459,8 @@ def vm_create(request: HttpRequest, source: str) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         kwargs = form.service_kwargs()
+        # From any source: the source (template, VM, appliance VM, ISO) must be one the user may see.
+        inventory_permissions().authorize_vm_create(request.user, kwargs["source"])
         ok, vm = ui.call_service(
             request,
             lambda: services("vms").vm_create(user=request.user, **kwargs),
@@ -456,6 +476,7 @@ def vm_create(request: HttpRequest, source: str) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.change")
 def vm_edit(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "change")
     form = vm_forms.VmEditForm(request.POST if request.method == "POST" else None, vm=vm)
@@ -498,9 +519,11 @@ def _pending_rows(vm: VirtualMachine) -> list[dict]:
 
 
 @login_required
+@allowed("vnic.create")
 @require_POST
 def vnic_add(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "change")
+    require(request, "vnic.create", vm)
     form = vm_forms.VnicAddForm(request.POST, vm=vm)
     if form.is_valid():
         ui.call_service(
@@ -521,22 +544,26 @@ def vnic_add(request: HttpRequest, vm_id: int) -> HttpResponse:
     return redirect("web:vm_edit", vm_id=vm.pk)
 
 
-def _remove_part(request: HttpRequest, model, pk: int, *, call, success: str, label) -> HttpResponse:
-    """Remove a part of a VM (a VNIC, a slot's disk) from its edit page: change permission on
-    the VM, the service does it, and the edit page shows the outcome."""
+def _remove_part(request: HttpRequest, model, pk: int, *, action: str, call, success: str, label) -> HttpResponse:
+    """Remove a part of a VM (a VNIC, a slot's disk) from its edit page: ``action`` on the part
+    (``vnic.delete``) or on its VM (``vm.disk_detach``), the service does it, and the edit page
+    shows the outcome."""
     part = get_object_or_404(model, pk=pk)
-    access_vm(request, part.vm_id, "change")
+    vm = access_vm(request, part.vm_id, action if action.startswith("vm.") else "change")
+    require(request, action, vm if action.startswith("vm.") else part)
     ui.call_service(request, lambda: call(part), success=success % label(part))
     return redirect("web:vm_edit", vm_id=part.vm_id)
 
 
 @login_required
+@allowed("vnic.delete")
 @require_POST
 def vnic_delete(request: HttpRequest, vnic_id: int) -> HttpResponse:
     return _remove_part(
         request,
         Vnic,
         vnic_id,
+        action="vnic.delete",
         call=lambda vnic: services("vnics").vnic_delete(vnic=vnic, user=request.user),
         success=_("VNIC %(mac)s removed."),
         label=lambda vnic: {"mac": vnic.mac},
@@ -544,9 +571,10 @@ def vnic_delete(request: HttpRequest, vnic_id: int) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.disk_attach")
 @require_POST
 def disk_attach(request: HttpRequest, vm_id: int) -> HttpResponse:
-    vm = access_vm(request, vm_id, "change")
+    vm = access_vm(request, vm_id, "disk_attach")
     form = vm_forms.DiskAttachForm(request.POST, vm=vm)
     if form.is_valid():
         d = form.cleaned_data
@@ -563,12 +591,14 @@ def disk_attach(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 
 @login_required
+@allowed("vm.disk_detach")
 @require_POST
 def disk_detach(request: HttpRequest, slot_id: int) -> HttpResponse:
     return _remove_part(
         request,
         VmDiskSlot,
         slot_id,
+        action="vm.disk_detach",
         call=lambda slot: services("vms").vm_disk_detach(slot=slot, user=request.user),
         success=_("Slot %(n)s detached."),
         label=lambda slot: {"n": slot.slot},

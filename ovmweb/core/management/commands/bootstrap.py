@@ -60,14 +60,11 @@ class Command(BaseCommand):
         """This machine, discovered over the local transport and in the pool."""
         server = Server.objects.filter(transport=Transport.LOCAL).first()
         if server is None or server.status != "RUNNING":
+            # A known server is read again only when asked to (a discovery never rewrites one).
+            known = {"rediscover": True} if server is not None else {"name": "localhost", "server_pool": pool}
             _run(
                 servers.server_discover(
-                    user=admin,
-                    hostname="localhost",
-                    transport=Transport.LOCAL,
-                    ssh_port=22,
-                    name="localhost",
-                    server_pool=pool,
+                    user=admin, hostname="localhost", transport=Transport.LOCAL, ssh_port=22, **known
                 )
             )
             server = Server.objects.get(transport=Transport.LOCAL)
