@@ -11,6 +11,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.dispatch import receiver
@@ -148,63 +149,98 @@ def _fail_start(vm: VirtualMachine, job: Job, error: str, *, release_ports: bool
     )
 
 
+@dataclass
+class _Start:
+    """How far a start got, for undoing it if a later step fails."""
+
+    vm: VirtualMachine
+    server: Server | None = None
+    driver: Driver | None = None
+    # True once this start took console ports: only then are they its to release.
+    placed: bool = False
+
+
 @operation("vm.start")
-def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_failover: bool = False) -> dict:  # noqa: C901
-    vm = _vm(vm_id)
-    driver = None
-    placed = False
+def vm_start(ctx: JobContext, *, vm_id: int, server_id: int | None = None, ha_failover: bool = False) -> dict:
+    start = _Start(vm=_vm(vm_id))
     try:
-        # 7.9: a stop + start is when pending runtime changes take effect. The job
-        # holds the VM's lock, so the row just read is current: nothing pending, nothing to apply.
-        if vm.pending_changes:
-            vm = vm_apply_pending(vm=vm, user=ctx.user, job=ctx.job)
-        if server_id is not None:
-            server = placement.check_server(vm=vm, server=Server.objects.get(pk=server_id), ha_failover=ha_failover)
-        else:
-            server = placement.choose_server(vm=vm, ha_failover=ha_failover)
-        ports.allocate_console_ports(vm=vm, server=server)
-        placed = True
-        ctx.progress(
-            20,
-            _("Placed on %(s)s (VNC %(v)s, serial %(p)s).") % {"s": server.name, "v": vm.vnc_port, "p": vm.serial_port},
-        )
-        ctx.check_abort()
-        if vm.domain_type == DomainType.PVM:
-            # No BIOS: the kernel and initrd come from the mounted install tree (7.1, 7.2).
-            fetched = install_sources.pvm_boot_files_fetch(vm=vm, server=server, check_abort=ctx.check_abort)
-            ctx.progress(
-                35,
-                _("Kernel %(k)s and initrd %(i)s from %(url)s%(cached)s.")
-                % {
-                    "k": fetched["kernel"],
-                    "i": fetched["initrd"],
-                    "url": fetched["url"],
-                    "cached": "" if fetched["fetched"] else _(" (already on the server)"),
-                },
-            )
-        driver = driver_for(server)
-        uuid = str(vm.uuid)
-        if _state(driver, vm) in (PowerState.SHUTOFF, PowerState.CRASHED):
-            driver.undefine(uuid)  # a stale definition (renamed VM, old devices) is replaced
-        driver.define(domain_spec(vm, server))
-        ctx.progress(50, _("Defined on %(s)s.") % {"s": server.name})
-        driver.start(uuid)
-        state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
-        if state != PowerState.RUNNING:
-            raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
+        _start_place(ctx, start, server_id=server_id, ha_failover=ha_failover)
+        _start_pvm_boot_files(ctx, start.vm, start.server)
+        _start_boot(ctx, start)
     except Exception as exc:
-        if driver is not None:
-            # Nothing half made: a definition that never ran (ports taken, bad
-            # media) is not left on the server holding the released ports.
-            try:
-                if _state(driver, vm) in (PowerState.SHUTOFF, PowerState.CRASHED):
-                    driver.undefine(str(vm.uuid))
-            except DriverError:
-                log.warning("could not remove the definition of %s after a failed start", vm.uuid)
-        # Ports this start did not take (no server could be chosen) are not its to free:
-        # an OFFLINE VM keeps them while its guest may still run on the lost server.
-        _fail_start(vm, ctx.job, str(exc), release_ports=placed)
+        _start_undo(start, ctx.job, exc)
         raise
+    return _start_finish(ctx, start.vm, start.server, start.driver)
+
+
+def _start_place(ctx: JobContext, start: _Start, *, server_id: int | None, ha_failover: bool) -> None:
+    """Apply pending changes, choose (or check) the server and take console ports there."""
+    # 7.9: a stop + start is when pending runtime changes take effect. The job
+    # holds the VM's lock, so the row just read is current: nothing pending, nothing to apply.
+    if start.vm.pending_changes:
+        start.vm = vm_apply_pending(vm=start.vm, user=ctx.user, job=ctx.job)
+    vm = start.vm
+    if server_id is not None:
+        server = placement.check_server(vm=vm, server=Server.objects.get(pk=server_id), ha_failover=ha_failover)
+    else:
+        server = placement.choose_server(vm=vm, ha_failover=ha_failover)
+    ports.allocate_console_ports(vm=vm, server=server)
+    start.server, start.placed = server, True
+    ctx.progress(
+        20,
+        _("Placed on %(s)s (VNC %(v)s, serial %(p)s).") % {"s": server.name, "v": vm.vnc_port, "p": vm.serial_port},
+    )
+    ctx.check_abort()
+
+
+def _start_pvm_boot_files(ctx: JobContext, vm: VirtualMachine, server: Server) -> None:
+    if vm.domain_type != DomainType.PVM:
+        return
+    # No BIOS: the kernel and initrd come from the mounted install tree (7.1, 7.2).
+    fetched = install_sources.pvm_boot_files_fetch(vm=vm, server=server, check_abort=ctx.check_abort)
+    ctx.progress(
+        35,
+        _("Kernel %(k)s and initrd %(i)s from %(url)s%(cached)s.")
+        % {
+            "k": fetched["kernel"],
+            "i": fetched["initrd"],
+            "url": fetched["url"],
+            "cached": "" if fetched["fetched"] else _(" (already on the server)"),
+        },
+    )
+
+
+def _start_boot(ctx: JobContext, start: _Start) -> None:
+    """Define the domain on the server and start it; up to 30 s for it to report running."""
+    vm, server = start.vm, start.server
+    driver = start.driver = driver_for(server)
+    uuid = str(vm.uuid)
+    if _state(driver, vm) in (PowerState.SHUTOFF, PowerState.CRASHED):
+        driver.undefine(uuid)  # a stale definition (renamed VM, old devices) is replaced
+    driver.define(domain_spec(vm, server))
+    ctx.progress(50, _("Defined on %(s)s.") % {"s": server.name})
+    driver.start(uuid)
+    state = _wait_for(ctx, driver, vm, {PowerState.RUNNING}, timeout=30)
+    if state != PowerState.RUNNING:
+        raise OperationFailed(_("the hypervisor reports the domain %(state)s") % {"state": state.value})
+
+
+def _start_undo(start: _Start, job: Job, exc: Exception) -> None:
+    vm = start.vm
+    if start.driver is not None:
+        # Nothing half made: a definition that never ran (ports taken, bad
+        # media) is not left on the server holding the released ports.
+        try:
+            if _state(start.driver, vm) in (PowerState.SHUTOFF, PowerState.CRASHED):
+                start.driver.undefine(str(vm.uuid))
+        except DriverError:
+            log.warning("could not remove the definition of %s after a failed start", vm.uuid)
+    # Ports this start did not take (no server could be chosen) are not its to free:
+    # an OFFLINE VM keeps them while its guest may still run on the lost server.
+    _fail_start(vm, job, str(exc), release_ports=start.placed)
+
+
+def _start_finish(ctx: JobContext, vm: VirtualMachine, server: Server, driver: Driver) -> dict:
     done = vm_set_status(
         vm=vm,
         status=VmStatus.RUNNING,
@@ -384,7 +420,7 @@ def vm_resume(ctx: JobContext, *, vm_id: int) -> dict:
 
 
 @operation("vm.hot_update")
-def vm_hot_update(  # noqa: C901
+def vm_hot_update(
     ctx: JobContext,
     *,
     vm_id: int,
@@ -402,68 +438,101 @@ def vm_hot_update(  # noqa: C901
     The inventory already holds the change; if the hypervisor refuses the hot-plug, the
     job fails saying so and the change takes effect at the next start (it is in the
     definition written then)."""
-    from ..models import VmDiskSlot, Vnic
-
     vm = _vm(vm_id)
-    applied: dict = {}
-    driver = _running_driver(vm)
-    uuid = str(vm.uuid)
-    info = driver.domain_info(uuid)
-    for field, value in (changes or {}).items():
-        setter = {"vcpus": driver.set_vcpus, "memory_mib": driver.set_memory}[field]
-        try:
-            setter(uuid, int(value))
-            applied[field] = value
-        except DriverError as exc:
-            running = info.vcpus if field == "vcpus" else info.memory_mib
-            vm_revert_hot_change(vm=vm, field=field, running_value=running, wanted=value, job=ctx.job, error=str(exc))
+    hot = _HotUpdate(ctx, vm, _running_driver(vm))
+    hot.runtime(changes or {})
+    if attach_vnic_id is not None:
+        hot.attach_vnic(attach_vnic_id)
+    if detach_mac is not None:
+        hot.detach_vnic(detach_mac, detach_model)
+    if attach_slot_id is not None:
+        hot.attach_slot(attach_slot_id)
+    if detach_disk is not None:
+        hot.detach_disk(detach_disk)
+    if media is not None:
+        hot.change_media(media)
+    return {"applied": hot.applied}
 
-    def device(what: str, action) -> None:
+
+class _HotUpdate:
+    """The steps of one ``vm.hot_update`` job on a running VM; ``applied`` records each one done."""
+
+    def __init__(self, ctx: JobContext, vm: VirtualMachine, driver: Driver):
+        self.ctx, self.vm, self.driver = ctx, vm, driver
+        self.uuid = str(vm.uuid)
+        self.applied: dict = {}
+
+    def runtime(self, changes: dict) -> None:
+        """vCPUs and memory. One the hypervisor refuses is reverted to what runs and left pending."""
+        driver, vm = self.driver, self.vm
+        info = driver.domain_info(self.uuid)
+        for field, value in changes.items():
+            setter = {"vcpus": driver.set_vcpus, "memory_mib": driver.set_memory}[field]
+            try:
+                setter(self.uuid, int(value))
+                self.applied[field] = value
+            except DriverError as exc:
+                running = info.vcpus if field == "vcpus" else info.memory_mib
+                vm_revert_hot_change(
+                    vm=vm, field=field, running_value=running, wanted=value, job=self.ctx.job, error=str(exc)
+                )
+
+    def _device(self, what: str, action) -> None:
         try:
-            applied[what] = action()
+            self.applied[what] = action()
         except DriverError as exc:
             raise OperationFailed(
                 _("%(what)s of running %(vm)s failed (%(err)s); the change takes effect at its next start.")
-                % {"what": what, "vm": vm.name, "err": exc}
+                % {"what": what, "vm": self.vm.name, "err": exc}
             ) from exc
 
-    if attach_vnic_id is not None:
-        vnic = Vnic.objects.select_related("network").filter(pk=attach_vnic_id, vm=vm).first()
+    def attach_vnic(self, vnic_id: int) -> None:
+        from ..models import Vnic
+
+        vnic = Vnic.objects.select_related("network").filter(pk=vnic_id, vm=self.vm).first()
         if vnic is not None:
-            device(
+            self._device(
                 _("Hot-add of VNIC %(mac)s") % {"mac": vnic.mac},
-                lambda: driver.attach_device(uuid, vnic_spec(vnic), domain_type=vm.domain_type),
+                lambda: self.driver.attach_device(self.uuid, vnic_spec(vnic), domain_type=self.vm.domain_type),
             )
-    if detach_mac is not None:
-        device(
-            _("Hot-remove of VNIC %(mac)s") % {"mac": detach_mac},
-            lambda: driver.detach_device(uuid, NicSpec(mac=detach_mac, model=detach_model or "virtio")) or detach_mac,
+
+    def detach_vnic(self, mac: str, model: str | None) -> None:
+        self._device(
+            _("Hot-remove of VNIC %(mac)s") % {"mac": mac},
+            lambda: self.driver.detach_device(self.uuid, NicSpec(mac=mac, model=model or "virtio")) or mac,
         )
-    if attach_slot_id is not None:
+
+    def attach_slot(self, slot_id: int) -> None:
+        from ..models import VmDiskSlot
+
         slot = (
             VmDiskSlot.objects.select_related("virtual_disk__repository", "iso__repository")
-            .filter(pk=attach_slot_id, vm=vm)
+            .filter(pk=slot_id, vm=self.vm)
             .first()
         )
         if slot is not None:
-            device(
+            self._device(
                 _("Hot-add of disk slot %(n)d") % {"n": slot.slot},
-                lambda: driver.attach_device(uuid, slot_disk_spec(slot), domain_type=vm.domain_type),
+                lambda: self.driver.attach_device(self.uuid, slot_disk_spec(slot), domain_type=self.vm.domain_type),
             )
-    if detach_disk is not None:
-        device(
-            _("Hot-remove of %(path)s") % {"path": detach_disk["path"]},
+
+    def detach_disk(self, disk: dict) -> None:
+        self._device(
+            _("Hot-remove of %(path)s") % {"path": disk["path"]},
             lambda: (
-                driver.detach_device(uuid, DiskSpec(path=detach_disk["path"], device=detach_disk.get("device", "disk")))
-                or detach_disk["path"]
+                self.driver.detach_device(self.uuid, DiskSpec(path=disk["path"], device=disk.get("device", "disk")))
+                or disk["path"]
             ),
         )
-    if media is not None:
-        device(
+
+    def change_media(self, media: dict) -> None:
+        self._device(
             _("CD-ROM change to %(path)s") % {"path": media["new"] or _("empty")},
-            lambda: driver.change_media(uuid, current_path=media["current"], new_path=media["new"]) or media["new"],
+            lambda: (
+                self.driver.change_media(self.uuid, current_path=media["current"], new_path=media["new"])
+                or media["new"]
+            ),
         )
-    return {"applied": applied}
 
 
 @operation("vm.message")
