@@ -44,10 +44,17 @@ class HostFacts:
 
 @dataclass(frozen=True)
 class DiskSpec:
-    path: str  # file on the server
+    """One disk or CD-ROM drive of a domain.
+
+    ``format`` is the format ovmweb recorded for the file, given to QEMU explicitly: an
+    image's format is never probed from its header (a guest writes the header of a raw
+    disk). A CD-ROM holds an ISO image, which is raw.
+    """
+
+    path: str  # file on the server ("" for an empty CD-ROM drive)
     device: str = "disk"  # "disk" | "cdrom"
     bus: str = "virtio"  # "virtio" | "ide" | "sata"
-    format: str = "qcow2"  # "qcow2" | "raw"
+    format: str = "qcow2"  # "qcow2" | "raw" | "vmdk" (xml.DISK_FORMATS)
     readonly: bool = False
     shareable: bool = False
 
@@ -119,6 +126,13 @@ class PoolInfo:
 
 @dataclass(frozen=True)
 class VolumeInfo:
+    """A volume as libvirt reports it.
+
+    ``format`` is libvirt's reading of the file's header (its directory pools probe every
+    file), so it is only a claim: never the format to open a disk with, only something to
+    compare with the recorded one.
+    """
+
     name: str  # path relative to the pool, e.g. "VirtualDisks/abc.qcow2"
     path: str
     capacity_bytes: int
@@ -222,9 +236,19 @@ class StorageDriver:
         raise OperationFailed("not supported by this driver")
 
     def volume_clone(
-        self, pool: str, source: str, target_pool: str, target: str, *, clone_type: str, format: str = "qcow2"
+        self,
+        pool: str,
+        source: str,
+        target_pool: str,
+        target: str,
+        *,
+        clone_type: str,
+        source_format: str,
+        format: str = "qcow2",
     ) -> VolumeInfo:
-        """clone_type: "thin" (qcow2 overlay on the source), "sparse" or "non_sparse" (full copy)."""
+        """clone_type: "thin" (qcow2 overlay on the source), "sparse" or "non_sparse" (full copy into
+        ``format``). ``source_format`` is the source's recorded format: a thin clone names it as its
+        backing format, a copy is refused when libvirt's reading of the source's header disagrees."""
         raise OperationFailed("not supported by this driver")
 
     def volume_upload(self, pool: str, name: str, fileobj, size: int, *, progress=None) -> VolumeInfo:

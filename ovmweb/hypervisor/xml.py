@@ -7,6 +7,12 @@ parsing them back. The mapping of the seed's domain types (DESIGN.md §4):
   the guest is assumed to have no paravirtual drivers.
 - PVHVM: BIOS boot with virtio disks and NICs.
 - PVM: no BIOS; the kernel and initrd are loaded directly, virtio devices.
+
+Every image carries its format explicitly, never left for libvirt or QEMU to probe from
+the file's header (which the guest controls for a raw disk): a ``<disk>`` has
+``<driver name='qemu' type=...>``, a volume ``<target><format>``, a thin clone's
+``<backingStore><format>`` (so the overlay's header records its backing format too).
+A missing or unknown format is a ``ValueError``, never a default.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import xml.etree.ElementTree as ET
 from .base import DiskSpec, DomainSpec, NicSpec, PoolSpec
 
 MESSAGES_CHANNEL = "org.ovmweb.messages.0"
+# The image formats ovmweb records and hands to libvirt (an imported appliance's disk is VMDK).
+DISK_FORMATS = ("raw", "qcow2", "vmdk")
 _BOOT_DEV = {"disk": "hd", "cdrom": "cdrom", "network": "network"}
 _DEV_PREFIX = {"virtio": "vd", "ide": "hd", "sata": "sd", "scsi": "sd"}
 # IDE on the i440fx machine has two channels with two units each.
@@ -68,9 +76,23 @@ def nic_model(spec: DomainSpec, nic: NicSpec) -> str:
     return nic.model
 
 
+def image_format(format: str, what: str) -> str:
+    """``format`` if it is one ovmweb records; anything else (an empty one above all) is refused."""
+    if format not in DISK_FORMATS:
+        raise ValueError(f"{what} has no known image format ({format!r}); it is never probed")
+    return format
+
+
+def _disk_format(disk: DiskSpec) -> str:
+    fmt = image_format(disk.format, f"disk {disk.path or '(empty drive)'}")
+    if disk.device == "cdrom" and fmt != "raw":
+        raise ValueError(f"CD-ROM {disk.path or '(empty drive)'} must hold a raw ISO image, not {fmt}")
+    return fmt
+
+
 def _disk(devices: ET.Element, disk: DiskSpec, bus: str, target: str) -> None:
     el = _sub(devices, "disk", type="file", device=disk.device)
-    _sub(el, "driver", name="qemu", type=disk.format)
+    _sub(el, "driver", name="qemu", type=_disk_format(disk))
     if disk.path:
         _sub(el, "source", file=disk.path)
     _sub(el, "target", dev=target, bus=bus)
@@ -240,17 +262,18 @@ def volume_xml(
     backing_path: str = "",
     backing_format: str = "",
 ) -> str:
-    """A volume; ``allocation_bytes == capacity_bytes`` asks libvirt to allocate every block."""
+    """A volume; ``allocation_bytes == capacity_bytes`` asks libvirt to allocate every block.
+    With ``backing_path`` (a thin clone), ``backing_format`` is the backing file's recorded format."""
     root = ET.Element("volume")
     _sub(root, "name", name)
     _sub(root, "capacity", capacity_bytes, unit="bytes")
     _sub(root, "allocation", allocation_bytes, unit="bytes")
     target = _sub(root, "target")
-    _sub(target, "format", type=format)
+    _sub(target, "format", type=image_format(format, f"volume {name}"))
     if backing_path:
         backing = _sub(root, "backingStore")
         _sub(backing, "path", backing_path)
-        _sub(backing, "format", type=backing_format or "qcow2")
+        _sub(backing, "format", type=image_format(backing_format, f"backing file {backing_path}"))
     return ET.tostring(root, encoding="unicode")
 
 

@@ -5,7 +5,14 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ovmweb.hypervisor.base import DiskSpec, DomainSpec, NicSpec, PoolSpec
-from ovmweb.hypervisor.xml import MESSAGES_CHANNEL, domain_xml, pool_xml, volume_xml
+from ovmweb.hypervisor.xml import (
+    MESSAGES_CHANNEL,
+    disk_device_xml,
+    domain_xml,
+    pool_xml,
+    rewrite_disk_sources,
+    volume_xml,
+)
 
 
 def spec(**overrides) -> DomainSpec:
@@ -152,9 +159,120 @@ def test_pool_xml_dir_and_netfs():
 
 
 def test_volume_xml_thin_and_full():
-    thin = ET.fromstring(volume_xml(name="c.qcow2", capacity_bytes=1 << 30, format="qcow2", backing_path="/r/a.qcow2"))
+    thin = ET.fromstring(
+        volume_xml(
+            name="c.qcow2", capacity_bytes=1 << 30, format="qcow2", backing_path="/r/a.qcow2", backing_format="qcow2"
+        )
+    )
     assert thin.findtext("./backingStore/path") == "/r/a.qcow2"
     assert thin.findtext("./allocation") == "0"
     full = ET.fromstring(volume_xml(name="f.raw", capacity_bytes=1 << 20, format="raw", allocation_bytes=1 << 20))
     assert full.findtext("./allocation") == str(1 << 20)
     assert full.find("./backingStore") is None
+
+
+# ---------------------------------------------------------------- formats: said, never probed
+
+
+def driver_types(root: ET.Element) -> list[tuple[str, str | None]]:
+    return [
+        (d.get("device"), d.find("driver").get("type") if d.find("driver") is not None else None)
+        for d in root.findall("./devices/disk")
+    ]
+
+
+@pytest.mark.parametrize("domain_type", ["HVM", "PVHVM"])
+def test_every_disk_of_a_domain_names_its_recorded_format(domain_type):
+    disks = [
+        DiskSpec(path="/r/VirtualDisks/a.qcow2", format="qcow2"),
+        DiskSpec(path="/r/VirtualDisks/b.img", format="raw"),
+        DiskSpec(path="/r/VirtualDisks/c.vmdk", format="vmdk"),
+        DiskSpec(path="/r/ISOs/x.iso", device="cdrom", format="raw"),
+        DiskSpec(path="", device="cdrom", format="raw"),
+    ]
+    root = parse(spec(domain_type=domain_type, disks=disks))
+    assert driver_types(root) == [
+        ("disk", "qcow2"),
+        ("disk", "raw"),
+        ("disk", "vmdk"),
+        ("cdrom", "raw"),
+        ("cdrom", "raw"),
+    ]
+    assert {d.find("driver").get("name") for d in root.findall("./devices/disk")} == {"qemu"}
+
+
+def test_a_raw_disk_is_not_left_to_the_default():
+    # The DiskSpec default (qcow2) must not win over what was recorded.
+    root = parse(spec(disks=[DiskSpec(path="/r/VirtualDisks/b.img", format="raw")]))
+    assert driver_types(root) == [("disk", "raw")]
+
+
+@pytest.mark.parametrize("fmt", ["", "auto", "iso", "vhd"])
+def test_a_disk_without_a_known_format_is_refused(fmt):
+    with pytest.raises(ValueError, match="never probed"):
+        domain_xml(spec(disks=[DiskSpec(path="/r/VirtualDisks/a", format=fmt)]))
+    with pytest.raises(ValueError, match="never probed"):
+        disk_device_xml(DiskSpec(path="/r/VirtualDisks/a", format=fmt), bus="virtio", target="vdb")
+
+
+def test_a_cdrom_holds_a_raw_image_only():
+    with pytest.raises(ValueError, match="raw ISO"):
+        domain_xml(spec(disks=[DiskSpec(path="/r/ISOs/x.iso", device="cdrom", format="qcow2")]))
+    with pytest.raises(ValueError, match="raw ISO"):
+        domain_xml(spec(disks=[DiskSpec(path="/r/ISOs/x.iso", device="cdrom")]))  # the qcow2 default
+
+
+@pytest.mark.parametrize(
+    ("disk", "expected"),
+    [
+        (DiskSpec(path="/r/VirtualDisks/a.qcow2", format="qcow2"), "qcow2"),
+        (DiskSpec(path="/r/VirtualDisks/b.img", format="raw"), "raw"),
+        (DiskSpec(path="/r/ISOs/x.iso", device="cdrom", bus="sata", format="raw"), "raw"),
+    ],
+)
+def test_a_hot_plugged_disk_names_its_format(disk, expected):
+    el = ET.fromstring(disk_device_xml(disk, bus=disk.bus, target="vdb"))
+    assert (el.find("driver").get("name"), el.find("driver").get("type")) == ("qemu", expected)
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2", "vmdk"])
+def test_a_volume_names_its_format(fmt):
+    root = ET.fromstring(volume_xml(name="v", capacity_bytes=1 << 20, format=fmt))
+    assert root.find("./target/format").get("type") == fmt
+
+
+@pytest.mark.parametrize("backing_format", ["raw", "qcow2"])
+def test_a_thin_clone_names_its_format_and_its_backing_format(backing_format):
+    root = ET.fromstring(
+        volume_xml(
+            name="c.qcow2",
+            capacity_bytes=1 << 20,
+            format="qcow2",
+            backing_path="/r/VirtualDisks/base",
+            backing_format=backing_format,
+        )
+    )
+    assert root.find("./target/format").get("type") == "qcow2"
+    assert root.find("./backingStore/format").get("type") == backing_format
+
+
+@pytest.mark.parametrize("fmt", ["", "auto"])
+def test_a_volume_or_backing_file_without_a_known_format_is_refused(fmt):
+    with pytest.raises(ValueError, match="never probed"):
+        volume_xml(name="v", capacity_bytes=1 << 20, format=fmt)
+    with pytest.raises(ValueError, match="backing file"):
+        volume_xml(name="c", capacity_bytes=1 << 20, format="qcow2", backing_path="/r/base", backing_format=fmt)
+
+
+def test_migration_keeps_each_disks_format():
+    document = domain_xml(
+        spec(
+            disks=[
+                DiskSpec(path="/r/VirtualDisks/b.img", format="raw"),
+                DiskSpec(path="/r/ISOs/x.iso", device="cdrom", format="raw"),
+            ]
+        )
+    )
+    moved = ET.fromstring(rewrite_disk_sources(document, {"/r/VirtualDisks/b.img": "/s/VirtualDisks/b.img"}))
+    assert moved.find("./devices/disk/source").get("file") == "/s/VirtualDisks/b.img"
+    assert driver_types(moved) == [("disk", "raw"), ("cdrom", "raw")]

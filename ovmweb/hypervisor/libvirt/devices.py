@@ -44,16 +44,29 @@ def _cdrom_holding(root: ET.Element, path: str) -> ET.Element | None:
 
 
 def _set_medium(drive: ET.Element, new_path: str) -> None:
+    """Put ``new_path`` (an ISO image: raw, said explicitly) in the drive, or empty it (``""``)."""
     source = drive.find("source")
     if source is not None:
         drive.remove(source)
     if new_path:
-        drive.insert(1, ET.Element("source", file=new_path))
+        driver = drive.find("driver")
+        if driver is None:
+            driver = ET.Element("driver", name="qemu")
+            drive.insert(0, driver)
+        driver.set("type", "raw")
+        drive.insert(list(drive).index(driver) + 1, ET.Element("source", file=new_path))
 
 
 class DevicesMixin(Connection):
     def attach_device(self, uuid: str, device: DiskSpec | NicSpec, *, domain_type: str) -> str:
         dom = self._domain(uuid)
+        try:
+            return self._attach(dom, uuid, device, domain_type=domain_type)
+        except ValueError as exc:  # a disk without a known format
+            raise OperationFailed(str(exc)) from exc
+
+    @staticmethod
+    def _attach(dom, uuid: str, device: DiskSpec | NicSpec, *, domain_type: str) -> str:
         with errors(f"hot-plugging a device into {uuid}"):
             if isinstance(device, NicSpec):
                 document, ident = xmlbuild.nic_device_xml(device, domain_type=domain_type), device.mac

@@ -34,6 +34,29 @@ def _volume_format(vol) -> str:
     return fmt.get("type") if fmt is not None else "raw"
 
 
+# libvirt calls raw bytes that hold a CD image "iso" (and copies them as raw).
+_PROBED_AS_RAW = {"raw", "iso"}
+
+
+def _volume_document(**fields) -> str:
+    try:
+        return xmlbuild.volume_xml(**fields)
+    except ValueError as exc:  # no known format
+        raise OperationFailed(str(exc)) from exc
+
+
+def _check_copy_source(src, name: str, recorded: str) -> None:
+    """Refuse to copy ``src`` unless libvirt reads its header as the format ovmweb recorded.
+
+    createXMLFrom converts the source as the format libvirt's pool probed from the file's
+    header: a raw disk whose guest wrote a qcow2 header (naming a host file as its backing
+    file) would be read as qcow2, the host file copied into the clone."""
+    probed = _volume_format(src)
+    if recorded == probed or (recorded == "raw" and probed in _PROBED_AS_RAW):
+        return
+    raise OperationFailed(f"volume {name} is recorded as {recorded} but its header reads as {probed}: not copied")
+
+
 def _vol_info(vol) -> VolumeInfo:
     _type, capacity, allocation = vol.info()
     return VolumeInfo(
@@ -155,7 +178,7 @@ class StorageMixin(Connection):
         self, pool: str, name: str, capacity_bytes: int, *, format: str = "qcow2", sparse: bool = True
     ) -> VolumeInfo:
         p = self._pool(pool)
-        document = xmlbuild.volume_xml(
+        document = _volume_document(
             name=name, capacity_bytes=capacity_bytes, format=format, allocation_bytes=0 if sparse else capacity_bytes
         )
         with errors(f"creating volume {name} in {pool}"):
@@ -188,30 +211,39 @@ class StorageMixin(Connection):
             return _vol_info(vol)
 
     def volume_clone(
-        self, pool: str, source: str, target_pool: str, target: str, *, clone_type: str, format: str = "qcow2"
+        self,
+        pool: str,
+        source: str,
+        target_pool: str,
+        target: str,
+        *,
+        clone_type: str,
+        source_format: str,
+        format: str = "qcow2",
     ) -> VolumeInfo:
+        if clone_type not in ("thin", "sparse", "non_sparse"):
+            raise OperationFailed(f"unknown clone type {clone_type}")
         src = self._volume(pool, source)
         dst_pool = self._pool(target_pool)
         with errors(f"cloning {source} to {target}"):
             capacity = src.info()[1]
             if clone_type == "thin":
-                # A qcow2 overlay on the source (ext4 here has no reflink).
-                document = xmlbuild.volume_xml(
+                # A qcow2 overlay on the source (ext4 here has no reflink), its backing format
+                # the recorded one, written into the overlay's header (qemu-img create -F).
+                document = _volume_document(
                     name=target,
                     capacity_bytes=capacity,
                     format="qcow2",
                     backing_path=src.path(),
-                    backing_format=_volume_format(src),
+                    backing_format=source_format,
                 )
-                vol = dst_pool.createXML(document, 0)
-            elif clone_type in ("sparse", "non_sparse"):
-                allocation = capacity if clone_type == "non_sparse" else 0
-                document = xmlbuild.volume_xml(
-                    name=target, capacity_bytes=capacity, format=format, allocation_bytes=allocation
-                )
-                vol = dst_pool.createXMLFrom(document, src, _prealloc_flags(format, clone_type == "sparse"))
-            else:
-                raise OperationFailed(f"unknown clone type {clone_type}")
+                return _vol_info(dst_pool.createXML(document, 0))
+            _check_copy_source(src, source, source_format)
+            allocation = capacity if clone_type == "non_sparse" else 0
+            document = _volume_document(
+                name=target, capacity_bytes=capacity, format=format, allocation_bytes=allocation
+            )
+            vol = dst_pool.createXMLFrom(document, src, _prealloc_flags(format, clone_type == "sparse"))
             return _vol_info(vol)
 
     def volume_upload(
@@ -219,7 +251,8 @@ class StorageMixin(Connection):
     ) -> VolumeInfo:
         p = self._pool(pool)
         with errors(f"creating volume {name} in {pool}"):
-            vol = p.createXML(xmlbuild.volume_xml(name=name, capacity_bytes=max(size, 1), format="raw"), 0)
+            # An upload (an ISO image, a disk to be inspected) is stored as the bytes it is: raw.
+            vol = p.createXML(_volume_document(name=name, capacity_bytes=max(size, 1), format="raw"), 0)
         stream = None
         try:
             with errors(f"uploading {name}"):
