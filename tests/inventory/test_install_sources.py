@@ -66,11 +66,11 @@ def test_falls_back_to_isolinux_layout(pvm, local_server, tmp_path):
     tree = tmp_path / "tree2"
     (tree / "isolinux").mkdir(parents=True)
     shutil.copy(GUEST_DIR / "vmlinuz", tree / "isolinux" / "vmlinuz")
-    (tree / "isolinux" / "initrd.img").write_bytes(b"initrd")
+    (tree / "isolinux" / "initrd.img").write_bytes(b"\x1f\x8binitrd")
     with http_tree(tree) as url:
         pvm.pvm_boot_url = url
         assert pvm_boot_files_fetch(vm=pvm, server=local_server)["kernel"] == "isolinux/vmlinuz"
-    assert (_vm_dir(pvm) / "initrd.img").read_bytes() == b"initrd"
+    assert (_vm_dir(pvm) / "initrd.img").read_bytes() == b"\x1f\x8binitrd"
 
 
 def test_missing_kernel_names_the_paths_tried(pvm, local_server, tmp_path):

@@ -21,8 +21,8 @@ changed since the last successful fetch (a stamp file records it).
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from django.utils.translation import gettext as _
@@ -38,6 +38,26 @@ PVM_BOOT_LAYOUTS: tuple[tuple[str, str], ...] = (
     ("isolinux/vmlinuz", "isolinux/initrd.img"),
 )
 STAMP = "pvm-boot.json"
+KERNEL_MAX_BYTES = 128 * 1024 * 1024
+INITRD_MAX_BYTES = 1024 * 1024 * 1024
+# gzip, xz, zstd, bzip2, lz4 (legacy frame, what the kernel's unpacker takes), and cpio
+# (newc, crc, odc): what the kernel unpacks as an initramfs.
+INITRD_MAGICS = (b"\x1f\x8b", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"BZh", b"\x02\x21\x4c\x18", b"0707")
+NFS_MOUNT_OPTIONS = "ro,nosuid,nodev,noexec,nolock,soft"
+# Exists as anything, a dangling link included.
+_EXISTS = '[ -e "$1" ] || [ -L "$1" ]'
+# $1 source in the mount, $2 the .part to write, $3 the mount point, $4 the size cap.
+# A link (last component) or a non-regular file is refused; so is a source whose real
+# path leaves the mount (a linked directory on the way). The copy opens the resolved
+# path with O_NOFOLLOW and stops one byte past the cap.
+_NFS_COPY = r"""
+[ -L "$1" ] && { echo "it is a symbolic link" >&2; exit 3; }
+[ -f "$1" ] || { echo "it is not a regular file" >&2; exit 3; }
+root=$(readlink -e -- "$3") && real=$(readlink -e -- "$1") || { echo "it cannot be resolved" >&2; exit 3; }
+case "$real" in "$root"/*) ;; *) echo "it leads out of the install tree ($real)" >&2; exit 3;; esac
+rm -f -- "$2"
+dd if="$real" of="$2" iflag=nofollow,count_bytes oflag=nofollow count=$(($4 + 1)) bs=1M status=none || exit 3
+"""
 _CHUNK = 1024 * 1024
 # Every x86 Linux bzImage carries the boot protocol magic "HdrS" at 0x202.
 _BZIMAGE_MAGIC_OFFSET = 0x202
@@ -88,25 +108,71 @@ def _join(url: str, relative: str) -> str:
         ) from exc
 
 
-class _Head:
-    """Streams a response in chunks and keeps its first bytes for a format check."""
+@dataclass(frozen=True)
+class BootFile:
+    """What a kernel or an initrd must look like before it is kept: its first bytes and
+    its size. A tree from outside could hand anything to the hypervisor to boot."""
 
-    def __init__(self, response, progress: Callable[[int], None] | None):
+    what: str
+    max_bytes: int
+    head_bytes: int  # how many first bytes ``check`` needs
+    check: Callable[[bytes], bool]
+
+
+def _is_bzimage(head: bytes) -> bool:
+    return head[_BZIMAGE_MAGIC_OFFSET : _BZIMAGE_MAGIC_OFFSET + 4] == _BZIMAGE_MAGIC
+
+
+def _is_initrd(head: bytes) -> bool:
+    return head.startswith(INITRD_MAGICS)
+
+
+KERNEL = BootFile("kernel", KERNEL_MAX_BYTES, _BZIMAGE_MAGIC_OFFSET + 4, _is_bzimage)
+INITRD = BootFile("initrd", INITRD_MAX_BYTES, max(len(m) for m in INITRD_MAGICS), _is_initrd)
+
+
+def check_boot_file(kind: BootFile, head: bytes, size: int, where: str) -> None:
+    """Refuse a kernel without a bzImage header, an initrd that is neither a compressed
+    image nor a cpio archive, or either one over its size cap."""
+    if size > kind.max_bytes:
+        raise InstallSourceError(
+            _("%(where)s is larger than %(n)d bytes, the cap for a Linux %(what)s.")
+            % {"where": where, "what": kind.what, "n": kind.max_bytes}
+        )
+    if not kind.check(head[: kind.head_bytes]):
+        message = (
+            _("%(where)s is not a Linux kernel (no bzImage header).")
+            if kind is KERNEL
+            else _("%(where)s is not an initrd (neither a gzip, xz, zstd, bzip2 or lz4 image nor a cpio archive).")
+        )
+        raise InstallSourceError(message % {"where": where})
+
+
+class _Head:
+    """Streams a response in chunks, checking it as a ``BootFile`` on the way: the first
+    bytes as soon as they are in, the size at every chunk. A refusal raises inside the
+    write, which then removes its ``.part``: a refused file never reaches its name."""
+
+    def __init__(self, response, progress: Callable[[int], None] | None, kind: BootFile, where: str):
         self.response, self.progress, self.head, self.done = response, progress, b"", 0
+        self.kind, self.where, self.checked = kind, where, False
+
+    def _take(self, chunk: bytes) -> None:
+        if len(self.head) < 1024:
+            self.head += chunk[: 1024 - len(self.head)]
+        self.done += len(chunk)
+        if self.done > self.kind.max_bytes or (not self.checked and len(self.head) >= self.kind.head_bytes):
+            check_boot_file(self.kind, self.head, self.done, self.where)
+            self.checked = True
 
     def __iter__(self) -> Iterator[bytes]:
         while chunk := self.response.read(_CHUNK):
-            if len(self.head) < 1024:
-                self.head += chunk[: 1024 - len(self.head)]
-            self.done += len(chunk)
+            self._take(chunk)
             if self.progress:
                 self.progress(self.done)
             yield chunk
-
-
-def _check_kernel(head: bytes, url: str) -> None:
-    if head[_BZIMAGE_MAGIC_OFFSET : _BZIMAGE_MAGIC_OFFSET + 4] != _BZIMAGE_MAGIC:
-        raise InstallSourceError(_("%(url)s is not a Linux kernel (no bzImage header).") % {"url": url})
+        if not self.checked:  # shorter than the header it should have
+            check_boot_file(self.kind, self.head, self.done, self.where)
 
 
 def _fetch_url(
@@ -125,9 +191,7 @@ def _fetch_url(
             tried.append(kernel_url)
             continue
         with response:
-            stream = _Head(response, progress)
-            files.write(kernel_path, stream)
-        _check_kernel(stream.head, kernel_url)
+            files.write(kernel_path, _Head(response, progress, KERNEL, kernel_url))
         response = _open(initrd_url, check_abort)
         if response is None:
             raise InstallSourceError(
@@ -135,7 +199,7 @@ def _fetch_url(
                 % {"url": url, "kernel": kernel_rel, "initrd": initrd_rel}
             )
         with response:
-            files.write(initrd_path, _Head(response, progress))
+            files.write(initrd_path, _Head(response, progress, INITRD, initrd_url))
         return kernel_rel, initrd_rel
     raise InstallSourceError(
         _(
@@ -147,49 +211,77 @@ def _fetch_url(
 
 
 def nfs_source(url: str) -> str:
-    """``nfs://host/export/dir`` -> ``host:/export/dir`` (the form ``mount -t nfs`` takes)."""
+    """``nfs://host/export/dir`` -> ``host:/export/dir`` (the form ``mount -t nfs`` takes).
+    A host or path that could be read as an option of ``mount`` is refused."""
     parts = urlsplit(url)
-    return f"{parts.hostname}:{unquote(parts.path) or '/'}"
+    host, path = parts.hostname or "", unquote(parts.path) or "/"
+    if not host or host.startswith("-") or not path.startswith("/") or any(c in host + path for c in "\n\0,"):
+        raise InstallSourceError(_("%(url)s is not a usable nfs://host/path URL.") % {"url": url})
+    return f"{host}:{path}"
+
+
+def _mount(files: ServerFiles, source: str, mount_point: str) -> None:
+    # Read-only, and nothing on the export is a device, runs, or gains privileges on the server.
+    argv = ["mount", "-t", "nfs", "-o", NFS_MOUNT_OPTIONS, "--", source, mount_point]
+    code, out, err = files.run(argv, timeout=90)
+    if code != 0:
+        raise InstallSourceError(
+            _("The server cannot mount the install tree %(src)s: %(error)s")
+            % {"src": source, "error": (err or out).strip() or f"exit status {code}"}
+        )
+
+
+def _nfs_layout(files: ServerFiles, url: str, mount_point: str) -> tuple[str, str]:
+    """The first layout whose kernel is there (as anything: the copy says what is wrong with it)."""
+    tried = []
+    for kernel_rel, initrd_rel in PVM_BOOT_LAYOUTS:
+        if files.run(["sh", "-c", _EXISTS, "sh", f"{mount_point}/{kernel_rel}"])[0] != 0:
+            tried.append(kernel_rel)
+            continue
+        if files.run(["sh", "-c", _EXISTS, "sh", f"{mount_point}/{initrd_rel}"])[0] != 0:
+            raise InstallSourceError(
+                _("The install tree at %(url)s has %(kernel)s but no %(initrd)s.")
+                % {"url": url, "kernel": kernel_rel, "initrd": initrd_rel}
+            )
+        return kernel_rel, initrd_rel
+    raise InstallSourceError(
+        _("No kernel in the install tree at %(url)s (tried %(tried)s).") % {"url": url, "tried": ", ".join(tried)}
+    )
+
+
+def _nfs_copy(files: ServerFiles, mount_point: str, rel: str, target: str, kind: BootFile) -> None:
+    """Copy one file out of the mount into ``target`` on the server, only if it is a regular
+    file whose real path stays inside the mount, within its size cap and of its type."""
+    part = target + ".part"
+    code, _out, err = files.run(
+        ["sh", "-c", _NFS_COPY, "sh", f"{mount_point}/{rel}", part, mount_point, str(kind.max_bytes)], timeout=300
+    )
+    if code != 0:
+        raise InstallSourceError(
+            _("%(file)s of the install tree was refused: %(error)s") % {"file": rel, "error": err.strip()}
+        )
+    try:
+        code, out, err = files.run(["od", "-An", "-v", "-tx1", "-N", "1024", "--", part])
+        size_code, size, _err = files.run(["stat", "-c", "%s", "--", part])
+        if code != 0 or size_code != 0:
+            raise InstallSourceError(_("%(file)s cannot be read back: %(error)s") % {"file": rel, "error": err})
+        check_boot_file(kind, bytes.fromhex(out), int(size), rel)
+        files.run(["mv", "-f", "--", part, target])
+    finally:
+        files.run(["rm", "-f", "--", part])
 
 
 def _fetch_nfs(files: ServerFiles, url: str, base: str, kernel_path: str, initrd_path: str) -> tuple[str, str]:
     mount_point = f"{base}/.install-tree"
     files.makedirs(mount_point)
-    source = nfs_source(url)
-    code, _out, err = files.run(["mount", "-t", "nfs", "-o", "ro,nolock,soft", source, mount_point], timeout=90)
-    if code != 0:
-        raise InstallSourceError(
-            _("The server cannot mount the install tree %(src)s: %(error)s")
-            % {"src": source, "error": (err or _out).strip() or f"exit status {code}"}
-        )
+    _mount(files, nfs_source(url), mount_point)
     try:
-        tried = []
-        for kernel_rel, initrd_rel in PVM_BOOT_LAYOUTS:
-            if files.run(["test", "-f", f"{mount_point}/{kernel_rel}"])[0] != 0:
-                tried.append(kernel_rel)
-                continue
-            if files.run(["test", "-f", f"{mount_point}/{initrd_rel}"])[0] != 0:
-                raise InstallSourceError(
-                    _("The install tree at %(url)s has %(kernel)s but no %(initrd)s.")
-                    % {"url": url, "kernel": kernel_rel, "initrd": initrd_rel}
-                )
-            for rel, target in ((kernel_rel, kernel_path), (initrd_rel, initrd_path)):
-                script = (
-                    f"cp -f {shlex.quote(f'{mount_point}/{rel}')} {shlex.quote(target + '.part')} && "
-                    f"mv -f {shlex.quote(target + '.part')} {shlex.quote(target)}"
-                )
-                code, _out, err = files.run(["sh", "-c", script], timeout=300)
-                if code != 0:
-                    raise InstallSourceError(
-                        _("Copying %(file)s from %(src)s failed: %(error)s")
-                        % {"file": rel, "src": source, "error": err.strip()}
-                    )
-            return kernel_rel, initrd_rel
-        raise InstallSourceError(
-            _("No kernel in the install tree at %(url)s (tried %(tried)s).") % {"url": url, "tried": ", ".join(tried)}
-        )
+        kernel_rel, initrd_rel = _nfs_layout(files, url, mount_point)
+        _nfs_copy(files, mount_point, kernel_rel, kernel_path, KERNEL)
+        _nfs_copy(files, mount_point, initrd_rel, initrd_path, INITRD)
+        return kernel_rel, initrd_rel
     finally:
-        files.run(["umount", mount_point], timeout=60)
+        files.run(["umount", "--", mount_point], timeout=60)
 
 
 def _check_nfs(url: str) -> None:
