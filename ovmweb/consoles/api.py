@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ovmweb.api.mixins import StrictSerializer
+from ovmweb.api.views.base import ActionPermission
 from ovmweb.consoles import services
 from ovmweb.consoles.models import ConsoleKind
 from ovmweb.inventory.selectors import access_vm
@@ -39,6 +41,10 @@ def websocket_url(request, *, vm_id: int, kind: str, token: str) -> str:
 
 class ConsoleTicketCreateView(APIView):
     """Issue a console ticket for a running VM (409 when the VM has no console now)."""
+
+    # Who may not open the VM's console learns nothing here, whatever the method (403, not 405).
+    permission_classes = [IsAuthenticated, ActionPermission]
+    permission_actions = {"POST": "vm.console", "GET": "vm.console"}
 
     @extend_schema(request=ConsoleTicketRequestSerializer, responses={201: ConsoleTicketSerializer})
     def post(self, request, pk: int):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseNotAllowed
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
@@ -13,6 +14,9 @@ from ovmweb.inventory.selectors import access_vm
 
 def _page(request, vm_id: int, kind: str, template: str):
     vm = access_vm(request.user, vm_id, "console")
+    if request.method not in ("GET", "HEAD"):
+        # After the permission check: who may not see the VM gets 403 whatever the method.
+        return HttpResponseNotAllowed(["GET", "HEAD"])
     return render(
         request,
         template,

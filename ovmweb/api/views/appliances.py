@@ -53,7 +53,7 @@ class VirtualApplianceViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
         url_path="import",
         parser_classes=[JSONParser, FormParser, MultiPartParser],
     )
-    def import_url(self, request):
+    def import_url(self, request, format=None):
         """Import an OVA, or an .ovf next to its disks, from an HTTP(S) URL; 202 with the job."""
         data = validated(s.VirtualApplianceImportSerializer, request)
         job = service("appliances").appliance_import(

@@ -50,15 +50,16 @@ def permission_action(request, view) -> str | tuple[str, ...] | None:
     A viewset names its noun (``permission_noun = "vm"``): ``list`` is ``vm.view``,
     ``destroy`` ``vm.delete``, an ``@action`` ``start`` is ``vm.start``; its
     ``permission_actions`` maps an action (or, for a plain APIView, an HTTP method)
-    to another name. None: a method the view does not route (DRF answers 405)."""
+    to another name. A method the view does not route is asked as a read: DRF then
+    answers 405 to who may see these objects, and 403 to anyone else."""
     explicit = getattr(view, "permission_actions", {})
     if hasattr(view, "action"):
         if view.action is None:
-            return None
+            return f"{view.permission_noun}.view"
         if view.action in explicit:
             return explicit[view.action]
         return f"{view.permission_noun}.{DEFAULT_VERBS.get(view.action, view.action)}"
-    return explicit.get(request.method, explicit.get("GET") if request.method in ("HEAD", "OPTIONS") else None)
+    return explicit.get(request.method) or explicit.get("GET")
 
 
 class ActionPermission(permissions.BasePermission):

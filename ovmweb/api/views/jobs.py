@@ -9,6 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from ovmweb.inventory import selectors
+from ovmweb.inventory.permissions import authorize
 from ovmweb.jobs.models import Event, Job
 
 from .. import serializers as s
@@ -32,7 +33,7 @@ class JobViewSet(ReadOnlyApiViewSet):
 
     @extend_schema(request=EmptySerializer, responses={200: s.JobSerializer, **RESPONSES_409})
     @action(detail=True, methods=["post"])
-    def abort(self, request, pk=None):
+    def abort(self, request, pk=None, format=None):
         """Ask a job to stop (its owner, or a user who may change jobs); a running job stops at its next step."""
         job = self.get_object()
         validated(EmptySerializer, request)
@@ -41,9 +42,11 @@ class JobViewSet(ReadOnlyApiViewSet):
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def resume(self, request, pk=None):
+    def resume(self, request, pk=None, format=None):
         """Resume an aborted or failed VM export: a new job that keeps the disks it already converted."""
         job = self.get_object()
+        # Only exports resume: who may export nothing learns nothing more about this job.
+        authorize(request.user, "vm.export")
         validated(EmptySerializer, request)
         if job.operation != "vm.export":
             return job_response(service("exports").export_resume(job=job, user=request.user))  # 409: not an export
@@ -58,7 +61,7 @@ class EventViewSet(ReadOnlyApiViewSet):
 
     @extend_schema(request=EmptySerializer, responses={200: s.EventSerializer})
     @action(detail=True, methods=["post"])
-    def acknowledge(self, request, pk=None):
+    def acknowledge(self, request, pk=None, format=None):
         """Mark an event as seen."""
         validated(EmptySerializer, request)
         event = import_module("ovmweb.jobs.services").event_acknowledge(event=self.get_object(), user=request.user)

@@ -28,14 +28,14 @@ class RepositoryViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def refresh(self, request, pk=None):
+    def refresh(self, request, pk=None, format=None):
         """Re-read the repository's contents and capacity."""
         validated(EmptySerializer, request)
         return job_response(service("repositories").repository_refresh(repository=self.get_object(), user=request.user))
 
     @extend_schema(request=s.RepositoryPresentSerializer, responses={200: s.RepositorySerializer, **RESPONSES_JOB})
     @action(detail=True, methods=["post"])
-    def present(self, request, pk=None):
+    def present(self, request, pk=None, format=None):
         """Present a shared repository to a server pool."""
         repository = self.get_object()
         data = validated(s.RepositoryPresentSerializer, request)

@@ -53,7 +53,7 @@ class ServerViewSet(mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyA
 
     @extend_schema(request=s.ServerDiscoverSerializer, responses=RESPONSES_JOB)
     @action(detail=False, methods=["post"])
-    def discover(self, request):
+    def discover(self, request, format=None):
         """Discover a server: SSH in with its pinned host key, read its hardware and hypervisor.
 
         A host and port that is already a server is refused (409) unless ``rediscover`` is

@@ -33,7 +33,7 @@ class VirtualDiskViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, Read
 
     @extend_schema(request=s.VirtualDiskResizeSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def resize(self, request, pk=None):
+    def resize(self, request, pk=None, format=None):
         """Grow a virtual disk."""
         data = validated(s.VirtualDiskResizeSerializer, request)
         return job_response(service("storage").disk_resize(disk=self.get_object(), user=request.user, **data))
@@ -66,7 +66,7 @@ class IsoFileViewSet(mixins.CreateModelMixin, ReadOnlyApiViewSet):
         methods=["post"],
         url_path="import",
     )
-    def import_url(self, request):
+    def import_url(self, request, format=None):
         """Import an ISO file from an HTTP/FTP URL; 202 with the job."""
         data = validated(s.IsoImportSerializer, request)
         return job_response(service("storage").iso_import(user=request.user, **data))

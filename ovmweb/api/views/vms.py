@@ -132,43 +132,43 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def start(self, request, pk=None):
+    def start(self, request, pk=None, format=None):
         """Start a stopped VM (STOPPED -> STARTING -> RUNNING)."""
         return self._simple_action(request, "start")
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def stop(self, request, pk=None):
+    def stop(self, request, pk=None, format=None):
         """Shut a running VM down (RUNNING -> STOPPING -> STOPPED)."""
         return self._simple_action(request, "stop")
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def restart(self, request, pk=None):
+    def restart(self, request, pk=None, format=None):
         """Restart a running VM (pending changes are NOT applied by a restart)."""
         return self._simple_action(request, "restart")
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def kill(self, request, pk=None):
+    def kill(self, request, pk=None, format=None):
         """Power a VM off at once from any state but TEMPLATE; clears its HA flag."""
         return self._simple_action(request, "kill")
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def suspend(self, request, pk=None):
+    def suspend(self, request, pk=None, format=None):
         """Suspend a running VM."""
         return self._simple_action(request, "suspend")
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def resume(self, request, pk=None):
+    def resume(self, request, pk=None, format=None):
         """Resume a suspended VM."""
         return self._simple_action(request, "resume")
 
     @extend_schema(request=s.VmMigrateSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def migrate(self, request, pk=None):
+    def migrate(self, request, pk=None, format=None):
         """Live-migrate a running VM to a server of its pool (with its disks copied into
         ``target_repository`` when they are in a local repository), or move a stopped VM to
         another server pool."""
@@ -177,14 +177,14 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
 
     @extend_schema(request=s.VmCloneSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def clone(self, request, pk=None):
+    def clone(self, request, pk=None, format=None):
         """Clone a VM or template, optionally with a clone customizer, optionally as a template."""
         data = validated(s.VmCloneSerializer, request)
         return job_response(service("vms").vm_clone(vm=self.get_object(), user=request.user, **data))
 
     @extend_schema(request=s.VmMoveSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def move(self, request, pk=None):
+    def move(self, request, pk=None, format=None):
         """Move a stopped VM's configuration and disks to other repositories: per disk with a
         clone customizer, or all to one ``target_repository`` (seed 7.7)."""
         data = validated(s.VmMoveSerializer, request)
@@ -192,14 +192,14 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def export(self, request, pk=None):
+    def export(self, request, pk=None, format=None):
         """Export a stopped VM as an OVA (OVF 1.0 + streamOptimized VMDKs) into its repository's Assemblies/, as a job (at most four run at once)."""
         validated(EmptySerializer, request)
         return job_response(service("vms").vm_export(vm=self.get_object(), user=request.user))
 
     @extend_schema(request=s.VmBackupSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
-    def backup(self, request, pk=None):
+    def backup(self, request, pk=None, format=None):
         """Back up a VM as a cold clone named ``<vm>-backup-<UTC timestamp>`` in ``repository``
         (default: the VM's own); a running VM only as a hot clone with thin disks (seed 7.17, 7.6)."""
         data = validated(s.VmBackupSerializer, request)
@@ -217,7 +217,7 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         },
     )
     @action(detail=True, methods=["post"])
-    def disks(self, request, pk=None):
+    def disks(self, request, pk=None, format=None):
         """Attach a virtual disk, or an ISO as CD-ROM, in the VM's next free slot (an ISO fills an
         empty CD-ROM drive first). On a running VM it is hot-plugged where the guest OS allows it
         (seed 7.14) by the job in ``job``; never while the VM is SUSPENDED."""
@@ -248,7 +248,7 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         url_path=r"disks/(?P<slot>[0-9]{1,2})",
         url_name="disk-detach",
     )
-    def detach_disk(self, request, pk=None, slot=None):
+    def detach_disk(self, request, pk=None, slot=None, format=None):
         """Detach the disk or CD-ROM in a slot. A CD-ROM of a running VM is ejected (the drive
         stays, empty); a disk of a running VM is hot-removed where the guest OS allows it."""
         vm = self.get_object()
@@ -263,7 +263,7 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         responses={202: s.JobListSerializer, 400: OpenApiResponse(), 409: s.ErrorDetailSerializer},
     )
     @action(detail=True, methods=["post"])
-    def messages(self, request, pk=None):
+    def messages(self, request, pk=None, format=None):
         """Send key/value messages into the guest (seed 7.10); one job per message."""
         data = validated(s.VmMessagesSerializer, request)
         jobs = service("messages").vm_send_messages(

@@ -10,7 +10,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from ovmweb.inventory import permissions
 from ovmweb.jobs.choices import JobStatus, Severity
@@ -27,12 +27,14 @@ def job_services():
 
 @login_required
 @allowed("job.view")
+@require_safe
 def job_panel(request: HttpRequest) -> HttpResponse:
     return render(request, "web/jobs/_panel.html", {"panel_jobs": selectors.job_panel(user=request.user)})
 
 
 @login_required
 @allowed("job.view")
+@require_safe
 def job_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status") or ""
     if status not in JobStatus.values:
@@ -49,6 +51,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @allowed("job.view")
+@require_safe
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     try:
         # Only jobs the user may see (of objects the user may see): any other is "no such job".
@@ -87,6 +90,7 @@ def job_detail_url(job: Job) -> str:
 
 @login_required
 @allowed("event.view")
+@require_safe
 def event_list(request: HttpRequest) -> HttpResponse:
     obj = None
     model_name, object_id = request.GET.get("type"), request.GET.get("id")

@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from ovmweb.inventory.models import CloneCustomizer
 
@@ -21,6 +21,7 @@ from .vms import access_vm, services
 
 @login_required
 @allowed("customizer.view")
+@require_safe
 def customizer_list(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id)
     require(request, "customizer.view", vm)

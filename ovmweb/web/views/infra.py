@@ -27,6 +27,7 @@ from .vms import inventory_selectors, services
 
 @login_required
 @allowed("server.view")
+@require_safe
 def server_list(request: HttpRequest) -> HttpResponse:
     return render_page(
         request,
@@ -38,6 +39,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @allowed("server.view")
+@require_safe
 def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server.objects.select_related("server_pool", "compatibility_group"), pk=server_id)
     require(request, "server.view", server)
@@ -53,6 +55,7 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
 
 @login_required
 @allowed("pool.view")
+@require_safe
 def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
     pool = get_object_or_404(ServerPool, pk=pool_id)
     require(request, "pool.view", pool)
@@ -61,6 +64,7 @@ def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
 
 @login_required
 @allowed("server.view")
+@require_safe
 def nav_tree(request: HttpRequest) -> HttpResponse:
     """The navigation tree alone, re-fetched when a server changes."""
     return render(request, "web/_nav_tree.html", {"nav": selectors.nav_tree()})

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VmAction
@@ -131,6 +131,7 @@ def _vm_table_context(request: HttpRequest) -> dict:
 
 @login_required
 @allowed("vm.view")
+@require_safe
 def vm_list(request: HttpRequest) -> HttpResponse:
     context = _vm_table_context(request)
     context["selected"] = None
@@ -146,6 +147,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @allowed("vm.view")
+@require_safe
 def vm_row(request: HttpRequest, vm_id: int) -> HttpResponse:
     try:
         vm = access_vm(request, vm_id)
@@ -156,6 +158,7 @@ def vm_row(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 @login_required
 @allowed("vm.view")
+@require_safe
 def vm_detail(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id)
     events = list(selectors.event_list(user=request.user, obj=vm)[:5])
@@ -164,6 +167,7 @@ def vm_detail(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 @login_required
 @allowed("vm.view")
+@require_safe
 def vm_toolbar(request: HttpRequest) -> HttpResponse:
     vm = None
     if (vm_id := int_or_none(request.GET.get("vm"))) is not None:
