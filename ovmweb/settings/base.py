@@ -224,6 +224,10 @@ OVMWEB_LOCAL_REPOSITORY_PATH = os.environ.get("OVMWEB_LOCAL_REPOSITORY_PATH", st
 OVMWEB_UPLOAD_STAGING_DIR = os.environ.get("OVMWEB_UPLOAD_STAGING_DIR", str(VAR_DIR / "uploads"))
 OVMWEB_UPLOAD_MAX_BYTES = int(os.environ.get("OVMWEB_UPLOAD_MAX_BYTES", str(64 * 1024**3)))
 OVMWEB_UPLOAD_STAGING_RESERVE_BYTES = int(os.environ.get("OVMWEB_UPLOAD_STAGING_RESERVE_BYTES", str(1024**3)))
+# An OVA (uploaded or fetched) holds at most this many members adding up to at most this
+# many bytes, checked on each member's header before it is extracted.
+OVMWEB_OVA_MAX_MEMBERS = int(os.environ.get("OVMWEB_OVA_MAX_MEMBERS", "256"))
+OVMWEB_OVA_MAX_BYTES = int(os.environ.get("OVMWEB_OVA_MAX_BYTES", str(1024**4)))
 # A file over FILE_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB) is written as it arrives to a temporary
 # file in the staging area (never held in memory, never in /tmp), then renamed into place.
 FILE_UPLOAD_TEMP_DIR = OVMWEB_UPLOAD_STAGING_DIR
