@@ -315,3 +315,28 @@ def test_hostile_image_posing_as_an_iso_is_refused(real_estate, tmp_path):
     assert not IsoFile.objects.exists()
     assert _listing(Path(e["repo"].path) / "ISOs") == set()
     assert _listing(staging) == before
+
+
+@pytest.mark.integration
+def test_hostile_files_found_in_a_repository_are_not_recorded(real_estate, tmp_path):
+    """A file dropped into the repository's share is found by a refresh: the clean ones
+    become records, the hostile ones stay unrecorded with a warning naming the reason."""
+    from ovmweb.inventory.services import repositories
+    from ovmweb.jobs.models import Event
+
+    e = real_estate
+    root = Path(e["repo"].path)
+    evil_backing(root / "VirtualDisks" / "shadow.qcow2")
+    evil_data_file(root / "VirtualDisks" / "sda.qcow2")
+    qcow2(root / "VirtualDisks" / "clean.qcow2")
+    as_iso(evil_backing(root / "ISOs" / "fake.iso"))
+    job = _run(repositories.repository_refresh(repository=e["repo"], user=e["user"]))
+    assert job.status == JobStatus.SUCCESS, job.error
+    assert list(VirtualDisk.objects.values_list("volume", flat=True)) == ["clean.qcow2"]
+    assert not IsoFile.objects.filter(name="fake.iso").exists()
+    warnings = set(Event.objects.filter(type="repository.file_refused").values_list("text", flat=True))
+    assert warnings == {
+        "shadow.qcow2 was refused: it has a backing file.",
+        "sda.qcow2 was refused: it has an external data file.",
+        "fake.iso was refused: it is declared raw but is a qcow2 image.",
+    }

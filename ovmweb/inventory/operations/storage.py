@@ -61,8 +61,12 @@ def repository_refresh(ctx: JobContext, *, repository_id: int) -> dict:
     info = driver.pool_refresh(repo_services.pool_name(repository))
     isos = driver.pool_refresh(repo_services.pool_name(repository, "isos"))
     disks = driver.pool_refresh(repo_services.pool_name(repository, "disks"))
+    # Files from outside: only those that pass the image inspection become records.
+    iso_volumes, disk_volumes = storage_services.found_images_check(
+        repository=repository, server=servers[0], isos=isos.volumes, disks=disks.volumes, job=ctx.job
+    )
     found = storage_services.repository_record_contents(
-        repository=repository, isos=isos.volumes, disks=disks.volumes, job=ctx.job
+        repository=repository, isos=iso_volumes, disks=disk_volumes, job=ctx.job
     )
     repo_services.repository_record_capacity(repository=repository, info=info)
     return {"capacity_bytes": info.capacity_bytes, "available_bytes": info.available_bytes, "found": found}

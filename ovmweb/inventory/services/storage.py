@@ -200,6 +200,40 @@ def disk_record_volume(*, disk: VirtualDisk, info: VolumeInfo) -> VirtualDisk:
     return disk
 
 
+def found_format(vol: VolumeInfo) -> str:
+    """The format a file found in VirtualDisks/ is recorded as (libvirt's probe; raw unless qcow2)."""
+    return vol.format if vol.format in ("raw", "qcow2") else "raw"
+
+
+def found_images_check(
+    *, repository: Repository, server: Server, isos: list[VolumeInfo], disks: list[VolumeInfo], job: Job | None = None
+) -> tuple[list[VolumeInfo], list[VolumeInfo]]:
+    """The ISOs and disks found in a repository that may become records. Whoever can write
+    to the repository's share could drop a qcow2 whose backing file is the server's
+    /etc/shadow there: each file not yet recorded is inspected on ``server`` as the format
+    it would be recorded as (``images.remote_image_check``), and one refused stays
+    unrecorded, with a warning event that names the reason."""
+    from ovmweb.jobs.choices import Severity
+
+    from .server_files import server_files
+
+    known_isos = set(repository.iso_files.values_list("name", flat=True))
+    known_disks = set(VirtualDisk.objects.filter(volume__in=[v.name for v in disks]).values_list("volume", flat=True))
+    new = [(v, "raw") for v in isos if v.name not in known_isos and not v.name.startswith(".")]
+    new += [(v, found_format(v)) for v in disks if v.name not in known_disks and not v.name.endswith(".tmp")]
+    refused = set()
+    with server_files(server) as files:
+        for vol, fmt in new:
+            try:
+                images.remote_image_check(vol.path, fmt, run=files.run)
+            except images.UnsafeImage as exc:
+                refused.add(vol.path)
+                event_record(
+                    obj=repository, type="repository.file_refused", job=job, severity=Severity.WARNING, text=str(exc)
+                )
+    return [v for v in isos if v.path not in refused], [v for v in disks if v.path not in refused]
+
+
 @transaction.atomic
 def repository_record_contents(
     *, repository: Repository, isos: list[VolumeInfo], disks: list[VolumeInfo], job: Job | None = None
@@ -220,7 +254,7 @@ def repository_record_contents(
                 volume=vol.name,
                 size_bytes=max(vol.capacity_bytes, 1),
                 allocation_bytes=vol.allocation_bytes,
-                format=vol.format if vol.format in ("raw", "qcow2") else "raw",
+                format=found_format(vol),
             )
             disk.full_clean()
             disk.save()
