@@ -340,3 +340,28 @@ def test_hostile_files_found_in_a_repository_are_not_recorded(real_estate, tmp_p
         "sda.qcow2 was refused: it has an external data file.",
         "fake.iso was refused: it is declared raw but is a qcow2 image.",
     }
+
+
+def test_remote_inspection_through_the_servers_ssh(db, tmp_path, ssh_access, settings):
+    """The same checks on a file of an SSH server (the loopback sshd: this machine's files)."""
+    from ovmweb.inventory.services.server_files import server_files
+    from ovmweb.tunnels.credentials import encrypt_credentials
+    from tests import factories as f
+
+    settings.OVMWEB_HYPERVISOR_URI = ""
+    server = f.ServerFactory(
+        transport="ssh",
+        hostname="127.0.0.1",
+        ssh_port=ssh_access["port"],
+        ssh_user="root",
+        host_key_fingerprint=ssh_access["fingerprint"],
+        credentials_encrypted=encrypt_credentials({"private_key": ssh_access["private_key"]}),
+    )
+    tmp_path.chmod(0o755)
+    clean, evil = qcow2(tmp_path / "clean.qcow2"), evil_backing(tmp_path / "evil.qcow2")
+    with server_files(server) as files:
+        assert images.remote_image_check(str(clean), "qcow2", run=files.run)["format"] == "qcow2"
+        with pytest.raises(images.UnsafeImage, match="evil.qcow2 was refused: it has a backing file"):
+            images.remote_image_check(str(evil), "qcow2", run=files.run)
+        with pytest.raises(images.UnsafeImage, match="declared raw but is a qcow2 image"):
+            images.remote_image_check(str(clean), "raw", run=files.run)
