@@ -173,3 +173,11 @@ def test_rediscovering_from_the_page_needs_the_checkbox(client):
     client.force_login(adder)
     assert client.post("/servers/discover/", {**body, "rediscover": "on"}).status_code == 403
     assert not Job.objects.exists()
+
+
+def test_the_vm_list_names_no_pool_or_server_the_user_may_not_see(client):
+    server = f.ServerFactory(name="hidden-server", server_pool=f.ServerPoolFactory(name="hidden-pool"))
+    client.force_login(user_with("view_virtualmachine"))
+    for query in (f"pool={server.server_pool_id}", f"server={server.pk}"):
+        page = client.get(f"/vms/?{query}").content.decode()
+        assert "hidden-pool" not in page and "hidden-server" not in page, query

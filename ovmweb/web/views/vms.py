@@ -74,10 +74,12 @@ def _vm_table_context(request: HttpRequest) -> dict:
         sort, key = "name", "name"
     ordering = ("-" if sort.startswith("-") else "") + SORTS[key]
     pool = server = None
+    # The page names the pool or server it filters by: only one the user may see.
+    perms = inventory_permissions()
     if (pool_id := int_or_none(request.GET.get("pool"))) is not None:
-        pool = ServerPool.objects.filter(pk=pool_id).first()
+        pool = perms.scope(request.user, "pool.view", ServerPool.objects.all()).filter(pk=pool_id).first()
     if (server_id := int_or_none(request.GET.get("server"))) is not None:
-        server = Server.objects.filter(pk=server_id).first()
+        server = perms.scope(request.user, "server.view", Server.objects.all()).filter(pk=server_id).first()
     per = int_or_none(request.GET.get("per")) or 50
     if per not in PAGE_SIZES:
         per = 50
