@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 from ovmweb.accounts.forms import ThrottledAuthenticationForm
 
-from .views import activity, customizers, infra, vms
+from .views import activity, customizers, infra, vm_parts, vms
 
 app_name = "web"
 urlpatterns = [
@@ -40,10 +40,10 @@ urlpatterns = [
     path("customizers/<int:customizer_id>/edit/", customizers.customizer_edit, name="customizer_edit"),
     path("customizers/<int:customizer_id>/delete/", customizers.customizer_delete, name="customizer_delete"),
     path("vms/<int:vm_id>/action/<slug:action>/", vms.vm_action, name="vm_action"),
-    path("vms/<int:vm_id>/vnics/add/", vms.vnic_add, name="vnic_add"),
-    path("vms/<int:vm_id>/disks/attach/", vms.disk_attach, name="disk_attach"),
-    path("disk-slots/<int:slot_id>/detach/", vms.disk_detach, name="disk_detach"),
-    path("vnics/<int:vnic_id>/delete/", vms.vnic_delete, name="vnic_delete"),
+    path("vms/<int:vm_id>/vnics/add/", vm_parts.vnic_add, name="vnic_add"),
+    path("vms/<int:vm_id>/disks/attach/", vm_parts.disk_attach, name="disk_attach"),
+    path("disk-slots/<int:slot_id>/detach/", vm_parts.disk_detach, name="disk_detach"),
+    path("vnics/<int:vnic_id>/delete/", vm_parts.vnic_delete, name="vnic_delete"),
     # Servers perspective
     path("servers/", infra.server_list, name="server_list"),
     path("servers/discover/", infra.server_discover, name="server_discover"),
