@@ -41,7 +41,7 @@ def main() -> None:
     from ovmweb.hypervisor.connections import close_all
     from ovmweb.hypervisor.libvirt import LibvirtDriver
     from ovmweb.inventory.models import VirtualMachine, VmDiskSlot
-    from ovmweb.inventory.services import storage, vms
+    from ovmweb.inventory.services import storage, vm_copies
     from ovmweb.inventory.services.repositories import pool_name
     from ovmweb.jobs.testing import run_pending_jobs
 
@@ -68,7 +68,7 @@ def main() -> None:
     try:
         for _round in range(args.rounds):
             start = time.perf_counter()
-            job = vms.vm_export(vm=vm, user=user)
+            job = vm_copies.vm_export(vm=vm, user=user)
             run_pending_jobs()
             job.refresh_from_db()
             job_times.append(time.perf_counter() - start)

@@ -85,7 +85,7 @@ def main() -> None:
 
     from ovmweb.hypervisor import connections
     from ovmweb.inventory.models import IsoFile, Repository, Server, VirtualMachine
-    from ovmweb.inventory.services import pools, repositories, servers, storage, vms
+    from ovmweb.inventory.services import pools, repositories, servers, storage, vm_migration, vms
     from ovmweb.jobs.testing import run_pending_jobs
     from ovmweb.tunnels import pool as tunnel_pool
 
@@ -145,7 +145,7 @@ def main() -> None:
             target = found["b"] if vm.server_id == found["a"].pk else found["a"]
             source_name = vm.server.name
             t0 = time.monotonic()
-            job = vms.vm_migrate(vm=vm, user=user, target_server=target)
+            job = vm_migration.vm_migrate(vm=vm, user=user, target_server=target)
             ok(job)
             wall = time.monotonic() - t0
             vm = VirtualMachine.objects.select_related("server").get(pk=vm.pk)

@@ -12,7 +12,7 @@ class InventoryConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from .models import VirtualMachine, VmDiskSlot, Vnic
-        from .services import vms  # noqa: F401
+        from .services import vm_state  # noqa: F401
 
         # Each VM's configuration is also kept in its repository (VirtualMachines/<uuid>/vm.json),
         # whichever service changed it: the VM itself, its disk slots or its VNICs.

@@ -113,7 +113,7 @@ class Monitor:
 
     def handle_event(self, server_id: int, event: DomainEvent) -> None:
         from ovmweb.inventory.models import VirtualMachine
-        from ovmweb.inventory.services.vms import vm_reconcile
+        from ovmweb.inventory.services.vm_state import vm_reconcile
 
         if event.state in (PowerState.ABSENT, PowerState.SHUTTING_DOWN):
             return  # undefine during a (re)start, or a shutdown in progress: the next event says more
@@ -148,7 +148,7 @@ class Monitor:
             server_mark_unreachable,
             vm_release_offline_ports,
         )
-        from ovmweb.inventory.services.vms import vm_reconcile
+        from ovmweb.inventory.services.vm_state import vm_reconcile
 
         try:
             driver = driver_for(server)

@@ -165,7 +165,7 @@ def test_logout_closes_the_users_consoles(operator, local_server, running_vm, ma
 
 
 def test_vm_stop_closes_console(operator, local_server, running_vm, make_target):
-    from ovmweb.inventory.services.vms import vm_set_status
+    from ovmweb.inventory.services.vm_state import vm_set_status
 
     vm = running_vm(local_server, make_target("echo").port)
     comm = _open(operator, vm)

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.models import VirtualAppliance, VirtualApplianceVm, VirtualDisk
-from ovmweb.inventory.services import appliances, vms
+from ovmweb.inventory.services import appliances, vm_devices, vms
 from ovmweb.inventory.services import ovf as ovf_module
 from ovmweb.inventory.services.appliances import ApplianceError, parse_ovf
 from ovmweb.jobs.choices import JobStatus
@@ -165,7 +165,7 @@ def test_import_uploaded_ova_and_create_a_vm_that_boots(real_estate, tmp_path):
     # The contract's path formula names the real file.
     assert (Path(e["repo"].path) / "VirtualDisks" / adisk.volume).resolve() == (directory / "disk1.qcow2").resolve()
     with pytest.raises(ValidationError, match="belongs to a virtual appliance"):
-        vms.vm_disk_attach(
+        vm_devices.vm_disk_attach(
             vm=f.VirtualMachineFactory(server_pool=e["pool"], repository=e["repo"]),
             user=e["user"],
             virtual_disk=adisk,

@@ -11,7 +11,7 @@ from ovmweb.errors import Conflict
 from ovmweb.hypervisor.connections import driver_for
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.services.repositories import define_pools, pool_name, undefine_pools
-from ovmweb.inventory.services.vms import vm_backup
+from ovmweb.inventory.services.vm_copies import vm_backup
 from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.testing import run_pending_jobs
 from tests import factories as f

@@ -6,7 +6,7 @@ import pytest
 from ovmweb.errors import Conflict
 from ovmweb.inventory.models import VirtualMachine
 from ovmweb.inventory.services.customizers import customizer_create
-from ovmweb.inventory.services.vms import vm_clone, vm_move
+from ovmweb.inventory.services.vm_copies import vm_clone, vm_move
 from ovmweb.jobs.models import Job
 from tests import factories as f
 

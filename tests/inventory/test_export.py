@@ -24,7 +24,7 @@ from ovmweb.errors import Conflict
 from ovmweb.inventory import rules
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.models import VirtualAppliance, VirtualDisk
-from ovmweb.inventory.services import appliances, exports, storage, vms
+from ovmweb.inventory.services import appliances, exports, storage, vm_copies, vms
 from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.runner import run_job
@@ -118,7 +118,7 @@ def _source(e, disk: VirtualDisk) -> Path:
 def test_only_a_stopped_vm_is_exported(user, pool, repo, status):
     vm = f.VirtualMachineFactory(server_pool=pool, repository=repo, status=status)
     with pytest.raises(Conflict, match=f"STOPPED.*{status}"):
-        vms.vm_export(vm=vm, user=user)
+        vm_copies.vm_export(vm=vm, user=user)
     assert not Job.objects.filter(operation="vm.export").exists()
 
 
@@ -126,7 +126,7 @@ def test_stopped_vm_in_a_pool_or_unassigned_is_queued_with_a_stamped_name(user, 
     in_pool = f.VirtualMachineFactory(server_pool=pool, repository=repo, name="Db 1")
     unassigned = f.VirtualMachineFactory(server_pool=None, repository=repo, name="loose")
     for vm in (in_pool, unassigned):
-        job = vms.vm_export(vm=vm, user=user)
+        job = vm_copies.vm_export(vm=vm, user=user)
         assert job.operation == "vm.export" and job.status == JobStatus.QUEUED and job.target_id == vm.pk
         name = Path(job.params["ova"]).name
         assert STAMPED.fullmatch(name), name
@@ -139,7 +139,7 @@ def test_every_export_gets_a_new_file_name(user, pool, repo):
     vm = f.VirtualMachineFactory(server_pool=pool, repository=repo, name="twice")
     names = []
     for _ in range(3):
-        job = vms.vm_export(vm=vm, user=user)
+        job = vm_copies.vm_export(vm=vm, user=user)
         names.append(Path(job.params["ova"]).name)
         job_finish(job=job, status=JobStatus.SUCCESS)  # frees the VM's lock for the next one
     assert len(set(names)) == 3, names
@@ -148,7 +148,7 @@ def test_every_export_gets_a_new_file_name(user, pool, repo):
 def test_a_vm_without_repository_needs_one_named(user, pool):
     vm = f.VirtualMachineFactory(server_pool=pool, repository=None)
     with pytest.raises(ValidationError, match="no repository"):
-        vms.vm_export(vm=vm, user=user)
+        vm_copies.vm_export(vm=vm, user=user)
 
 
 def test_running_vm_export_answers_409(user, pool, repo):
@@ -165,14 +165,14 @@ def test_running_vm_export_answers_409(user, pool, repo):
 
 def test_resume_refusals(user, pool, repo):
     vm = f.VirtualMachineFactory(server_pool=pool, repository=repo)
-    first = vms.vm_export(vm=vm, user=user)
+    first = vm_copies.vm_export(vm=vm, user=user)
     with pytest.raises(Conflict, match="aborted or failed"):
         exports.export_resume(job=first, user=user)  # still queued
     job_finish(job=first, status=JobStatus.FAILURE, error="server went away")
     other = f.VirtualMachineFactory(server_pool=pool, repository=repo)
     with pytest.raises(ValidationError, match="not an export of"):
-        vms.vm_export(vm=other, user=user, resume_job=first)
-    second = vms.vm_export(vm=vm, user=user, resume_job=first)
+        vm_copies.vm_export(vm=other, user=user, resume_job=first)
+    second = vm_copies.vm_export(vm=vm, user=user, resume_job=first)
     assert second.params["resumed_from"] == first.pk
     assert {k: v for k, v in second.params.items() if k != "resumed_from"} == first.params
     job_finish(job=second, status=JobStatus.ABORTED)
@@ -253,7 +253,7 @@ def test_export_ova_and_import_it_back(real_estate, tmp_path):
     boot = _disk(e, "boot", 64 << 20, fill_from=GUEST_DIR / "tiny.iso")
     data = _disk(e, "data", 32 << 20, random_mib=4)
     vm = _vm(e, [(boot, "sata"), (data, "virtio")])
-    job = _run(vms.vm_export(vm=vm, user=e["user"]))
+    job = _run(vm_copies.vm_export(vm=vm, user=e["user"]))
     assert job.status == JobStatus.SUCCESS, (job.error, job.log)
     ova = Path(job.result["ova"])
     assert ova.parent == Path(e["repo"].path) / "Assemblies" and STAMPED.fullmatch(ova.name)
@@ -321,7 +321,7 @@ def test_export_ova_and_import_it_back(real_estate, tmp_path):
     assert _same_content(_source(e, by_size[32 << 20]), _source(e, data), "qcow2", "qcow2")
 
     # Exported again: a second file, the first one stays.
-    again = _run(vms.vm_export(vm=vm, user=e["user"]))
+    again = _run(vm_copies.vm_export(vm=vm, user=e["user"]))
     assert again.status == JobStatus.SUCCESS, again.error
     assert Path(again.result["ova"]) != ova and ova.is_file() and Path(again.result["ova"]).is_file()
 
@@ -356,7 +356,7 @@ def test_abort_mid_way_then_resume_keeps_the_converted_disk(real_estate):
     # Random data does not compress: its streamOptimized conversion takes a while.
     big = _disk(e, "big", 384 << 20, random_mib=384)
     vm = _vm(e, [(small, "sata"), (big, "sata")], name="resumable")
-    job = vms.vm_export(vm=vm, user=e["user"])
+    job = vm_copies.vm_export(vm=vm, user=e["user"])
     thread = _run_in_thread(job)
     job = _wait_log(job, "Disk 1 of 2 (slot 0) converted")
     assert job.status == JobStatus.RUNNING, (job.status, job.error, job.log)
@@ -372,7 +372,7 @@ def test_abort_mid_way_then_resume_keeps_the_converted_disk(real_estate):
     assert "Partial export kept in" in job.log
 
     # The VM stays exportable; the resumed job converts only the second disk.
-    resumed = vms.vm_export(vm=vm, user=e["user"], resume_job=job)
+    resumed = vm_copies.vm_export(vm=vm, user=e["user"], resume_job=job)
     assert resumed.params["ova"] == job.params["ova"]
     thread = _run_in_thread(resumed)
     thread.join(300)
@@ -400,7 +400,7 @@ def test_a_fifth_export_waits_for_a_free_slot(real_estate):
     holders = [job_submit(operation="vm.export", summary=f"other export {i}") for i in range(4)]
     Job.objects.filter(pk__in=[h.pk for h in holders]).update(status=JobStatus.RUNNING)
     assert all(exports.export_slot_acquire(job=h) for h in holders)
-    job = vms.vm_export(vm=vm, user=e["user"])
+    job = vm_copies.vm_export(vm=vm, user=e["user"])
     thread = _run_in_thread(job)
     job = _wait_log(job, "queued: 4 exports running")
     assert "queued: 4 exports running" in job.log, job.log
@@ -463,7 +463,7 @@ def test_export_over_ssh_and_abort_stops_the_remote_conversion(real_estate, ssh_
     small = _disk(e, "small", 16 << 20, random_mib=1)
     big = _disk(e, "big", 384 << 20, random_mib=384)
     vm = _vm(e, [(small, "ide"), (big, "ide")], name="remote")
-    job = vms.vm_export(vm=vm, user=e["user"])
+    job = vm_copies.vm_export(vm=vm, user=e["user"])
     thread = _run_in_thread(job)
     job = _wait_log(job, "Disk 1 of 2 (slot 0) converted")
     assert job.status == JobStatus.RUNNING, (job.error, job.log)
@@ -483,7 +483,7 @@ def test_export_over_ssh_and_abort_stops_the_remote_conversion(real_estate, ssh_
     assert part not in _pgrep("qemu-img convert")
     assert not Path(part).exists()
 
-    resumed = _run(vms.vm_export(vm=vm, user=e["user"], resume_job=job))
+    resumed = _run(vm_copies.vm_export(vm=vm, user=e["user"], resume_job=job))
     assert resumed.status == JobStatus.SUCCESS, (resumed.error, resumed.log)
     assert resumed.result["server_id"] == e["server"].pk
     assert [d["converted"] for d in resumed.result["disks"]] == [False, True]
@@ -500,7 +500,7 @@ def test_resume_through_the_api(user, pool, repo):
     from django.contrib.auth.models import Permission
 
     vm = f.VirtualMachineFactory(server_pool=pool, repository=repo)
-    job = vms.vm_export(vm=vm, user=user)
+    job = vm_copies.vm_export(vm=vm, user=user)
     api = APIClient()
     api.force_authenticate(user)
     assert api.post(f"/api/v1/jobs/{job.pk}/resume/", {}, format="json").status_code == 409  # still queued

@@ -118,7 +118,7 @@ def test_start_aborted_while_queued_ends_stopped(db, pool, repo, server, user, d
 
 
 def test_no_reread_when_the_vm_is_not_left_in_a_promised_state(running_vm, user):
-    from ovmweb.inventory.services.vms import vm_reread_submit
+    from ovmweb.inventory.services.vm_state import vm_reread_submit
 
     assert vm_reread_submit(vm_id=running_vm.pk) is None
     assert not Job.objects.filter(operation="vm.reread").exists()

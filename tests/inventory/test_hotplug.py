@@ -14,7 +14,7 @@ from ovmweb.hypervisor.base import DiskSpec, NicSpec
 from ovmweb.hypervisor.connections import driver_for
 from ovmweb.inventory.choices import DiskSlotKind, VmStatus
 from ovmweb.inventory.models import VirtualDisk, VmDiskSlot, Vnic
-from ovmweb.inventory.services import storage, vms, vnics
+from ovmweb.inventory.services import storage, vm_devices, vms, vnics
 from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.testing import run_pending_jobs
@@ -36,12 +36,12 @@ def test_attach_to_stopped_vm_needs_no_job(vm, user):
     vm.domain_type = "PVHVM"
     vm.save()
     disk = f.VirtualDiskFactory(repository=vm.repository)
-    slot = vms.vm_disk_attach(vm=vm, user=user, virtual_disk=disk)
+    slot = vm_devices.vm_disk_attach(vm=vm, user=user, virtual_disk=disk)
     assert (slot.slot, slot.bus, slot.kind) == (0, "virtio", DiskSlotKind.DISK)
     assert not Job.objects.exists()
     with pytest.raises(Conflict, match="already attached"):
-        vms.vm_disk_attach(vm=vm, user=user, virtual_disk=disk)
-    vms.vm_disk_detach(slot=slot, user=user)
+        vm_devices.vm_disk_attach(vm=vm, user=user, virtual_disk=disk)
+    vm_devices.vm_disk_detach(slot=slot, user=user)
     assert not VmDiskSlot.objects.filter(vm=vm).exists()
 
 
@@ -52,14 +52,14 @@ def test_attach_rules(vm, user, pool):
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError, match="paravirtual"):
-        vms.vm_disk_attach(vm=vm, user=user, virtual_disk=disk, bus="sata")
+        vm_devices.vm_disk_attach(vm=vm, user=user, virtual_disk=disk, bus="sata")
     other = f.VirtualMachineFactory(server_pool=pool, repository=vm.repository)
-    vms.vm_disk_attach(vm=other, user=user, virtual_disk=disk, bus="sata")
+    vm_devices.vm_disk_attach(vm=other, user=user, virtual_disk=disk, bus="sata")
     with pytest.raises(Conflict, match="not shareable"):
-        vms.vm_disk_attach(vm=vm, user=user, virtual_disk=disk)
+        vm_devices.vm_disk_attach(vm=vm, user=user, virtual_disk=disk)
     unseen = f.VirtualDiskFactory()  # a repository presented to no pool of this VM
     with pytest.raises(ValidationError, match="cannot see"):
-        vms.vm_disk_attach(vm=vm, user=user, virtual_disk=unseen)
+        vm_devices.vm_disk_attach(vm=vm, user=user, virtual_disk=unseen)
 
 
 @pytest.mark.parametrize("status", [VmStatus.SUSPENDED, VmStatus.STARTING])
@@ -67,7 +67,7 @@ def test_no_device_changes_while_suspended_or_in_transition(vm, user, status):
     vm.status = status
     vm.save()
     with pytest.raises(Conflict, match=str(status)):
-        vms.vm_disk_attach(vm=vm, user=user, virtual_disk=f.VirtualDiskFactory(repository=vm.repository))
+        vm_devices.vm_disk_attach(vm=vm, user=user, virtual_disk=f.VirtualDiskFactory(repository=vm.repository))
     assert not vm.disk_slots.exists()
 
 
@@ -75,10 +75,10 @@ def test_windows_without_pv_drivers_cannot_hot_plug_disks(vm, user, server):
     vm.status, vm.server, vm.os_type, vm.domain_type = VmStatus.RUNNING, server, "WINDOWS", "PVHVM"
     vm.save()
     with pytest.raises(Conflict, match="Paravirtual Drivers"):
-        vms.vm_disk_attach(vm=vm, user=user, virtual_disk=f.VirtualDiskFactory(repository=vm.repository))
+        vm_devices.vm_disk_attach(vm=vm, user=user, virtual_disk=f.VirtualDiskFactory(repository=vm.repository))
     vm.pv_drivers_installed = True
     vm.save()
-    vms.vm_disk_attach(vm=vm, user=user, virtual_disk=f.VirtualDiskFactory(repository=vm.repository))
+    vm_devices.vm_disk_attach(vm=vm, user=user, virtual_disk=f.VirtualDiskFactory(repository=vm.repository))
     assert Job.objects.get().operation == "vm.hot_update"
 
 
@@ -87,7 +87,7 @@ def test_solaris_x86_cannot_eject_a_running_cdrom(vm, user, server):
     vm.save()
     slot = f.CdromSlotFactory(vm=vm, slot=1)
     with pytest.raises(Conflict, match="CD-ROM"):
-        vms.vm_disk_detach(slot=slot, user=user)
+        vm_devices.vm_disk_detach(slot=slot, user=user)
     assert VmDiskSlot.objects.get(pk=slot.pk).kind == DiskSlotKind.CDROM
 
 
@@ -194,7 +194,7 @@ def test_hot_plug_on_the_tiny_guest(real_estate):
         assert vnic.mac.encode() in serial.ask("cat /sys/class/net/*/address", vnic.mac.encode())
 
         # Disk: a virtio disk appears in the guest as vdX.
-        slot = vms.vm_disk_attach(vm=vm, user=user, virtual_disk=disk)
+        slot = vm_devices.vm_disk_attach(vm=vm, user=user, virtual_disk=disk)
         run_pending_jobs()
         job = Job.objects.filter(operation="vm.hot_update").latest("pk")
         assert job.status == JobStatus.SUCCESS, job.error
@@ -205,7 +205,7 @@ def test_hot_plug_on_the_tiny_guest(real_estate):
 
         # CD-ROM eject: the drive stays, empty, live.
         cdrom = vm.disk_slots.get(kind=DiskSlotKind.CDROM)
-        vms.vm_disk_detach(slot=cdrom, user=user)
+        vm_devices.vm_disk_detach(slot=cdrom, user=user)
         run_pending_jobs()
         job = Job.objects.filter(operation="vm.hot_update").latest("pk")
         assert job.status == JobStatus.SUCCESS, job.error
@@ -213,7 +213,7 @@ def test_hot_plug_on_the_tiny_guest(real_estate):
         assert VmDiskSlot.objects.get(pk=cdrom.pk).kind == DiskSlotKind.EMPTY
 
         # Disk and VNIC hot-removed (the guest acknowledges the PCI unplug).
-        vms.vm_disk_detach(slot=slot, user=user)
+        vm_devices.vm_disk_detach(slot=slot, user=user)
         # One device change at a time: the first job holds the VM's lock.
         with pytest.raises(Conflict, match="locked by job"):
             vnics.vnic_delete(vnic=vnic, user=user)

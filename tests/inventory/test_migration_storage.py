@@ -11,7 +11,7 @@ from ovmweb.errors import Conflict
 from ovmweb.hypervisor import xml as xmlbuild
 from ovmweb.inventory import rules
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.services.vms import vm_migrate
+from ovmweb.inventory.services.vm_migration import vm_migrate
 from tests import factories as f
 
 

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 
 from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.services.vms import vm_move
+from ovmweb.inventory.services.vm_copies import vm_move
 from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.testing import run_pending_jobs
 from tests import factories as f

@@ -188,7 +188,7 @@ def repo_on_test_driver(tmp_path, pool, repo, server):
 
 def test_cold_clone_copies_disks_through_storage(repo_on_test_driver, pool, server, user):
     from ovmweb.inventory.services.repositories import pool_name
-    from ovmweb.inventory.services.vms import vm_clone
+    from ovmweb.inventory.services.vm_copies import vm_clone
 
     repo = repo_on_test_driver
     disk = f.VirtualDiskFactory(repository=repo, volume="base.qcow2", size_bytes=1 << 20)

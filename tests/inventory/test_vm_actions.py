@@ -6,7 +6,8 @@ from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VM_ACTION_TABLE, VmAction, VmStatus
 from ovmweb.inventory.exceptions import InvalidTransition
 from ovmweb.inventory.models import VirtualMachine
-from ovmweb.inventory.services.vms import vm_action, vm_set_status
+from ovmweb.inventory.services.vm_state import vm_set_status
+from ovmweb.inventory.services.vms import vm_action
 from ovmweb.jobs.models import Event, Job, ObjectLock
 from tests import factories as f
 

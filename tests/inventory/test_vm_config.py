@@ -6,7 +6,9 @@ from django.core.exceptions import ValidationError
 from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.models import VirtualMachine
-from ovmweb.inventory.services.vms import vm_clone, vm_create, vm_export, vm_migrate, vm_move, vm_update
+from ovmweb.inventory.services.vm_copies import vm_clone, vm_export, vm_move
+from ovmweb.inventory.services.vm_migration import vm_migrate
+from ovmweb.inventory.services.vms import vm_create, vm_update
 from ovmweb.jobs.models import Job
 from tests import factories as f
 

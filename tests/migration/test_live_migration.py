@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from ovmweb.errors import Conflict
 from ovmweb.hypervisor import connections
 from ovmweb.inventory.models import IsoFile, Repository, VirtualMachine
-from ovmweb.inventory.services import repositories, servers, storage, vms
+from ovmweb.inventory.services import repositories, servers, storage, vm_migration
 from ovmweb.jobs.models import Event, Job
 from ovmweb.jobs.testing import run_pending_jobs
 from ovmweb.monitor.service import Monitor
@@ -136,7 +136,7 @@ def test_rules_refuse_and_a_refused_job_leaves_the_guest_where_it_runs(estate):
     pinned = start_on(estate, make_vm(estate, memory_mib=128, with_disk=False, cpu_pinning="0"), a)
     assert "vcpupin" in connections.driver_for(a).domain_xml(str(pinned.uuid))
     with pytest.raises(Conflict, match="pinned"):
-        vms.vm_migrate(vm=pinned, user=user, target_server=b)
+        vm_migration.vm_migrate(vm=pinned, user=user, target_server=b)
 
     plain = start_on(estate, make_vm(estate, memory_mib=128, with_disk=False), a)
     servers.server_set_inbound_lock(server=b, user=user, locked=True)
@@ -145,7 +145,7 @@ def test_rules_refuse_and_a_refused_job_leaves_the_guest_where_it_runs(estate):
     servers.server_set_inbound_lock(server=b, user=user, locked=False)
 
     # Accepted, then the lock is set before the job runs: the job checks again and refuses.
-    job = vms.vm_migrate(vm=plain, user=user, target_server=b)
+    job = vm_migration.vm_migrate(vm=plain, user=user, target_server=b)
     servers.server_set_inbound_lock(server=b, user=user, locked=True)
     run_pending_jobs()
     job.refresh_from_db()

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 
 from ovmweb.inventory.models import CloneCustomizer
 from ovmweb.inventory.services import customizers as customizer_services
-from ovmweb.inventory.services import vms as vm_services
+from ovmweb.inventory.services import vm_copies
 from ovmweb.jobs.models import Event, Job
 from tests import factories as f
 
@@ -134,7 +134,7 @@ def test_queued_clone_keeps_its_plan_when_the_customizer_goes(admin_client, esta
     c = customizer_services.customizer_create(
         vm=vm, user=None, name="plan", disks=[{"slot": s0, "target_repository": e["other"], "clone_type": "NON_SPARSE"}]
     )
-    job = vm_services.vm_clone(vm=vm, user=None, name="web02", customizer=c)
+    job = vm_copies.vm_clone(vm=vm, user=None, name="web02", customizer=c)
     assert admin_client.post(f"/customizers/{c.pk}/delete/").status_code == 302
     job = Job.objects.get(pk=job.pk)
     planned = {d["slot"]: (d["target_repository_id"], d["clone_type"]) for d in job.params["disks"]}

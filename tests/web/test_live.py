@@ -82,7 +82,7 @@ def test_service_status_change_is_pushed():
 
 async def _test_service_status_change_is_pushed():
     """A real status change through core's vm_set_status arrives on the socket."""
-    from ovmweb.inventory.services.vms import vm_set_status
+    from ovmweb.inventory.services.vm_state import vm_set_status
 
     user = await sync_to_async(SuperUserFactory)(username="live-admin2")
     vm = await sync_to_async(VirtualMachineFactory)(name="pushed")

@@ -51,7 +51,7 @@ class JobViewSet(ReadOnlyApiViewSet):
         if job.operation != "vm.export":
             return job_response(service("exports").export_resume(job=job, user=request.user))  # 409: not an export
         vm = selectors.access_vm(request.user, job.params.get("vm_id"), "export")
-        return job_response(service("vms").vm_export(vm=vm, user=request.user, resume_job=job))
+        return job_response(service("vm_copies").vm_export(vm=vm, user=request.user, resume_job=job))
 
 
 class EventViewSet(ReadOnlyApiViewSet):

@@ -173,14 +173,14 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         ``target_repository`` when they are in a local repository), or move a stopped VM to
         another server pool."""
         data = validated(s.VmMigrateSerializer, request)
-        return job_response(service("vms").vm_migrate(vm=self.get_object(), user=request.user, **data))
+        return job_response(service("vm_migration").vm_migrate(vm=self.get_object(), user=request.user, **data))
 
     @extend_schema(request=s.VmCloneSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
     def clone(self, request, pk=None, format=None):
         """Clone a VM or template, optionally with a clone customizer, optionally as a template."""
         data = validated(s.VmCloneSerializer, request)
-        return job_response(service("vms").vm_clone(vm=self.get_object(), user=request.user, **data))
+        return job_response(service("vm_copies").vm_clone(vm=self.get_object(), user=request.user, **data))
 
     @extend_schema(request=s.VmMoveSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
@@ -188,14 +188,14 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         """Move a stopped VM's configuration and disks to other repositories: per disk with a
         clone customizer, or all to one ``target_repository`` (seed 7.7)."""
         data = validated(s.VmMoveSerializer, request)
-        return job_response(service("vms").vm_move(vm=self.get_object(), user=request.user, **data))
+        return job_response(service("vm_copies").vm_move(vm=self.get_object(), user=request.user, **data))
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
     def export(self, request, pk=None, format=None):
         """Export a stopped VM as an OVA (OVF 1.0 + streamOptimized VMDKs) into its repository's Assemblies/, as a job (at most four run at once)."""
         validated(EmptySerializer, request)
-        return job_response(service("vms").vm_export(vm=self.get_object(), user=request.user))
+        return job_response(service("vm_copies").vm_export(vm=self.get_object(), user=request.user))
 
     @extend_schema(request=s.VmBackupSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
@@ -203,7 +203,7 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         """Back up a VM as a cold clone named ``<vm>-backup-<UTC timestamp>`` in ``repository``
         (default: the VM's own); a running VM only as a hot clone with thin disks (seed 7.17, 7.6)."""
         data = validated(s.VmBackupSerializer, request)
-        return job_response(service("vms").vm_backup(vm=self.get_object(), user=request.user, **data))
+        return job_response(service("vm_copies").vm_backup(vm=self.get_object(), user=request.user, **data))
 
     @extend_schema(
         request=s.VmDiskAttachSerializer,
@@ -224,7 +224,7 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         vm = self.get_object()
         data = validated(s.VmDiskAttachSerializer, request)
         before = last_job_id()
-        slot = service("vms").vm_disk_attach(vm=vm, user=request.user, **data)
+        slot = service("vm_devices").vm_disk_attach(vm=vm, user=request.user, **data)
         job = job_queued_since(after=before, target=vm, operation="vm.hot_update")
         slot = models.VmDiskSlot.objects.select_related("virtual_disk", "iso").get(pk=slot.pk)
         body = {"slot": s.VmDiskSlotSerializer(slot).data, "job": s.JobSerializer(job).data if job else None}
@@ -254,7 +254,7 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         vm = self.get_object()
         row = get_object_or_404(models.VmDiskSlot, vm=vm, slot=int(slot))
         before = last_job_id()
-        service("vms").vm_disk_detach(slot=row, user=request.user)
+        service("vm_devices").vm_disk_detach(slot=row, user=request.user)
         job = job_queued_since(after=before, target=vm, operation="vm.hot_update")
         return job_response(job) if job else Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -14,7 +14,7 @@ from ovmweb.jobs.registry import JobContext, operation
 
 from ..models import Repository, VirtualAppliance, VirtualDisk
 from ..services import appliances, fetch
-from ..services.vms import vm_slot_set_disk
+from ..services.vm_devices import vm_slot_set_disk
 
 
 def _fetch(url: str, path: Path, check_abort: Callable[[], None] | None = None) -> None:

@@ -32,18 +32,9 @@ from ..models import Repository, Server, ServerPool, VirtualMachine
 from ..services import install_sources, placement, ports
 from ..services import messages as message_services
 from ..services.repositories import pool_name
-from ..services.vms import (
-    disk_path,
-    iso_path,
-    vm_apply_pending,
-    vm_disks_relocated,
-    vm_reconcile,
-    vm_remove,
-    vm_revert_hot_change,
-    vm_set_placement,
-    vm_set_status,
-    vm_slot_set_disk,
-)
+from ..services.vm_devices import disk_path, iso_path, vm_disks_relocated, vm_slot_set_disk
+from ..services.vm_state import vm_reconcile, vm_set_placement, vm_set_status
+from ..services.vms import vm_apply_pending, vm_remove, vm_revert_hot_change
 
 log = logging.getLogger(__name__)
 

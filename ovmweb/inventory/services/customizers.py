@@ -74,7 +74,7 @@ def customizer_update(
 
 def _add_items(customizer: CloneCustomizer, *, disks, networks) -> None:
     # The one rule of where a VM's storage may go lives with the VM services.
-    from .vms import _repository_reachable
+    from .vm_checks import repository_reachable
 
     vm = customizer.vm
     for item in disks:
@@ -83,7 +83,7 @@ def _add_items(customizer: CloneCustomizer, *, disks, networks) -> None:
             raise ValidationError(
                 {"disks": [_("Slot %(s)s is not a disk of %(vm)s.") % {"s": slot.slot, "vm": vm.name}]}
             )
-        if not _repository_reachable(target, vm.server_pool):
+        if not repository_reachable(target, vm.server_pool):
             raise ValidationError(
                 {
                     "disks": [

@@ -134,7 +134,7 @@ def _base_name(vm: VirtualMachine) -> str:
 
 def _disk_plan(vm: VirtualMachine) -> list[dict[str, Any]]:
     """Every virtual disk of the VM, in slot order. CD-ROMs (ISOs) are not exported."""
-    from .vms import disk_path
+    from .vm_devices import disk_path
 
     plan = []
     for slot in (

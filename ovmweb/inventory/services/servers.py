@@ -343,7 +343,7 @@ def server_set_inbound_lock(*, server: Server, user, locked: bool) -> Server:
 
 def server_mark_unreachable(*, server: Server, error: str) -> Server:
     """The server cannot be reached: its VMs are STOPPED with OFFLINE events (seed 7.8)."""
-    from .vms import vm_set_status
+    from .vm_state import vm_set_status
 
     with transaction.atomic():
         server = Server.objects.select_for_update().get(pk=server.pk)

@@ -81,7 +81,7 @@ def disk_attach(request: HttpRequest, vm_id: int) -> HttpResponse:
         d = form.cleaned_data
         ui.call_service(
             request,
-            lambda: services("vms").vm_disk_attach(
+            lambda: services("vm_devices").vm_disk_attach(
                 vm=vm, user=request.user, virtual_disk=d["virtual_disk"], iso=d["iso"]
             ),
             success=_("Attached."),
@@ -100,7 +100,7 @@ def disk_detach(request: HttpRequest, slot_id: int) -> HttpResponse:
         VmDiskSlot,
         slot_id,
         action="vm.disk_detach",
-        call=lambda slot: services("vms").vm_disk_detach(slot=slot, user=request.user),
+        call=lambda slot: services("vm_devices").vm_disk_detach(slot=slot, user=request.user),
         success=_("Slot %(n)s detached."),
         label=lambda slot: {"n": slot.slot},
     )

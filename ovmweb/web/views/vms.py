@@ -228,7 +228,7 @@ def vm_migrate(request: HttpRequest, vm_id: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         ok, job = ui.call_service(
             request,
-            lambda: services("vms").vm_migrate(vm=vm, user=request.user, **form.service_kwargs()),
+            lambda: services("vm_migration").vm_migrate(vm=vm, user=request.user, **form.service_kwargs()),
             form=form,
             field_map={"target_server": "target_server", "server": "target_server"},
         )
@@ -289,7 +289,7 @@ def vm_clone(request: HttpRequest, vm_id: int) -> HttpResponse:
         intro=_("Creates a new virtual machine (or template) from %(vm)s; its disks are copied by a job.")
         % {"vm": vm.name},
         submit=_("Save as Template") if as_template else _("Clone"),
-        call=lambda d: services("vms").vm_clone(
+        call=lambda d: services("vm_copies").vm_clone(
             vm=vm,
             user=request.user,
             name=d["name"],
@@ -329,7 +329,7 @@ def vm_backup(request: HttpRequest, vm_id: int) -> HttpResponse:
         )
         % {"vm": vm.name},
         submit=_("Back Up"),
-        call=lambda d: services("vms").vm_backup(vm=vm, user=request.user, repository=d["repository"]),
+        call=lambda d: services("vm_copies").vm_backup(vm=vm, user=request.user, repository=d["repository"]),
         done=_("Backup of %(vm)s queued as job #%(job)s."),
         notes=notes,
     )
@@ -351,7 +351,7 @@ def vm_move(request: HttpRequest, vm_id: int) -> HttpResponse:
         )
         % {"vm": vm.name},
         submit=_("Move"),
-        call=lambda d: services("vms").vm_move(
+        call=lambda d: services("vm_copies").vm_move(
             vm=vm, user=request.user, customizer=d["customizer"], target_repository=d["target_repository"]
         ),
         done=_("Move of %(vm)s queued as job #%(job)s."),
@@ -383,7 +383,7 @@ def vm_export(request: HttpRequest, vm_id: int) -> HttpResponse:
         )
         % {"vm": vm.name, "where": where},
         submit=_("Export"),
-        call=lambda d: services("vms").vm_export(vm=vm, user=request.user),
+        call=lambda d: services("vm_copies").vm_export(vm=vm, user=request.user),
         done=_("Export of %(vm)s queued as job #%(job)s."),
         notes=[
             _(
