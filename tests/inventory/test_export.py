@@ -24,7 +24,7 @@ from ovmweb.errors import Conflict
 from ovmweb.inventory import rules
 from ovmweb.inventory.choices import VmStatus
 from ovmweb.inventory.models import VirtualAppliance, VirtualDisk
-from ovmweb.inventory.services import appliances, exports, storage, vm_copies, vms
+from ovmweb.inventory.services import appliances, export_ovf, exports, storage, vm_copies, vms
 from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.runner import run_job
@@ -218,7 +218,7 @@ def test_descriptor_parses_back_and_escapes(user, pool, repo):
     disks = [
         {"file": f"d{i}.vmdk", "bus": "ide", "capacity_bytes": (i + 1) << 30, "size_bytes": 1000 + i} for i in range(3)
     ]
-    text = exports.build_ovf(vm=vm, disks=disks)
+    text = export_ovf.build_ovf(vm=vm, disks=disks)
     ovf = appliances.parse_ovf(text)
     (parsed,) = ovf.vms
     assert (parsed.name, parsed.vcpus, parsed.memory_mib, parsed.os_type) == ('a&b <"x">', 3, 1536, "RHEL6")
@@ -558,7 +558,7 @@ def _start_local_stream_worker(tmp_path) -> subprocess.Popen:
     script.write_text(
         "import django\n"
         "django.setup()\n"
-        "from ovmweb.inventory.services.exports import ExportHost\n"
+        "from ovmweb.inventory.services.export_host import ExportHost\n"
         "ExportHost._stream_local(['sleep', '300'], lambda data: None, lambda: None)\n"
     )
     return subprocess.Popen(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ovmweb.jobs.registry import JobContext, operation
 
-from ..services import exports
+from ..services import export_host, exports
 
 
 @operation(exports.OPERATION)
@@ -13,7 +13,7 @@ def vm_export(ctx: JobContext, **params) -> dict:
     # At most MAX_CONCURRENT_EXPORTS exports convert at once; this one waits its turn.
     exports.export_wait_for_slot(job=ctx.job, progress=ctx.progress, check_abort=ctx.check_abort)
     try:
-        return exports.export_run(job=ctx.job, progress=ctx.progress, log=ctx.log, check_abort=ctx.check_abort)
+        return export_host.export_run(job=ctx.job, progress=ctx.progress, log=ctx.log, check_abort=ctx.check_abort)
     except Exception:  # JobAborted included: the converted disks stay for a resume
         ctx.log(exports.export_partial_note(ctx.job))
         raise
