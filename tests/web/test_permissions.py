@@ -63,9 +63,9 @@ def test_user_without_permissions_gets_403_everywhere(client, objects):
     for url, data in write_posts(objects):
         assert client.post(url, data).status_code == 403, url
     assert not Job.objects.exists()
-    # The VM perspective still opens, without the server tree.
-    page = client.get("/vms/").content.decode()
-    assert objects["server"].name not in page
+    # The VM perspective too: it needs view permission on VMs.
+    page = client.get("/vms/")
+    assert page.status_code == 403 and objects["server"].name not in page.content.decode()
 
 
 def test_each_page_opens_with_its_own_permission(client, objects):
