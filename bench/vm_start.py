@@ -57,7 +57,7 @@ def setup() -> tuple[str, int, str]:
     from ovmweb.accounts.tokens import create_token
     from ovmweb.hypervisor.connections import close_all
     from ovmweb.inventory.models import IsoFile
-    from ovmweb.inventory.operations.vms import domain_name
+    from ovmweb.inventory.operations.vm_domain import domain_name
     from ovmweb.inventory.services import storage, vms
     from ovmweb.jobs.testing import run_pending_jobs
 

@@ -128,7 +128,7 @@ def test_driver_failure_on_start_ends_stopped(running_setup, user, server):
     import uuid
 
     from ovmweb.hypervisor.base import DomainSpec
-    from ovmweb.inventory.operations.vms import domain_name
+    from ovmweb.inventory.operations.vm_domain import domain_name
 
     driver_for(server).define(
         DomainSpec(

@@ -1,1 +1,2 @@
-from . import appliances, exports, vms  # noqa: F401  (registers the vm.*, vm.export and appliance.* job operations)
+# Registers the vm.*, vm.export and appliance.* job operations.
+from . import appliances, exports, vm_copies, vm_devices, vm_migration, vms  # noqa: F401
