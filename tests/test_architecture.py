@@ -22,6 +22,7 @@ FORBIDDEN = {
     "monitor": {"api", "web", "consoles"},
     # core's admin base classes sit below every admin; only its entry points (management) reach up
     "core": {"inventory", "jobs", "hypervisor", "tunnels", *TOP},
+    "accounts": {"inventory", "jobs", "hypervisor", "tunnels", *TOP},
 }
 
 

@@ -174,7 +174,8 @@ def test_password_discovery_installs_a_key_once_and_libvirt_uses_openssh(
 
 def test_existing_authorized_keys_are_kept_as_they_were(admin_user, ssh_access, real_hypervisor, password_sshd):
     sshd = password_sshd()
-    (sshd.home / ".ssh").mkdir(mode=0o755)
+    (sshd.home / ".ssh").mkdir()
+    (sshd.home / ".ssh").chmod(0o755)  # explicit: the test process runs with ovmweb's umask 077
     theirs = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0m6K3z2Yb2dV2Q5Vf7xC6n8T6k0vYyq0b1dW0qZ2Qb admin@elsewhere"
     sshd.authorized_keys.write_text(theirs)  # no final newline
     sshd.authorized_keys.chmod(0o640)

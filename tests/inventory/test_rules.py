@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from ovmweb.errors import Conflict
-from ovmweb.inventory import rules
+from ovmweb.inventory import hot_rules, rules
 from ovmweb.inventory.choices import Architecture, CloneType, DomainType, OsType, VmStatus
 from tests import factories as f
 
@@ -124,8 +124,8 @@ def test_cpu_and_memory_bounds():
     ],
 )
 def test_oracle_linux_hot_vcpu_kernel_threshold(kernel, ok):
-    why = rules.hot_change_refusal(
-        os_type=OsType.ORACLE_LINUX_6, component=rules.Hot.VCPU, domain_type=DomainType.PVHVM, guest_kernel=kernel
+    why = hot_rules.hot_change_refusal(
+        os_type=OsType.ORACLE_LINUX_6, component=hot_rules.Hot.VCPU, domain_type=DomainType.PVHVM, guest_kernel=kernel
     )
     assert (why is None) is ok
     if not ok:
@@ -133,37 +133,37 @@ def test_oracle_linux_hot_vcpu_kernel_threshold(kernel, ok):
 
 
 def test_kernel_version_key_is_numeric():
-    assert rules.kernel_version_key("2.6.39-400.99.1") < rules.kernel_version_key("2.6.39-400.211.1")
+    assert hot_rules.kernel_version_key("2.6.39-400.99.1") < hot_rules.kernel_version_key("2.6.39-400.211.1")
 
 
 @pytest.mark.parametrize(
     "os_type,domain_type,kernel,pv,component,ok",
     [
-        (OsType.ORACLE_LINUX_6, DomainType.PVM, "", False, rules.Hot.MEMORY, True),
-        (OsType.ORACLE_LINUX_6, DomainType.PVHVM, "", False, rules.Hot.MEMORY, True),
-        (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, rules.Hot.MEMORY, False),
-        (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, rules.Hot.DISK, True),
-        (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, rules.Hot.VNIC, True),
-        (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, rules.Hot.VCPU, True),
-        (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, rules.Hot.MEMORY, True),
-        (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, rules.Hot.DISK, True),
-        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.VCPU, False),
-        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.MEMORY, False),
-        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.DISK, True),
-        (OsType.SOLARIS_X86, DomainType.HVM, "5.10", False, rules.Hot.DISK, False),
-        (OsType.SOLARIS_X86, DomainType.HVM, "11.4", False, rules.Hot.DISK, True),
-        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.VNIC, True),
-        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, rules.Hot.CDROM_REMOVE, False),
-        (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.VCPU, False),
-        (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.MEMORY, False),
-        (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.DISK, True),
-        (OsType.WINDOWS, DomainType.PVHVM, "", False, rules.Hot.DISK, False),
-        (OsType.WINDOWS, DomainType.PVHVM, "", True, rules.Hot.VNIC, True),
-        (OsType.WINDOWS, DomainType.HVM, "", False, rules.Hot.VNIC, False),
+        (OsType.ORACLE_LINUX_6, DomainType.PVM, "", False, hot_rules.Hot.MEMORY, True),
+        (OsType.ORACLE_LINUX_6, DomainType.PVHVM, "", False, hot_rules.Hot.MEMORY, True),
+        (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, hot_rules.Hot.MEMORY, False),
+        (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, hot_rules.Hot.DISK, True),
+        (OsType.ORACLE_LINUX_6, DomainType.HVM, "", False, hot_rules.Hot.VNIC, True),
+        (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, hot_rules.Hot.VCPU, True),
+        (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, hot_rules.Hot.MEMORY, True),
+        (OsType.SOLARIS_SPARC, DomainType.SPARC, "", False, hot_rules.Hot.DISK, True),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, hot_rules.Hot.VCPU, False),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, hot_rules.Hot.MEMORY, False),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, hot_rules.Hot.DISK, True),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.10", False, hot_rules.Hot.DISK, False),
+        (OsType.SOLARIS_X86, DomainType.HVM, "11.4", False, hot_rules.Hot.DISK, True),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, hot_rules.Hot.VNIC, True),
+        (OsType.SOLARIS_X86, DomainType.HVM, "5.11", False, hot_rules.Hot.CDROM_REMOVE, False),
+        (OsType.WINDOWS, DomainType.PVHVM, "", True, hot_rules.Hot.VCPU, False),
+        (OsType.WINDOWS, DomainType.PVHVM, "", True, hot_rules.Hot.MEMORY, False),
+        (OsType.WINDOWS, DomainType.PVHVM, "", True, hot_rules.Hot.DISK, True),
+        (OsType.WINDOWS, DomainType.PVHVM, "", False, hot_rules.Hot.DISK, False),
+        (OsType.WINDOWS, DomainType.PVHVM, "", True, hot_rules.Hot.VNIC, True),
+        (OsType.WINDOWS, DomainType.HVM, "", False, hot_rules.Hot.VNIC, False),
     ],
 )
 def test_hot_change_matrix(os_type, domain_type, kernel, pv, component, ok):
-    why = rules.hot_change_refusal(
+    why = hot_rules.hot_change_refusal(
         os_type=os_type, component=component, domain_type=domain_type, guest_kernel=kernel, pv_drivers=pv
     )
     assert (why is None) is ok, why

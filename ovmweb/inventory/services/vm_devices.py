@@ -17,7 +17,7 @@ from ovmweb.jobs.live import publish
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
-from .. import rules
+from .. import hot_rules, rules
 from ..choices import DiskSlotKind, VmStatus
 from ..models import (
     IsoFile,
@@ -55,7 +55,7 @@ def vm_disk_attach(
         raise ValidationError({"virtual_disk": [_("Attach either a virtual disk or an ISO file.")]})
     with transaction.atomic():
         current = lock_vm_row(vm)
-        rules.check_device_change(current, rules.Hot.DISK)
+        hot_rules.check_device_change(current, hot_rules.Hot.DISK)
         repository = (virtual_disk or iso).repository
         if not repository_reachable(repository, current.server_pool):
             raise ValidationError(
@@ -134,8 +134,8 @@ def vm_disk_detach(*, slot: VmDiskSlot, user) -> None:
     with transaction.atomic():
         current = lock_vm_row(slot.vm)
         slot = VmDiskSlot.objects.select_related("virtual_disk__repository", "iso__repository").get(pk=slot.pk)
-        component = rules.Hot.DISK if slot.kind == DiskSlotKind.DISK else rules.Hot.CDROM_REMOVE
-        rules.check_device_change(current, component)
+        component = hot_rules.Hot.DISK if slot.kind == DiskSlotKind.DISK else hot_rules.Hot.CDROM_REMOVE
+        hot_rules.check_device_change(current, component)
         running = current.status == VmStatus.RUNNING
         params: dict[str, Any] = {"vm_id": current.pk}
         if slot.kind == DiskSlotKind.DISK:

@@ -22,7 +22,7 @@ from ovmweb.jobs.live import publish
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
-from .. import rules
+from .. import hot_rules, rules
 from ..choices import DiskSlotKind, VmAction, VmStatus
 from ..exceptions import InvalidTransition
 from ..models import (
@@ -465,7 +465,7 @@ def vm_update(*, vm: VirtualMachine, user, **changes: Any) -> VirtualMachine:
     return current
 
 
-_HOT_COMPONENT = {"vcpus": (rules.Hot.VCPU, "max_vcpus"), "memory_mib": (rules.Hot.MEMORY, "max_memory_mib")}
+_HOT_COMPONENT = {"vcpus": (hot_rules.Hot.VCPU, "max_vcpus"), "memory_mib": (hot_rules.Hot.MEMORY, "max_memory_mib")}
 
 
 def _can_change_hot(vm: VirtualMachine, field: str, value: Any) -> bool:
@@ -473,7 +473,7 @@ def _can_change_hot(vm: VirtualMachine, field: str, value: Any) -> bool:
         return False
     component, max_field = _HOT_COMPONENT[field]
     # The running maximum is the one the domain was started with, not a pending one.
-    return value <= getattr(vm, max_field) and rules.vm_hot_change_refusal(vm, component) is None
+    return value <= getattr(vm, max_field) and hot_rules.vm_hot_change_refusal(vm, component) is None
 
 
 def vm_apply_pending(*, vm: VirtualMachine, user=None, job: Job | None = None) -> VirtualMachine:

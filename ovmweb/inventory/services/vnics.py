@@ -11,7 +11,7 @@ from ovmweb.errors import Conflict
 from ovmweb.jobs.live import publish
 from ovmweb.jobs.services import event_record, job_submit
 
-from .. import rules
+from .. import hot_rules, rules
 from ..choices import VmStatus
 from ..models import MacAddressRange, Network, VirtualMachine, Vnic
 
@@ -84,7 +84,7 @@ def vnic_create(
 ) -> Vnic:
     with transaction.atomic():
         vm = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
-        rules.check_device_change(vm, rules.Hot.VNIC)
+        hot_rules.check_device_change(vm, hot_rules.Hot.VNIC)
         model = model or rules.vnic_model_for(vm.domain_type)
         position = vm.vnics.count()
         if mac is not None:
@@ -124,7 +124,7 @@ def vnic_create(
 def vnic_delete(*, vnic: Vnic, user) -> None:
     with transaction.atomic():
         vm = VirtualMachine.objects.select_for_update().get(pk=vnic.vm_id)
-        rules.check_device_change(vm, rules.Hot.VNIC)
+        hot_rules.check_device_change(vm, hot_rules.Hot.VNIC)
         mac = vnic.mac
         if vm.status == VmStatus.RUNNING:
             job_submit(
