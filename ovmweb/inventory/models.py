@@ -188,6 +188,9 @@ class VirtualDisk(TimestampedModel):
     backing_disk = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="thin_clones"
     )
+    # A frozen image that thin clones stand on (the source disk's file at the clone): read-only,
+    # attached to no VM, removed with its last child (services/disk_copies.py).
+    thin_base = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["name"]
