@@ -4,18 +4,21 @@
 #
 # The kernel is Debian's (the package linux-image-amd64 depends on), unpacked with
 # dpkg -x and never installed; the initramfs is busybox-static plus the driver
-# modules a guest needs under QEMU. /init brings up eth0, runs the ovmweb message
-# agent on the virtio-serial port org.ovmweb.messages.0, prints a banner containing
+# modules a guest needs under QEMU. /init brings up eth0, runs the ovmweb guest
+# agent (guest/ovmweb-guest-agent) on the virtio-serial port org.ovmweb.messages.0, prints a banner containing
 # "ovmweb tiny guest" and gives root shells on ttyS0 and tty1 (VGA). `poweroff`, or
 # the ACPI power button that `virsh shutdown` presses, powers it off.
 #
-# Idempotent: nothing is rebuilt while the outputs match this script and kernel.
+# Idempotent: nothing is rebuilt while the outputs match this script, the agent and the kernel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAR=${OVMWEB_VAR_DIR:-$PWD/var}
 OUT=$VAR/guest
 WORK=$OUT/build
-SCRIPT_SUM=$(sha256sum "$0" | cut -c1-16)
+# Every input of the build (this script and the agent it copies in) is in the stamp:
+# changing the module list or the agent rebuilds the guest.
+INPUTS=(scripts/build-tiny-guest.sh guest/ovmweb-guest-agent)
+SCRIPT_SUM=$(cat "${INPUTS[@]}" | sha256sum | cut -c1-16)
 
 need=()
 for tool in xorriso:xorriso cpio:cpio gzip:gzip modinfo:kmod; do
@@ -53,7 +56,11 @@ KVER=$(ls "$WORK/deb/lib/modules" | head -1)
 MODDIR=$WORK/deb/lib/modules/$KVER/kernel
 
 # Modules in load order, dependencies first (resolved from the modules themselves).
-WANTED="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_net virtio_console e1000 button evdev"
+# The disk drivers cover every bus ovmweb offers: virtio (PVHVM, PVM), SATA (ahci) and
+# IDE (ata_piix, the PIIX IDE controller of QEMU's i440FX machine; ata_generic as a
+# fallback); sd_mod and sr_mod turn ATA disks and CD-ROMs into block devices.
+WANTED="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_net virtio_console
+  scsi_mod libata ahci ata_piix ata_generic sd_mod cdrom sr_mod e1000 button evdev"
 declare -A seen=()
 order=()
 modfile() { find "$MODDIR" -name "$1.ko" -o -name "$1.ko.xz" -o -name "${1//_/-}.ko" -o -name "${1//_/-}.ko.xz" | head -1; }
@@ -70,7 +77,7 @@ add_module() {
 for m in $WANTED; do add_module "$m"; done
 
 ROOT=$WORK/initramfs
-mkdir -p "$ROOT"/{bin,sbin,etc,proc,sys,dev,run,tmp,root,lib/modules,usr/bin,usr/sbin}
+mkdir -p "$ROOT"/{bin,sbin,etc,proc,sys,dev,run,tmp,root,var/log,lib/modules,usr/bin,usr/sbin}
 cp /bin/busybox "$ROOT/bin/busybox"
 : >"$ROOT/etc/modules.order"
 for entry in "${order[@]}"; do
@@ -115,7 +122,7 @@ hostname -F /etc/hostname
 ip link set lo up
 for dev in /sys/class/net/eth*; do [ -e "$dev" ] && ip link set "${dev##*/}" up; done
 /sbin/power-button &
-/sbin/ovmweb-ga &
+/sbin/ovmweb-guest-agent &
 for tty in /dev/ttyS0 /dev/tty1; do cat /etc/banner >"$tty" 2>/dev/null; done
 EOF
 # Any event from the ACPI power button (what `virsh shutdown` presses) powers off.
@@ -127,53 +134,9 @@ for n in /sys/class/input/event*/device/name; do
   dd if="$ev" of=/dev/null bs=24 count=1 2>/dev/null && exec poweroff
 done
 EOF
-# The message agent: one line per frame on the virtio-serial port.
-#   PING <id>                      -> PONG <id> ovmweb-ga/1
-#   SET <id> <key> <base64 value>  -> ACK <id> <key> ok|ignored  or  ERR <id> <key> <reason>
-# Keys are idempotent so that a message applied after a host-side timeout is harmless.
-cat >"$ROOT/sbin/ovmweb-ga" <<'EOF'
-#!/bin/sh
-PORT_NAME=org.ovmweb.messages.0
-port() {
-  for n in /sys/class/virtio-ports/*/name; do
-    [ "$(cat "$n" 2>/dev/null)" = "$PORT_NAME" ] || continue
-    d=${n%/name}; echo "/dev/${d##*/}"; return 0
-  done
-  return 1
-}
-apply() {
-  case "$1" in
-    hostname|com.oracle.linux.network.hostname)
-      case "$2" in ''|-*|*[!A-Za-z0-9.-]*) echo "ERR badvalue"; return;; esac
-      hostname "$2" && echo "$2" >/etc/hostname && echo "ACK ok" || echo "ERR failed";;
-    *)
-      printf '%s' "$2" >"/run/ovmweb/$1" && echo "ACK ok" || echo "ERR failed";;
-  esac
-}
-frame() {
-  set -f; set -- $1; set +f
-  case "$1" in
-    PING) echo "PONG ${2:--} ovmweb-ga/1";;
-    SET)
-      case "$3" in ''|*[!A-Za-z0-9._-]*) echo "ERR ${2:--} - badkey"; return;; esac
-      value=$(printf '%s' "$4" | base64 -d 2>/dev/null) || { echo "ERR $2 $3 badbase64"; return; }
-      set -- "$2" "$3" $(apply "$3" "$value")
-      echo "$3 $1 $2 $4";;
-    *) echo "ERR ${2:--} - badframe";;
-  esac
-}
-until DEV=$(port); do sleep 1; done
-exec 3<>"$DEV"
-while :; do
-  # read gets EOF while no host client is connected: poll gently until one is.
-  while IFS= read -r line <&3; do
-    line=${line%$(printf '\r')}
-    [ -n "$line" ] && frame "$line" >&3
-  done
-  sleep 0.2
-done
-EOF
-chmod 755 "$ROOT/init" "$ROOT/etc/rc" "$ROOT/sbin/power-button" "$ROOT/sbin/ovmweb-ga"
+# The message agent is the one this repository ships for every guest (guest/).
+install -m 755 guest/ovmweb-guest-agent "$ROOT/sbin/ovmweb-guest-agent"
+chmod 755 "$ROOT/init" "$ROOT/etc/rc" "$ROOT/sbin/power-button"
 
 (cd "$ROOT" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --owner 0:0 | gzip -9 >"$WORK/initrd.gz")
 cp "$WORK/deb/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
