@@ -197,6 +197,8 @@ RULES: dict[str, Rule] = {
     "event.acknowledge": Rule(("jobs.view_event", "jobs.change_event"), then=_event_object_viewable),
     "lock.view": Rule(("jobs.view_objectlock",)),
     "console_ticket.view": Rule(("consoles.view_consoleticket",)),
+    # The audit trail (ovmweb.audit): sign-ins, role changes, jobs, console sessions of everyone.
+    "audit.view": Rule(("audit.view_auditrecord",)),
 }
 
 VIEW_ACTIONS: dict = {
