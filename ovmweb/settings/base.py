@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "ovmweb.consoles",
     "ovmweb.api",
     "ovmweb.web",
+    "ovmweb.audit",
 ]
 
 MIDDLEWARE = [
@@ -64,6 +65,8 @@ MIDDLEWARE = [
     "ovmweb.web.uploads.UploadLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Names the acting user and address in audit records whose signal does not (ovmweb.audit).
+    "ovmweb.audit.context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -164,6 +167,9 @@ OVMWEB_EMBEDDED_SERVICES = ["ovmweb.jobs.worker.EmbeddedWorker"] if OVMWEB_EMBED
 # The monitor (libvirt events + reconcile) runs in the serving process unless disabled.
 if env_bool("OVMWEB_MONITOR", True):
     OVMWEB_EMBEDDED_SERVICES = [*OVMWEB_EMBEDDED_SERVICES, "ovmweb.monitor.service.Monitor"]
+# Audit records are kept this many days; the purge runs at start and once a day.
+OVMWEB_AUDIT_RETENTION_DAYS = int(os.environ.get("OVMWEB_AUDIT_RETENTION_DAYS", "365"))
+OVMWEB_EMBEDDED_SERVICES = [*OVMWEB_EMBEDDED_SERVICES, "ovmweb.audit.purge.DailyPurge"]
 # Seconds the embedded worker waits between polls of an empty queue.
 OVMWEB_WORKER_INTERVAL = float(os.environ.get("OVMWEB_WORKER_INTERVAL", "0.1"))
 if REDIS_URL:
