@@ -2,12 +2,17 @@
 
 It is django-tasks-db's worker loop (`manage.py db_worker`'s Worker, claiming
 several ready tasks per transaction) on a thread, so queued and interrupted
-work behaves exactly as with a separate worker process.
+work behaves exactly as with a separate worker process. Jobs run side by side
+on a pool of ``OVMWEB_WORKER_THREADS`` threads (one claimer, N runners): a slow
+job (a guest taking minutes to shut down) holds one thread, never the queue.
+What must not run at the same time is kept apart by the jobs' ObjectLocks, not
+by the worker.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 
@@ -33,6 +38,8 @@ WORKER_THREAD_PREFIX = "ovmweb-job-worker"
 
 # Ready tasks one worker claims per transaction (setting OVMWEB_WORKER_CLAIM).
 DEFAULT_CLAIM = 8
+# Jobs one worker runs at once (setting OVMWEB_WORKER_THREADS).
+DEFAULT_THREADS = 4
 
 
 def make_db_worker(
@@ -42,15 +49,20 @@ def make_db_worker(
     batch: bool = False,
     max_tasks: int | None = None,
     claim: int | None = None,
+    threads: int | None = None,
 ):
-    """A worker for the queue of the job task: django-tasks-db's, claiming several tasks at a time."""
+    """A worker for the queue of the job task: django-tasks-db's, claiming several tasks at a time
+    and running up to ``threads`` of them at once (1: one after the other, on the calling thread)."""
     backend = task_backends[run_job_task.backend]
     if not isinstance(backend, DatabaseBackend):
         raise ImproperlyConfigured(
             "The embedded worker needs the django_tasks_db database backend; with "
             "OVMWEB_REDIS_URL run RQ workers (manage.py rqworker --job-class django_tasks_rq.Job)."
         )
-    return ClaimingWorker(
+    threads = threads or getattr(settings, "OVMWEB_WORKER_THREADS", DEFAULT_THREADS)
+    cls, extra = (PoolWorker, {"threads": threads}) if threads > 1 else (ClaimingWorker, {})
+    return cls(
+        **extra,
         claim=claim or getattr(settings, "OVMWEB_WORKER_CLAIM", DEFAULT_CLAIM),
         queue_names=[run_job_task.queue_name],
         interval=interval,
@@ -82,10 +94,12 @@ class ClaimingWorker(Worker):
             tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
         return tasks
 
-    def _claim(self) -> list | None:
-        """Claimed tasks; None when the database was locked (try again)."""
+    def _claim(self, limit: int | None = None) -> list | None:
+        """Claimed tasks (at most ``limit``); None when the database was locked (try again)."""
         tasks = self._ready()
-        limit = self.claim if self.max_tasks is None else max(1, min(self.claim, self.max_tasks - self._run_tasks))
+        limit = min(self.claim, limit or self.claim)
+        if self.max_tasks is not None:
+            limit = max(1, min(limit, self.max_tasks - self._taken()))
         with exclusive_transaction(tasks.db):
             try:
                 claimed = list(tasks.select_for_update(skip_locked=True)[:limit])
@@ -105,6 +119,10 @@ class ClaimingWorker(Worker):
                     return None
                 raise
         return claimed
+
+    def _taken(self) -> int:
+        """Tasks this worker has taken on so far (for max_tasks)."""
+        return self._run_tasks
 
     def _unclaim(self, tasks: list) -> None:
         if tasks:
@@ -137,6 +155,125 @@ class ClaimingWorker(Worker):
             self._unclaim(waiting)
 
 
+class PoolWorker(ClaimingWorker):
+    """ClaimingWorker's claims, run on ``threads`` runner threads, each with its own
+    database connection (closed when the thread ends).
+
+    The claimer (the thread that calls run()) claims only as many tasks as runners
+    are idle, so a claimed task never waits behind another one: a task waiting for a
+    thread is still READY in the queue, where another worker process may take it.
+    Which jobs may overlap is the ObjectLocks' business (taken at submission), so two
+    jobs on one object never run at once whatever the number of threads.
+    """
+
+    # Seconds the claimer waits for a runner to become idle before looking at `running` again.
+    IDLE_WAIT = 0.2
+
+    def __init__(self, *, threads: int, **kwargs):
+        super().__init__(**kwargs)
+        self.threads = max(1, threads)
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._busy = 0
+        self._claimed_total = 0
+        self._runners: list[threading.Thread] = []
+
+    def _taken(self) -> int:
+        return self._claimed_total
+
+    def shutdown(self, signum, frame) -> None:
+        # The library's handler exits at once when its one task flag is down; with a
+        # pool that flag says nothing. First signal: stop claiming, let the runners
+        # finish their jobs; a second one exits at once (the library's behaviour).
+        if self.running:
+            logger.warning("Received signal %s - finishing the running jobs (again to force)", signum)
+            self.running = False
+            return
+        super().shutdown(signum, frame)
+
+    def run(self) -> None:
+        connection_created.connect(_keep_worker_connection, dispatch_uid="ovmweb-worker-connection")
+        logger.info("Starting worker worker_id=%s threads=%d", self.worker_id, self.threads)
+        self._runners = [
+            threading.Thread(target=self._serve, name=f"{WORKER_THREAD_PREFIX}-run-{i + 1}", daemon=True)
+            for i in range(self.threads)
+        ]
+        for runner in self._runners:
+            runner.start()
+        try:
+            while self.running:
+                idle = self._wait_idle()
+                if not idle:
+                    continue
+                close_old_connections()
+                claimed = self._claim(idle)
+                for task in claimed or []:
+                    self._dispatch(task)
+                if self._finished(claimed):
+                    return
+                if self.running and not claimed:
+                    time.sleep(self.interval)
+        finally:
+            self._drain()
+            connections.close_all()
+
+    def _wait_idle(self) -> int:
+        """Idle runners (0 when stopping, or when none became idle in IDLE_WAIT)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy < self.threads or not self.running, timeout=self.IDLE_WAIT)
+            return self.threads - self._busy if self.running else 0
+
+    def _dispatch(self, task) -> None:
+        with self._idle:
+            self._busy += 1
+            self._claimed_total += 1
+        self._tasks.put(task)
+
+    def _finished(self, claimed: list | None) -> bool:
+        if self.max_tasks is not None and self._claimed_total >= self.max_tasks:
+            return True
+        if self.batch and claimed == []:
+            with self._idle:
+                # A running job may still submit children: batch ends once all is quiet.
+                return self._busy == 0
+        return False
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                task = self._tasks.get()
+                if task is None:
+                    return
+                try:
+                    close_old_connections()
+                    self.run_task(task)
+                except Exception:  # the task's own failure is recorded by run_task; this is the worker's
+                    logger.exception("job worker thread failed on task %s", task.pk)
+                finally:
+                    close_old_connections()
+                    with self._idle:
+                        self._busy -= 1
+                        self._idle.notify_all()
+        finally:
+            connections.close_all()
+
+    def _drain(self) -> None:
+        """Give back the tasks claimed but not started, then wait for the running ones to end."""
+        leftover = []
+        while True:
+            try:
+                task = self._tasks.get_nowait()
+            except queue.Empty:
+                break
+            if task is not None:
+                leftover.append(task)
+        self._unclaim(leftover)
+        for _runner in self._runners:
+            self._tasks.put(None)
+        for runner in self._runners:
+            runner.join()
+
+
 def _keep_worker_connection(sender, connection, **kwargs) -> None:
     # The worker loop calls close_old_connections() around every task, which
     # with CONN_MAX_AGE=0 (the SQLite default) reconnects for every job. A
@@ -147,10 +284,12 @@ def _keep_worker_connection(sender, connection, **kwargs) -> None:
 
 
 class EmbeddedWorker:
-    """start(): recover interrupted jobs, then poll the queue on a thread; stop(): finish the current job and end."""
+    """start(): recover interrupted jobs, then poll the queue on a thread (running up to ``threads``
+    jobs at once); stop(): finish the running jobs and end."""
 
-    def __init__(self, *, interval: float | None = None, recover: bool = True):
+    def __init__(self, *, interval: float | None = None, recover: bool = True, threads: int | None = None):
         self.interval = settings.OVMWEB_WORKER_INTERVAL if interval is None else interval
+        self.threads = threads or getattr(settings, "OVMWEB_WORKER_THREADS", DEFAULT_THREADS)
         self.recover = recover
         self._worker = None
         self._thread: threading.Thread | None = None
@@ -163,10 +302,10 @@ class EmbeddedWorker:
             recovered = recover_interrupted_jobs()
             if recovered:
                 logger.warning("recovered %d interrupted job(s)", len(recovered))
-        self._worker = make_db_worker(interval=self.interval)
+        self._worker = make_db_worker(interval=self.interval, threads=self.threads)
         self._thread = threading.Thread(target=self._run, name=f"{WORKER_THREAD_PREFIX}-1", daemon=True)
         self._thread.start()
-        logger.info("embedded job worker started (poll interval %.2fs)", self.interval)
+        logger.info("embedded job worker started (%d threads, poll interval %.2fs)", self.threads, self.interval)
 
     def _run(self) -> None:
         connection_created.connect(_keep_worker_connection, dispatch_uid="ovmweb-worker-connection")

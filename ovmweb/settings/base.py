@@ -172,6 +172,9 @@ OVMWEB_AUDIT_RETENTION_DAYS = int(os.environ.get("OVMWEB_AUDIT_RETENTION_DAYS", 
 OVMWEB_EMBEDDED_SERVICES = [*OVMWEB_EMBEDDED_SERVICES, "ovmweb.audit.purge.DailyPurge"]
 # Seconds the embedded worker waits between polls of an empty queue.
 OVMWEB_WORKER_INTERVAL = float(os.environ.get("OVMWEB_WORKER_INTERVAL", "0.1"))
+# Jobs a worker (embedded or `runjobworker`) runs at once; each object is still changed
+# by one job at a time (its ObjectLock). Each thread holds a database connection.
+OVMWEB_WORKER_THREADS = max(1, int(os.environ.get("OVMWEB_WORKER_THREADS", "4")))
 if REDIS_URL:
     # RQ workers (`manage.py rqworker --job-class django_tasks_rq.Job`) come from django-rq.
     INSTALLED_APPS += ["django_rq", "django_tasks_rq"]

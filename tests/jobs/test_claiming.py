@@ -58,7 +58,8 @@ def test_stop_between_claimed_tasks_puts_the_rest_back(vm):
             operation="test.steps", summary="slow", target=vm, lock=[vm], params={"count": 2, "wait": True}
         )
     rest = _submit(2)
-    worker = EmbeddedWorker(interval=0.05, recover=False)
+    # One thread: the others claimed with the first wait behind it (a pool claims only for idle threads).
+    worker = EmbeddedWorker(interval=0.05, recover=False, threads=1)
     worker.start()
     try:
         assert step_reached.wait(30), "the first job never started"

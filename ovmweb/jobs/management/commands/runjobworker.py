@@ -24,9 +24,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-recover", action="store_true", help="Do not fail jobs left RUNNING.")
         parser.add_argument("--interval", type=float, default=settings.OVMWEB_WORKER_INTERVAL)
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=settings.OVMWEB_WORKER_THREADS,
+            help="Jobs run at once (database backend; default OVMWEB_WORKER_THREADS).",
+        )
         parser.add_argument("--batch", action="store_true", help="Run what is queued, then exit (database backend).")
 
-    def handle(self, *args, no_recover: bool, interval: float, batch: bool, **options):
+    def handle(self, *args, no_recover: bool, interval: float, batch: bool, threads: int, **options):
         from django_tasks_db.backend import DatabaseBackend
 
         from ovmweb.jobs.recovery import recover_interrupted_jobs
@@ -38,7 +44,7 @@ class Command(BaseCommand):
             for job in recover_interrupted_jobs():
                 self.stderr.write(f"job #{job.pk} ({job.summary}) was interrupted: marked failed")
         if isinstance(task_backends[run_job_task.backend], DatabaseBackend):
-            worker = make_db_worker(interval=interval, batch=batch)
+            worker = make_db_worker(interval=interval, batch=batch, threads=max(1, threads))
             worker.configure_signals()
             worker.run()
         else:
