@@ -141,6 +141,14 @@ class VolumeInfo:
 
 
 @dataclass(frozen=True)
+class BackupResult:
+    """A finished point-in-time copy of a running domain's disks; ``quiesced`` says whether
+    the guest agent froze the file systems (else the copy is crash-consistent)."""
+
+    quiesced: bool
+
+
+@dataclass(frozen=True)
 class DomainEvent:
     """A lifecycle event pushed by the server (libvirt domain events)."""
 
@@ -249,6 +257,15 @@ class StorageDriver:
         """clone_type: "thin" (qcow2 overlay on the source), "sparse" or "non_sparse" (full copy into
         ``format``). ``source_format`` is the source's recorded format: a thin clone names it as its
         backing format, a copy is refused when libvirt's reading of the source's header disagrees."""
+        raise OperationFailed("not supported by this driver")
+
+    def volume_protect(self, pool: str, name: str) -> bool:
+        """Best effort: make a thin-clone base read-only; True when it was."""
+        return False
+
+    def disks_backup(self, uuid: str, copies: dict[str, str], *, timeout: float = 3600.0, check_abort=None):
+        """Copy disks of a running domain as they are at one instant into new standalone qcow2
+        files (``copies``: source path -> new path); returns a ``BackupResult`` once done."""
         raise OperationFailed("not supported by this driver")
 
     def volume_upload(self, pool: str, name: str, fileobj, size: int, *, progress=None) -> VolumeInfo:

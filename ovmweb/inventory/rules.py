@@ -381,8 +381,9 @@ def check_clone(*, vm: VirtualMachine, clone_types: Iterable[str]) -> None:
     if any(t != CloneType.THIN for t in clone_types):
         raise Conflict(
             _(
-                "A hot clone of running virtual machine '%(vm)s' needs a thin clone of every disk; "
-                "stop it for a sparse or non-sparse copy."
+                "A hot clone of running virtual machine '%(vm)s' needs a thin clone of every disk (seed 7.6): "
+                "its disks are copied as they are at one instant while it keeps running, and that copy "
+                "is always a space-saving one. Stop it for a sparse or non-sparse copy."
             )
             % {"vm": vm.name}
         )

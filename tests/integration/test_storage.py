@@ -157,9 +157,12 @@ def test_clones_thin_sparse_and_fully_allocated(estate):
         for kind in ("THIN", "SPARSE", "NON_SPARSE")
     }
     thin = qemu_img_info(disk_path(clones["THIN"]))
-    assert thin["format"] == "qcow2" and thin["backing-filename"] == str(disk_path(base))
+    # The thin clone stands on the source's frozen file (a read-only base), not on the source,
+    # which is now an overlay of the same base (the copies below read through it).
+    frozen = clones["THIN"].backing_disk
+    assert thin["format"] == "qcow2" and thin["backing-filename"] == str(disk_path(frozen))
+    assert frozen.thin_base and base.backing_disk == frozen
     assert thin["actual-size"] < 2 * MIB
-    assert clones["THIN"].backing_disk_id == base.pk
     sparse = qemu_img_info(disk_path(clones["SPARSE"]))
     assert "backing-filename" not in sparse and sparse["virtual-size"] == 48 * MIB
     assert 4 * MIB <= sparse["actual-size"] < 16 * MIB
@@ -175,7 +178,7 @@ def test_clones_thin_sparse_and_fully_allocated(estate):
         assert "Pattern verification failed" not in out.stdout + out.stderr and out.returncode == 0
     # A base with thin clones is not deleted.
     with pytest.raises(Conflict, match="thin clones"):
-        storage.disk_delete(disk=base, user=estate["user"])
+        storage.disk_delete(disk=frozen, user=estate["user"])
 
 
 def test_vm_json_follows_create_and_update(estate):

@@ -79,16 +79,38 @@ def test_backup_defaults_to_the_vms_own_repository(vm_with_disk, repos, user):
     assert job.target.repository == repos[0]
 
 
-def test_running_vm_is_backed_up_only_as_a_thin_hot_clone(vm_with_disk, repos, user):
-    vm_with_disk.status = VmStatus.RUNNING
+def test_running_vm_is_backed_up_only_as_a_thin_hot_clone(vm_with_disk, repos, user, server, monkeypatch):
+    """The seed's rule (7.6) stands: a hot clone is asked for as thin. It is made by the
+    hypervisor's backup job (the real one: tests/integration/test_point_in_time.py) into a
+    standalone volume, never as an overlay on the disk the running VM keeps writing."""
+    from pathlib import Path
+
+    from ovmweb.hypervisor.base import BackupResult
+    from ovmweb.hypervisor.libvirt import LibvirtDriver
+
+    asked = {}
+
+    def fake_backup(self, uuid, copies, **kwargs):  # the test driver has no backup job
+        asked.update(copies)
+        for target in copies.values():
+            self.volume_create(pool_name(repos[0], "disks"), Path(target).name, 1 << 20)
+        return BackupResult(quiesced=False)
+
+    monkeypatch.setattr(LibvirtDriver, "disks_backup", fake_backup)
+    vm_with_disk.status, vm_with_disk.server = VmStatus.RUNNING, server
     vm_with_disk.save()
+    source_disk = vm_with_disk.disk_slots.get(slot=0).virtual_disk
     job = vm_backup(vm=vm_with_disk, user=user)
     assert [d["clone_type"] for d in job.params["disks"]] == ["THIN"]
     run_pending_jobs()
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCESS, job.error
-    source_disk = vm_with_disk.disk_slots.get(slot=0).virtual_disk
-    assert job.target.disk_slots.get(slot=0).virtual_disk.backing_disk == source_disk
+    copy = job.target.disk_slots.get(slot=0).virtual_disk
+    assert copy.backing_disk is None and copy.volume != source_disk.volume
+    assert list(asked) == [f"{repos[0].path}/VirtualDisks/base.qcow2"]
+    assert asked[f"{repos[0].path}/VirtualDisks/base.qcow2"].endswith(copy.volume)
+    source_disk.refresh_from_db()
+    assert source_disk.volume == "base.qcow2" and source_disk.backing_disk is None  # untouched
 
 
 def test_suspended_vm_is_refused(vm_with_disk, user):

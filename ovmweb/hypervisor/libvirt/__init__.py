@@ -7,12 +7,14 @@ for every connection, so it is registered before the first connection is opened.
 ``LibvirtDriver`` is composed of one mixin per capability, each in its own module
 on top of ``connection.Connection``: ``host`` (facts, KVM probe), ``domains``
 (definition, power, resources), ``devices`` (hot-plug), ``messages`` (guest agent),
-``events`` (lifecycle events), ``storage`` (pools, volumes) and ``migration``.
+``events`` (lifecycle events), ``storage`` (pools, volumes), ``backup`` (point-in-time
+copies of a running domain's disks) and ``migration``.
 """
 
 from __future__ import annotations
 
 from ..base import Driver, StorageDriver
+from .backup import BackupMixin
 from .connection import KEEPALIVE_COUNT, KEEPALIVE_INTERVAL, ensure_event_loop
 from .devices import DevicesMixin
 from .domains import DomainsMixin
@@ -39,6 +41,7 @@ class LibvirtDriver(
     MessagesMixin,
     EventsMixin,
     StorageMixin,
+    BackupMixin,
     MigrationMixin,
     StorageDriver,
     Driver,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
@@ -245,6 +246,19 @@ class StorageMixin(Connection):
             )
             vol = dst_pool.createXMLFrom(document, src, _prealloc_flags(format, clone_type == "sparse"))
             return _vol_info(vol)
+
+    def volume_protect(self, pool: str, name: str) -> bool:
+        """Make a thin-clone base read-only (0444) where this process reaches the file
+        (a local daemon); QEMU opens backing files read-only anyway, so a remote base is
+        only unprotected against hand edits. True when the mode was changed."""
+        path = self._volume(pool, name).path()
+        if "://" in self.uri and not self.uri.split("://", 1)[1].startswith("/"):
+            return False  # qemu+ssh://host/...: not this machine's file
+        try:
+            os.chmod(path, 0o444)
+        except OSError:
+            return False
+        return True
 
     def volume_upload(
         self, pool: str, name: str, fileobj, size: int, *, progress: Callable[[int], None] | None = None

@@ -15,7 +15,7 @@ from ovmweb.hypervisor.connections import driver_for
 from ovmweb.jobs.registry import JobContext, operation
 
 from ..models import Repository, VirtualDisk
-from ..services import fetch
+from ..services import disk_copies, fetch
 from ..services import repositories as repo_services
 from ..services import storage as storage_services
 from ..services.storage import ISO_IMPORT_SCHEMES
@@ -173,5 +173,8 @@ def disk_delete(ctx: JobContext, *, disk_id: int) -> dict:
     storage_services.check_deletable(disk=disk)  # again: a VM may have started since the request
     driver = storage_services.repository_driver(disk.repository)
     driver.volume_delete(repo_services.pool_name(disk.repository, "disks"), disk.volume)
+    base = disk.backing_disk
     storage_services.disk_forget(disk=disk, job=ctx.job)
-    return {"deleted": disk_id}
+    # A thin-clone base goes with its last child.
+    released = disk_copies.bases_release(base=base, job=ctx.job)
+    return {"deleted": disk_id, "bases_deleted": released}

@@ -33,7 +33,7 @@ from ovmweb.jobs.signals import job_interrupted
 
 from ..choices import DomainType, MessageResult, VmStatus
 from ..models import Server, VirtualMachine
-from ..services import install_sources, placement, ports
+from ..services import disk_copies, install_sources, placement, ports
 from ..services import messages as message_services
 from ..services.vm_state import vm_reconcile, vm_set_status
 from ..services.vms import vm_apply_pending, vm_remove
@@ -331,7 +331,8 @@ def vm_message(ctx: JobContext, *, vm_id: int, message_id: int, key: str, **para
     result = MessageResult.FAILED
     try:
         driver = running_driver(vm)
-        driver.send_messages(str(vm.uuid), [(key, value)])
+        # DELIVERED only on the agent's acknowledgement; the guest logs only a logged value.
+        driver.send_messages(str(vm.uuid), [(key, value)], logged={key} if params.get("log") else ())
         result = MessageResult.DELIVERED
     except DriverError as exc:
         # A timed-out message may still be applied later by the guest: unknown, not failed.
@@ -350,8 +351,10 @@ def vm_delete(ctx: JobContext, *, vm_id: int) -> dict:
         raise Conflict(_("%(vm)s is %(status)s; stop it first.") % {"vm": vm.name, "status": vm.status})
     if vm.server is not None:
         driver_for(vm.server).undefine(str(vm.uuid))
+    disks = [slot.virtual_disk for slot in vm.disk_slots.select_related("virtual_disk") if slot.virtual_disk_id]
     vm_remove(vm=vm, job=ctx.job)
-    return {}
+    # Its disks go too, unless another VM uses one or thin clones stand on it (kept, with the reason).
+    return disk_copies.vm_disks_release(disks=disks, job=ctx.job)
 
 
 @receiver(job_interrupted, dispatch_uid="inventory.vm_reread_after_interrupted_job")

@@ -305,11 +305,16 @@ def check_space(*, repository: Repository, needed_bytes: int) -> None:
 def disk_clone(
     *, disk: VirtualDisk, target_repository: Repository, clone_type: str, name: str, job: Job | None = None
 ) -> VirtualDisk:
-    """Clone synchronously (inside a VM clone/move job): thin (qcow2 overlay on the source),
-    sparse copy, or fully allocated copy. The record exists only if the volume does."""
+    """Clone synchronously (inside a VM clone/move job): thin (both the source and the clone
+    become overlays on the source's frozen file, ``disk_copies.thin_clone``), sparse copy,
+    or fully allocated copy. The record exists only if the volume does."""
     kind = CLONE_TYPES[CloneType(clone_type)]
     if kind == "thin" and target_repository.pk != disk.repository_id and target_repository.kind != disk.repository.kind:
         raise Conflict(_("A thin clone must stay where its base disk is visible."))
+    if kind == "thin":
+        from .disk_copies import thin_clone
+
+        return thin_clone(disk=disk, target_repository=target_repository, name=name, job=job)
     if kind == "non_sparse":
         check_space(repository=target_repository, needed_bytes=disk.size_bytes)
     driver = repository_driver(disk.repository)
@@ -332,7 +337,6 @@ def disk_clone(
                 allocation_bytes=info.allocation_bytes,
                 sparse=kind != "non_sparse",
                 shareable=disk.shareable,
-                backing_disk=disk if kind == "thin" else None,
             )
             clone.full_clean()
             clone.save()
