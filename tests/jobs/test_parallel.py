@@ -1,0 +1,121 @@
+"""Jobs run side by side: a pool of worker threads, and several worker processes."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Count
+from django_tasks_db.models import DBTaskResult
+
+from ovmweb.jobs.choices import JobStatus
+from ovmweb.jobs.models import Event, Job
+from ovmweb.jobs.services import job_submit
+from ovmweb.jobs.worker import EmbeddedWorker, PoolWorker, make_db_worker
+
+from .conftest import step_gate, step_reached
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _wait(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def _done(jobs) -> bool:
+    return not Job.objects.filter(pk__in=[j.pk for j in jobs], status__in=JobStatus.LIVE).exists()
+
+
+@pytest.fixture
+def pool():
+    w = EmbeddedWorker(interval=0.02, recover=False, threads=4)
+    yield w
+    step_gate.set()
+    w.stop()
+
+
+def test_threads_setting_makes_a_pool():
+    assert isinstance(make_db_worker(interval=0, threads=3), PoolWorker)
+    assert not isinstance(make_db_worker(interval=0, threads=1), PoolWorker)
+
+
+def test_a_slow_job_on_one_vm_does_not_hold_back_a_job_on_another(pool):
+    from tests.factories import VirtualMachineFactory
+
+    vm_a, vm_b = VirtualMachineFactory(), VirtualMachineFactory()
+    with transaction.atomic():
+        slow = job_submit(operation="test.steps", summary="slow stop", target=vm_a, lock=[vm_a], params={"wait": True})
+        quick = job_submit(operation="test.noop", summary="start", target=vm_b, lock=[vm_b])
+    pool.start()
+    assert step_reached.wait(30), "the slow job never started"
+    _wait(lambda: _done([quick]))
+    # The quick job, queued after the slow one, ended while the slow one still runs.
+    assert Job.objects.get(pk=quick.pk).status == JobStatus.SUCCESS
+    assert Job.objects.get(pk=slow.pk).status == JobStatus.RUNNING
+    step_gate.set()
+    _wait(lambda: _done([slow]))
+    assert Job.objects.get(pk=slow.pk).status == JobStatus.SUCCESS
+
+
+def test_concurrent_writers_on_one_database_never_fail(pool, vm):
+    # Every job writes several times (progress, log lines, its end); four threads write at
+    # once, and this thread submits meanwhile. SQLite: IMMEDIATE transactions + busy timeout.
+    pool.start()
+    jobs = []
+    for i in range(60):
+        with transaction.atomic():
+            jobs.append(job_submit(operation="test.steps", summary=f"writer {i}", params={"count": 4}))
+    _wait(lambda: _done(jobs), timeout=120)
+    statuses = Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", "error")
+    assert {s for s, _e in statuses} == {JobStatus.SUCCESS}, [e for s, e in statuses if s != JobStatus.SUCCESS][:3]
+    _wait(lambda: not DBTaskResult.objects.filter(status__in=["READY", "RUNNING"]).exists())
+    assert not DBTaskResult.objects.exclude(status="SUCCESSFUL").exists()
+    # More than one job ran at a time.
+    assert len({w for t in DBTaskResult.objects.all() for w in t.worker_ids}) == 1
+    runs = sorted(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("started_at", "finished_at"))
+    assert any(runs[i + 1][0] < runs[i][1] for i in range(len(runs) - 1))
+
+
+def _database_env(tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OVMWEB_") and k != "DJANGO_SETTINGS_MODULE"}
+    env.update(DJANGO_SETTINGS_MODULE="ovmweb.settings.base", OVMWEB_VAR_DIR=str(tmp_path), OVMWEB_MONITOR="0")
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        env["OVMWEB_SQLITE_PATH"] = db["NAME"]
+    else:
+        env["OVMWEB_DATABASE_URL"] = (
+            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    return env
+
+
+def test_two_worker_processes_run_each_job_exactly_once(tmp_path):
+    with transaction.atomic():
+        jobs = [job_submit(operation="test.count", summary=f"count {i}") for i in range(200)]
+    env = _database_env(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "tests/jobs/worker_process.py", "3"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.SUCCESS}
+    runs = dict(
+        Event.objects.filter(type="test.count").values_list("job").annotate(n=Count("pk")).values_list("job", "n")
+    )
+    assert runs == {j.pk: 1 for j in jobs}
+    assert DBTaskResult.objects.filter(status="SUCCESSFUL").count() == 200
