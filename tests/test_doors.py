@@ -30,6 +30,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
 
+from ovmweb.audit.models import AuditAction, AuditRecord
+from ovmweb.audit.services import record as audit_record
 from ovmweb.inventory import choices
 from ovmweb.inventory import models as m
 from ovmweb.jobs.models import Event, Job
@@ -104,6 +106,7 @@ def estate(db):
         "compatibility_group": f.ProcessorCompatibilityGroupFactory(),
         "job": job_submit(operation="vm.start", summary="start", user=owner, target=vm, lock=[vm]),
         "event": event_record(obj=vm, type="test", text="hello", user=owner),
+        "audit_record": audit_record(action=AuditAction.LOGIN, user=owner, obj=owner, address="10.0.0.1"),
     }
     m.MacAddressRange.objects.create(pk=1, start="00:21:f6:00:00:00", end="00:21:f6:ff:ff:ff")
     return objects
@@ -124,6 +127,7 @@ BY_MODEL = {
     m.ProcessorCompatibilityGroup: "compatibility_group",
     Job: "job",
     Event: "event",
+    AuditRecord: "audit_record",
 }
 
 

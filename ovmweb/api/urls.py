@@ -4,7 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from ovmweb.consoles.api import ConsoleTicketCreateView
 
-from .views import appliances, customizers, jobs, networks, pools, repositories, servers, storage, vms
+from .views import appliances, audit, customizers, jobs, networks, pools, repositories, servers, storage, vms
 
 app_name = "api"
 
@@ -25,6 +25,7 @@ router.register("clone-customizers", customizers.CloneCustomizerViewSet, basenam
 router.register("virtual-appliances", appliances.VirtualApplianceViewSet, basename="virtual-appliance")
 router.register("jobs", jobs.JobViewSet, basename="job")
 router.register("events", jobs.EventViewSet, basename="event")
+router.register("audit", audit.AuditRecordViewSet, basename="audit-record")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

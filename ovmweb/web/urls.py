@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 from ovmweb.accounts.forms import ThrottledAuthenticationForm
 
-from .views import activity, customizers, infra, vm_parts, vms
+from .views import activity, audit, customizers, infra, vm_parts, vms
 
 app_name = "web"
 urlpatterns = [
@@ -73,4 +73,5 @@ urlpatterns = [
     path("jobs/<int:job_id>/abort/", activity.job_abort, name="job_abort"),
     path("events/", activity.event_list, name="event_list"),
     path("events/<int:event_id>/acknowledge/", activity.event_acknowledge, name="event_acknowledge"),
+    path("audit/", audit.audit_list, name="audit_list"),
 ]
