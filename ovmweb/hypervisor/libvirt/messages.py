@@ -1,9 +1,14 @@
 """Guest messages: key/value pairs to the guest agent over the domain's virtio-serial channel.
 
-The protocol is one line per request and per answer (scripts/build-tiny-guest.sh):
-``SET <rid> <key> <base64 value>`` -> ``ACK <rid> <key> ok|ignored`` or ``ERR <rid> <key> <reason>``,
-after a ``PING <rid>`` that proves the agent listens. libvirt's channel
+The protocol is one line per request and per answer (guest/ovmweb-guest-agent, guest/README.md):
+``SET <rid> <key> <base64 value> [log]`` -> ``ACK <rid> <key> ok|ignored`` or ``ERR <rid> <key> <reason>``,
+after a ``PING <rid>`` that proves the agent listens. ``log`` lets the agent write the value to
+its log; an unlogged or hidden value never gets there. libvirt's channel
 stream carries it, so it works over any transport the connection uses.
+
+A message is delivered only once the agent acknowledged it. No answer to the PING: no agent
+listens and nothing was set (``OperationFailed``); no answer to a SET: the guest may still
+apply it later (``AgentTimeout``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid as uuidlib
+from collections.abc import Collection
 
 import libvirt
 
@@ -63,7 +69,7 @@ class _Channel:
             raise OperationFailed("the messages channel closed (is the VM running?)")
         self.buffer.extend(chunk)
 
-    def request(self, frame: str, rid: str) -> list[str]:
+    def request(self, frame: str, rid: str, *, what: str) -> list[str]:
         """Send ``frame`` and return the words of the answer to ``rid``."""
         self.send_line(frame)
         deadline = time.monotonic() + self.timeout
@@ -72,7 +78,7 @@ class _Channel:
             if parts is not None:
                 return parts
             if time.monotonic() > deadline:
-                raise AgentTimeout("the guest agent did not answer")
+                raise AgentTimeout(f"the guest agent did not acknowledge {what} within {self.timeout:g} s")
             self._receive()
 
     def close(self) -> None:
@@ -85,14 +91,26 @@ class _Channel:
                 pass
 
 
-def _exchange(channel: _Channel, messages: list[tuple[str, str]]) -> dict[str, str]:
+def _ping(channel: _Channel) -> None:
     rid = _request_id()
-    channel.request(f"PING {rid}", rid)
+    try:
+        channel.request(f"PING {rid}", rid, what="the ping")
+    except AgentTimeout:
+        # Nothing was set yet: the message failed, it is not "maybe applied later".
+        raise OperationFailed(
+            f"no guest agent answered on the channel {xmlbuild.MESSAGES_CHANNEL} within {channel.timeout:g} s "
+            "(is ovmweb-guest-agent installed and running in the guest? see guest/README.md)"
+        ) from None
+
+
+def _exchange(channel: _Channel, messages: list[tuple[str, str]], logged: Collection[str]) -> dict[str, str]:
+    _ping(channel)
     results = {}
     for key, value in messages:
         rid = _request_id()
         b64 = base64.b64encode(value.encode()).decode()
-        parts = channel.request(f"SET {rid} {key} {b64}", rid)
+        flag = " log" if key in logged else ""
+        parts = channel.request(f"SET {rid} {key} {b64}{flag}", rid, what=key)
         if parts[0] != "ACK":
             raise OperationFailed(f"the guest refused {key}: {' '.join(parts[3:])}")
         results[key] = parts[3] if len(parts) > 3 else "ok"
@@ -100,7 +118,9 @@ def _exchange(channel: _Channel, messages: list[tuple[str, str]]) -> dict[str, s
 
 
 class MessagesMixin(Connection):
-    def send_messages(self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0) -> dict[str, str]:
+    def send_messages(
+        self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0, logged: Collection[str] = ()
+    ) -> dict[str, str]:
         """Talk to the guest agent through libvirt's channel stream (works over any transport)."""
         dom = self._domain(uuid)
         with errors(f"opening the messages channel of {uuid}"):
@@ -109,6 +129,6 @@ class MessagesMixin(Connection):
         channel = _Channel(stream, timeout)
         try:
             with errors(f"messages to {uuid}"):
-                return _exchange(channel, messages)
+                return _exchange(channel, messages, logged)
         finally:
             channel.close()

@@ -15,6 +15,14 @@ from ..choices import MessageResult
 from ..models import VirtualMachine, VmMessage
 
 _ALLOWED = frozenset({"key", "value", "hidden", "log"})
+# Seed 7.10: the root password is always sent last (once it is set, a guest's first-boot
+# scripts may act on the other keys already received).
+ROOT_PASSWORD_KEY = "root-password"
+
+
+def send_order(messages: list[dict]) -> list[dict]:
+    """The messages in the order given, except that ``root-password`` goes last."""
+    return sorted(messages, key=lambda message: message.get("key") == ROOT_PASSWORD_KEY)
 
 
 def vm_send_messages(*, vm: VirtualMachine, user, messages: list[dict]) -> list[Job]:
@@ -22,7 +30,9 @@ def vm_send_messages(*, vm: VirtualMachine, user, messages: list[dict]) -> list[
 
     A hidden or unlogged value is never stored in clear: the message log shows
     ``********`` (hidden) or nothing (unlogged), and the job carries the value
-    encrypted until the job ends, however it ends (``message_job_ended``)."""
+    encrypted until the job ends, however it ends (``message_job_ended``). The jobs are
+    submitted (and so run) in ``send_order``: ``root-password`` last. Only a logged, visible
+    value may reach the guest agent's log."""
     if not messages:
         raise ValidationError({"messages": [_("Send at least one message.")]})
     errors: dict[str, list] = {}
@@ -43,7 +53,7 @@ def vm_send_messages(*, vm: VirtualMachine, user, messages: list[dict]) -> list[
     with transaction.atomic():
         vm = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
         rules.check_message_target(vm)
-        for message in messages:
+        for message in send_order(messages):
             hidden, log = bool(message.get("hidden", False)), bool(message.get("log", True))
             value = message.get("value", "")
             stored = rules.HIDDEN_VALUE if hidden else (value if log else "")
@@ -54,7 +64,7 @@ def vm_send_messages(*, vm: VirtualMachine, user, messages: list[dict]) -> list[
             if hidden or not log:
                 params["value_encrypted"] = encrypt_credentials({"value": value})
             else:
-                params["value"] = value
+                params["value"], params["log"] = value, True
             # Messages to one VM go one after another (QEMU serves one client on the
             # channel), so they are not locked against each other: the worker runs them in order.
             job = job_submit(
