@@ -21,6 +21,8 @@ from ..base import BackupResult
 from .connection import Connection, errors
 
 _POLL = 0.2
+# libvirt's VIR_DOMAIN_BACKUP_BEGIN_QUIESCE (1 << 0), missing from some python bindings.
+_QUIESCE = getattr(libvirt, "VIR_DOMAIN_BACKUP_BEGIN_QUIESCE", 1)
 
 
 def backup_xml(disk_targets: dict[str, str], all_disks: list[str]) -> str:
@@ -77,7 +79,7 @@ class BackupMixin:
 def _begin(dom, document: str) -> bool:
     """Start the backup job, frozen through the guest agent if one answers; True if it did."""
     try:
-        dom.backupBegin(document, None, libvirt.VIR_DOMAIN_BACKUP_BEGIN_QUIESCE)
+        dom.backupBegin(document, None, _QUIESCE)
         return True
     except libvirt.libvirtError:
         pass  # no guest agent (or it did not answer): a crash-consistent copy
