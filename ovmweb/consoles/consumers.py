@@ -24,6 +24,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
+from ovmweb.audit import services as audit
 from ovmweb.consoles import services
 from ovmweb.consoles.flow import WriteFlow
 from ovmweb.consoles.models import ConsoleKind
@@ -65,6 +66,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     _lifetime_timer: asyncio.TimerHandle | None = None
     _rfb_filter: RfbInputFilter | None = None
     _closing = False
+    # The session's audit record, and the bytes each way (an integer add per frame; written at the end).
+    _audit_id: int | None = None
+    bytes_to_console = 0
+    bytes_from_console = 0
 
     async def dispatch(self, message):
         # Console frames touch no database; skip Channels' per-frame
@@ -135,6 +140,13 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         await self.channel_layer.group_add(LIVE_GROUP, self.channel_name)
         self.groups = [user_group(user.pk), LIVE_GROUP]
+        self._audit_id = await database_sync_to_async(audit.console_session_start, thread_sensitive=False)(
+            user_id=user.pk,
+            vm=self.ticket.vm,
+            kind=self.kind,
+            read_only=self.ticket.read_only,
+            address=(self.scope.get("client") or ("",))[0] or "",
+        )
 
     # --- console -> browser ------------------------------------------------
 
@@ -154,6 +166,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 if flow.stopped:
                     return
                 await send({"type": "websocket.send", "bytes": data})
+                self.bytes_from_console += len(data)
             # End of the console stream: everything read has been handed to the
             # server; let it leave before the close frame queues behind it.
             await flow.wait_writable()
@@ -188,6 +201,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 return
         if not data:
             return
+        self.bytes_to_console += len(data)
         try:
             if stream.write_would_block(len(data)):
                 # The console is not taking input as fast as it comes: stop
@@ -248,6 +262,18 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         session, self.session = self.session, None
         if session is not None:
             services.session_close(session)
+        await self._audit_end()
+
+    async def _audit_end(self) -> None:
+        record_id, self._audit_id = self._audit_id, None
+        if record_id is None:
+            return
+        try:
+            await database_sync_to_async(audit.console_session_end, thread_sensitive=False)(
+                record_id=record_id, bytes_to_console=self.bytes_to_console, bytes_from_console=self.bytes_from_console
+            )
+        except Exception:  # closing the console must not fail on the audit trail; the start row stays
+            logger.exception("could not record the end of console session %s", record_id)
 
     async def websocket_disconnect(self, message):
         self._closing = True
