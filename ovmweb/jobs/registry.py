@@ -32,6 +32,15 @@ class JobAborted(Exception):
     """Raised by JobContext.check_abort when an abort was requested; ends the job ABORTED."""
 
 
+class JobDeferred(Exception):
+    """Raised by JobContext.defer_if_needed: the job goes back to the queue (keeping its
+    locks) and runs again, from the start of its operation, ``delay`` seconds later."""
+
+    def __init__(self, delay: float):
+        super().__init__(delay)
+        self.delay = delay
+
+
 class UnknownOperation(Exception):
     pass
 
@@ -141,6 +150,16 @@ class JobContext:
         if Job.objects.filter(pk=self.job.pk, abort_requested=True).exists():
             self.job.abort_requested = True
             raise JobAborted(_("Aborted on request."))
+
+    def defer_if_needed(self, delay: float) -> None:
+        """Call while waiting for something (a free export slot): raise JobDeferred when this
+        worker thread is needed by other jobs (its pool is full and tasks are ready) or the
+        worker is stopping; return when waiting here starves no one. An operation that calls
+        it must be safe to run again from its start."""
+        from .worker import thread_is_needed
+
+        if thread_is_needed():
+            raise JobDeferred(delay)
 
     def submit_child(self, **kwargs) -> Job:
         """Submit a child job of this one (same arguments as job_submit)."""

@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from . import live
 from .choices import JobStatus, Severity
 from .models import Job
-from .registry import JobAborted, JobContext, get_operation
+from .registry import JobAborted, JobContext, JobDeferred, get_operation
 from .services import event_record, job_finish
 
 logger = logging.getLogger(__name__)
@@ -42,12 +42,26 @@ def run_job(job_id: int) -> str | None:
             raise JobAborted(_("Aborted before it started."))
         fn = get_operation(job.operation)
         result = fn(ctx, **job.params)
+    except JobDeferred as exc:
+        return _defer(job, exc.delay)
     except JobAborted as exc:
         return _end(job, JobStatus.ABORTED, error=str(exc) or _("Aborted on request."), children=ctx.children_submitted)
     except Exception as exc:  # an operation's failure is the job's failure, never the worker's
         logger.warning("job #%s (%s) failed", job.pk, job.operation, exc_info=True)
         return _end(job, JobStatus.FAILURE, error=str(exc) or exc.__class__.__name__, children=ctx.children_submitted)
     return _end(job, JobStatus.SUCCESS, result=_jsonable(result), children=ctx.children_submitted)
+
+
+def _defer(job: Job, delay: float) -> str:
+    """Put `job` back in the queue (its locks kept) with a new task due in `delay` seconds."""
+    from .tasks import enqueue_job
+
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED, started_at=None)
+        job.status = JobStatus.QUEUED
+        enqueue_job(job, delay=delay)
+    live.publish("job", live.job_payload(job))
+    return "DEFERRED"
 
 
 def _jsonable(result) -> dict:

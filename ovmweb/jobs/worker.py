@@ -34,6 +34,8 @@ from .tasks import run_job_task
 
 logger = logging.getLogger(__name__)
 WORKER_THREAD_PREFIX = "ovmweb-job-worker"
+# The PoolWorker whose runner this thread is (unset elsewhere).
+_runner = threading.local()
 
 
 # Ready tasks one worker claims per transaction (setting OVMWEB_WORKER_CLAIM).
@@ -238,7 +240,17 @@ class PoolWorker(ClaimingWorker):
                 return self._busy == 0
         return False
 
+    def needs_thread(self) -> bool:
+        """Whether a job waiting on one of our runners should give its thread back:
+        we are stopping, or every runner is busy while tasks are ready."""
+        if not self.running:
+            return True
+        with self._idle:
+            full = self._busy >= self.threads
+        return full and self._ready().exists()
+
     def _serve(self) -> None:
+        _runner.pool = self
         try:
             while True:
                 task = self._tasks.get()
@@ -272,6 +284,14 @@ class PoolWorker(ClaimingWorker):
             self._tasks.put(None)
         for runner in self._runners:
             runner.join()
+
+
+def thread_is_needed() -> bool:
+    """For a job that waits (JobContext.defer_if_needed): True when its worker thread
+    should be handed back. Outside a pool (one-thread loop, tests, RQ) waiting blocks
+    no other job of this thread's worker, so it is always False."""
+    pool = getattr(_runner, "pool", None)
+    return pool is not None and pool.needs_thread()
 
 
 def _keep_worker_connection(sender, connection, **kwargs) -> None:

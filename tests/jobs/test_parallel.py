@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from django.db.models import Count
 from django_tasks_db.models import DBTaskResult
 
 from ovmweb.jobs.choices import JobStatus
-from ovmweb.jobs.models import Event, Job
+from ovmweb.jobs.models import Event, Job, ObjectLock
+from ovmweb.jobs.registry import JobContext, JobDeferred, operation
 from ovmweb.jobs.services import job_submit
+from ovmweb.jobs.testing import run_pending_jobs
 from ovmweb.jobs.worker import EmbeddedWorker, PoolWorker, make_db_worker
 
 from .conftest import step_gate, step_reached
@@ -119,3 +122,75 @@ def test_two_worker_processes_run_each_job_exactly_once(tmp_path):
     )
     assert runs == {j.pk: 1 for j in jobs}
     assert DBTaskResult.objects.filter(status="SUCCESSFUL").count() == 200
+
+
+waiter_gate = threading.Event()
+
+
+@operation("test.waiter")
+def waiter(ctx: JobContext) -> dict:
+    """Waits for waiter_gate like an export waits for a slot, giving its thread back when needed."""
+    ctx.log("waiting")
+    while not waiter_gate.is_set():
+        ctx.defer_if_needed(0.1)
+        time.sleep(0.02)
+    return {}
+
+
+def test_a_waiting_job_gives_its_thread_back_when_the_pool_is_full(vm):
+    from tests.factories import VirtualMachineFactory
+
+    waiter_gate.clear()
+    worker = EmbeddedWorker(interval=0.02, recover=False, threads=2)
+    vm_b, vm_c = VirtualMachineFactory(), VirtualMachineFactory()
+    with transaction.atomic():
+        slow = job_submit(operation="test.steps", summary="slow", target=vm, lock=[vm], params={"wait": True})
+        waiting = job_submit(operation="test.waiter", summary="waits its turn", target=vm_b, lock=[vm_b])
+    worker.start()
+    try:
+        assert step_reached.wait(30), "the slow job never started"
+        _wait(lambda: "waiting" in Job.objects.get(pk=waiting.pk).log)
+        # Both threads are taken (one works, one waits): a new job must still run.
+        with transaction.atomic():
+            quick = job_submit(operation="test.noop", summary="start", target=vm_c, lock=[vm_c])
+        _wait(lambda: _done([quick]))
+        assert Job.objects.get(pk=quick.pk).status == JobStatus.SUCCESS
+        assert Job.objects.get(pk=slow.pk).status == JobStatus.RUNNING
+        # The waiter went back to the queue with its lock, and waits again on a free thread.
+        assert Job.objects.get(pk=waiting.pk).status in JobStatus.LIVE
+        assert ObjectLock.objects.filter(job=waiting).exists()
+        _wait(lambda: Job.objects.get(pk=waiting.pk).log.count("waiting") >= 2)
+        waiter_gate.set()
+        step_gate.set()
+        _wait(lambda: _done([slow, waiting]))
+        assert Job.objects.get(pk=waiting.pk).status == JobStatus.SUCCESS
+        assert not ObjectLock.objects.exists()
+    finally:
+        waiter_gate.set()
+        step_gate.set()
+        worker.stop()
+
+
+def test_outside_a_pool_a_waiting_job_keeps_its_thread(vm):
+    waiter_gate.set()
+    with transaction.atomic():
+        job = job_submit(operation="test.waiter", summary="waits", target=vm, lock=[vm])
+    assert run_pending_jobs() == 1
+    assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCESS
+
+
+def test_a_fifth_export_re_queued_while_waiting_does_not_repeat_its_log_line():
+    from ovmweb.inventory.services import exports
+
+    holders = [job_submit(operation="vm.export", summary=f"export {i}") for i in range(4)]
+    assert all(exports.export_slot_acquire(job=h) for h in holders)
+    fifth = job_submit(operation="vm.export", summary="fifth")
+    ctx = JobContext(fifth)
+
+    def defer(delay: float) -> None:
+        raise JobDeferred(delay)
+
+    for _run in range(2):  # the first run and the one after its deferral
+        with pytest.raises(JobDeferred):
+            exports.export_wait_for_slot(job=fifth, progress=ctx.progress, check_abort=ctx.check_abort, defer=defer)
+    assert fifth.log.count("queued: 4 exports running") == 1

@@ -70,6 +70,8 @@ DISK_EXTENSION = "vmdk"
 
 # Seconds between two looks for a free export slot.
 SLOT_POLL = 1.0
+# Seconds before an export that gave its worker thread back (defer) looks again.
+SLOT_DEFER = 5.0
 
 
 # An export holds one of MAX_CONCURRENT_EXPORTS slots for as long as it runs. A slot is
@@ -228,16 +230,30 @@ def exports_running() -> int:
 
 
 def export_wait_for_slot(
-    *, job: Job, progress: Callable[..., None], check_abort: Callable[[], None], poll: float = SLOT_POLL
+    *,
+    job: Job,
+    progress: Callable[..., None],
+    check_abort: Callable[[], None],
+    poll: float = SLOT_POLL,
+    defer: Callable[[float], None] | None = None,
 ) -> None:
-    """Block until ``job`` holds an export slot; says so in the job log while it waits."""
+    """Block until ``job`` holds an export slot; says so in the job log while it waits.
+
+    ``defer`` (JobContext.defer_if_needed) is called on every look: it re-queues the job
+    when its worker thread is needed by other jobs, so waiting exports never hold every
+    thread of a worker while the four running ones convert.
+    """
     said = None
     while not export_slot_acquire(job=job):
         running = exports_running()
-        if running != said:
-            progress(0, _("queued: %(n)d exports running") % {"n": running})
-            said = running
+        note = _("queued: %(n)d exports running") % {"n": running}
+        # A deferred export waits here again on its next run: the log already says so.
+        if running != said and not job.log.rstrip().endswith(note):
+            progress(0, note)
+        said = running
         check_abort()
+        if defer is not None:
+            defer(SLOT_DEFER)
         time.sleep(poll)
 
 
