@@ -83,8 +83,9 @@ def _m2m_field(through, instance) -> str | None:
     return None
 
 
-def user_flags_before(sender, instance, raw=False, **kwargs) -> None:
-    if raw or instance.pk is None:
+def user_flags_before(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
+    # A save that cannot touch the flags (a sign-in writes last_login only) costs no query.
+    if raw or instance.pk is None or (update_fields is not None and not set(update_fields) & set(ROLE_FLAGS)):
         instance._audit_flags = {}
         return
     old = sender.objects.filter(pk=instance.pk).values(*ROLE_FLAGS).first() or {}

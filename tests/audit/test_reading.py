@@ -110,6 +110,9 @@ def test_the_page_filters_and_pages(client, auditor, trail):
     since = (timezone.now() - timedelta(days=5)).strftime("%Y-%m-%d %H:%M")
     text = client.get("/audit/", {"since": since}).content.decode()
     assert "10.0.0.2" in text and "10.0.0.1" not in text
+    # A bad time is shown as an error; the other filters still apply.
+    text = client.get("/audit/", {"since": "not a time", "user": "bob"}).content.decode()
+    assert 'role="alert"' in text and "10.0.0.2" in text and "db1" not in text
     assert 'href="/audit/" aria-current="page"' in client.get("/audit/").content.decode()
 
 

@@ -78,6 +78,13 @@ def test_superuser_and_staff_flags_are_recorded_when_they_change(alice):
     ]
 
 
+def test_a_flag_saved_alone_is_recorded_and_a_sign_in_costs_no_record(alice, client):
+    alice.is_staff = True
+    alice.save(update_fields=["is_staff"])
+    client.force_login(alice)  # writes last_login only
+    assert [r.detail for r in rows(AuditAction.ROLE)] == [{"is_staff": True}]
+
+
 def test_the_permission_change_names_the_administrator_who_made_it(admin_user, alice, client):
     client.force_login(admin_user)
     perm = Permission.objects.get(codename="view_virtualmachine")
