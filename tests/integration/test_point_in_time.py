@@ -7,6 +7,7 @@ writes after the copy was taken never shows in the copy.
   running VM's disk is left as it was (one image, no backing chain added).
 - Deleting VMs deletes their disks, and a base goes only with its last clone."""
 
+import json
 import os
 import subprocess
 import threading
@@ -62,6 +63,14 @@ def _disk(vm: VirtualMachine) -> VirtualDisk:
 
 def _qemu_io(image: Path, command: str) -> str:
     out = subprocess.run(["qemu-io", "-f", "qcow2", "-c", command, str(image)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _qemu_io_ro(image: Path, command: str) -> str:
+    out = subprocess.run(
+        ["qemu-io", "-U", "-r", "-f", "qcow2", "-c", command, str(image)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -136,8 +145,10 @@ def _domain_disk_sources(vm: VirtualMachine) -> tuple[list[str], int]:
 
 
 def test_hot_clone_of_a_running_vm_is_the_disk_when_taken(estate):
-    vm = _vm(estate)
+    vm = _vm(estate, size=320 * MIB)
     disk = _disk(vm)
+    # Data for the backup job to copy (so that it runs a while): 128 MiB from 1 MiB on.
+    _qemu_io(disk_image(disk), "write -P 0x5a 1M 128M")
     vms.vm_action(vm=vm, action="start", user=estate["user"])
     run_pending_jobs()
     vm.refresh_from_db()
@@ -163,8 +174,13 @@ def test_hot_clone_of_a_running_vm_is_the_disk_when_taken(estate):
     image = disk_image(copy)
     assert read_marker(image, 8, sector=1) == b"marker-A"
     assert read_marker(image, 8, sector=2) != b"marker-B"
-    info = subprocess.run(["qemu-img", "info", "-U", str(image)], capture_output=True, text=True).stdout
-    assert "backing file" not in info
+    info = json.loads(
+        subprocess.run(["qemu-img", "info", "-U", "--output=json", str(image)], capture_output=True, text=True).stdout
+    )
+    # A standalone, sparse copy: the data, not the 320 MiB of the disk.
+    assert "backing-filename" not in info and info["virtual-size"] == 320 * MIB
+    assert 128 * MIB <= info["actual-size"] < 192 * MIB
+    assert "Pattern verification failed" not in _qemu_io_ro(image, "read -P 0x5a 1M 128M")
     # The running VM still writes to its one image, the definition unchanged by the copy.
     sources, backing = _domain_disk_sources(vm)
     assert sources == [str(disk_image(disk))] and backing == 0
