@@ -63,7 +63,7 @@ def _send(vm, user, messages) -> list[Job]:
 def test_values_reach_the_guest_acknowledged_and_root_password_last(estate, running_guest):
     vm, console = running_guest
     messages = [
-        {"key": "root-password", "value": "Secret-" + _value(12), "hidden": True},
+        {"key": "com.oracle.linux.root-password", "value": "Secret-" + _value(12), "hidden": True},
         {"key": "com.example.logged", "value": "logged " + _value(20), "log": True},
         {"key": "com.example.unlogged", "value": "unlogged-" + _value(20), "log": False},
         {"key": "com.example.max-logged", "value": _value(rules.MESSAGE_VALUE_MAX_BYTES_LOGGED), "log": True},
@@ -72,7 +72,7 @@ def test_values_reach_the_guest_acknowledged_and_root_password_last(estate, runn
     jobs = _send(vm, estate["user"], messages)
     assert [(j.status, j.error) for j in jobs] == [("SUCCESS", "")] * len(messages)
     # Submitted (and so run) in order, root-password last whatever its place in the request.
-    assert [j.params["key"] for j in sorted(jobs, key=lambda j: j.pk)][-1] == "root-password"
+    assert [j.params["key"] for j in sorted(jobs, key=lambda j: j.pk)][-1] == "com.oracle.linux.root-password"
     results = dict(VmMessage.objects.filter(vm=vm).values_list("key", "result"))
     assert set(results.values()) == {"DELIVERED"}, results
 
@@ -85,7 +85,7 @@ def test_values_reach_the_guest_acknowledged_and_root_password_last(estate, runn
         assert console.run(f"stat -c %a {DIR}/{key}") == "600", key
     # The agent wrote root-password last; no temporary file is left behind.
     newest = console.run(f"stat -c '%y %n' {DIR}/* | sort | tail -n 1")
-    assert newest.endswith(f"{DIR}/root-password"), newest
+    assert newest.endswith(f"{DIR}/com.oracle.linux.root-password"), newest
     assert console.run(f"ls -a {DIR} | grep -c '^\\.[^.]'; true") == "0"
     log = console.run(f"cat {LOG}")
     assert messages[1]["value"] in log and messages[3]["value"] in log

@@ -16,13 +16,18 @@ from ..models import VirtualMachine, VmMessage
 
 _ALLOWED = frozenset({"key", "value", "hidden", "log"})
 # Seed 7.10: the root password is always sent last (once it is set, a guest's first-boot
-# scripts may act on the other keys already received).
+# scripts may act on the other keys already received). Oracle VM's templates call it
+# com.oracle.linux.root-password; any key named root-password, or ending in it, counts.
 ROOT_PASSWORD_KEY = "root-password"
 
 
+def is_root_password(key: str) -> bool:
+    return key == ROOT_PASSWORD_KEY or key.endswith("." + ROOT_PASSWORD_KEY)
+
+
 def send_order(messages: list[dict]) -> list[dict]:
-    """The messages in the order given, except that ``root-password`` goes last."""
-    return sorted(messages, key=lambda message: message.get("key") == ROOT_PASSWORD_KEY)
+    """The messages in the order given, except that the root password goes last."""
+    return sorted(messages, key=lambda message: is_root_password(str(message.get("key", ""))))
 
 
 def vm_send_messages(*, vm: VirtualMachine, user, messages: list[dict]) -> list[Job]:
