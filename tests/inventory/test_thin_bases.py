@@ -117,3 +117,19 @@ def test_a_hot_clone_must_be_asked_as_thin_and_the_error_says_why(vm):
     with pytest.raises(Conflict, match="at one instant"):
         rules.check_clone(vm=vm, clone_types=["SPARSE"])
     rules.check_clone(vm=vm, clone_types=["THIN"])
+
+
+def test_a_failed_thin_clone_leaves_the_source_as_it_was(vm, repo, server, monkeypatch):
+    disk = vm.disk_slots.get(slot=0).virtual_disk
+    before = _volumes(server, repo)
+
+    def broken(**kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(disk_copies, "_record_thin", broken)
+    with pytest.raises(RuntimeError):
+        _thin(disk, repo)
+    disk.refresh_from_db()
+    assert disk.volume == "src.qcow2" and disk.backing_disk is None
+    assert not VirtualDisk.objects.filter(thin_base=True).exists()
+    assert _volumes(server, repo) == before  # both overlays removed

@@ -85,14 +85,16 @@ def thin_clone(*, disk: VirtualDisk, target_repository: Repository, name: str, j
                 pool, disk.volume, where, volume, clone_type="thin", source_format=disk.format, format="qcow2"
             )
             made.append((where, volume))
-        driver.volume_protect(pool, disk.volume)
-        return _record_thin(
+        clone = _record_thin(
             disk=disk, overlay=overlay, clone_volume=clone_volume, target=target_repository, name=name, job=job
         )
     except BaseException:
         for where, volume in made:
             driver.volume_delete(where, volume)
         raise
+    # Only once it is a base: a failed clone leaves the source's file as writable as it was.
+    driver.volume_protect(pool, clone.backing_disk.volume)
+    return clone
 
 
 @transaction.atomic
