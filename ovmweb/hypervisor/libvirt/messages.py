@@ -69,7 +69,7 @@ class _Channel:
             raise OperationFailed("the messages channel closed (is the VM running?)")
         self.buffer.extend(chunk)
 
-    def request(self, frame: str, rid: str, *, what: str) -> list[str]:
+    def request(self, frame: str, rid: str, *, what: str = "the request") -> list[str]:
         """Send ``frame`` and return the words of the answer to ``rid``."""
         self.send_line(frame)
         deadline = time.monotonic() + self.timeout
@@ -103,7 +103,7 @@ def _ping(channel: _Channel) -> None:
         ) from None
 
 
-def _exchange(channel: _Channel, messages: list[tuple[str, str]], logged: Collection[str]) -> dict[str, str]:
+def _exchange(channel: _Channel, messages: list[tuple[str, str]], logged: Collection[str] = ()) -> dict[str, str]:
     _ping(channel)
     results = {}
     for key, value in messages:
