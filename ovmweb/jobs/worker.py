@@ -158,18 +158,25 @@ class ClaimingWorker(Worker):
 
 
 class PoolWorker(ClaimingWorker):
-    """ClaimingWorker's claims, run on ``threads`` runner threads, each with its own
-    database connection (closed when the thread ends).
+    """ClaimingWorker's claims, run on runner threads (twice ``threads``, see below), each
+    with its own database connection (closed when the thread ends).
 
     The claimer (the thread that calls run()) claims only as many tasks as runners
     are idle, so a claimed task never waits behind another one: a task waiting for a
     thread is still READY in the queue, where another worker process may take it.
     Which jobs may overlap is the ObjectLocks' business (taken at submission), so two
     jobs on one object never run at once whatever the number of threads.
+
+    ``threads`` jobs run at once, not counting long ones: a job running for more than
+    LONG_AFTER seconds (an export, a guest slow to shut down) leaves its place to a new
+    job, on one of ``threads`` more runners. So four exports do not stop every VM start,
+    and the threads (and database connections) stay bounded at twice ``threads``.
     """
 
     # Seconds the claimer waits for a runner to become idle before looking at `running` again.
     IDLE_WAIT = 0.2
+    # Seconds after which a running job no longer counts against ``threads``.
+    LONG_AFTER = 10.0
 
     def __init__(self, *, threads: int, **kwargs):
         super().__init__(**kwargs)
@@ -177,6 +184,8 @@ class PoolWorker(ClaimingWorker):
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._busy = 0
+        # Runner thread id -> when its current job started (monotonic).
+        self._started: dict[int, float] = {}
         self._claimed_total = 0
         self._runners: list[threading.Thread] = []
 
@@ -198,7 +207,7 @@ class PoolWorker(ClaimingWorker):
         logger.info("Starting worker worker_id=%s threads=%d", self.worker_id, self.threads)
         self._runners = [
             threading.Thread(target=self._serve, name=f"{WORKER_THREAD_PREFIX}-run-{i + 1}", daemon=True)
-            for i in range(self.threads)
+            for i in range(2 * self.threads)
         ]
         for runner in self._runners:
             runner.start()
@@ -220,10 +229,17 @@ class PoolWorker(ClaimingWorker):
             connections.close_all()
 
     def _wait_idle(self) -> int:
-        """Idle runners (0 when stopping, or when none became idle in IDLE_WAIT)."""
+        """Jobs that may start now (0 when stopping, or when none could in IDLE_WAIT)."""
         with self._idle:
-            self._idle.wait_for(lambda: self._busy < self.threads or not self.running, timeout=self.IDLE_WAIT)
-            return self.threads - self._busy if self.running else 0
+            self._idle.wait_for(lambda: self._free() > 0 or not self.running, timeout=self.IDLE_WAIT)
+            return self._free() if self.running else 0
+
+    def _free(self) -> int:
+        """Jobs that may start now (call holding ``_idle``): ``threads``, plus one per long job
+        (up to ``threads`` more), minus the jobs claimed and not ended."""
+        since = time.monotonic() - self.LONG_AFTER
+        long = sum(1 for started in self._started.values() if started <= since)
+        return max(0, min(2 * self.threads, self.threads + long) - self._busy)
 
     def _dispatch(self, task) -> None:
         with self._idle:
@@ -246,7 +262,7 @@ class PoolWorker(ClaimingWorker):
         if not self.running:
             return True
         with self._idle:
-            full = self._busy >= self.threads
+            full = self._free() == 0
         return full and self._ready().exists()
 
     def _serve(self) -> None:
@@ -256,6 +272,8 @@ class PoolWorker(ClaimingWorker):
                 task = self._tasks.get()
                 if task is None:
                     return
+                with self._idle:
+                    self._started[threading.get_ident()] = time.monotonic()
                 try:
                     close_old_connections()
                     self.run_task(task)
@@ -265,6 +283,7 @@ class PoolWorker(ClaimingWorker):
                     close_old_connections()
                     with self._idle:
                         self._busy -= 1
+                        self._started.pop(threading.get_ident(), None)
                         self._idle.notify_all()
         finally:
             connections.close_all()

@@ -194,3 +194,51 @@ def test_a_fifth_export_re_queued_while_waiting_does_not_repeat_its_log_line():
         with pytest.raises(JobDeferred):
             exports.export_wait_for_slot(job=fifth, progress=ctx.progress, check_abort=ctx.check_abort, defer=defer)
     assert fifth.log.count("queued: 4 exports running") == 1
+
+
+@operation("test.hold")
+def hold(ctx: JobContext) -> dict:
+    """Runs until waiter_gate is set (a long job that does not give its thread back)."""
+    ctx.log("holding")
+    waiter_gate.wait(60)
+    return {}
+
+
+def test_a_long_job_leaves_its_place_to_a_new_one(vm, monkeypatch):
+    from tests.factories import VirtualMachineFactory
+
+    waiter_gate.clear()
+    monkeypatch.setattr(PoolWorker, "LONG_AFTER", 0.2)
+    worker = EmbeddedWorker(interval=0.02, recover=False, threads=2)
+    vm_b, vm_c = VirtualMachineFactory(), VirtualMachineFactory()
+    with transaction.atomic():
+        long_jobs = [job_submit(operation="test.hold", summary=f"long {o.pk}", target=o, lock=[o]) for o in (vm, vm_b)]
+        quick = job_submit(operation="test.noop", summary="quick", target=vm_c, lock=[vm_c])
+    worker.start()
+    try:
+        # Two threads, and the long jobs hold both: the quick one runs on a spare runner.
+        _wait(lambda: _done([quick]))
+        assert set(Job.objects.filter(pk__in=[j.pk for j in long_jobs]).values_list("status", flat=True)) == {
+            JobStatus.RUNNING
+        }
+        assert Job.objects.get(pk=quick.pk).status == JobStatus.SUCCESS
+    finally:
+        waiter_gate.set()
+        worker.stop()
+    assert _done(long_jobs)
+
+
+def test_long_jobs_free_places_up_to_twice_the_threads():
+    worker = make_db_worker(interval=0, threads=2)
+    now = time.monotonic()
+    old, fresh = now - worker.LONG_AFTER - 1, now
+    cases = [
+        ({}, 0, 2),  # idle: two places
+        ({1: fresh, 2: fresh}, 2, 0),  # two short jobs: full
+        ({1: old, 2: fresh}, 2, 1),  # one of them is long: one more
+        ({1: old, 2: old}, 2, 2),
+        ({1: old, 2: old, 3: old, 4: old}, 4, 0),  # never more than twice the threads
+    ]
+    for started, busy, free in cases:
+        worker._started, worker._busy = started, busy
+        assert worker._free() == free, (started, busy)
