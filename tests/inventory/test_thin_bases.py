@@ -133,3 +133,15 @@ def test_a_failed_thin_clone_leaves_the_source_as_it_was(vm, repo, server, monke
     assert disk.volume == "src.qcow2" and disk.backing_disk is None
     assert not VirtualDisk.objects.filter(thin_base=True).exists()
     assert _volumes(server, repo) == before  # both overlays removed
+
+
+def test_a_thin_base_cannot_be_attached_to_a_vm(vm, repo, pool, user):
+    """A base is read-only under its clones: a VM writing to it would change every clone."""
+    from ovmweb.inventory.services.vm_devices import vm_disk_attach
+
+    disk = vm.disk_slots.get(slot=0).virtual_disk
+    base = _thin(disk, repo).backing_disk
+    other = f.VirtualMachineFactory(server_pool=pool, repository=repo, name="other", status=VmStatus.STOPPED)
+    with pytest.raises(Conflict, match="read-only base of thin clones"):
+        vm_disk_attach(vm=other, user=user, virtual_disk=base)
+    assert not base.slots.exists()

@@ -166,7 +166,7 @@ class MigrationMixin(Connection):
         anything raised meanwhile (an abort from ``progress``) cancels the migration."""
         try:
             while worker.is_alive():
-                worker.join(0.5)
+                worker.join(0.25)
                 if progress is not None and worker.is_alive():
                     percent, message = migration_progress(dom)
                     if message:

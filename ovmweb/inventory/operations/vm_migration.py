@@ -77,6 +77,19 @@ def _arrived(ctx, vm, source, target, there: tuple[int, int], stats: dict, **pla
     vnc_port, serial_port = ports.move_console_ports(vm=vm, server=target, vnc_port=there[0], serial_port=there[1])
     vm_set_placement(vm=vm, server=target, job=ctx.job, **placement_changes)
     elapsed_ms, downtime_ms = stats.get("time_elapsed"), stats.get("downtime")
+    if stats.get("data_total"):
+        # libvirt's figures of the completed job: a short migration may end before any
+        # progress reading, and the log says what was sent either way.
+        ctx.progress(
+            95,
+            _("%(p)d MiB of %(t)d MiB sent in %(ms)s ms (downtime %(d)s ms).")
+            % {
+                "p": (stats.get("data_processed") or 0) >> 20,
+                "t": stats["data_total"] >> 20,
+                "ms": elapsed_ms,
+                "d": downtime_ms,
+            },
+        )
     event_record(
         obj=vm,
         type="vm.migrated",

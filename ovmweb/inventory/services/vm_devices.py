@@ -36,6 +36,15 @@ def disk_path(disk: VirtualDisk) -> str:
     return f"{disk.repository.path}/VirtualDisks/{disk.volume}"
 
 
+def check_not_thin_base(disk: VirtualDisk) -> None:
+    """A thin-clone base is read-only: a VM writing to it would change every clone standing on it."""
+    if disk.thin_base:
+        raise Conflict(
+            _("%(disk)s is the read-only base of thin clones; attach one of its clones, or a copy.")
+            % {"disk": disk.name}
+        )
+
+
 def iso_path(iso: IsoFile) -> str:
     return f"{iso.repository.path}/ISOs/{iso.name}"
 
@@ -83,6 +92,7 @@ def vm_disk_attach(
                         ]
                     }
                 )
+            check_not_thin_base(virtual_disk)
             if any(s.virtual_disk_id == virtual_disk.pk for s in slots):
                 raise Conflict(
                     _("%(disk)s is already attached to %(vm)s.") % {"disk": virtual_disk.name, "vm": current.name}

@@ -40,6 +40,7 @@ from .vm_checks import (
     repository_reachable,
 )
 from .vm_copies import create_from_copy
+from .vm_devices import check_not_thin_base
 from .vm_migration import vm_migrate
 from .vm_state import check_action, lock_vm_row, vm_payload, vm_set_status
 
@@ -287,6 +288,7 @@ def _create_disk_slots(vm: VirtualMachine, *, user, disks, disk_buses: list[str]
             disk = _new_disk(user=user, spec=item.get("new") or {}, default_repository=repository)
         if not isinstance(disk, VirtualDisk):
             raise ValidationError({"disks": [_("Each disk is an existing virtual disk or a new one.")]})
+        check_not_thin_base(disk)
         VmDiskSlot.objects.create(vm=vm, slot=slot, kind=DiskSlotKind.DISK, virtual_disk=disk, bus=disk_bus)
         slot += 1
     return slot
