@@ -8,6 +8,7 @@ only package that imports libvirt. Drivers hold connections; models never do.
 from __future__ import annotations
 
 import abc
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -299,10 +300,16 @@ class StorageDriver:
         ``disk_map`` is copied into the target path, which must already exist on the target."""
         raise OperationFailed("not supported by this driver")
 
-    def send_messages(self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0) -> dict[str, str]:
-        """Send key/value pairs to the guest agent on the messages channel; {key: "ok"|"ignored"}.
+    def send_messages(
+        self, uuid: str, messages: list[tuple[str, str]], *, timeout: float = 5.0, logged: Collection[str] = ()
+    ) -> dict[str, str]:
+        """Send key/value pairs, in order, to the guest agent on the messages channel
+        (guest/ovmweb-guest-agent); {key: "ok"|"ignored"}, "ok" only for a pair the agent
+        acknowledged. Keys in ``logged`` may be written to the guest's message log; the
+        others (unlogged and hidden values) never are.
 
-        Raises ``AgentTimeout`` if nothing answers (the message may still be applied later).
+        Raises ``AgentTimeout`` if no agent answers the ping within ``timeout`` (the caller
+        fails the job: nothing was delivered).
         """
         raise OperationFailed("not supported by this driver")
 
