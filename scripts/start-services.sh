@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Starts the real components ovmweb talks to, idempotently and without systemd:
-#  - virtlogd + libvirtd (QEMU driver, cgroups off: these machines have no systemd)
+#  - virtlogd + virtlockd + libvirtd (QEMU driver, cgroups off: these machines have no systemd;
+#    disk leases through libvirt's lockd lock manager, lockspace in ${OVMWEB_LOCKSPACE_DIR:-
+#    /var/lib/libvirt/lockd/files}: on a pool of real servers, a directory of the shared
+#    repository that every server sees, so QEMU cannot open a disk a guest elsewhere holds)
 #  - an sshd on 127.0.0.1:${OVMWEB_TEST_SSH_PORT:-2222} with its own host key and a
 #    client key made for this machine, so the local machine is also an SSH "server".
 # Writes var/ssh/{id_ed25519,host_fingerprint,port} for the tests and `make run`.
@@ -25,11 +28,29 @@ swtpm_user = "root"
 swtpm_group = "root"
 CONF
 fi
+# Disk leases: libvirt's lockd lock manager (virtlockd holds one lease per writable disk).
+# Applies when libvirtd starts: a libvirtd already running keeps its configuration.
+if ! grep -q '^# ovmweb: disk leases' "$conf"; then
+  cat >>"$conf" <<'CONF'
+# ovmweb: disk leases (one disk, one running guest) through virtlockd
+lock_manager = "lockd"
+CONF
+fi
+LOCKSPACE=${OVMWEB_LOCKSPACE_DIR:-/var/lib/libvirt/lockd/files}
+mkdir -p "$LOCKSPACE"
+cat >/etc/libvirt/qemu-lockd.conf <<CONF
+# written by ovmweb scripts/start-services.sh
+auto_disk_leases = 1
+require_lease_for_disks = 1
+file_lockspace_dir = "$LOCKSPACE"
+CONF
 # Debian builds in libvirt-qemu as a default user in places qemu.conf does not reach.
 getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
 getent passwd libvirt-qemu >/dev/null || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 getent group kvm >/dev/null || groupadd -r kvm
 pgrep -x virtlogd >/dev/null || virtlogd -d
+# Before libvirtd, which does not start it. Never stop it under running guests (SIGTERM kills them).
+pgrep -x virtlockd >/dev/null || virtlockd -d
 if ! pgrep -x libvirtd >/dev/null; then
   libvirtd -d
 fi

@@ -4,7 +4,7 @@
 #
 # Each server has its own network + mount + UTS namespace (joined by one veth pair,
 # 10.99.0.1 <-> 10.99.0.2: addresses only inside the namespaces made here), its own
-# libvirtd + virtlogd (private /run, /etc/libvirt, /var/lib/libvirt; distinct host_uuid,
+# libvirtd + virtlogd + virtlockd (disk leases in $STATE/shared/.lockspace; private /run, /etc/libvirt, /var/lib/libvirt; distinct host_uuid,
 # which libvirt compares to refuse "migrating to the same host") and its own sshd on
 # port 22 with a host key of its own, published on 127.0.0.1:<port> of the root
 # namespace by socat. What the servers share is the root filesystem: $STATE/shared is
@@ -60,8 +60,18 @@ remember_owner = 0
 security_driver = "none"
 cgroup_controllers = [ ]
 migration_host = "${IP[$s]}"
+lock_manager = "lockd"
+EOF
+  # Disk leases: both servers' virtlockd lock in one lockspace on the shared directory, so a
+  # guest on one server stops the other from opening its disk (HA, tests/ha/).
+  mkdir -p "$STATE/shared/.lockspace"
+  cat >"$d/etc-libvirt/qemu-lockd.conf" <<EOF
+auto_disk_leases = 1
+require_lease_for_disks = 1
+file_lockspace_dir = "$STATE/shared/.lockspace"
 EOF
   : >"$d/etc-libvirt/virtlogd.conf"
+  : >"$d/etc-libvirt/virtlockd.conf"
   printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "${IP[a]}" "${HN[a]}" "${IP[b]}" "${HN[b]}" >"$d/etc/hosts"
   # No DNS in the namespaces: fail fast instead of waiting for timeouts.
   printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$d/etc/resolv.conf"
@@ -113,7 +123,7 @@ cmd_up() {
   [[ $(id -u) == 0 ]] || die "must be root"
   if is_up; then log "already up"; cat "$STATE/servers.json"; return 0; fi
   local t s p
-  for t in unshare nsenter ip ss socat libvirtd virtlogd virsh /usr/sbin/sshd ssh-keygen; do
+  for t in unshare nsenter ip ss socat libvirtd virtlogd virtlockd virsh /usr/sbin/sshd ssh-keygen; do
     command -v "$t" >/dev/null || die "missing tool: $t (bash scripts/install-system.sh)"
   done
   trap '[[ ${UP_OK:-0} == 1 ]] || { log "up failed: tearing down"; cmd_down || true; }' EXIT
@@ -131,6 +141,7 @@ cmd_up() {
     nsenter --net="$NSD/$s.net" ip addr add "${IP[$s]}/24" dev "veth-$s"
     nsenter --net="$NSD/$s.net" ip link set "veth-$s" up
     nsx "$s" virtlogd -d
+    nsx "$s" virtlockd -d
     nsx "$s" libvirtd -d
     nsx "$s" /usr/sbin/sshd -f "$RUN/$s/sshd_config"
   done

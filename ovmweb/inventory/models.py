@@ -40,6 +40,15 @@ class ServerPool(TimestampedModel):
         max_length=8, choices=choices.Architecture.choices, default=choices.Architecture.X86
     )
     description = models.TextField(blank=True)
+    # Pool policies (seed 6.12), run by the monitor (ovmweb/monitor/policies.py). DRS: a server
+    # above ``drs_threshold_percent`` CPU load or memory use for ``drs_period_s`` has a VM
+    # live-migrated away. DPM only reports which servers could be emptied (no IPMI here).
+    drs_enabled = models.BooleanField(default=False)
+    drs_threshold_percent = models.PositiveSmallIntegerField(
+        default=80, validators=[MinValueValidator(10), MaxValueValidator(100)]
+    )
+    drs_period_s = models.PositiveIntegerField(default=300, validators=[MinValueValidator(10)])
+    dpm_enabled = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]
@@ -83,6 +92,9 @@ class Server(TimestampedModel):
     # Usable libvirt domain types, proven by a probe: ["kvm", "qemu"] or ["qemu"].
     domain_types = models.JSONField(default=list, blank=True)
     inbound_migration_lock = models.BooleanField(default=False)
+    # libvirt's lock manager (lockd + virtlockd) guards every disk there: QEMU cannot open a
+    # disk a guest on another server holds. Read at discovery; HA needs it (services/pools.py).
+    disk_leases = models.BooleanField(default=False)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     status_message = models.TextField(blank=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from django.conf import settings
@@ -45,8 +46,25 @@ def parse_meminfo(text: str) -> int:
     return 0
 
 
-def _ssh_probe(ctx: JobContext, server: Server, secret: dict, added_keys: list) -> tuple[str, str, str, dict]:
-    """(cpuinfo, meminfo, host key, credentials to keep) read over SSH with the pinned host key.
+# Disk leases: libvirt's QEMU driver uses the lockd lock manager and virtlockd runs (its socket).
+_LOCKD_RE = re.compile(r'^\s*lock_manager\s*=\s*"lockd"', re.M)
+LEASES_PROBE = (
+    "grep -Eq '^[[:space:]]*lock_manager[[:space:]]*=[[:space:]]*\"lockd\"' /etc/libvirt/qemu.conf "
+    "&& test -S /run/libvirt/virtlockd-sock"
+)
+
+
+def local_disk_leases(etc: str = "/etc/libvirt", run: str = "/run/libvirt") -> bool:
+    """``LEASES_PROBE`` on this machine (the ``local`` transport)."""
+    try:
+        conf = Path(etc, "qemu.conf").read_text()
+    except OSError:
+        return False
+    return bool(_LOCKD_RE.search(conf)) and Path(run, "virtlockd-sock").is_socket()
+
+
+def _ssh_probe(ctx: JobContext, server: Server, secret: dict, added_keys: list) -> tuple[str, str, str, dict, bool]:
+    """(cpuinfo, meminfo, host key, credentials to keep, disk leases) read over SSH with the pinned host key.
 
     Also settles the credentials: a password is traded for a key of the manager's
     own (installed over this session, and appended to ``added_keys`` if it was not
@@ -77,13 +95,14 @@ def _ssh_probe(ctx: JobContext, server: Server, secret: dict, added_keys: list) 
             )
         _s, cpuinfo, _e = ssh.run(client, "cat /proc/cpuinfo")
         _s, meminfo, _e = ssh.run(client, "cat /proc/meminfo")
+        leases = ssh.run(client, LEASES_PROBE)[0] == 0
         if secret.get("password"):
             keep = _install_manager_key(ctx, server, client, secret, added_keys)
         elif secret.get("retire_public_key"):
             keep = _retire_manager_key(ctx, client, secret)
         else:
             keep = {"private_key": secret.get("private_key")}
-        return cpuinfo, meminfo, f"{key.get_name()} {key.get_base64()}", keep
+        return cpuinfo, meminfo, f"{key.get_name()} {key.get_base64()}", keep, leases
     finally:
         client.close()
 
@@ -244,7 +263,7 @@ def _discover(ctx: JobContext, server: Server, pending: dict | None, added_keys:
     if server.transport == Transport.SSH:
         # A job queued before credentials travelled in its params logs in with the stored ones.
         secret = pending["secret"] if pending else decrypt_credentials(server.credentials_encrypted)
-        cpuinfo, meminfo, host_key, keep = _ssh_probe(ctx, server, secret, added_keys)
+        cpuinfo, meminfo, host_key, keep, leases = _ssh_probe(ctx, server, secret, added_keys)
         # libvirt logs in with what is to be kept (the key that replaced a password) and
         # pins the key just verified: on this in-memory server only, until the facts are stored.
         server.credentials_encrypted = encrypt_credentials(keep)
@@ -252,9 +271,14 @@ def _discover(ctx: JobContext, server: Server, pending: dict | None, added_keys:
         connection = {"ssh_user": server.ssh_user, "host_key_fingerprint": server.host_key_fingerprint, "secret": keep}
     else:
         cpuinfo, meminfo = Path("/proc/cpuinfo").read_text(), Path("/proc/meminfo").read_text()
+        leases = local_disk_leases()
+    ctx.log(
+        _("Disk leases (libvirt lockd + virtlockd): %(on)s")
+        % {"on": _("yes") if leases else _("no: HA cannot be enabled in its pool")}
+    )
     facts = _read_facts(ctx, server, cpuinfo, meminfo)
     return server_services.server_record_facts(
-        server=server, facts=facts, host_key=host_key, job=ctx.job, connection=connection
+        server=server, facts=facts, host_key=host_key, job=ctx.job, connection=connection, disk_leases=leases
     )
 
 

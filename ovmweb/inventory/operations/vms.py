@@ -33,7 +33,7 @@ from ovmweb.jobs.signals import job_interrupted
 
 from ..choices import DomainType, MessageResult, VmStatus
 from ..models import Server, VirtualMachine
-from ..services import disk_copies, install_sources, placement, ports
+from ..services import disk_copies, install_sources, leases, placement, ports
 from ..services import messages as message_services
 from ..services.vm_state import vm_reconcile, vm_set_status
 from ..services.vms import vm_apply_pending, vm_remove
@@ -148,7 +148,9 @@ def _start_undo(start: _Start, job: Job, exc: Exception) -> None:
             log.warning("could not remove the definition of %s after a failed start", vm.uuid)
     # Ports this start did not take (no server could be chosen) are not its to free:
     # an OFFLINE VM keeps them while its guest may still run on the lost server.
-    _fail_start(vm, job, str(exc), release_ports=start.placed)
+    # A held disk lease is named (disk and path), not left as libvirt's hash.
+    error = leases.lease_refusal_text(vm=vm, error=str(exc)) or str(exc)
+    _fail_start(vm, job, error, release_ports=start.placed)
 
 
 def _start_finish(ctx: JobContext, vm: VirtualMachine, server: Server, driver: Driver) -> dict:

@@ -7,7 +7,11 @@ Rules kept here (and only here):
 - an anti-affinity group belongs to one server pool and only holds VMs of
   that pool (seed 7.7 placement: its VMs never share a server);
 - the servers of a processor compatibility group share one CPU vendor (seed
-  6.14/7.11: live migration only between compatible processors).
+  6.14/7.11: live migration only between compatible processors);
+- HA is enabled only in a pool whose servers all hold disk leases (libvirt's
+  lockd): without them an HA restart could run a second guest on a disk the
+  first still writes (``ha_refusal``);
+- pool policies (DRS, DPM) are set through ``server_pool_set_policies`` only.
 """
 
 from __future__ import annotations
@@ -32,6 +36,61 @@ def _check_fields(changes: dict, allowed: set[str]) -> None:
 
 
 # --------------------------------------------------------------------- server pools
+
+
+def ha_refusal(pool: ServerPool | None) -> str | None:
+    """Why a VM of ``pool`` may not have HA enabled (or restarted by HA), or None.
+
+    The pool's servers must all run libvirt's lock manager (``Server.disk_leases``, read
+    at discovery): the lease is what stops a restarted guest from opening a disk that
+    the first guest, on a server merely cut off, still writes."""
+    if pool is None:
+        return _("the virtual machine is in no server pool")
+    lacking = sorted(pool.servers.filter(disk_leases=False).values_list("name", flat=True))
+    if lacking:
+        return _(
+            "servers of pool %(pool)s have no disk leases (libvirt lockd + virtlockd): %(servers)s; "
+            "an HA restart there could run a disk twice"
+        ) % {"pool": pool.name, "servers": ", ".join(lacking[:10])}
+    return None
+
+
+def check_ha_allowed(*, pool: ServerPool | None, vm_name: str = "") -> None:
+    reason = ha_refusal(pool)
+    if reason:
+        raise Conflict(
+            _("Cannot enable HA for %(vm)s: %(reason)s.") % {"vm": vm_name or _("this VM"), "reason": reason}
+        )
+
+
+_POLICY_FIELDS = {"drs_enabled", "drs_threshold_percent", "drs_period_s", "dpm_enabled"}
+
+
+@transaction.atomic
+def server_pool_set_policies(*, pool: ServerPool, user, **policies) -> ServerPool:
+    """DRS (threshold in percent of CPU load or memory, and the period a server must stay
+    above it) and DPM (report only) for ``pool``; the monitor applies them."""
+    _check_fields(policies, _POLICY_FIELDS)
+    pool = ServerPool.objects.select_for_update().get(pk=pool.pk)
+    for field, value in policies.items():
+        setattr(pool, field, value)
+    pool.full_clean()
+    pool.save()
+    on, off = _("on"), _("off")
+    event_record(
+        obj=pool,
+        type="pool.policies",
+        user=user,
+        text=_("Policies of server pool %(name)s: DRS %(drs)s (%(t)s%% for %(p)s s), DPM %(dpm)s.")
+        % {
+            "name": pool.name,
+            "drs": on if pool.drs_enabled else off,
+            "t": pool.drs_threshold_percent,
+            "p": pool.drs_period_s,
+            "dpm": on if pool.dpm_enabled else off,
+        },
+    )
+    return pool
 
 
 @transaction.atomic

@@ -165,7 +165,13 @@ def _discovery_secret(*, server: Server, password: str | None, private_key: str 
 
 @transaction.atomic
 def server_record_facts(
-    *, server: Server, facts: HostFacts, host_key: str = "", job: Job | None = None, connection: dict | None = None
+    *,
+    server: Server,
+    facts: HostFacts,
+    host_key: str = "",
+    job: Job | None = None,
+    connection: dict | None = None,
+    disk_leases: bool | None = None,
 ) -> Server:
     """Store what discovery read from the server and mark it RUNNING.
 
@@ -190,9 +196,12 @@ def server_record_facts(
     server.libvirt_version = facts.libvirt_version
     server.qemu_version = facts.qemu_version
     server.domain_types = list(facts.domain_types)
+    if disk_leases is not None:
+        server.disk_leases = disk_leases
     if host_key:
         server.host_key = host_key
-    server.status = ServerStatus.RUNNING
+    if server.status != ServerStatus.MAINTENANCE:  # a rediscovery does not end maintenance
+        server.status = ServerStatus.RUNNING
     server.status_message = ""
     server.last_seen_at = timezone.now()
     server.full_clean()

@@ -33,6 +33,7 @@ from ..models import (
     VirtualMachine,
     VmDiskSlot,
 )
+from .pools import check_ha_allowed
 from .vm_checks import (
     PLAIN_FIELDS,
     UPDATABLE_FIELDS,
@@ -149,6 +150,8 @@ def vm_create(
     unknown = set(fields) - (PLAIN_FIELDS | rules.RUNTIME_FIELDS)
     if unknown:
         raise ValidationError({k: [_("Unknown field.")] for k in sorted(unknown)})
+    if fields.get("ha_enabled"):
+        check_ha_allowed(pool=server_pool, vm_name=name)
     kind = (source or {}).get("kind", "")
     rules.check_install_source(domain_type=domain_type, kind=kind, url=(source or {}).get("url", ""))
     sizing = {"vcpus": vcpus, "max_vcpus": max_vcpus, "memory_mib": memory_mib, "max_memory_mib": max_memory_mib}
@@ -403,6 +406,12 @@ def _new_disk(*, user, spec: dict, default_repository) -> VirtualDisk:
     return disk
 
 
+def _check_ha_switched_on(vm: VirtualMachine, changes: dict[str, Any]) -> None:
+    # Only switching HA on is checked: a server without leases joining later does not freeze the VM's edits.
+    if changes.get("ha_enabled") and not vm.ha_enabled:
+        check_ha_allowed(pool=vm.server_pool, vm_name=vm.name)
+
+
 def vm_update(*, vm: VirtualMachine, user, **changes: Any) -> VirtualMachine:
     """Edit a VM. On a stopped VM (or template) every change applies at once. On a
     running VM runtime parameters are saved as pending and take effect at the next
@@ -414,6 +423,7 @@ def vm_update(*, vm: VirtualMachine, user, **changes: Any) -> VirtualMachine:
     hot: dict[str, Any] = {}
     with transaction.atomic():
         current = lock_vm_row(vm)
+        _check_ha_switched_on(current, changes)
         cfg = _config_of(current)
         cfg.update(changes)
         # The rules are checked on the configuration the VM will boot with next.
