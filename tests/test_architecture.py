@@ -25,7 +25,12 @@ FORBIDDEN = {
     "accounts": {"inventory", "jobs", "hypervisor", "tunnels", *TOP},
     # audit sits above inventory and jobs; consoles, web and api call it, it calls none of them
     "audit": {"api", "web", "consoles", "monitor"},
+    # metrics sits beside monitor: the monitor calls its sampler, the API its views
+    "metrics": {"web", "consoles", "monitor", "audit"},
 }
+# Nothing below the metrics may import them.
+for _below in ("errors", "tunnels", "hypervisor", "jobs", "inventory", "core", "accounts"):
+    FORBIDDEN[_below] = FORBIDDEN[_below] | {"metrics"}
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -81,6 +86,8 @@ def test_no_package_imports_one_above_it():
         ("tunnels", "def f():\n    from ovmweb.hypervisor.base import Driver\n"),
         ("inventory", "from ovmweb.api import serializers\n"),
         ("jobs", "from ovmweb import inventory\n"),
+        ("hypervisor", "def f():\n    from ovmweb.metrics.series import TIERS\n"),
+        ("jobs", "from ovmweb.metrics import models\n"),
     ],
 )
 def test_the_check_sees_an_upward_import(package, source, tmp_path):

@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from ovmweb.consoles.api import ConsoleTicketCreateView
+from ovmweb.metrics import api as metrics
 
 from .views import appliances, audit, customizers, jobs, networks, pools, repositories, servers, storage, vms
 
@@ -32,5 +33,10 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("mac-range/", networks.MacRangeView.as_view(), name="mac-range"),
     path("vms/<int:pk>/console-tickets/", ConsoleTicketCreateView.as_view(), name="vm-console-tickets"),
+    path("vms/<int:pk>/metrics/", metrics.VmMetricsView.as_view(), name="vm-metrics"),
+    path("servers/<int:pk>/metrics/", metrics.ServerMetricsView.as_view(), name="server-metrics"),
+    path("repositories/<int:pk>/metrics/", metrics.RepositoryMetricsView.as_view(), name="repository-metrics"),
+    path("vms/sparklines/", metrics.VmSparklinesView.as_view(), name="vm-sparklines"),
+    path("servers/sparklines/", metrics.ServerSparklinesView.as_view(), name="server-sparklines"),
     path("", include(router.urls)),
 ]

@@ -158,6 +158,55 @@ class DomainEvent:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class DomainStats:
+    """One running domain's counters from libvirt's bulk domain stats.
+
+    Counters are cumulative since the domain started (the reader turns them into
+    rates); a memory figure is None where the hypervisor or the guest's balloon
+    driver does not report it."""
+
+    uuid: str
+    cpu_time_ns: int | None = None
+    vcpus: int = 0
+    memory_actual_kib: int | None = None  # balloon.current: what the guest has now
+    memory_unused_kib: int | None = None  # balloon.unused: free inside the guest (balloon driver)
+    memory_available_kib: int | None = None  # balloon.available: total seen by the guest
+    memory_rss_kib: int | None = None  # resident on the host
+    disk_read_bytes: int = 0
+    disk_write_bytes: int = 0
+    disk_read_ops: int = 0
+    disk_write_ops: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class HostStats:
+    """A server's CPU counters (cumulative, ns) and memory now."""
+
+    cpu_busy_ns: int
+    cpu_total_ns: int
+    memory_total_kib: int
+    memory_free_kib: int  # free, buffers and cache: what guests could still get
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    capacity_bytes: int
+    allocation_bytes: int
+    available_bytes: int
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """One reading of a server: itself, its running domains, the pools asked for (those it has)."""
+
+    host: HostStats
+    domains: list[DomainStats] = field(default_factory=list)
+    pools: dict[str, PoolUsage] = field(default_factory=dict)
+
+
 class Driver(abc.ABC):
     """One hypervisor server. Implementations are safe to call from one thread at a time."""
 
@@ -311,6 +360,11 @@ class StorageDriver:
         Raises ``AgentTimeout`` if no agent answers the ping within ``timeout`` (the caller
         fails the job: nothing was delivered).
         """
+        raise OperationFailed("not supported by this driver")
+
+    def stats(self, pools: Collection[str] = ()) -> ServerStats:
+        """Read the server, all its running domains in one bulk call (never one call per
+        domain) and the named storage pools (refreshed; a pool it does not have is left out)."""
         raise OperationFailed("not supported by this driver")
 
     def subscribe_events(self, callback) -> object:

@@ -137,9 +137,13 @@ class Monitor:
 
     def reconcile_all(self) -> None:
         from ovmweb.inventory.models import Server
+        from ovmweb.metrics.sampler import sample_round
 
-        for server in Server.objects.exclude(status="DISCOVERING"):
+        servers = list(Server.objects.exclude(status="DISCOVERING"))
+        for server in servers:
             self.reconcile_server(server)
+        # Metrics of the servers that answered this round (when their interval is due).
+        sample_round(servers=[s for s in servers if s.pk not in self._failing_since])
 
     def reconcile_server(self, server) -> None:
         from ovmweb.hypervisor.connections import driver_for, forget

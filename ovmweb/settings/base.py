@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "ovmweb.api",
     "ovmweb.web",
     "ovmweb.audit",
+    "ovmweb.metrics",
 ]
 
 MIDDLEWARE = [
@@ -225,6 +226,12 @@ OVMWEB_CREDENTIALS_KEY = os.environ.get("OVMWEB_CREDENTIALS_KEY", "")
 # Seconds between state reconciliations, and after which an unreachable server's VMs go STOPPED.
 OVMWEB_RECONCILE_INTERVAL = float(os.environ.get("OVMWEB_RECONCILE_INTERVAL", "10"))
 OVMWEB_SERVER_OFFLINE_AFTER = float(os.environ.get("OVMWEB_SERVER_OFFLINE_AFTER", "30"))
+# Metrics (ovmweb/metrics): seconds between samples (the finest tier's step), the share
+# of a repository in use above which it warns, and the free share of a server's memory
+# below which it is out of memory (percent).
+OVMWEB_METRICS_INTERVAL = float(os.environ.get("OVMWEB_METRICS_INTERVAL", "10"))
+OVMWEB_METRICS_REPOSITORY_FULL_PCT = float(os.environ.get("OVMWEB_METRICS_REPOSITORY_FULL_PCT", "85"))
+OVMWEB_METRICS_SERVER_MEMORY_LOW_PCT = float(os.environ.get("OVMWEB_METRICS_SERVER_MEMORY_LOW_PCT", "5"))
 # Where the embedded default keeps its first local repository.
 OVMWEB_LOCAL_REPOSITORY_PATH = os.environ.get("OVMWEB_LOCAL_REPOSITORY_PATH", str(VAR_DIR / "repositories" / "local"))
 # Uploaded ISOs and OVAs wait in the staging area until their job stores them (removed

@@ -8,7 +8,8 @@ for every connection, so it is registered before the first connection is opened.
 on top of ``connection.Connection``: ``host`` (facts, KVM probe), ``domains``
 (definition, power, resources), ``devices`` (hot-plug), ``messages`` (guest agent),
 ``events`` (lifecycle events), ``storage`` (pools, volumes), ``backup`` (point-in-time
-copies of a running domain's disks) and ``migration``.
+copies of a running domain's disks), ``stats`` (bulk domain, host and pool statistics)
+and ``migration``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .events import EventsMixin
 from .host import HostMixin
 from .messages import MessagesMixin
 from .migration import MigrationMixin, migration_progress, migration_xml
+from .stats import StatsMixin
 from .storage import StorageMixin
 
 __all__ = [
@@ -42,6 +44,7 @@ class LibvirtDriver(
     EventsMixin,
     StorageMixin,
     BackupMixin,
+    StatsMixin,
     MigrationMixin,
     StorageDriver,
     Driver,

@@ -1,0 +1,1 @@
+"""Metrics: samples of VMs, servers and repositories over time, bounded per object."""
