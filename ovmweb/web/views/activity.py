@@ -16,7 +16,7 @@ from ovmweb.inventory import permissions
 from ovmweb.jobs.choices import JobStatus, Severity
 from ovmweb.jobs.models import Event, Job
 
-from .. import selectors, ui
+from .. import paging, selectors, ui
 from .common import allowed, render_page, require
 from .vms import safe_next
 
@@ -39,11 +39,19 @@ def job_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status") or ""
     if status not in JobStatus.values:
         status = ""
-    page = Paginator(selectors.job_list(user=request.user, status=status or None), 50).get_page(request.GET.get("page"))
+    jobs = selectors.job_list(user=request.user, status=status or None)
+    # Keyset by default (the last page costs what the first does); ?page=N by offset.
+    page = paging.cursor_page(request, jobs, 50) or Paginator(jobs, 50).get_page(request.GET.get("page"))
     return render_page(
         request,
         "web/jobs/list.html",
-        {"page": page, "status": status, "statuses": JobStatus.choices, "perspective": "jobs"},
+        {
+            "page": page,
+            "cursor_paging": isinstance(page, paging.CursorPage),
+            "status": status,
+            "statuses": JobStatus.choices,
+            "perspective": "jobs",
+        },
         partial="web/jobs/_table.html",
         section="servers",
     )

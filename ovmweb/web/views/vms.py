@@ -22,7 +22,7 @@ from ovmweb.errors import Conflict
 from ovmweb.inventory.choices import VmAction
 from ovmweb.inventory.models import Server, ServerPool, VirtualMachine
 
-from .. import selectors, ui
+from .. import paging, selectors, ui
 from ..forms import vm_operations as operation_forms
 from ..forms import vms as vm_forms
 from .common import allowed, int_or_none, render_page
@@ -94,7 +94,8 @@ def _vm_table_context(request: HttpRequest) -> dict:
     if ordering not in sel.ORDERINGS:
         # Columns the selector does not sort by: re-order its (permission-filtered) queryset.
         qs = qs.order_by(ordering, "id")
-    page = Paginator(qs, per).get_page(request.GET.get("page"))
+    # Keyset by default (the last page costs what the first does); ?page=N by offset.
+    page = paging.cursor_page(request, qs, per) or Paginator(qs, per).get_page(request.GET.get("page"))
     params = {
         k: v
         for k, v in {
@@ -107,6 +108,7 @@ def _vm_table_context(request: HttpRequest) -> dict:
     }
     return {
         "page": page,
+        "cursor_paging": isinstance(page, paging.CursorPage),
         "vms": list(page.object_list),
         "q": q,
         "sort": sort,
