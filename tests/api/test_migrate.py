@@ -72,6 +72,10 @@ def test_storage_migration_refusals(api, local_setup, pool):
 def test_cold_migration_to_a_pool(api, pool, repo):
     vm = f.VirtualMachineFactory(server_pool=pool, repository=repo)
     other = f.ServerPoolFactory()
+    # Refused while the target pool cannot see the VM's repository (no server there could start it).
+    unseen = migrate(api, vm, target_pool=other.pk)
+    assert unseen.status_code == 409 and "not presented to that pool" in unseen.json()["detail"]
+    repo.server_pools.add(other)
     response = migrate(api, vm, target_pool=other.pk)
     assert response.status_code == 202, response.json()
     assert Job.objects.get(pk=response.json()["id"]).params == {"vm_id": vm.pk, "target_pool_id": other.pk}

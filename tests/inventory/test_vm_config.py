@@ -240,6 +240,11 @@ def test_clone_move_export_migrate_rules_reach_the_services(user, pool, repo, se
 
 def test_cold_migrate_to_other_pool(user, vm):
     other = f.ServerPoolFactory()
+    with pytest.raises(Conflict, match="not presented to that pool"):
+        vm_migrate(vm=vm, user=user, target_pool=other)
+    vm.repository.server_pools.add(other)
+    for slot in vm.disk_slots.exclude(virtual_disk=None):
+        slot.virtual_disk.repository.server_pools.add(other)
     job = vm_migrate(vm=vm, user=user, target_pool=other)
     assert job.params == {"vm_id": vm.pk, "target_pool_id": other.pk}
     vm.status = VmStatus.SUSPENDED

@@ -191,6 +191,7 @@ def test_migrate_dialog_live_vs_cold(admin_client, pool):
     other = ServerPoolFactory(name="pool-b")
     page = admin_client.get(f"/vms/{stopped.pk}/migrate/").content.decode()
     assert 'name="target_pool"' in page and 'name="target_server"' not in page
+    stopped.repository.server_pools.add(other)  # the target pool must see the VM's repository
     response = admin_client.post(f"/vms/{stopped.pk}/migrate/", {"target_pool": other.pk})
     assert response.status_code == 302
     assert Job.objects.get(operation="vm.migrate").params["target_pool_id"] == other.pk

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from ovmweb.errors import Conflict
+from ovmweb.errors import Conflict, DriverError
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import job_submit
 
@@ -19,9 +19,11 @@ from ..choices import RepositoryKind, VmAction, VmStatus
 from ..models import (
     Server,
     ServerPool,
+    VirtualDisk,
     VirtualMachine,
 )
-from .vm_state import check_action, lock_vm_row
+from .repositories import pool_name
+from .vm_state import check_action, lock_vm_row, vm_set_placement
 
 
 def vm_migrate(
@@ -64,6 +66,7 @@ def _migrate_cold(
             }
         )
     rules.check_cold_migration(vm=current, target_pool=target_pool)
+    check_pool_sees_storage(vm=current, target_pool=target_pool)
     return job_submit(
         operation="vm.migrate",
         summary=_("Migrate virtual machine %(vm)s to %(pool)s")
@@ -145,5 +148,97 @@ def _storage_migration_target(
             Repository.objects.filter(kind=RepositoryKind.LOCAL, server=target_server).order_by("pk").first()
         )
     rules.check_storage_migration(vm=current, target=target_server, target_repository=target_repository)
+    check_no_thin_clones(storage_disks(current))
     check_server(vm=current, server=target_server, ha_failover=ha_failover, repository=target_repository)
     return target_server, target_repository
+
+
+def check_pool_sees_storage(*, vm: VirtualMachine, target_pool: ServerPool | None) -> None:
+    """A stopped VM goes to another pool only if that pool sees its repository and every
+    repository its disks and ISOs are in (it would not start there otherwise)."""
+    if target_pool is None:
+        return
+    repositories = {vm.repository} if vm.repository is not None else set()
+    for slot in vm.disk_slots.select_related("virtual_disk__repository", "iso__repository"):
+        if slot.virtual_disk is not None:
+            repositories.add(slot.virtual_disk.repository)
+        if slot.iso is not None:
+            repositories.add(slot.iso.repository)
+    for repo in sorted(repositories, key=lambda r: r.pk):
+        if not repo.server_pools.filter(pk=target_pool.pk).exists():
+            raise Conflict(
+                _(
+                    "Cannot migrate '%(vm)s' to %(pool)s: repository %(repo)s is not presented to that pool, "
+                    "so no server there could start it."
+                )
+                % {"vm": vm.name, "pool": target_pool.name, "repo": repo.name}
+            )
+
+
+def cold_migration_done(*, vm: VirtualMachine, target_pool: ServerPool | None, job: Job | None, log) -> dict:
+    """The ``vm.migrate`` job of a stopped VM: its definition leaves its last server, and it
+    is placed in ``target_pool`` (on a server there when it next starts, 7.7)."""
+    from ovmweb.hypervisor.connections import driver_for
+
+    check_pool_sees_storage(vm=vm, target_pool=target_pool)  # the pool may have changed since
+    if vm.server is not None:
+        try:
+            driver_for(vm.server).undefine(str(vm.uuid))
+        except DriverError as exc:
+            log(_("Undefine on %(s)s failed: %(e)s") % {"s": vm.server.name, "e": exc})
+    vm_set_placement(vm=vm, server_pool=target_pool, server=None, job=job)
+    return {"server_pool_id": target_pool.pk if target_pool else None}
+
+
+def storage_disks(vm: VirtualMachine) -> list[VirtualDisk]:
+    """The disks of ``vm`` a live migration with storage copies: those in a local repository."""
+    return [
+        s.virtual_disk
+        for s in vm.disk_slots.select_related("virtual_disk__repository", "virtual_disk__backing_disk").order_by("slot")
+        if s.virtual_disk is not None and s.virtual_disk.repository.kind == RepositoryKind.LOCAL
+    ]
+
+
+def check_no_thin_clones(disks: list[VirtualDisk]) -> None:
+    """A disk thin clones stand on cannot leave its repository: their files name its file."""
+    for disk in disks:
+        if disk.thin_clones.exists():
+            raise Conflict(
+                _("Thin clones stand on virtual disk %(disk)s: flatten them before migrating it.") % {"disk": disk.name}
+            )
+
+
+def _allocated(driver, disk: VirtualDisk) -> int:
+    """Bytes the disk's chain holds (what a copy through the chain may write at most)."""
+    total, current = 0, disk
+    while current is not None:
+        total += driver.volume_info(pool_name(current.repository, "disks"), current.volume).allocation_bytes
+        current = current.backing_disk
+    return total
+
+
+def check_storage_space(*, vm: VirtualMachine, disks: list[VirtualDisk], target_repository) -> int:
+    """Seed 7.7: the target repository must hold the disks, and the source repository must
+    have as much free again as they use ("at least double the size of the disk space
+    required by the virtual machine"). Returns the bytes to copy."""
+    from .storage import check_space, repository_driver
+
+    check_no_thin_clones(disks)
+    by_source: dict = {}
+    for disk in disks:
+        by_source.setdefault(disk.repository, []).append(disk)
+    needed = 0
+    for repository, group in by_source.items():
+        used = sum(_allocated(repository_driver(repository), d) for d in group)
+        needed += used
+        info = repository_driver(repository).pool_refresh(pool_name(repository))
+        if info.available_bytes < used:
+            raise Conflict(
+                _(
+                    "Cannot migrate '%(vm)s' with its storage: source repository %(repo)s has %(free)d bytes free and "
+                    "needs at least as much as its disks use (%(used)d bytes, seed 7.7)."
+                )
+                % {"vm": vm.name, "repo": repository.name, "free": info.available_bytes, "used": used}
+            )
+    check_space(repository=target_repository, needed_bytes=needed)
+    return needed

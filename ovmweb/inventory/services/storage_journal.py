@@ -1,0 +1,139 @@
+"""The journal of volumes a storage job creates, so that no fault leaves one behind.
+
+Invariants:
+
+- A job writes a volume into its journal (``Job.result["journal"]``, on the job row,
+  committed at once) *before* it asks a server to create it, and takes it out once a
+  ``VirtualDisk`` records it (or the job deleted it again).
+- A volume in the journal of a job that is over (failed, aborted, interrupted by a dead
+  worker) is deleted, unless a ``VirtualDisk`` records it by then. A server that cannot be
+  reached keeps its entries in the journal; the next sweep (``journal_sweep_all``: when a
+  worker recovers interrupted jobs, and before each new storage job) tries again.
+- A journaled volume is never deleted while its job runs, and a volume no journal names is
+  never deleted here: the journal is the only thing the sweep trusts.
+- A live migration with storage is special: its target volumes are journaled under their
+  final names, which the source's records share; whether they may go depends on where the
+  guest runs, so its entries are resolved by ``operations.vm_migration`` (asking libvirt),
+  not swept blindly (``RESOLVERS``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from ovmweb.errors import Conflict, DriverError
+from ovmweb.jobs.choices import JobStatus
+from ovmweb.jobs.models import Job
+from ovmweb.jobs.services import event_record
+
+from ..models import Repository, VirtualDisk
+from .repositories import pool_name
+
+log = logging.getLogger(__name__)
+
+KEY = "journal"
+# operation -> resolver(job) for the operations whose journal needs more than a sweep.
+RESOLVERS: dict[str, Callable[[Job], None]] = {}
+
+
+def _write(job: Job, entries: list[dict]) -> None:
+    with transaction.atomic():
+        row = Job.objects.select_for_update().get(pk=job.pk)
+        result = dict(row.result or {})
+        if entries:
+            result[KEY] = entries
+        else:
+            result.pop(KEY, None)
+        Job.objects.filter(pk=job.pk).update(result=result)
+    job.result = result
+
+
+def entries(job: Job) -> list[dict]:
+    return list((Job.objects.filter(pk=job.pk).values_list("result", flat=True).first() or {}).get(KEY, []))
+
+
+def _same(entry: dict, repository_id: int, volume: str) -> bool:
+    return entry["repository_id"] == repository_id and entry["volume"] == volume
+
+
+def journal_add(job: Job | None, *, repository: Repository, volume: str, **extra) -> None:
+    """Before creating ``volume`` in ``repository``'s disks pool for ``job``; ``extra``: what
+    the operation's resolver needs to know of it (JSON values)."""
+    if job is None:
+        return
+    current = entries(job)
+    if not any(_same(e, repository.pk, volume) for e in current):
+        _write(job, [*current, {"repository_id": repository.pk, "volume": volume, **extra}])
+
+
+def journal_remove(job: Job | None, *, repository: Repository | None = None, volume: str | None = None) -> None:
+    """``volume`` is recorded (or deleted): out of the journal. No arguments: all of it."""
+    if job is None:
+        return
+    current = entries(job)
+    if repository is None:
+        kept = []
+    else:
+        kept = [e for e in current if not _same(e, repository.pk, volume)]
+    if kept != current:
+        _write(job, kept)
+
+
+def _delete(entry: dict) -> bool:
+    """Delete one journaled volume unless a record claims it; True when it is settled."""
+    from .storage import repository_driver
+
+    repository = Repository.objects.filter(pk=entry["repository_id"]).first()
+    if repository is None:
+        return True
+    if VirtualDisk.objects.filter(repository=repository, volume=entry["volume"]).exists():
+        return True
+    try:
+        repository_driver(repository).volume_delete(pool_name(repository, "disks"), entry["volume"])
+    except (DriverError, Conflict) as exc:
+        log.warning("journaled volume %s in %s not deleted yet: %s", entry["volume"], repository.name, exc)
+        return False
+    return True
+
+
+def journal_sweep(job: Job) -> list[dict]:
+    """Delete what ``job``'s journal still names and no record claims; return what stays
+    (its server could not be reached)."""
+    left = [e for e in entries(job) if not _delete(e)]
+    _write(job, left)
+    if not left:
+        return []
+    event_record(
+        obj=job.target,
+        type="storage.cleanup_pending",
+        job=job,
+        text=_("%(n)d volume(s) left by job #%(id)s could not be deleted yet; they will be on the next try.")
+        % {"n": len(left), "id": job.pk},
+    )
+    return left
+
+
+def journal_settle(job: Job) -> None:
+    """Settle an ended job's journal: its operation's resolver, else a sweep."""
+    resolver = RESOLVERS.get(job.operation)
+    if resolver is not None:
+        resolver(job)
+    else:
+        journal_sweep(job)
+
+
+def journal_sweep_all() -> int:
+    """Settle the journal of every job that is over; returns how many jobs had one."""
+    done = Job.objects.filter(status__in=list(JobStatus.DONE), result__has_key=KEY).order_by("pk")
+    count = 0
+    for job in done:
+        count += 1
+        try:
+            journal_settle(job)
+        except Exception:  # one job's leftovers never stop another's
+            log.warning("journal of job #%s not settled", job.pk, exc_info=True)
+    return count
