@@ -46,6 +46,7 @@ ALLOWED = {
     ("api", "schema"): "the OpenAPI description of the endpoints: names and shapes, no data",
     ("api", "docs"): "Swagger UI over that description",
     ("api", "api-root"): "DRF's index: links to the collections, no data",
+    ("api", "tokens"): "trades a user name and password for a token (throttled as the sign-in form); no data",
 }
 # Walked elsewhere: the admin has its own login page (staff only).
 SKIPPED_NAMESPACES = {"admin"}

@@ -2,6 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from ovmweb.accounts.api import TokenCreateView
 from ovmweb.consoles.api import ConsoleTicketCreateView
 from ovmweb.metrics import api as metrics
 
@@ -32,6 +33,7 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("mac-range/", networks.MacRangeView.as_view(), name="mac-range"),
+    path("tokens/", TokenCreateView.as_view(), name="tokens"),
     path("vms/<int:pk>/console-tickets/", ConsoleTicketCreateView.as_view(), name="vm-console-tickets"),
     path("vms/<int:pk>/metrics/", metrics.VmMetricsView.as_view(), name="vm-metrics"),
     path("servers/<int:pk>/metrics/", metrics.ServerMetricsView.as_view(), name="server-metrics"),
