@@ -21,6 +21,8 @@ from django.db import close_old_connections
 from ovmweb.errors import DriverError
 from ovmweb.hypervisor.base import DomainEvent, PowerState
 
+from .ha import HaFailover
+
 log = logging.getLogger(__name__)
 
 # A job owns the VM while it is in one of these states; only its outcome, not a
@@ -54,6 +56,7 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._subscriptions: dict[int, tuple[object, object]] = {}  # server id -> (driver, handle)
         self._failing_since: dict[int, float] = {}
+        self.ha = HaFailover()
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -77,12 +80,15 @@ class Monitor:
 
     def _run(self) -> None:
         next_reconcile = 0.0
+        self._ha_recover()
         while not self._stop.is_set():
             timeout = max(0.0, next_reconcile - time.monotonic())
+            if self.ha.busy:  # an HA restart under way is watched every second
+                timeout = min(timeout, 1.0)
             try:
                 item = self._events.get(timeout=timeout)
             except queue.Empty:
-                item = "reconcile"
+                item = "reconcile" if time.monotonic() >= next_reconcile else "ha"
             if self._stop.is_set():
                 break
             close_old_connections()
@@ -92,12 +98,21 @@ class Monitor:
                     next_reconcile = time.monotonic() + self.interval
                 elif isinstance(item, tuple) and item[0] == "closed":
                     self.reconcile_server_id(item[1])
-                elif item is not None:
+                elif item is not None and item != "ha":
                     self.handle_event(*item)
+                self.ha.step(failing=frozenset(self._failing_since))
             except Exception:  # the monitor must outlive any one failure
                 log.exception("monitor step failed")
             finally:
                 close_old_connections()
+
+    def _ha_recover(self) -> None:
+        try:
+            self.ha.recover()
+        except Exception:
+            log.exception("HA recovery failed")
+        finally:
+            close_old_connections()
 
     # ---------------------------------------------------------------- events
     def _subscribe(self, server, driver) -> None:
@@ -162,11 +177,14 @@ class Monitor:
             self._subscriptions.pop(server.pk, None)
             forget(server)
             since = self._failing_since.setdefault(server.pk, time.monotonic())
-            if time.monotonic() - since >= self.offline_after:
+            failing_for = time.monotonic() - since
+            self.ha.server_failing(server, failing_for=failing_for, offline_after=self.offline_after)
+            if failing_for >= self.offline_after:
                 server_mark_unreachable(server=server, error=str(exc))
             return
         self._failing_since.pop(server.pk, None)
         server_mark_reachable(server=server)
+        self.ha.server_back(server, domains)
         for vm in server.vms.exclude(status="TEMPLATE"):
             if vm.status in _IN_FLIGHT or _migrating(vm):
                 continue

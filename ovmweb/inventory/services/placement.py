@@ -2,7 +2,10 @@
 target (start on a given server, live migration).
 
 Rule 7.12 lives here: nothing is started or migrated onto a server with the
-inbound migration lock, except an HA failover, which overrides it.
+inbound migration lock, except an HA failover, which overrides it. So does 7.15:
+VMs with different HugePages settings do not share a server, except after an HA
+failover, which takes precedence. A server in MAINTENANCE (like any server that is
+not RUNNING) takes no VM at all.
 
 Every fact a decision needs about a server (memory its VMs occupy, whether the
 VM's repository reaches it, a running anti-affinity partner) is annotated onto
@@ -23,7 +26,7 @@ from ..models import AntiAffinityGroup, Repository, Server, ServerPool, VirtualM
 
 # VMs that occupy memory on their server.
 _OCCUPYING = [VmStatus.STARTING, VmStatus.RUNNING, VmStatus.STOPPING, VmStatus.SUSPENDED]
-_FACTS = ("used_memory", "pool_architecture", "repository_presented", "anti_affinity_clash")
+_FACTS = ("used_memory", "pool_architecture", "repository_presented", "anti_affinity_clash", "huge_pages_clash")
 
 
 def _effective(vm: VirtualMachine, field: str):
@@ -67,16 +70,23 @@ def _with_facts(*, vm: VirtualMachine, repository, where: str, params: list[Any]
         f"(SELECT g.{member_group} FROM {member_table} g WHERE g.{member_vm} = %s) "
         f"ORDER BY o.{q('name')} LIMIT 1)"
     )
+    # HugePages (7.15): the first VM occupying server s with the other setting.
+    huge_sql = (
+        f"(SELECT o.{q('name')} FROM {vm_table} o WHERE {others} AND o.{q('huge_pages')} <> %s "  # nosec B608  # identifiers from model _meta through quote_name, every value a bound %s
+        f"ORDER BY o.{q('name')} LIMIT 1)"
+    )
     sql = (
         f"SELECT s.*, "  # nosec B608  # identifiers from model _meta through quote_name, every value a bound %s
         f"COALESCE((SELECT SUM(o.{q('memory_mib')}) FROM {vm_table} o WHERE {others}), 0) AS used_memory, "
         f"p.{q('architecture')} AS pool_architecture, "
         f"{presented_sql} AS repository_presented, "
-        f"{clash_sql} AS anti_affinity_clash "
+        f"{clash_sql} AS anti_affinity_clash, "
+        f"{huge_sql} AS huge_pages_clash "
         f"FROM {server_table} s LEFT JOIN {pool_table} p ON p.{q('id')} = s.{q('server_pool_id')} "
         f"WHERE {where} ORDER BY s.{q('name')}"
     )
-    all_params = [*sql_params, *presented_params, *sql_params, vm.pk or 0, *params]
+    huge = bool(_effective(vm, "huge_pages"))
+    all_params = [*sql_params, *presented_params, *sql_params, vm.pk or 0, *sql_params, huge, *params]
     return list(Server.objects.raw(sql, all_params))
 
 
@@ -88,6 +98,7 @@ def _reason(*, vm: VirtualMachine, server: Server, facts: dict[str, Any], ha_fai
         or _repository_refusal(server=server, facts=facts, repo=repo)
         or _memory_refusal(vm=vm, server=server, facts=facts)
         or _anti_affinity_refusal(server=server, facts=facts)
+        or _huge_pages_refusal(vm=vm, server=server, facts=facts, ha_failover=ha_failover)
     )
 
 
@@ -139,6 +150,16 @@ def _anti_affinity_refusal(*, server: Server, facts: dict[str, Any]) -> str | No
         return _("%(other)s of the same anti-affinity group runs on %(s)s") % {
             "other": facts["anti_affinity_clash"],
             "s": server.name,
+        }
+    return None
+
+
+def _huge_pages_refusal(*, vm: VirtualMachine, server: Server, facts: dict[str, Any], ha_failover: bool) -> str | None:
+    if facts["huge_pages_clash"] is not None and not ha_failover:
+        return _("%(other)s runs on %(s)s with HugePages %(setting)s") % {
+            "other": facts["huge_pages_clash"],
+            "s": server.name,
+            "setting": _("off") if _effective(vm, "huge_pages") else _("on"),
         }
     return None
 
