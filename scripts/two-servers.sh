@@ -228,11 +228,46 @@ cmd_status() {
   echo "processes:"; for p in $(pids_in_ns); do echo "  $p $(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-100)"; done
 }
 
+# crash <s>: SIGKILL the libvirtd and QEMU processes of server s (its virtlockd and sshd stay:
+# a server whose hypervisor died; the guests' leases free with their QEMU). revive <s>: libvirtd again.
+cmd_crash() {
+  local s=$1
+  nsx "$s" sh -c 'me=$(readlink /proc/self/ns/net)
+    for p in $(pgrep -x libvirtd) $(pgrep -x qemu-system-x86); do
+      [ "$(readlink /proc/$p/ns/net)" = "$me" ] && kill -KILL "$p"
+    done; true'
+}
+cmd_revive() { nsx "$1" libvirtd -d; wait_for 30 virsh -c "$(sock_uri "$1")" version || die "libvirtd of $1 did not come back"; }
+
+# cut <s>: the manager loses server s (its SSH forwarder and every connection through it go,
+# the link between the servers goes down) while everything on s keeps running. restore <s>: back.
+cmd_cut() {
+  local s=$1 f=$RUN/socat-$1.pid pid
+  nsenter --net="$NSD/$s.net" ip link set "veth-$s" down
+  [[ -f $f ]] || return 0
+  pid=$(cat "$f")
+  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "^socat TCP-LISTEN.*$NSD"; then
+    kill $(pgrep -P "$pid") "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+cmd_restore() {
+  local s=$1 p
+  nsenter --net="$NSD/$s.net" ip link set "veth-$s" up
+  p=$(sed -n "s/.*\"$s\": {[^}]*\"ssh_port\": \([0-9]*\).*/\1/p" "$STATE/servers.json")
+  [[ -n $p ]] || die "no ssh port of $s in $STATE/servers.json"
+  setsid socat TCP-LISTEN:"$p",bind=127.0.0.1,reuseaddr,fork \
+    EXEC:"nsenter --net=$NSD/$s.net socat STDIO TCP\:${IP[$s]}\:22",nofork </dev/null >/dev/null 2>&1 &
+  echo $! >"$RUN/socat-$s.pid"
+  wait_for 10 bash -c "echo >/dev/tcp/127.0.0.1/$p" || die "forwarder of $s not listening on $p"
+}
+
 case ${1:-} in
   up) cmd_up ;;
+  crash|revive|cut|restore) is_up || die "not up"; c=$1; s=${2:?server}; [[ $s == a || $s == b ]] || die "server a or b"; "cmd_$c" "$s" ;;
   down) cmd_down ;;
   status) cmd_status ;;
   virsh) s=${2:?server}; shift 2; virsh -c "$(sock_uri "$s")" "$@" ;;
   sh) s=${2:?server}; shift 2; nsx "$s" "${@:-bash}" ;;
-  *) echo "usage: $0 up|down|status|virsh <a|b> [args]|sh <a|b> [cmd]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|crash|revive|cut|restore <a|b>|virsh <a|b> [args]|sh <a|b> [cmd]" >&2; exit 2 ;;
 esac

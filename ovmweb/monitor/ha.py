@@ -206,6 +206,8 @@ class HaFailover:
         from ovmweb.inventory.services.vms import vm_action
 
         lost.next_try = time.monotonic() + _retry_interval()
+        if self._still_runs_on_failed(lost, vm, failing):
+            return
         refusal = pools.ha_refusal(vm.server_pool)
         if refusal:
             self._report(lost, vm, refusal)
@@ -227,6 +229,28 @@ class HaFailover:
             % {"vm": vm.name, "new": target.name, "old": lost.failed_server},
             "WARNING",
         )
+
+    def _still_runs_on_failed(self, lost: _Lost, vm, failing) -> bool:
+        """The lost server answers again and still runs the guest: it is recorded there
+        (never a second start), whatever the order of this retry and the next reconcile."""
+        from ovmweb.errors import DriverError
+        from ovmweb.hypervisor.connections import driver_for
+        from ovmweb.inventory.models import Server
+
+        if lost.failed_server_id is None or lost.failed_server_id in failing:
+            return False
+        server = Server.objects.filter(pk=lost.failed_server_id, status="RUNNING").first()
+        if server is None:
+            return False
+        try:
+            domains = {d.uuid: d for d in driver_for(server).list_domains()}
+        except DriverError:
+            return False
+        info = domains.get(str(vm.uuid))
+        if info is None or info.state not in _ALIVE:
+            return False
+        self._adopt(vm, server)
+        return True
 
     # ------------------------------------------------------------ a server back
     def server_back(self, server, domains: dict) -> None:

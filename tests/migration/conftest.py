@@ -77,6 +77,11 @@ def discover(*, user, endpoints, key: str, pool) -> Server:
 def estate(admin_user, endpoints, settings):
     """Pool with servers a and b (SSH, pinned keys), a shared repository presented to the
     pool (same directory on both), the tiny guest's ISO in it."""
+    yield from build_estate(admin_user, endpoints, settings)
+
+
+def build_estate(admin_user, endpoints, settings):
+    """The ``estate`` fixture's body, for modules that bring up servers of their own (tests/ha)."""
     settings.OVMWEB_HYPERVISOR_URI = ""
     settings.OVMWEB_KVM_PROBE_TIMEOUT = 2
     shared = Path(endpoints["shared_path"]) / uuid.uuid4().hex[:8]
