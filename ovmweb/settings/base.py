@@ -226,6 +226,8 @@ OVMWEB_CREDENTIALS_KEY = os.environ.get("OVMWEB_CREDENTIALS_KEY", "")
 # Seconds between state reconciliations, and after which an unreachable server's VMs go STOPPED.
 OVMWEB_RECONCILE_INTERVAL = float(os.environ.get("OVMWEB_RECONCILE_INTERVAL", "10"))
 OVMWEB_SERVER_OFFLINE_AFTER = float(os.environ.get("OVMWEB_SERVER_OFFLINE_AFTER", "30"))
+# Seconds between HA restart tries of a VM whose disk lease is still held (ovmweb/monitor/ha.py).
+OVMWEB_HA_RETRY = float(os.environ.get("OVMWEB_HA_RETRY", "5"))
 # Metrics (ovmweb/metrics): seconds between samples (the finest tier's step), the share
 # of a repository in use above which it warns, and the free share of a server's memory
 # below which it is out of memory (percent).
