@@ -30,6 +30,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
 
+from ovmweb.accounts.models import Role, RoleAssignment
 from ovmweb.audit.models import AuditAction, AuditRecord
 from ovmweb.audit.services import record as audit_record
 from ovmweb.inventory import choices
@@ -65,6 +66,7 @@ WEB_PARAMS = {
     "network_id": "network",
     "job_id": "job",
     "event_id": "event",
+    "role_id": "role_assignment",
 }
 WEB_VALUES = {"source": "iso", "action": "start", "format": "json"}
 
@@ -108,6 +110,7 @@ def estate(db):
         "job": job_submit(operation="vm.start", summary="start", user=owner, target=vm, lock=[vm]),
         "event": event_record(obj=vm, type="test", text="hello", user=owner),
         "audit_record": audit_record(action=AuditAction.LOGIN, user=owner, obj=owner, address="10.0.0.1"),
+        "role_assignment": RoleAssignment.objects.create(role=Role.VIEWER, user=owner, server_pool=pool),
     }
     m.MacAddressRange.objects.create(pk=1, start="00:21:f6:00:00:00", end="00:21:f6:ff:ff:ff")
     return objects

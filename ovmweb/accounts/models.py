@@ -43,3 +43,94 @@ class LoginFailure(models.Model):
             models.Index(fields=["username", "at"], name="loginfailure_user_at"),
             models.Index(fields=["address", "at"], name="loginfailure_address_at"),
         ]
+
+
+class Role(models.TextChoices):
+    """Roles on server pools (ovmweb/inventory/roles.py says what each may do). Each includes
+    the ones below it: an Administrator may do what an Operator may, an Operator what a Viewer may."""
+
+    ADMINISTRATOR = "administrator", _("Administrator")
+    OPERATOR = "operator", _("Operator")
+    VIEWER = "viewer", _("Viewer")
+
+
+class RoleAssignment(models.Model):
+    """A role granted to one user or one group, on one server pool or (``server_pool`` null)
+    on the whole estate.
+
+    Invariants (database constraints): exactly one of ``user`` and ``group``; a grantee holds
+    a given role on a given pool (or on the estate) at most once. Rows are made and deleted
+    by ``ovmweb.inventory.services.roles`` only, never changed: a change of role is a removal
+    and a grant, each an event on the pool and an audit record."""
+
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="role_assignments",
+        verbose_name=_("user"),
+    )
+    group = models.ForeignKey(
+        "auth.Group",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="role_assignments",
+        verbose_name=_("group"),
+    )
+    # A string reference: accounts sits below inventory and imports nothing of it.
+    server_pool = models.ForeignKey(
+        "inventory.ServerPool",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="role_assignments",
+        verbose_name=_("server pool"),
+    )
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(_("granted"), default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["server_pool_id", "role", "id"]
+        verbose_name = _("role assignment")
+        verbose_name_plural = _("role assignments")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="roleassignment_one_grantee",
+            ),
+            # NULL is never equal to NULL in a unique index: the estate-wide rows get their own.
+            models.UniqueConstraint(
+                fields=["user", "server_pool", "role"],
+                condition=models.Q(user__isnull=False, server_pool__isnull=False),
+                name="roleassignment_unique_user_pool",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "role"],
+                condition=models.Q(user__isnull=False, server_pool__isnull=True),
+                name="roleassignment_unique_user_estate",
+            ),
+            models.UniqueConstraint(
+                fields=["group", "server_pool", "role"],
+                condition=models.Q(group__isnull=False, server_pool__isnull=False),
+                name="roleassignment_unique_group_pool",
+            ),
+            models.UniqueConstraint(
+                fields=["group", "role"],
+                condition=models.Q(group__isnull=False, server_pool__isnull=True),
+                name="roleassignment_unique_group_estate",
+            ),
+        ]
+
+    @property
+    def grantee(self):
+        return self.user if self.user_id is not None else self.group
+
+    def __str__(self) -> str:
+        where = self.server_pool if self.server_pool_id is not None else _("the whole estate")
+        return f"{self.grantee}: {self.get_role_display()} ({where})"

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model, user_logged_in, user_logged_out, user_login_failed
 from django.contrib.auth.models import Group
-from django.db.models.signals import m2m_changed, post_save, pre_save
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
+from ovmweb.accounts.models import RoleAssignment
 from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.models import Job
 
@@ -108,6 +110,34 @@ def user_flags_after(sender, instance, created, raw=False, **kwargs) -> None:
         )
 
 
+def role_assignment_saved(sender, instance, created, raw=False, **kwargs) -> None:
+    """A role granted on a pool or the estate (ovmweb.inventory.services.roles, or the admin)."""
+    if not raw and created:
+        _record_role(instance, "granted")
+
+
+def role_assignment_deleted(sender, instance, **kwargs) -> None:
+    _record_role(instance, "removed")
+
+
+def _record_role(assignment, outcome: str) -> None:
+    try:
+        grantee = assignment.grantee
+    except ObjectDoesNotExist:  # removed with its user or group: the ids below still say whose
+        grantee = None
+    services.record(
+        action=AuditAction.ROLE,
+        obj=grantee,
+        outcome=outcome,
+        detail={
+            "role": assignment.role,
+            "server_pool": assignment.server_pool_id,
+            "user": assignment.user_id,
+            "group": assignment.group_id,
+        },
+    )
+
+
 def job_saved(sender, instance, update_fields=None, raw=False, **kwargs) -> None:
     if raw or instance.status not in JobStatus.DONE:
         return
@@ -136,3 +166,5 @@ def connect() -> None:
     pre_save.connect(user_flags_before, sender=user, dispatch_uid="ovmweb-audit-user-before")
     post_save.connect(user_flags_after, sender=user, dispatch_uid="ovmweb-audit-user-after")
     post_save.connect(job_saved, sender=Job, dispatch_uid="ovmweb-audit-job-ended")
+    post_save.connect(role_assignment_saved, sender=RoleAssignment, dispatch_uid="ovmweb-audit-role-granted")
+    post_delete.connect(role_assignment_deleted, sender=RoleAssignment, dispatch_uid="ovmweb-audit-role-removed")

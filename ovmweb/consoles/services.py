@@ -50,9 +50,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def can_interact(user) -> bool:
-    """Whether the user may type into a console (else the console is read-only)."""
-    return permissions.can(user, "vm.console_input")
+def can_interact(user, vm=None) -> bool:
+    """Whether the user may type into ``vm``'s console (else it is read-only): a role on the
+    VM's pool (Operator, Administrator) or the model permission."""
+    return permissions.can(user, "vm.console_input", vm)
 
 
 def console_port(vm: VirtualMachine, kind: str) -> int | None:
@@ -82,7 +83,7 @@ def ticket_issue(*, user, vm: VirtualMachine, kind: str) -> tuple[ConsoleTicket,
         raise Conflict(_("Unknown console kind '%(kind)s'.") % {"kind": kind})
     vm = access_vm(user, vm.pk, "console")
     _check_console_available(vm, kind)
-    read_only = not can_interact(user)
+    read_only = not can_interact(user, vm)
     check_limits(user_id=user.pk, vm_id=vm.pk, read_only=read_only)
     token = secrets.token_urlsafe(32)
     now = timezone.now()
@@ -121,7 +122,7 @@ def ticket_redeem(*, token: str, user, vm_id: int, kind: str) -> ConsoleTicket:
     access_vm(user, vm_id, "console")
     _check_console_available(ticket.vm, kind)
     # Permissions may have been withdrawn since issue; never widen, only narrow.
-    ticket.read_only = ticket.read_only or not can_interact(user)
+    ticket.read_only = ticket.read_only or not can_interact(user, ticket.vm)
     return ticket
 
 

@@ -23,7 +23,7 @@ def _page(request, vm_id: int, kind: str, template: str):
         {
             "vm": vm,
             "kind": kind,
-            "read_only": not services.can_interact(request.user),
+            "read_only": not services.can_interact(request.user, vm),
             "ticket_url": f"/api/v1/vms/{vm.pk}/console-tickets/",
             "vm_url": f"/api/v1/vms/{vm.pk}/",
         },

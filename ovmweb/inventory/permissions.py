@@ -9,10 +9,12 @@ a programming error (``UnknownAction``), never a silent allow or deny.
 
 Invariants:
 - an anonymous or inactive user may do nothing;
-- every permission is checked through ``_holds(user, perm, obj)`` with the
-  object the action is about (the VM, the job, the source of a new VM...). Today
-  that is a Django model permission and ``obj`` is not looked at; roles per
-  server pool will find the pool from ``obj`` there, and only there;
+- an action is granted by Django model permissions (``_holds``; they count on the
+  whole estate: a user with ``change_virtualmachine`` acts as an estate-wide role
+  for that action, and superusers hold all) or by a role on the object's server pool
+  (``ovmweb.inventory.roles``: Administrator, Operator, Viewer, per pool or estate-wide);
+- a user who may not view an object gets 404 for it, never 403 (``authorize``, and the
+  doors look objects up through ``scope`` of the view action): names don't leak;
 - ``obj=None`` asks "may the user do this to some object of the kind" (a list
   page, a create form, DRF's ``has_permission``); the answer for an object can
   only be narrower, never wider.
@@ -26,11 +28,13 @@ from dataclasses import dataclass
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Q, QuerySet
+from django.http import Http404
 from django.utils.translation import gettext as _
 
 from ovmweb.jobs.models import Event, Job, ObjectLock
 
 from . import models as m
+from . import roles
 
 
 class UnknownAction(LookupError):
@@ -58,8 +62,8 @@ def _inv(*codenames: str) -> tuple[str, ...]:
 
 
 def _holds(user, perm: str, obj=None) -> bool:
-    """The single place a permission is decided. Today a Django model permission
-    (superusers hold all); per-pool roles will resolve the server pool of ``obj`` here."""
+    """A Django model permission (superusers hold all): estate-wide, ``obj`` is not looked at.
+    Roles per pool are asked next to it, in ``can``."""
     return user.has_perm(perm)
 
 
@@ -79,11 +83,12 @@ def _source_viewable(user, source) -> bool:
 
 
 def _content_type_viewable(user, content_type_id: int | None) -> bool:
+    """By model permissions only: a role reaches a job or an event through its pool (roles.py)."""
     if content_type_id is None:
         return True  # an object that is gone (a forgotten server): nothing left to hide
     model = ContentType.objects.get_for_id(content_type_id).model_class()
     action = view_action_for(model)
-    return action is not None and can(user, action)
+    return action is not None and _by_model_perms(user, rule_for(action))
 
 
 def _job_target_viewable(user, job: Job) -> bool:
@@ -197,6 +202,8 @@ RULES: dict[str, Rule] = {
     "event.acknowledge": Rule(("jobs.view_event", "jobs.change_event"), then=_event_object_viewable),
     "lock.view": Rule(("jobs.view_objectlock",)),
     "console_ticket.view": Rule(("consoles.view_consoleticket",)),
+    # Who holds which role on a pool: read with the pool, changed by its Administrators.
+    "pool.roles": Rule(("accounts.add_roleassignment", "accounts.delete_roleassignment")),
     # The audit trail (ovmweb.audit): sign-ins, role changes, jobs, console sessions of everyone.
     "audit.view": Rule(("audit.view_auditrecord",)),
 }
@@ -236,11 +243,7 @@ def rule_for(action: str) -> Rule:
         raise UnknownAction(action) from None
 
 
-def can(user, action: str, obj=None) -> bool:
-    """Whether ``user`` may do ``action`` (to ``obj``, when given)."""
-    rule = rule_for(action)
-    if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", True):
-        return False
+def _by_model_perms(user, rule: Rule, obj=None) -> bool:
     if not all(_holds(user, perm, obj) for perm in rule.perms):
         return False
     if obj is None:
@@ -252,25 +255,65 @@ def can(user, action: str, obj=None) -> bool:
     return all(_holds(user, perm, obj) for perm in rule.perms_alt) or rule.alternative(user, obj)
 
 
+def _by_role(user, action: str, rule: Rule, obj=None) -> bool:
+    if not roles.allows(user, action, obj):
+        return False
+    # The source of a new VM must be visible to the role too; jobs and events were placed by pool.
+    return obj is None or rule.then is None or rule.then is not _source_viewable or rule.then(user, obj)
+
+
+def can(user, action: str, obj=None) -> bool:
+    """Whether ``user`` may do ``action`` (to ``obj``, when given): by model permission or by role."""
+    rule = rule_for(action)
+    if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", True):
+        return False
+    return _by_model_perms(user, rule, obj) or _by_role(user, action, rule, obj)
+
+
+def visible(user, obj) -> bool:
+    """Whether ``user`` may view ``obj`` (else its doors answer 404)."""
+    return _viewable(user, obj)
+
+
 def authorize(user, action: str, obj=None) -> None:
-    """Raise PermissionDenied unless ``can(user, action, obj)``."""
+    """Raise PermissionDenied unless ``can(user, action, obj)``; Http404 instead when the user
+    may not even view ``obj`` (a user without a role on its pool learns nothing of it)."""
     if not can(user, action, obj):
+        # (The object of a creation is its source: refused as before, 403.)
+        about_obj = obj is not None and rule_for(action).then is not _source_viewable
+        if about_obj and view_action_for(type(obj)) is not None and not _viewable(user, obj):
+            raise Http404(_("No such object."))
         raise PermissionDenied(_("You may not do this (%(action)s).") % {"action": action})
 
 
 def scope(user, action: str, queryset: QuerySet) -> QuerySet:
-    """The rows of ``queryset`` on which ``user`` may do ``action`` (a list shows only these).
-
-    Jobs and events are filtered by what they are about; everything else is all or
-    nothing today (model permissions), per server pool later."""
+    """The rows of ``queryset`` on which ``user`` may do ``action`` (a list shows only these),
+    filtered inside the query itself: by model permissions (all rows; jobs and events by what
+    they are about) or by the pools of the user's roles (``roles.rows_q``), whichever is wider."""
     if not can(user, action):
         return queryset.none()
     model = queryset.model
+    by_perms = _model_perms_q(user, action, model)
+    if by_perms is not None and not by_perms:
+        return queryset  # Q(): every row
+    by_role = roles.rows_q(user, action, model)
+    if by_role is not None and not by_role:
+        return queryset
+    parts = [q for q in (by_perms, by_role) if q is not None]
+    if not parts:
+        return queryset.none()
+    combined = parts[0] if len(parts) == 1 else parts[0] | parts[1]
+    return queryset.filter(combined)
+
+
+def _model_perms_q(user, action: str, model) -> Q | None:
+    if not _by_model_perms(user, rule_for(action)):
+        return None
     if model is Job and action in ("job.view", "job.abort"):
-        return queryset.filter(Q(user_id=user.pk) | _content_types_q(user, "target_type"))
+        return Q(user_id=user.pk) | _content_types_q(user, "target_type")
     if model is Event and action in ("event.view", "event.acknowledge"):
-        return queryset.filter(_content_types_q(user, "content_type"))
-    return queryset
+        return _content_types_q(user, "content_type")
+    return Q()
 
 
 def _content_types_q(user, field: str) -> Q:
@@ -278,15 +321,33 @@ def _content_types_q(user, field: str) -> Q:
     visible = [
         ContentType.objects.get_for_model(model).pk
         for model, action in VIEW_ACTIONS.items()
-        if model not in (Job, Event) and can(user, action)
+        if model not in (Job, Event) and _by_model_perms(user, rule_for(action))
     ]
     return Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__in": visible})
 
 
+def everywhere(user, action: str) -> bool:
+    """Whether ``user`` may do ``action`` to every object of its kind (a model permission or an
+    estate-wide role), not only to those of some pools."""
+    if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", True):
+        return False
+    return _by_model_perms(user, rule_for(action)) or roles.where(user, action)[0]
+
+
+def role_pools(user, action: str) -> frozenset[int]:
+    """The pools on which a role of ``user`` grants ``action`` (the live feed's per-pool filter)."""
+    return roles.where(user, action)[1]
+
+
+def pools_of_label(label: str, object_id) -> frozenset[int]:
+    return roles.pools_of_label(label, object_id)
+
+
 def visible_model_labels(user) -> frozenset[str]:
-    """``"app_label.model_name"`` of the kinds of object ``user`` may view (the live feed,
-    which must not query per message, filters jobs and events by these)."""
-    return frozenset(model._meta.label_lower for model, action in VIEW_ACTIONS.items() if can(user, action))
+    """``"app_label.model_name"`` of the kinds of object ``user`` may view everywhere (the live
+    feed, which must not query per message, filters jobs and events by these; a role on some
+    pools is filtered by pool, ``role_pools``)."""
+    return frozenset(model._meta.label_lower for model, action in VIEW_ACTIONS.items() if everywhere(user, action))
 
 
 def authorize_vm_create(user, source: dict | None) -> None:

@@ -14,10 +14,15 @@ from ovmweb.jobs.models import Event, Job
 JOB_PANEL_SIZE = 8
 
 
-def nav_tree() -> dict:
-    """Server pools with their servers, and servers outside any pool: two queries."""
+def nav_tree(user=None) -> dict:
+    """Server pools with their servers, and servers outside any pool: two queries. With
+    ``user``: only the pools and servers the user may view (roles per pool)."""
     servers = Server.objects.only("id", "name", "status", "server_pool_id", "inbound_migration_lock").order_by("name")
-    pools = ServerPool.objects.prefetch_related(Prefetch("servers", queryset=servers)).order_by("name")
+    pools = ServerPool.objects.all()
+    if user is not None:
+        servers = permissions.scope(user, "server.view", servers)
+        pools = permissions.scope(user, "pool.view", pools)
+    pools = pools.prefetch_related(Prefetch("servers", queryset=servers)).order_by("name")
     unassigned = [s for s in servers.filter(server_pool__isnull=True)]
     return {"pools": pools, "unassigned_servers": unassigned}
 
@@ -71,9 +76,10 @@ def event_list(*, user, obj=None, severity: str | None = None, unacknowledged: b
     return qs.order_by("-created_at", "-id")
 
 
-def server_list() -> QuerySet[Server]:
+def server_list(user=None) -> QuerySet[Server]:
+    servers = Server.objects.all() if user is None else permissions.scope(user, "server.view", Server.objects.all())
     return (
-        Server.objects.select_related("server_pool")
+        servers.select_related("server_pool")
         .annotate(
             n_vms=Count("vms", distinct=True),
             n_running=Count("vms", filter=Q(vms__status="RUNNING"), distinct=True),

@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 from ovmweb.accounts.forms import ThrottledAuthenticationForm
 
-from .views import activity, audit, customizers, infra, vm_parts, vms
+from .views import activity, audit, customizers, infra, roles, vm_parts, vms
 
 app_name = "web"
 urlpatterns = [
@@ -54,6 +54,8 @@ urlpatterns = [
     path("nav/", infra.nav_tree, name="nav_tree"),
     path("pools/new/", infra.pool_create, name="pool_create"),
     path("pools/<int:pool_id>/", infra.pool_detail, name="pool_detail"),
+    path("pools/<int:pool_id>/roles/", roles.pool_roles, name="pool_roles"),
+    path("pools/<int:pool_id>/roles/<int:role_id>/remove/", roles.pool_role_remove, name="pool_role_remove"),
     # Repositories
     path("repositories/", infra.repository_list, name="repository_list"),
     path("repositories/<int:repo_id>/", infra.repository_detail, name="repository_detail"),

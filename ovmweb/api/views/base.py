@@ -144,7 +144,12 @@ class ApiViewSet(viewsets.GenericViewSet):
         queryset = super().get_queryset()
         if self.action == "list":
             # Only the rows the user may see (jobs and events: of objects the user may see).
-            queryset = scope(self.request.user, permission_action(self.request, self), queryset)
+            return scope(self.request.user, permission_action(self.request, self), queryset)
+        # A detail route looks its object up among those the user may view: another pool's
+        # object is a 404, not a 403 (ActionPermission then asks about the action itself).
+        view = f"{self.permission_noun}.view"
+        if self.permission_noun and can(self.request.user, view):
+            return scope(self.request.user, view, queryset)
         return queryset
 
 

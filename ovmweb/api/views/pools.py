@@ -10,13 +10,15 @@ from ovmweb.inventory.services import pools as pool_services
 
 from .. import serializers as s
 from .base import RESPONSES_409, ApiViewSet
+from .roles import PoolRolesMixin
 
 
 @extend_schema_view(destroy=extend_schema(responses={204: None, **RESPONSES_409}))
-class ServerPoolViewSet(viewsets.ModelViewSet, ApiViewSet):
+class ServerPoolViewSet(PoolRolesMixin, viewsets.ModelViewSet, ApiViewSet):
     queryset = models.ServerPool.objects.all()
     serializer_class = s.ServerPoolSerializer
     permission_noun = "pool"
+    permission_actions = {"roles": "pool.view", "role_remove": "pool.roles"}
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def perform_create(self, serializer):

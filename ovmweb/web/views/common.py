@@ -23,7 +23,7 @@ def render_page(
     context = {
         **context,
         # The tree names servers and pools: only for those who may see them.
-        "nav": selectors.nav_tree() if permissions.can(request.user, "server.view") else {},
+        "nav": selectors.nav_tree(request.user) if permissions.can(request.user, "server.view") else {},
         "panel_jobs": selectors.job_panel(user=request.user),
         "section": section,
     }

@@ -32,7 +32,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
     return render_page(
         request,
         "web/servers/list.html",
-        {"servers": selectors.server_list(), "perspective": "servers"},
+        {"servers": selectors.server_list(request.user), "perspective": "servers"},
         section="servers",
     )
 
@@ -67,7 +67,7 @@ def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
 @require_safe
 def nav_tree(request: HttpRequest) -> HttpResponse:
     """The navigation tree alone, re-fetched when a server changes."""
-    return render(request, "web/_nav_tree.html", {"nav": selectors.nav_tree()})
+    return render(request, "web/_nav_tree.html", {"nav": selectors.nav_tree(request.user)})
 
 
 @login_required
