@@ -22,6 +22,7 @@ from ovmweb.errors import DriverError
 from ovmweb.hypervisor.base import DomainEvent, PowerState
 
 from .ha import HaFailover
+from .policies import PoolPolicies
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Monitor:
         self._subscriptions: dict[int, tuple[object, object]] = {}  # server id -> (driver, handle)
         self._failing_since: dict[int, float] = {}
         self.ha = HaFailover()
+        self.policies = PoolPolicies()
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -159,6 +161,8 @@ class Monitor:
             self.reconcile_server(server)
         # Metrics of the servers that answered this round (when their interval is due).
         sample_round(servers=[s for s in servers if s.pk not in self._failing_since])
+        # DRS / DPM of the pools that enable them (ovmweb/monitor/policies.py).
+        self.policies.step(s for s in servers if s.pk not in self._failing_since)
 
     def reconcile_server(self, server) -> None:
         from ovmweb.hypervisor.connections import driver_for, forget
