@@ -29,6 +29,7 @@ from ovmweb.consoles import services
 from ovmweb.consoles.flow import WriteFlow
 from ovmweb.consoles.models import ConsoleKind
 from ovmweb.consoles.rfb import RfbInputFilter, RfbViolation
+from ovmweb.consoles.watchdog import CHECK_INTERVAL, Watchdog
 from ovmweb.core.websocket import origin_allowed
 from ovmweb.errors import Conflict, ConnectionFailed
 from ovmweb.inventory.choices import VmStatus
@@ -64,6 +65,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     ticket = None
     _pump_task: asyncio.Task | None = None
     _lifetime_timer: asyncio.TimerHandle | None = None
+    _watchdog_timer: asyncio.TimerHandle | None = None
+    watchdog: Watchdog | None = None
     _rfb_filter: RfbInputFilter | None = None
     _closing = False
     # The session's audit record, and the bytes each way (an integer add per frame; written at the end).
@@ -102,6 +105,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self._lifetime_timer = loop.call_later(
             settings.OVMWEB_CONSOLE_SESSION_LIFETIME, lambda: loop.create_task(self._end(CLOSE_LIFETIME))
         )
+        self.watchdog = Watchdog(self, name=f"{self.kind} of VM {self.ticket.vm_id}")
+        self._watchdog_timer = loop.call_later(CHECK_INTERVAL, self._watch)
 
     async def _open(self) -> None:
         if not origin_allowed(self.scope):
@@ -147,6 +152,49 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             read_only=self.ticket.read_only,
             address=(self.scope.get("client") or ("",))[0] or "",
         )
+
+    # --- watchdog (see watchdog.py) ------------------------------------------
+
+    def _watch(self) -> None:
+        if self._closing or self.stream is None:
+            return
+        try:
+            self.watchdog.check()
+        finally:
+            if not self._closing:
+                self._watchdog_timer = asyncio.get_running_loop().call_later(CHECK_INTERVAL, self._watch)
+
+    def progress(self) -> tuple:
+        return (self.bytes_from_console, self.bytes_to_console, self.flow.buffered())
+
+    def waiting_for(self) -> str | None:
+        """What this proxy should be moving now and is not (None: nothing is owed)."""
+        stream, flow = self.stream, self.flow
+        if stream is None:
+            return None
+        if flow.waiting and flow.resume_owed():
+            return "pump paused with the server's buffer drained"
+        if stream.waiting and not flow.waiting and stream.data_ready():
+            return "console data ready, pump not reading"
+        if stream.writes_in_flight and stream.window_open():
+            return "write to the console pending with its window open"
+        return None
+
+    def describe(self) -> dict:
+        return {
+            "browser_side": self.flow.describe(),
+            "console_side": self.stream.describe() if self.stream is not None else None,
+            "bytes_from_console": self.bytes_from_console,
+            "bytes_to_console": self.bytes_to_console,
+        }
+
+    def recover(self) -> None:
+        self.flow.force_resume()
+        if self.stream is not None:
+            self.stream.wake()
+
+    def give_up(self) -> None:
+        asyncio.get_running_loop().create_task(self._end(CLOSE_UNAVAILABLE))
 
     # --- console -> browser ------------------------------------------------
 
@@ -243,9 +291,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def _teardown(self, *, from_pump: bool = False) -> None:
-        if self._lifetime_timer is not None:
-            self._lifetime_timer.cancel()
-            self._lifetime_timer = None
+        for timer in (self._lifetime_timer, self._watchdog_timer):
+            if timer is not None:
+                timer.cancel()
+        self._lifetime_timer = self._watchdog_timer = None
         task, self._pump_task = self._pump_task, None
         if task is not None and not from_pump and task is not asyncio.current_task():
             task.cancel()

@@ -12,6 +12,7 @@ later stream reusing the same fd number would otherwise never be woken.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,7 +34,30 @@ class ConsoleStream:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
         self._fd: int | None = None
+        self._wakeup: asyncio.Future | None = None
         self.closed = False
+        self.writes_in_flight = 0
+
+    @property
+    def waiting(self) -> bool:
+        """A reader is parked in ``wait_readable``."""
+        return self._wakeup is not None
+
+    def data_ready(self) -> bool:
+        """Data (or the end of the stream) can be read now without waiting."""
+        raise NotImplementedError
+
+    def window_open(self) -> bool:
+        """A write could make progress now (the remote side takes data)."""
+        return True
+
+    def describe(self) -> dict:
+        return {"closed": self.closed, "reader_waiting": self.waiting, "writes_in_flight": self.writes_in_flight}
+
+    def wake(self) -> None:
+        """Wake a parked reader so it looks at the stream again (the watchdog's recovery)."""
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     def fileno(self) -> int:
         raise NotImplementedError
@@ -42,6 +66,13 @@ class ConsoleStream:
         raise NotImplementedError
 
     async def write(self, data: bytes) -> None:
+        self.writes_in_flight += 1
+        try:
+            await self._write(data)
+        finally:
+            self.writes_in_flight -= 1
+
+    async def _write(self, data: bytes) -> None:
         raise NotImplementedError
 
     def write_would_block(self, size: int) -> bool:
@@ -60,9 +91,11 @@ class ConsoleStream:
         fd = self.fileno()
         self._loop.add_reader(fd, ready)
         self._fd = fd
+        self._wakeup = future
         try:
             await future
         finally:
+            self._wakeup = None
             self._unregister()
 
     def _unregister(self) -> None:
@@ -104,7 +137,27 @@ class ChannelStream(ConsoleStream):
     def write_would_block(self, size: int) -> bool:
         return self.channel.out_window_size < size
 
-    async def write(self, data: bytes) -> None:
+    def data_ready(self) -> bool:
+        chan = self.channel
+        return chan.recv_ready() or chan.eof_received or chan.closed
+
+    def window_open(self) -> bool:
+        return self.channel.out_window_size > 0
+
+    def describe(self) -> dict:
+        chan = self.channel
+        return {
+            **super().describe(),
+            "channel": chan.get_id(),
+            "data_ready": self.data_ready(),
+            "in_buffered": len(chan.in_buffer),
+            "in_window": chan.in_window_size,
+            "out_window": chan.out_window_size,
+            "eof_received": chan.eof_received,
+            "transport_active": chan.transport.is_active() if chan.transport is not None else False,
+        }
+
+    async def _write(self, data: bytes) -> None:
         chan = self.channel
         if (
             len(data) <= DIRECT_SEND_MAX
@@ -139,7 +192,13 @@ class SocketStream(ConsoleStream):
         except ConnectionResetError:
             return b""
 
-    async def write(self, data: bytes) -> None:
+    def data_ready(self) -> bool:
+        if self.sock.fileno() < 0:
+            return True
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
+
+    async def _write(self, data: bytes) -> None:
         await self._loop.sock_sendall(self.sock, data)
 
     async def _close(self) -> None:
