@@ -20,6 +20,7 @@ table, see tests/admin/test_admin_permissions.py.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -174,33 +175,40 @@ def _api_object_key(name: str, callback) -> str:
     return BY_MODEL[queryset.model]
 
 
-def fill(namespace: str, name: str, template: str, callback, estate: dict) -> str:
-    """The template with real ids; an unknown parameter is an error, not a skip."""
+def fill(namespace: str, name: str, template: str, callback, estate: dict, keys: set | None = None) -> str:
+    """The template with real ids; an unknown parameter is an error, not a skip. ``keys``
+    receives the estate keys of the objects the URL names."""
+    keys = set() if keys is None else keys
 
     def value(match: re.Match) -> str:
         param = match.group(1)
         if param in WEB_VALUES:
             return WEB_VALUES[param]
         if namespace == "api" and param == "pk":
-            return str(estate[_api_object_key(name, callback)].pk)
-        if namespace == "api" and param == "slot":
+            keys.add(_api_object_key(name, callback))
+        elif namespace == "api" and param == "slot":
+            keys.add("slot")
             return str(estate["slot"].slot)
-        if param in WEB_PARAMS:
-            return str(estate[WEB_PARAMS[param]].pk)
-        raise AssertionError(f"route {namespace}:{name} ({template}): no value for parameter {param!r}")
+        elif param in WEB_PARAMS:
+            keys.add(WEB_PARAMS[param])
+        else:
+            raise AssertionError(f"route {namespace}:{name} ({template}): no value for parameter {param!r}")
+        return str(estate[_api_object_key(name, callback) if param == "pk" else WEB_PARAMS[param]].pk)
 
     return "/" + re.sub(r"\{(\w+)\}", value, template)
 
 
-def walked(estate: dict) -> list[tuple[str, str, str]]:
-    """(namespace, name, url) of every route to walk."""
+def walked(estate: dict, *, with_keys: bool = False) -> list[tuple]:
+    """(namespace, name, url) of every route to walk (and the estate keys its URL names)."""
     found = []
     for namespace, name, template, callback in routes():
         if namespace in SKIPPED_NAMESPACES or (namespace, name) in ALLOWED:
             continue
         if namespace not in WALKED_NAMESPACES:
             raise AssertionError(f"route {namespace}:{name} ({template}) is in a namespace this test does not know")
-        found.append((namespace, name, fill(namespace, name, template, callback, estate)))
+        keys: set = set()
+        url = fill(namespace, name, template, callback, estate, keys)
+        found.append((namespace, name, url, frozenset(keys)) if with_keys else (namespace, name, url))
     return found
 
 
@@ -220,36 +228,41 @@ def _row_counts() -> dict[str, int]:
     }
 
 
-def _walk(user, estate: dict, allowed_for) -> tuple[list[str], int]:
-    """Every route with every method; ``allowed_for(method, (namespace, name))`` are the
-    statuses it may answer. Returns what answered otherwise, and how many requests ran."""
+def _walk(user, estate: dict, allowed_for, *, hidden: tuple[str, ...] = ()) -> tuple[list[str], Counter]:
+    """Every route with every method; ``allowed_for(method, (namespace, name), keys)`` are the
+    statuses it may answer (``keys``: the estate objects its URL names), and no answer may name
+    one of ``hidden``. Returns what answered otherwise, and how many requests answered each status."""
     client = Client()
     client.force_login(user)
     before, jobs = _row_counts(), Job.objects.count()
-    wrong, requests = [], 0
-    for namespace, name, url in walked(estate):
+    wrong, requests = [], Counter()
+    for namespace, name, url, keys in walked(estate, with_keys=True):
         for method in methods(namespace, url):
             kwargs = {"data": "{}", "content_type": "application/json"} if namespace == "api" else {}
             response = getattr(client, method)(url, **kwargs) if method != "get" else client.get(url)
-            requests += 1
-            if response.status_code not in allowed_for(method, (namespace, name)):
+            requests[response.status_code] += 1
+            if response.status_code not in allowed_for(method, (namespace, name), keys):
                 wrong.append(f"{method.upper()} {url} ({namespace}:{name}) -> {response.status_code}")
+            body = getattr(response, "content", b"").decode(errors="replace")
+            wrong += [
+                f"{method.upper()} {url} ({namespace}:{name}) names {secret!r}" for secret in hidden if secret in body
+            ]
     assert Job.objects.count() == jobs, "a job was queued"
     assert _row_counts() == before, "rows were added or removed"
     return wrong, requests
 
 
 def test_a_user_without_permissions_is_refused_everywhere(estate):
-    wrong, requests = _walk(f.UserFactory(username="nobody"), estate, lambda method, route: REFUSALS_STRANGER)
+    wrong, requests = _walk(f.UserFactory(username="nobody"), estate, lambda method, route, url: REFUSALS_STRANGER)
     assert wrong == [], "\n".join(wrong)
-    assert requests > 250  # the walk really covered the URL configuration
+    assert requests.total() > 250  # the walk really covered the URL configuration
 
 
 def test_a_user_who_may_only_view_changes_nothing(estate):
     viewer = f.UserFactory(username="viewer")
     viewer.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
 
-    def allowed_for(method, route):
+    def allowed_for(method, route, url):
         if method == "get":
             return READS
         # The empty body is refused (400); a ticket issued would add a row and fail the count.
@@ -257,7 +270,71 @@ def test_a_user_who_may_only_view_changes_nothing(estate):
 
     wrong, requests = _walk(viewer, estate, allowed_for)
     assert wrong == [], "\n".join(wrong)
-    assert requests > 250
+    assert requests.total() > 250
+
+
+# ----------------------------------------------------------------- roles per pool
+
+# Objects that belong to the estate's pool ("alpha"); the others belong to no pool.
+POOL_KEYS = {"pool", "server", "vm", "slot", "vnic", "disk", "customizer", "anti_affinity_group", "job", "event"}
+POOL_KEYS |= {"role_assignment"}  # read and changed through its pool
+ALPHA = "alpha-secret"
+
+
+@pytest.fixture
+def two_pools(estate):
+    """The estate's pool, its server, VM, customizer and anti-affinity group get names no other
+    user may read; a second pool holds a VM of its own."""
+    for key in ("pool", "server", "vm", "customizer", "anti_affinity_group"):
+        type(estate[key]).objects.filter(pk=estate[key].pk).update(name=f"{ALPHA}-{key}")
+    beta = f.ServerPoolFactory(name="beta-pool")
+    f.VirtualMachineFactory(name="beta-vm", server_pool=beta)
+    return estate, beta
+
+
+def _role_user(role: str, pool, username: str):
+    user = f.UserFactory(username=username)
+    RoleAssignment.objects.create(role=role, user=user, server_pool=pool)
+    return user
+
+
+@pytest.mark.parametrize("role", Role.values)
+def test_a_role_on_another_pool_finds_nothing_of_this_one(two_pools, role):
+    """A user who holds ``role`` on the other pool only: every URL naming an object of this pool
+    answers 404 (or a refusal that names nothing: 403 before any lookup, 405), lists answer
+    without its names, and nothing changes. A new view without a role check answers 200 and fails."""
+    estate, beta = two_pools
+    user = _role_user(role, beta, f"{role}-of-beta")
+
+    def allowed_for(method, route, keys):
+        if route == ("web", "vm_row") and method == "get":
+            return {200}  # an empty row: the VM is gone for this user (the hidden names are checked)
+        if keys & POOL_KEYS or keys - POOL_KEYS:
+            return REFUSALS_WRITE
+        return READS | ({400} if method != "get" else set())
+
+    wrong, statuses = _walk(user, estate, allowed_for, hidden=(ALPHA,))
+    assert wrong == [], "\n".join(wrong)
+    assert statuses[404] > 40  # the lookups themselves refused: not found, not forbidden
+    client = Client()
+    client.force_login(user)
+    # Control: the pool of the role is there, in the list and the API.
+    assert "beta-vm" in client.get("/vms/").content.decode()
+    assert [vm["name"] for vm in client.get("/api/v1/vms/").json()["results"]] == ["beta-vm"]
+
+
+def test_a_viewer_of_the_pool_reads_it_and_changes_nothing(two_pools):
+    estate, _beta = two_pools
+    viewer = _role_user(Role.VIEWER, estate["pool"], "viewer-of-alpha")
+
+    def allowed_for(method, route, keys):
+        if method == "get":
+            return READS
+        return REFUSALS_WRITE | ({400} if route in VIEWER_MAY and method == "post" else set())
+
+    wrong, statuses = _walk(viewer, estate, allowed_for)
+    assert wrong == [], "\n".join(wrong)
+    assert statuses[200] > 40
 
 
 def test_the_walk_sees_pages_that_open(estate, admin_client):

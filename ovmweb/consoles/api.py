@@ -48,9 +48,9 @@ class ConsoleTicketCreateView(APIView):
 
     @extend_schema(request=ConsoleTicketRequestSerializer, responses={201: ConsoleTicketSerializer})
     def post(self, request, pk: int):
+        vm = access_vm(request.user, pk, "console")  # first: another pool's VM is a 404 whatever the input
         data = ConsoleTicketRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        vm = access_vm(request.user, pk, "console")
         kind = data.validated_data["kind"]
         ticket, token = services.ticket_issue(user=request.user, vm=vm, kind=kind)
         body = {

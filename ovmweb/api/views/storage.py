@@ -35,8 +35,9 @@ class VirtualDiskViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, Read
     @action(detail=True, methods=["post"])
     def resize(self, request, pk=None, format=None):
         """Grow a virtual disk."""
+        disk = self.get_object()  # first: another pool's disk is a 404 whatever the input
         data = validated(s.VirtualDiskResizeSerializer, request)
-        return job_response(service("storage").disk_resize(disk=self.get_object(), user=request.user, **data))
+        return job_response(service("storage").disk_resize(disk=disk, user=request.user, **data))
 
 
 @extend_schema_view(create=extend_schema(request=s.IsoUploadSerializer, responses=RESPONSES_JOB))

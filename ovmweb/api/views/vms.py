@@ -187,8 +187,9 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
     def move(self, request, pk=None, format=None):
         """Move a stopped VM's configuration and disks to other repositories: per disk with a
         clone customizer, or all to one ``target_repository`` (seed 7.7)."""
+        vm = self.get_object()  # first: another pool's VM is a 404 whatever the input
         data = validated(s.VmMoveSerializer, request)
-        return job_response(service("vm_copies").vm_move(vm=self.get_object(), user=request.user, **data))
+        return job_response(service("vm_copies").vm_move(vm=vm, user=request.user, **data))
 
     @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])
@@ -265,8 +266,9 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
     @action(detail=True, methods=["post"])
     def messages(self, request, pk=None, format=None):
         """Send key/value messages into the guest (seed 7.10); one job per message."""
+        vm = self.get_object()  # first: another pool's VM is a 404 whatever the input
         data = validated(s.VmMessagesSerializer, request)
         jobs = service("messages").vm_send_messages(
-            vm=self.get_object(), user=request.user, messages=[dict(m) for m in data["messages"]]
+            vm=vm, user=request.user, messages=[dict(m) for m in data["messages"]]
         )
         return Response({"jobs": s.JobSerializer(jobs, many=True).data}, status=status.HTTP_202_ACCEPTED)

@@ -95,6 +95,8 @@ def require_discovery(request: HttpRequest, kwargs: dict) -> None:
 @allowed("server.discover", "server.rediscover")
 def server_discover(request: HttpRequest) -> HttpResponse:
     form = infra_forms.ServerDiscoverForm(request.POST if request.method == "POST" else None)
+    # Only the pools the user may view are offered (a pool Administrator rediscovers in their own).
+    form.fields["server_pool"].queryset = permissions.scope(request.user, "pool.view", ServerPool.objects.all())
     if request.method == "POST" and form.is_valid():
         d = dict(form.cleaned_data)
         kwargs = {
