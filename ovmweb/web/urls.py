@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 from ovmweb.accounts.forms import ThrottledAuthenticationForm
 
-from .views import activity, audit, customizers, infra, roles, vm_parts, vms
+from .views import activity, audit, customizers, ha, infra, roles, vm_parts, vms
 
 app_name = "web"
 urlpatterns = [
@@ -50,11 +50,13 @@ urlpatterns = [
     path("servers/discover/host-key/", infra.server_scan_host_key, name="server_scan_host_key"),
     path("servers/<int:server_id>/", infra.server_detail, name="server_detail"),
     path("servers/<int:server_id>/inbound-lock/", infra.server_inbound_lock, name="server_inbound_lock"),
+    path("servers/<int:server_id>/maintenance/", ha.server_maintenance, name="server_maintenance"),
     path("servers/<int:server_id>/delete/", infra.server_delete, name="server_delete"),
     path("nav/", infra.nav_tree, name="nav_tree"),
     path("pools/new/", infra.pool_create, name="pool_create"),
     path("pools/<int:pool_id>/", infra.pool_detail, name="pool_detail"),
     path("pools/<int:pool_id>/roles/", roles.pool_roles, name="pool_roles"),
+    path("pools/<int:pool_id>/policies/", ha.pool_policies, name="pool_policies"),
     path("pools/<int:pool_id>/roles/<int:role_id>/remove/", roles.pool_role_remove, name="pool_role_remove"),
     # Repositories
     path("repositories/", infra.repository_list, name="repository_list"),

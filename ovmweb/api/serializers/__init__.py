@@ -24,9 +24,14 @@ from .customizers import (
 )
 from .jobs import EventSerializer, JobListSerializer, JobSerializer
 from .networks import MacRangeSerializer, NetworkSerializer, VnicCreateSerializer, VnicSerializer
-from .pools import AntiAffinityGroupSerializer, ProcessorCompatibilityGroupSerializer, ServerPoolSerializer
+from .pools import (
+    AntiAffinityGroupSerializer,
+    PoolPoliciesSerializer,
+    ProcessorCompatibilityGroupSerializer,
+    ServerPoolSerializer,
+)
 from .repositories import RepositoryCreateSerializer, RepositoryPresentSerializer, RepositorySerializer
-from .servers import ServerDiscoverSerializer, ServerSerializer, ServerUpdateSerializer
+from .servers import ServerDiscoverSerializer, ServerMaintenanceSerializer, ServerSerializer, ServerUpdateSerializer
 from .storage import (
     IsoFileSerializer,
     IsoImportSerializer,
@@ -57,6 +62,8 @@ from .vms import (
 )
 
 __all__ = [
+    "PoolPoliciesSerializer",
+    "ServerMaintenanceSerializer",
     "MAX_BIGINT",
     "ErrorDetailSerializer",
     "JobSerializer",

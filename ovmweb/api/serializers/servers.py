@@ -24,6 +24,10 @@ class ServerUpdateSerializer(StrictModelSerializer):
         fields = ["name", "server_pool", "compatibility_group", "inbound_migration_lock"]
 
 
+class ServerMaintenanceSerializer(StrictSerializer):
+    on = serializers.BooleanField(help_text=_("True: enter maintenance; false: leave it."))
+
+
 class ServerDiscoverSerializer(StrictSerializer):
     hostname = serializers.CharField(max_length=255)
     transport = serializers.ChoiceField(choices=choices.Transport.choices, default=choices.Transport.SSH)

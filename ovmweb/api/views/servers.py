@@ -26,7 +26,7 @@ class ServerViewSet(mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyA
     serializer_class = s.ServerSerializer
     permission_noun = "server"
     # Who may add servers or change them may ask; which of the two it is depends on the host and port.
-    permission_actions = {"discover": ("server.discover", "server.rediscover")}
+    permission_actions = {"discover": ("server.discover", "server.rediscover"), "maintenance": "server.change"}
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def partial_update(self, request, *args, **kwargs):
@@ -50,6 +50,19 @@ class ServerViewSet(mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyA
         """Forget a server (OVM Manager's Delete); 202 with the job that removes ovmweb's SSH key
         from it. 409 while a VM on it is not stopped or while it owns local repositories."""
         return job_response(service("servers").server_delete(server=self.get_object(), user=request.user))
+
+    @extend_schema(request=s.ServerMaintenanceSerializer, responses={200: s.ServerSerializer, **RESPONSES_JOB})
+    @action(detail=True, methods=["post"])
+    def maintenance(self, request, pk=None, format=None):
+        """Put the server in maintenance (``on``: true; 202 with the job that live-migrates its running
+        VMs away one after another) or take it out (200). 409 unless it is RUNNING, resp. in MAINTENANCE."""
+        server = self.get_object()
+        data = validated(s.ServerMaintenanceSerializer, request)
+        job = service("maintenance").server_set_maintenance(server=server, user=request.user, on=data["on"])
+        if job is not None:
+            return job_response(job)
+        server.refresh_from_db()
+        return Response(s.ServerSerializer(server).data)
 
     @extend_schema(request=s.ServerDiscoverSerializer, responses=RESPONSES_JOB)
     @action(detail=False, methods=["post"])
