@@ -5,12 +5,16 @@ Everything on loopback, one target, one run:
   1. throughput of a STREAM_MIB stream each way (SHA-256 of every stream checked), the median of
      --rounds runs that alternate between the two proxies;
   2. round trip of 1-byte frames (p50, p99) vs a direct TCP connection to the target;
-  3. 200 concurrent sessions streaming at once: every stream intact to its last byte, memory per session.
+  3. 500 concurrent sessions streaming at once: every stream intact to its last byte, memory per session.
+With --soak: 200 sessions of mixed traffic (bulk download, bulk upload, 1-byte echo) for --soak-seconds
+(default 300); a session that moves nothing for STALL_SECONDS is a stall; every stream is checked by SHA-256.
 
 Both proxies reach the same target the same way: through the loopback sshd of
 scripts/start-services.sh (127.0.0.1:2222, key var/ssh/id_ed25519, host key
 pinned). ovmweb runs under daphne in a subprocess with a scratch SQLite DB.
-Last line: throughput_ratio=X p99_added_ms=Y sessions_ok=N/200
+Last line: throughput_ratio=X upload_ratio=U cpu_ratio=C p99_added_ms=Y sessions_ok=N/500
+(throughput_ratio is download's; cpu_ratio the worse of the two directions' proxy CPU s/GiB ratios).
+Soak's last line: stalls=S corrupted=K sessions=200 operations=N
 """
 
 from __future__ import annotations
@@ -287,6 +291,108 @@ async def concurrent(proxy: Proxy, sessions: int, length: int, pids_fn) -> tuple
     return sum(results), (peak - base) / sessions
 
 
+# --- the soak: many sessions of mixed traffic for minutes --------------------------------
+
+STALL_SECONDS = 10  # a session that moves nothing this long is stalled (the proxy's watchdog acts at 5 s)
+
+
+class Soak:
+    def __init__(self, proxy: Proxy, seconds: float, bulk: int):
+        self.proxy, self.bulk = proxy, bulk
+        self.deadline = time.monotonic() + seconds
+        self.stalls = self.corrupted = self.operations = self.errors = 0
+        self.moved = 0
+
+    async def _recv(self, ws):
+        try:
+            return await asyncio.wait_for(ws.recv(), STALL_SECONDS)
+        except TimeoutError:
+            self.stalls += 1
+            raise
+
+    async def download(self) -> None:
+        ws = await self.proxy.connect()
+        digest, got = hashlib.sha256(), 0
+        await ws.send(b"D" + self.bulk.to_bytes(8, "big"))
+        try:
+            while got < self.bulk:
+                message = await self._recv(ws)
+                digest.update(message)
+                got += len(message)
+        finally:
+            await ws.close()
+        self.moved += got
+        if got != self.bulk or digest.hexdigest() != expected_digest(self.bulk):
+            self.corrupted += 1
+
+    async def upload(self) -> None:
+        ws = await self.proxy.connect()
+        await ws.send(b"U" + self.bulk.to_bytes(8, "big"))
+        left = self.bulk
+        try:
+            while left:
+                chunk = BLOCK[: min(left, 256 << 10)]
+                try:
+                    await asyncio.wait_for(ws.send(chunk), STALL_SECONDS)
+                except TimeoutError:
+                    self.stalls += 1
+                    raise
+                left -= len(chunk)
+            reply = b""
+            while len(reply) < 32:
+                reply += await self._recv(ws)
+        finally:
+            await ws.close()
+        self.moved += self.bulk
+        if reply.hex() != expected_digest(self.bulk):
+            self.corrupted += 1
+
+    async def echo(self) -> None:
+        ws = await self.proxy.connect()
+        await ws.send(b"E" + (0).to_bytes(8, "big"))
+        try:
+            for i in range(200):
+                byte = bytes([i])
+                await ws.send(byte)
+                if await self._recv(ws) != byte:
+                    self.corrupted += 1
+                    return
+                await asyncio.sleep(0.01)
+        finally:
+            await ws.close()
+        self.moved += 200
+
+    async def session(self, kind: str) -> None:
+        operation = getattr(self, kind)
+        while time.monotonic() < self.deadline:
+            try:
+                await operation()
+                self.operations += 1
+            except TimeoutError:
+                pass  # counted as a stall where it happened
+            except Exception as exc:
+                self.errors += 1
+                print(f"soak {kind}: {type(exc).__name__}: {exc}", flush=True)
+                await asyncio.sleep(1)
+            await asyncio.sleep(0.2)
+
+    async def report(self) -> None:
+        while time.monotonic() < self.deadline:
+            await asyncio.sleep(30)
+            print(
+                f"soak: {self.operations} operations, {self.moved >> 20} MiB, stalls={self.stalls} "
+                f"corrupted={self.corrupted} errors={self.errors}, load {Path('/proc/loadavg').read_text().split()[0]}",
+                flush=True,
+            )
+
+
+async def soak(proxy: Proxy, sessions: int, seconds: float, bulk: int) -> Soak:
+    run = Soak(proxy, seconds, bulk)
+    kinds = ("download", "upload", "echo")
+    await asyncio.gather(run.report(), *(run.session(kinds[i % 3]) for i in range(sessions)))
+    return run
+
+
 # --- setting up both proxies --------------------------------------------------------------
 
 
@@ -438,6 +544,7 @@ async def measure_throughput(proxies: tuple[Proxy, ...], rounds: int, length: in
     for (name, direction), runs in samples.items():
         rate = statistics.median(r for r, _, _ in runs)
         results[(name, direction)] = (rate, all(ok for _, _, ok in runs))
+        results[(name, direction, "cpu")] = statistics.median(c for _, c, _ in runs)
         print(
             f"{name:10s} {direction:8s} median of {len(runs)}: {rate:8.1f} MiB/s, proxy CPU "
             f"{statistics.median(c for _, c, _ in runs):.2f} s/GiB",
@@ -476,14 +583,26 @@ def print_server_errors(var: str) -> None:
     print("server log:", *interesting[:20], sep="\n  ")
 
 
+def print_server_stalls(var: str) -> None:
+    """What the proxy's own watchdog saw (it logs every stall it recovers)."""
+    lines = (Path(var) / "server.log").read_text(errors="replace").splitlines()
+    stalled = [line for line in lines if "stalled" in line or "lost its producer" in line]
+    print(f"server watchdog: {len(stalled)} stall lines", *stalled[:10], sep="\n  ")
+
+
 def print_summary(args, results: dict, rtts: dict, sessions: dict) -> None:
     ratios = [results[("ovmweb", d)][0] / results[("websockify", d)][0] for d in ("download", "upload")]
-    intact = all(ok for _, ok in results.values())
-    ratio = min(ratios) if intact else 0.0
+    cpu = [results[("ovmweb", d, "cpu")] / max(results[("websockify", d, "cpu")], 1e-9) for d in ("download", "upload")]
+    intact = all(value[1] for key, value in results.items() if len(key) == 2)
+    down, up = (ratios[0], ratios[1]) if intact else (0.0, 0.0)
     p99_added = pct(rtts["ovmweb"], 99) - pct(rtts["direct"], 99)
     print(f"ratios download={ratios[0]:.2f} upload={ratios[1]:.2f} streams_intact={intact}")
+    print(f"cpu ratios download={cpu[0]:.2f} upload={cpu[1]:.2f}")
     print(f"load average at the end {Path('/proc/loadavg').read_text().split()[0]}")
-    print(f"throughput_ratio={ratio:.2f} p99_added_ms={p99_added:.2f} sessions_ok={sessions['ovmweb']}/{args.sessions}")
+    print(
+        f"throughput_ratio={down:.2f} upload_ratio={up:.2f} cpu_ratio={max(cpu):.2f} "
+        f"p99_added_ms={p99_added:.2f} sessions_ok={sessions['ovmweb']}/{args.sessions}"
+    )
 
 
 def stop(procs: list[subprocess.Popen], var: str) -> None:
@@ -537,6 +656,14 @@ def bench(args, var: str, procs: list[subprocess.Popen]) -> None:
         lambda: {"Origin": f"http://127.0.0.1:{daphne_port}", "Cookie": cookie},
         pids=lambda: [daphne.pid],
     )
+    if args.soak:
+        result = asyncio.run(soak(ovm, args.soak_sessions, args.soak_seconds, args.session_kib << 10))
+        print_server_stalls(var)
+        print(
+            f"stalls={result.stalls} corrupted={result.corrupted} sessions={args.soak_sessions} "
+            f"operations={result.operations} errors={result.errors} seconds={args.soak_seconds}"
+        )
+        return
     # websockify forks per connection; the OpenSSH client carries the tunnel (sshd is common to both).
     wsfy = Proxy("websockify", wsfy_url, pids=lambda: process_tree(websockify.pid) + [ssh_client.pid])
 
@@ -560,8 +687,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stream-mib", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3, help="throughput runs per proxy and direction (median)")
-    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5, help="throughput runs per proxy and direction (median)")
+    parser.add_argument("--sessions", type=int, default=500)
+    parser.add_argument("--soak", action="store_true", help="mixed-traffic soak through ovmweb only (see top)")
+    parser.add_argument("--soak-sessions", type=int, default=200)
+    parser.add_argument("--soak-seconds", type=int, default=300)
     parser.add_argument("--session-kib", type=int, default=1024)
     parser.add_argument("--rtt-count", type=int, default=2000)
     parser.add_argument(
