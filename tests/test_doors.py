@@ -27,6 +27,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import channel_layers
 from django.apps import apps
 from django.contrib.auth.models import Permission
+from django.http import Http404
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
@@ -407,6 +408,9 @@ def test_every_websocket_route_refuses_a_user_without_permissions(fresh_channel_
         )
         stranger = f.UserFactory(username="stranger")
         owner = f.SuperUserFactory(username="ws-owner")
+        # An Operator of another pool is as much a stranger to this VM (and a Viewer of the live feed).
+        elsewhere = f.UserFactory(username="operator-elsewhere")
+        RoleAssignment.objects.create(role=Role.OPERATOR, user=elsewhere, server_pool=f.ServerPoolFactory())
         paths = []
         for pattern in websocket_urlpatterns:
             template = _template(pattern.pattern)
@@ -421,6 +425,9 @@ def test_every_websocket_route_refuses_a_user_without_permissions(fresh_channel_
                 # The stranger cannot get a ticket of their own; the owner's is bound to the owner.
                 token = ticket_issue(user=owner, vm=vm, kind=kind)[1]
                 assert not _connects(f"{path}?ticket={token}", stranger), path
+                assert not _connects(f"{path}?ticket={token}", elsewhere), path
+                with pytest.raises(Http404):  # nor get a ticket of their own: the VM is not found
+                    ticket_issue(user=elsewhere, vm=vm, kind=kind)
                 assert not _connects(path, stranger), path
                 # Control: the same route with the owner's own ticket opens.
                 assert _connects(f"{path}?ticket={token}", owner), path
