@@ -3,7 +3,8 @@ with a lockspace on the shared directory, sshd each): the monitor and the jobs a
 production, the tiny guest on a shared repository.
 
 - server a's libvirtd and QEMU are killed: the HA VM runs on b, reading the marker it
-  wrote on a, and no QEMU of it is left on a;
+  wrote on a, and no QEMU of it is left on a; with a back, b in maintenance sends it
+  back to a by live migration;
 - a is cut off instead (its guest runs on): b does not start it while a's guest holds the
   lease (each try refused, naming the disk); a back, the guest is recorded on a again and
   was never started twice."""
@@ -16,7 +17,7 @@ import uuid
 import pytest
 
 from ovmweb.hypervisor import connections
-from ovmweb.inventory.services import leases
+from ovmweb.inventory.services import leases, maintenance
 from ovmweb.jobs.models import Event, Job
 from ovmweb.jobs.testing import run_pending_jobs
 from ovmweb.monitor.service import Monitor
@@ -112,7 +113,18 @@ def test_server_killed_the_ha_vm_runs_on_the_other_reading_what_it_wrote(estate,
     shell.wait_for_shell(timeout=60)
     assert shell.run("dd if=/dev/vda bs=512 skip=2048 count=1 2>/dev/null | head -n1") == f"HA-{token}"
     shell.close()
+
+    # a is back; b enters maintenance: its running VM is live-migrated to a by the evacuation job.
     two_servers("revive", "a")
+    job = maintenance.server_set_maintenance(server=b, user=estate["user"], on=True)
+    run_pending_jobs()
+    job.refresh_from_db()
+    vm.refresh_from_db()
+    assert job.status == "SUCCESS", (job.error, job.log)
+    assert (vm.status, vm.server_id) == ("RUNNING", a.pk)
+    assert str(vm.uuid) in qemu_of("a") and str(vm.uuid) not in qemu_of("b")
+    b.refresh_from_db()
+    assert b.status == "MAINTENANCE"
 
 
 def test_server_cut_off_its_guest_keeps_the_lease_and_is_never_run_twice(estate, settings):
