@@ -474,3 +474,7 @@ class VmMessageAdmin(ReadOnlyAuthorizedAdmin):
     @admin.display(description=_("value"))
     def shown_value(self, obj):
         return _("(hidden)") if obj.hidden else obj.value
+
+
+# Role assignments (estate-wide roles are granted here).
+from . import admin_roles  # noqa: E402, F401

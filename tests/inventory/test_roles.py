@@ -137,3 +137,16 @@ def test_grants_and_removals_are_events_on_the_pool_and_audit_records(pools):
         ("removed", "viewer", a.pk),
     ]
     assert not RoleAssignment.objects.exists()
+
+
+def test_estate_wide_roles_are_granted_in_the_admin(admin_client):
+    grantee = f.UserFactory(username="estate-viewer")
+    response = admin_client.post(
+        "/admin/accounts/roleassignment/add/", {"role": "viewer", "user": grantee.pk, "group": "", "server_pool": ""}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    row = RoleAssignment.objects.get(user=grantee)
+    assert row.server_pool is None and row.granted_by is not None
+    assert AuditRecord.objects.filter(action=AuditAction.ROLE, object_repr="estate-viewer", outcome="granted").exists()
+    assert admin_client.post(f"/admin/accounts/roleassignment/{row.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not RoleAssignment.objects.exists()
