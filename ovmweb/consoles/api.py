@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -27,6 +28,7 @@ class ConsoleTicketSerializer(serializers.Serializer):
     read_only = serializers.BooleanField()
     expires_at = serializers.DateTimeField()
     ws_url = serializers.CharField(help_text=_("WebSocket URL to open, ticket included."))
+    session_seconds = serializers.IntegerField(help_text=_("How long the console session lasts once opened."))
 
 
 def websocket_path(*, vm_id: int, kind: str) -> str:
@@ -60,6 +62,7 @@ class ConsoleTicketCreateView(APIView):
             "read_only": ticket.read_only,
             "expires_at": ticket.expires_at,
             "ws_url": websocket_url(request, vm_id=vm.pk, kind=kind, token=token),
+            "session_seconds": int(settings.OVMWEB_CONSOLE_SESSION_LIFETIME),
         }
         response = Response(ConsoleTicketSerializer(body).data, status=status.HTTP_201_CREATED)
         # The ticket is a credential: keep it out of every cache.

@@ -47,6 +47,8 @@ CLOSE_LOGGED_OUT = 4001
 CLOSE_LIFETIME = 4002
 CLOSE_PROTOCOL = 4003
 CLOSE_UNAVAILABLE = 4004
+# The VM now runs on another server (migrated): the page reconnects at once, through a new ticket to it.
+CLOSE_VM_MOVED = 4005
 
 
 def user_group(user_id: int) -> str:
@@ -279,8 +281,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return
         status = payload.get("status")
         moved = "server_id" in payload and payload["server_id"] != self.ticket.vm.server_id
-        if status in (VmStatus.STOPPED, VmStatus.TEMPLATE) or moved:
+        if status in (VmStatus.STOPPED, VmStatus.TEMPLATE):
             await self._end(CLOSE_VM_STOPPED)
+        elif moved:
+            await self._end(CLOSE_VM_MOVED)
 
     async def _end(self, code: int, *, from_pump: bool = False) -> None:
         """Close both sides once: the console stream and the WebSocket."""

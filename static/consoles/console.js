@@ -1,6 +1,28 @@
-// What both console pages share: tickets, the VM's state, reconnecting.
-(function () {
+// What both console pages share: tickets, the VM's state and server, the session's time left,
+// reconnecting (a bounded number of times; a VM that migrated is followed to its new server).
+(function (global) {
   "use strict";
+  const MAX_ATTEMPTS = 5;
+
+  // After ``attempts`` failed reconnects in a row: wait ``delay`` ms and try again, or give up.
+  function reconnectPlan(attempts) {
+    if (attempts > MAX_ATTEMPTS) return { giveUp: true, delay: 0 };
+    return { giveUp: false, delay: Math.min(1000 * 2 ** (attempts - 1), 8000) };
+  }
+
+  function formatLeft(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const pad = (n) => String(n).padStart(2, "0");
+    return (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s % 60);
+  }
+
+  if (typeof document === "undefined") {
+    // Loaded by node for the unit tests of the pure parts.
+    module.exports = { reconnectPlan, formatLeft, MAX_ATTEMPTS };
+    return;
+  }
   const root = document.getElementById("console");
   const cfg = root.dataset;
 
@@ -27,11 +49,44 @@
       const st = document.getElementById("vm-state");
       st.textContent = vm.status;
       st.dataset.status = vm.status;
+      if (vm.keymap) cfg.keymap = vm.keymap;
+      showServer(vm.server);
       document.title = vm.name + " · " + cfg.kindLabel;
       return vm;
     } catch (e) {
       return null;
     }
+  }
+
+  let shownServer = cfg.serverId;
+  async function showServer(serverId) {
+    const el = document.getElementById("vm-server");
+    if (!el || serverId === undefined || String(serverId) === String(shownServer)) return;
+    shownServer = serverId;
+    if (serverId === null) { el.textContent = ""; return; }
+    try {
+      const r = await fetch("/api/v1/servers/" + serverId + "/", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      el.textContent = r.ok ? (await r.json()).name : "#" + serverId;
+    } catch (e) {
+      el.textContent = "#" + serverId;
+    }
+  }
+
+  // The session's time left, counted from its opening (the server closes it at zero with 4002).
+  let countdown = null;
+  function startCountdown(seconds) {
+    const el = document.getElementById("session-left");
+    clearInterval(countdown);
+    if (!el || !seconds) return;
+    const end = Date.now() + seconds * 1000;
+    const tick = () => { el.textContent = gettext("Time left") + " " + formatLeft((end - Date.now()) / 1000); };
+    tick();
+    countdown = setInterval(tick, 1000);
+  }
+  function stopCountdown() {
+    clearInterval(countdown);
+    const el = document.getElementById("session-left");
+    if (el) el.textContent = "";
   }
 
   // A fresh ticket for every connection attempt: tickets are single use.
@@ -73,16 +128,24 @@
         }
         return;
       }
+      lastTicket = t;
       connect(t.ws_url, t, onUp, onDrop);
     }
 
+    let lastTicket = null;
     function onUp() {
       attempts = 0;
       setStatus(gettext("Connected"), "connected");
+      startCountdown(lastTicket && lastTicket.session_seconds);
     }
 
-    async function onDrop(reason, userInitiated) {
+    // ``moved``: the server closed the console because the VM now runs elsewhere (4005).
+    async function onDrop(reason, userInitiated, moved) {
+      stopCountdown();
+      const before = shownServer;
       const vm = await refreshVm();
+      // noVNC does not pass the close code on: a VM now on another server is a migration too.
+      moved = moved || Boolean(vm && vm.server && before && String(vm.server) !== String(before));
       btn.hidden = false;
       if (userInitiated) {
         setStatus(gettext("Disconnected"), "closed");
@@ -92,14 +155,24 @@
         setStatus(gettext("The virtual machine is not running."), "closed");
         return;
       }
-      attempts += 1;
-      if (attempts > 5) {
-        setStatus(gettext("Disconnected") + (reason ? ": " + reason : ""), "error");
+      if (moved) {
+        // Not a failure: follow the VM at once (the new ticket names its new server).
+        setStatus(gettext("The virtual machine moved to another server; reconnecting…"), "connecting");
+        timer = setTimeout(start, 0);
         return;
       }
-      const delay = Math.min(1000 * 2 ** (attempts - 1), 8000);
-      setStatus(gettext("Connection lost; reconnecting…"), "connecting");
-      timer = setTimeout(start, delay);
+      attempts += 1;
+      const plan = reconnectPlan(attempts);
+      if (plan.giveUp) {
+        setStatus(
+          gettext("Disconnected") + (reason ? ": " + reason : "") + ". " +
+            gettext("Stopped reconnecting after") + " " + MAX_ATTEMPTS + " " + gettext("attempts."),
+          "error",
+        );
+        return;
+      }
+      setStatus(gettext("Connection lost; reconnecting…") + " (" + attempts + "/" + MAX_ATTEMPTS + ")", "connecting");
+      timer = setTimeout(start, plan.delay);
     }
 
     btn.addEventListener("click", () => { attempts = 0; start(); });
@@ -147,4 +220,4 @@
   function gettext(s) { return s; }
 
   window.ovmConsole = { session, setStatus, cfg };
-})();
+})(typeof window !== "undefined" ? window : globalThis);

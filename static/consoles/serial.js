@@ -32,9 +32,11 @@
     ws.onmessage = (e) => term.write(typeof e.data === "string" ? e.data : new Uint8Array(e.data));
     ws.onclose = (e) => {
       if (ws !== socket) return;
-      const reasons = { 4000: "the VM stopped", 4001: "you logged out", 4002: "session time is over" };
+      const reasons = {
+        4000: "the VM stopped", 4001: "you logged out", 4002: "session time is over", 4005: "the VM moved",
+      };
       if (e.code === 4001) closing = true;
-      onDrop(reasons[e.code] || (e.wasClean ? "" : "connection lost"), closing);
+      onDrop(reasons[e.code] || (e.wasClean ? "" : "connection lost"), closing, e.code === 4005);
     };
     socket = ws;
   });

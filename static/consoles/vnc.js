@@ -32,10 +32,10 @@
     rfb.focus();
   }
 
-  // QEMU maps a plain keysym to the scancode of its key and lowercases letters, without
-  // pressing Shift for it: ">" arrives as "." and "A" as "a" unless Shift is held around it.
-  // These are the characters a US keyboard (QEMU's default layout) types with Shift.
-  const SHIFTED = /^[A-Z~!@#$%^&*()_+{}|:"<>?]$/;
+  // QEMU maps a plain keysym to the scancode of its key on the VM's keymap but presses no
+  // modifier for it: Shift or AltGr is held around the characters that need it on that layout
+  // (keymaps.js; the page knows the VM's keymap).
+  const ALTGR = 0xfe03;  // ISO_Level3_Shift
 
   // Keysym for one character (X11: Latin-1 maps to itself, the rest to 0x01000000 + code point).
   function keysym(ch) {
@@ -75,10 +75,12 @@
     const box = document.getElementById("paste-text");
     if (!rfb) return;
     for (const ch of box.value) {
-      const shift = SHIFTED.test(ch);
+      const { shift, altgr } = window.ovmKeymaps.modifiersFor(cfg.keymap, ch);
+      if (altgr) rfb.sendKey(ALTGR, null, true);
       if (shift) rfb.sendKey(KEYS.Shift_L, null, true);
       rfb.sendKey(keysym(ch), null);
       if (shift) rfb.sendKey(KEYS.Shift_L, null, false);
+      if (altgr) rfb.sendKey(ALTGR, null, false);
     }
     rfb.focus();
   });

@@ -681,6 +681,9 @@ def test_console_page_shows_the_vm_and_follows_its_state(console_stack, page):
     state = page.locator("#vm-state")
     expect(state).to_have_text("RUNNING")
     expect(state).to_have_attribute("data-status", "RUNNING")
+    # Its server, and the session's time left once connected.
+    expect(page.locator("#vm-server")).not_to_have_text("")
+    expect(page.locator("#session-left")).to_contain_text("Time left")
 
     _vm_action(console_stack, "suspend")
     expect(state).to_have_text("SUSPENDED", timeout=60_000)

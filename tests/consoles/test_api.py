@@ -2,6 +2,7 @@ import hashlib
 import logging
 
 import pytest
+from django.conf import settings
 
 from ovmweb.consoles.models import ConsoleTicket
 from ovmweb.consoles.services import TicketInvalid, ticket_redeem
@@ -27,6 +28,7 @@ def test_issue_ticket(client, operator, vm, caplog):
     token = body["ticket"]
     assert body["ws_url"] == f"ws://testserver/ws/console/vnc/{vm.pk}/?ticket={token}"
     assert body["read_only"] is False and body["kind"] == "vnc" and body["vm"] == vm.pk
+    assert body["session_seconds"] == settings.OVMWEB_CONSOLE_SESSION_LIFETIME  # the page counts it down
     assert response["Cache-Control"] == "no-store"
     row = ConsoleTicket.objects.get()
     # Only the hash is stored; the token appears in no log record.

@@ -14,6 +14,7 @@ from ovmweb.consoles.consumers import (
     CLOSE_LOGGED_OUT,
     CLOSE_NORMAL,
     CLOSE_UNAVAILABLE,
+    CLOSE_VM_MOVED,
     CLOSE_VM_STOPPED,
 )
 from ovmweb.tunnels import streams
@@ -175,6 +176,22 @@ def test_vm_stop_closes_console(operator, local_server, running_vm, make_target)
         vm_set_status(vm=vm, status="STOPPED", reason="test")
 
     assert _await_close(comm, stop) == CLOSE_VM_STOPPED
+
+
+def test_vm_migrated_closes_console_as_moved(operator, local_server, running_vm, make_target):
+    """The page tells a migration from a stop by the code, and reconnects to the new server."""
+    from channels.layers import get_channel_layer
+
+    from ovmweb.consoles.consumers import LIVE_GROUP
+
+    vm = running_vm(local_server, make_target("echo").port)
+    comm = _open(operator, vm)
+
+    async def migrated():
+        payload = {"id": vm.pk, "status": "RUNNING", "server_id": vm.server_id + 1000}
+        await get_channel_layer().group_send(LIVE_GROUP, {"type": "live.update", "topic": "vm", "payload": payload})
+
+    assert _await_close(comm, migrated) == CLOSE_VM_MOVED
 
 
 def test_session_lifetime(operator, local_server, running_vm, make_target, settings):
