@@ -44,7 +44,7 @@ def make_estate(vms_count: int):
     from ovmweb.inventory.models import Repository, Server, ServerPool, VirtualMachine
 
     with transaction.atomic():
-        pool = ServerPool.objects.create(name="bench")
+        pool = ServerPool.objects.create(name="bench-scale")
         servers = Server.objects.bulk_create(
             [
                 Server(
@@ -57,7 +57,7 @@ def make_estate(vms_count: int):
                 for i in range(SERVERS)
             ]
         )
-        repo = Repository.objects.create(name="repo", kind=choices.RepositoryKind.SHARED, path="/srv/repo")
+        repo = Repository.objects.create(name="repo-scale", kind=choices.RepositoryKind.SHARED, path="/srv/repo-scale")
         repo.server_pools.set([pool])
         VirtualMachine.objects.bulk_create(
             [
@@ -75,9 +75,9 @@ def make_estate(vms_count: int):
             batch_size=2000,
         )
     by_server: dict[int, list[str]] = {}
-    for uuid, server_id in VirtualMachine.objects.values_list("uuid", "server_id"):
+    for uuid, server_id in VirtualMachine.objects.filter(server_pool=pool).values_list("uuid", "server_id"):
         by_server.setdefault(server_id, []).append(str(uuid))
-    return list(Server.objects.order_by("pk")), by_server
+    return list(Server.objects.filter(server_pool=pool).order_by("pk")), by_server
 
 
 class FakeSource:

@@ -30,6 +30,10 @@ TOPIC_ACTIONS = {
     "repository": "repository.view",
     "job": "job.view",
     "event": "event.view",
+    # A round of metrics was stored (ovmweb.metrics.sampler): only its time, pages re-read what they show.
+    "metrics.vm": "vm.view",
+    "metrics.server": "server.view",
+    "metrics.repository": "repository.view",
 }
 
 
