@@ -64,9 +64,14 @@ def _new_volume() -> str:
     return f"{uuidlib.uuid4().hex}.qcow2"
 
 
-def thin_clone(*, disk: VirtualDisk, target_repository: Repository, name: str, job: Job | None = None) -> VirtualDisk:
-    """A thin clone of ``disk`` (its VMs stopped) on a shared read-only base (see the module)."""
+def thin_clone(
+    *, disk: VirtualDisk, target_repository: Repository, name: str, job: Job | None = None, owned: bool = False
+) -> VirtualDisk:
+    """A thin clone of ``disk`` (its VMs stopped) on a shared read-only base (see the module).
+    Both new overlays are journaled before they exist (``storage_journal``); ``owned``: the
+    clone's stays journaled until the caller's ``journal_remove`` (see ``storage.disk_clone``)."""
     from .storage import repository_driver
+    from .storage_journal import journal_add, journal_remove
 
     _check_not_in_use(disk)
     limit = getattr(settings, "OVMWEB_THIN_CHAIN_MAX", DEFAULT_CHAIN_MAX)
@@ -79,6 +84,8 @@ def thin_clone(*, disk: VirtualDisk, target_repository: Repository, name: str, j
     pool, target_pool = pool_name(disk.repository, "disks"), pool_name(target_repository, "disks")
     overlay, clone_volume = _new_volume(), _new_volume()
     made: list[tuple[str, str]] = []
+    journal_add(job, repository=disk.repository, volume=overlay)
+    journal_add(job, repository=target_repository, volume=clone_volume, owned=True)
     try:
         for where, volume in ((pool, overlay), (target_pool, clone_volume)):
             driver.volume_clone(
@@ -91,7 +98,12 @@ def thin_clone(*, disk: VirtualDisk, target_repository: Repository, name: str, j
     except BaseException:
         for where, volume in made:
             driver.volume_delete(where, volume)
+        journal_remove(job, repository=disk.repository, volume=overlay)
+        journal_remove(job, repository=target_repository, volume=clone_volume)
         raise
+    journal_remove(job, repository=disk.repository, volume=overlay)
+    if not owned:
+        journal_remove(job, repository=target_repository, volume=clone_volume)
     # Only once it is a base: a failed clone leaves the source's file as writable as it was.
     driver.volume_protect(pool, clone.backing_disk.volume)
     return clone
@@ -158,6 +170,10 @@ def hot_copies(*, vm: VirtualMachine, items: list[dict], job: Job | None = None,
                 % {"repo": item["target"].name, "server": vm.server.name, "vm": vm.name}
             )
         item["volume"] = _new_volume()
+    from .storage_journal import journal_add, journal_remove
+
+    for item in items:  # owned: the caller takes each copy out of the journal once a VM uses it
+        journal_add(job, repository=item["target"], volume=item["volume"], owned=True)
     copies = {disk_path(i["disk"]): f"{i['target'].path}/VirtualDisks/{i['volume']}" for i in items}
     try:
         result = driver_for(vm.server).disks_backup(str(vm.uuid), copies, check_abort=check_abort)
@@ -165,6 +181,7 @@ def hot_copies(*, vm: VirtualMachine, items: list[dict], job: Job | None = None,
     except BaseException:
         for item in items:
             _forget_volume(item)
+            journal_remove(job, repository=item["target"], volume=item["volume"])
         raise
     text = (
         _("Copied at one instant while %(vm)s ran; its guest agent froze the file systems.")

@@ -303,22 +303,35 @@ def check_space(*, repository: Repository, needed_bytes: int) -> None:
 
 
 def disk_clone(
-    *, disk: VirtualDisk, target_repository: Repository, clone_type: str, name: str, job: Job | None = None
+    *,
+    disk: VirtualDisk,
+    target_repository: Repository,
+    clone_type: str,
+    name: str,
+    job: Job | None = None,
+    owned: bool = False,
 ) -> VirtualDisk:
     """Clone synchronously (inside a VM clone/move job): thin (both the source and the clone
     become overlays on the source's frozen file, ``disk_copies.thin_clone``), sparse copy,
-    or fully allocated copy. The record exists only if the volume does."""
+    or fully allocated copy. The record exists only if the volume does. The new volume is
+    in ``job``'s journal before it exists; ``owned``: it stays there (the job deletes the
+    copy if it ends before a VM uses it) until the caller's ``journal_remove``."""
     kind = CLONE_TYPES[CloneType(clone_type)]
     if kind == "thin" and target_repository.pk != disk.repository_id and target_repository.kind != disk.repository.kind:
         raise Conflict(_("A thin clone must stay where its base disk is visible."))
     if kind == "thin":
         from .disk_copies import thin_clone
 
-        return thin_clone(disk=disk, target_repository=target_repository, name=name, job=job)
+        return thin_clone(disk=disk, target_repository=target_repository, name=name, job=job, owned=owned)
     if kind == "non_sparse":
         check_space(repository=target_repository, needed_bytes=disk.size_bytes)
+    from .storage_journal import journal_add, journal_remove
+
     driver = repository_driver(disk.repository)
-    volume = f"{uuidlib.uuid4().hex}.qcow2"
+    # A shareable disk stays raw: libvirt gives shared access to raw images only.
+    fmt = "raw" if disk.shareable else "qcow2"
+    volume = f"{uuidlib.uuid4().hex}.{'img' if fmt == 'raw' else 'qcow2'}"
+    journal_add(job, repository=target_repository, volume=volume, owned=True)
     info = driver.volume_clone(
         pool_name(disk.repository, "disks"),
         disk.volume,
@@ -326,6 +339,7 @@ def disk_clone(
         volume,
         clone_type=kind,
         source_format=disk.format,
+        format=fmt,
     )
     try:
         with transaction.atomic():
@@ -335,6 +349,7 @@ def disk_clone(
                 volume=volume,
                 size_bytes=disk.size_bytes,
                 allocation_bytes=info.allocation_bytes,
+                format=fmt,
                 sparse=kind != "non_sparse",
                 shareable=disk.shareable,
             )
@@ -349,7 +364,10 @@ def disk_clone(
             )
     except Exception:
         driver.volume_delete(pool_name(target_repository, "disks"), volume)
+        journal_remove(job, repository=target_repository, volume=volume)
         raise
+    if not owned:
+        journal_remove(job, repository=target_repository, volume=volume)
     return clone
 
 

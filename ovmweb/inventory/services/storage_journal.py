@@ -30,7 +30,7 @@ from ovmweb.jobs.choices import JobStatus
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record
 
-from ..models import Repository, VirtualDisk
+from ..models import IsoFile, Repository, VirtualDisk
 from .repositories import pool_name
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,11 @@ def _same(entry: dict, repository_id: int, volume: str) -> bool:
 
 
 def journal_add(job: Job | None, *, repository: Repository, volume: str, **extra) -> None:
-    """Before creating ``volume`` in ``repository``'s disks pool for ``job``; ``extra``: what
-    the operation's resolver needs to know of it (JSON values)."""
+    """Before creating ``volume`` in ``repository``'s disks pool for ``job`` (or, after the
+    commit point of a job that replaces a volume, the old one it will delete). ``extra``:
+    ``part`` ("isos" for an ISO), ``owned`` (a copy the job records but that is deleted
+    with its record unless a VM uses it by the job's end), ``base_id`` (a thin-clone base
+    to release once the volume is gone), and whatever an operation's resolver needs."""
     if job is None:
         return
     current = entries(job)
@@ -83,20 +86,42 @@ def journal_remove(job: Job | None, *, repository: Repository | None = None, vol
         _write(job, kept)
 
 
+def _claimed(entry: dict, repository: Repository) -> bool:
+    """Whether a record keeps the journaled volume: an ISO's, or a disk's that is not the
+    job's own unfinished copy (``owned``: a copy no VM uses yet, made by the job)."""
+    if entry.get("part") == "isos":
+        return IsoFile.objects.filter(repository=repository, name=entry["volume"]).exists() and not entry.get("owned")
+    disk = VirtualDisk.objects.filter(repository=repository, volume=entry["volume"]).first()
+    if disk is None:
+        return False
+    return not entry.get("owned") or disk.slots.exists() or disk.thin_clones.exists()
+
+
 def _delete(entry: dict) -> bool:
-    """Delete one journaled volume unless a record claims it; True when it is settled."""
-    from .storage import repository_driver
+    """Delete one journaled volume unless a record keeps it; True when it is settled."""
+    from .disk_copies import bases_release
+    from .storage import disk_forget, repository_driver
 
     repository = Repository.objects.filter(pk=entry["repository_id"]).first()
-    if repository is None:
+    if repository is None or _claimed(entry, repository):
         return True
-    if VirtualDisk.objects.filter(repository=repository, volume=entry["volume"]).exists():
-        return True
+    part = entry.get("part", "disks")
     try:
-        repository_driver(repository).volume_delete(pool_name(repository, "disks"), entry["volume"])
+        repository_driver(repository).volume_delete(pool_name(repository, part), entry["volume"])
     except (DriverError, Conflict) as exc:
         log.warning("journaled volume %s in %s not deleted yet: %s", entry["volume"], repository.name, exc)
         return False
+    if part == "isos":
+        IsoFile.objects.filter(repository=repository, name=entry["volume"]).delete()
+        return True
+    disk = VirtualDisk.objects.filter(repository=repository, volume=entry["volume"]).select_related("backing_disk")
+    disk = disk.first()
+    base_id = entry.get("base_id")
+    if disk is not None:
+        base_id = disk.backing_disk_id
+        disk_forget(disk=disk)
+    if base_id:
+        bases_release(base=VirtualDisk.objects.filter(pk=base_id).first())
     return True
 
 
