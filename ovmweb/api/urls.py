@@ -3,10 +3,22 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from ovmweb.accounts.api import TokenCreateView
-from ovmweb.consoles.api import ConsoleTicketCreateView
+from ovmweb.consoles.api import ConsoleTicketCreateView, ConsoleViewersView
 from ovmweb.metrics import api as metrics
 
-from .views import appliances, audit, customizers, jobs, networks, pools, repositories, servers, storage, vms
+from .views import (
+    appliances,
+    audit,
+    customizers,
+    jobs,
+    networks,
+    pools,
+    repositories,
+    servers,
+    storage,
+    vm_message_log,
+    vms,
+)
 
 app_name = "api"
 
@@ -35,6 +47,8 @@ urlpatterns = [
     path("mac-range/", networks.MacRangeView.as_view(), name="mac-range"),
     path("tokens/", TokenCreateView.as_view(), name="tokens"),
     path("vms/<int:pk>/console-tickets/", ConsoleTicketCreateView.as_view(), name="vm-console-tickets"),
+    path("vms/<int:pk>/console-viewers/", ConsoleViewersView.as_view(), name="vm-console-viewers"),
+    path("vms/<int:pk>/message-log/", vm_message_log.VmMessageLogView.as_view(), name="vm-message-log"),
     path("vms/<int:pk>/metrics/", metrics.VmMetricsView.as_view(), name="vm-metrics"),
     path("servers/<int:pk>/metrics/", metrics.ServerMetricsView.as_view(), name="server-metrics"),
     path("repositories/<int:pk>/metrics/", metrics.RepositoryMetricsView.as_view(), name="repository-metrics"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
@@ -68,3 +69,15 @@ class ConsoleTicketCreateView(APIView):
         # The ticket is a credential: keep it out of every cache.
         response["Cache-Control"] = "no-store"
         return response
+
+
+class ConsoleViewersView(APIView):
+    """Who has this VM's consoles open now (the console page shows the others)."""
+
+    permission_classes = [IsAuthenticated, ActionPermission]
+    permission_actions = {"GET": "vm.console"}
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, pk: int):
+        access_vm(request.user, pk, "console")
+        return Response({"viewers": services.session_viewers(vm_id=pk)})

@@ -132,7 +132,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         except (PermissionDenied, Http404, Conflict) as exc:
             raise Refused(type(exc).__name__) from None
         try:
-            self.session = services.session_open(user_id=user.pk, vm_id=vm_id, read_only=self.ticket.read_only)
+            self.session = services.session_open(
+                user_id=user.pk, vm_id=vm_id, read_only=self.ticket.read_only, username=user.get_username()
+            )
         except services.ConsoleLimitReached as exc:
             raise Refused(str(exc)) from None
         server, port = services.console_target(self.ticket)

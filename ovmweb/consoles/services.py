@@ -155,11 +155,14 @@ class SessionHandle:
     user_id: int
     vm_id: int
     read_only: bool = False
+    username: str = ""
 
 
 _sessions_lock = threading.Lock()
 _open_by_user: Counter = Counter()
 _open_by_vm: Counter = Counter()
+# vm_id -> (username, read_only) -> open consoles: who else is watching, for the console page.
+_viewers_by_vm: dict[int, Counter] = {}
 
 
 def view_only_slots_per_vm() -> int:
@@ -191,7 +194,7 @@ def check_limits(*, user_id: int, vm_id: int, read_only: bool = False) -> None:
         raise error
 
 
-def session_open(*, user_id: int, vm_id: int, read_only: bool = False) -> SessionHandle:
+def session_open(*, user_id: int, vm_id: int, read_only: bool = False, username: str = "") -> SessionHandle:
     """Count one open console against the per-user and per-VM caps (raises ConsoleLimitReached).
 
     A view-only session is refused once the VM's open consoles leave only the
@@ -202,7 +205,8 @@ def session_open(*, user_id: int, vm_id: int, read_only: bool = False) -> Sessio
             raise error
         _open_by_user[user_id] += 1
         _open_by_vm[vm_id] += 1
-    return SessionHandle(user_id=user_id, vm_id=vm_id, read_only=read_only)
+        _viewers_by_vm.setdefault(vm_id, Counter())[(username, read_only)] += 1
+    return SessionHandle(user_id=user_id, vm_id=vm_id, read_only=read_only, username=username)
 
 
 def session_close(handle: SessionHandle) -> None:
@@ -213,6 +217,26 @@ def session_close(handle: SessionHandle) -> None:
             del _open_by_user[handle.user_id]
         if _open_by_vm[handle.vm_id] <= 0:
             del _open_by_vm[handle.vm_id]
+        viewers = _viewers_by_vm.get(handle.vm_id)
+        if viewers is not None:
+            viewers[(handle.username, handle.read_only)] -= 1
+            if viewers[(handle.username, handle.read_only)] <= 0:
+                del viewers[(handle.username, handle.read_only)]
+            if not viewers:
+                del _viewers_by_vm[handle.vm_id]
+
+
+def session_viewers(*, vm_id: int) -> list[dict]:
+    """Who has this VM's consoles open in this process: [{username, read_only, sessions}], by name.
+
+    Callers check the asking user's access to the VM first (the names are only for those who may see it).
+    """
+    with _sessions_lock:
+        viewers = dict(_viewers_by_vm.get(vm_id, {}))
+    return [
+        {"username": name, "read_only": read_only, "sessions": count}
+        for (name, read_only), count in sorted(viewers.items())
+    ]
 
 
 def console_target(ticket: ConsoleTicket) -> tuple:

@@ -18,9 +18,19 @@
     return (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s % 60);
   }
 
+  // Who else has this VM's console open (a second viewer watches the same screen at once).
+  function othersText(viewers, me) {
+    const names = [];
+    for (const v of viewers) {
+      const extra = v.username === me ? v.sessions - 1 : v.sessions;  // this page is one of mine
+      if (extra <= 0) continue;
+      names.push(v.username + (v.read_only ? " (" + gettext("view only") + ")" : ""));
+    }
+    return names.length ? gettext("Also connected:") + " " + names.join(", ") : "";
+  }
   if (typeof document === "undefined") {
     // Loaded by node for the unit tests of the pure parts.
-    module.exports = { reconnectPlan, formatLeft, MAX_ATTEMPTS };
+    module.exports = { reconnectPlan, formatLeft, MAX_ATTEMPTS, othersText };
     return;
   }
   const root = document.getElementById("console");
@@ -89,6 +99,17 @@
     if (el) el.textContent = "";
   }
 
+  async function refreshViewers() {
+    const el = document.getElementById("viewers");
+    if (!el || !cfg.viewersUrl) return;
+    try {
+      const r = await fetch(cfg.viewersUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (r.ok) el.textContent = othersText((await r.json()).viewers || [], cfg.username);
+    } catch (e) {
+      /* the next poll tries again */
+    }
+  }
+
   // A fresh ticket for every connection attempt: tickets are single use.
   async function ticket() {
     const r = await fetch(cfg.ticketUrl, {
@@ -137,6 +158,7 @@
       attempts = 0;
       setStatus(gettext("Connected"), "connected");
       startCountdown(lastTicket && lastTicket.session_seconds);
+      refreshViewers();
     }
 
     // ``moved``: the server closed the console because the VM now runs elsewhere (4005).
@@ -190,6 +212,7 @@
       else el.requestFullscreen();
     });
     setInterval(refreshVm, 10000);
+    setInterval(refreshViewers, 5000);
     refreshVm();
     liveUpdates();
     start();

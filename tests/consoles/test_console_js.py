@@ -59,3 +59,17 @@ def test_reconnect_stops_after_its_attempts():
     assert result["max"] == 5
     assert [p["giveUp"] for p in plans] == [False] * 5 + [True, True]
     assert [p["delay"] for p in plans[:5]] == [1000, 2000, 4000, 8000, 8000]
+
+
+def test_the_page_names_the_other_viewers_not_itself():
+    viewers = [
+        {"username": "alice", "read_only": False, "sessions": 2},
+        {"username": "bob", "read_only": True, "sessions": 1},
+    ]
+    script = (
+        f"const c = require({json.dumps(str(STATIC / 'console.js'))});"
+        f"const v = {json.dumps(viewers)};"
+        "console.log(JSON.stringify([c.othersText(v, 'alice'), c.othersText(v.slice(0, 1), 'bob'),"
+        " c.othersText([{username: 'alice', read_only: false, sessions: 1}], 'alice')]));"
+    )
+    assert node(script) == ["Also connected: alice, bob (view only)", "Also connected: alice", ""]
