@@ -97,3 +97,30 @@ def test_the_check_sees_an_upward_import(package, source, tmp_path):
     probe.write_text(source)
     (found,) = violations(tmp_path / "ovmweb")
     assert found.startswith(f"ovmweb/{package}/probe.py:")
+
+
+# The command line is a client of the REST API and the WebSockets, like any other.
+CLI_FORBIDDEN_TOP = {"django", "rest_framework", "channels", "daphne", "libvirt", "paramiko"}
+
+
+def cli_violations(root: Path = ROOT) -> list[str]:
+    """Imports of ovmweb/cli that reach the server: any ovmweb package but cli, or Django and friends."""
+    found = []
+    for path in sorted((root / "cli").rglob("*.py")):
+        for line, name in _imports(path, root):
+            parts = name.split(".")
+            if (parts[0] == "ovmweb" and len(parts) > 1 and parts[1] != "cli") or parts[0] in CLI_FORBIDDEN_TOP:
+                found.append(f"ovmweb/{path.relative_to(root)}:{line} imports {name}")
+    return found
+
+
+def test_the_command_line_imports_nothing_of_the_server():
+    assert (ROOT / "cli" / "main.py").exists()
+    assert cli_violations() == []
+
+
+def test_the_cli_check_sees_a_server_import(tmp_path):
+    probe = tmp_path / "ovmweb" / "cli" / "probe.py"
+    probe.parent.mkdir(parents=True)
+    probe.write_text("def f():\n    from ovmweb.inventory import selectors\n    import django\n")
+    assert len(cli_violations(tmp_path / "ovmweb")) == 2
