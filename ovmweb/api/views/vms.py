@@ -31,6 +31,16 @@ from .base import (
 )
 
 
+class VmBulkSerializer(s.VmMigrateSerializer):
+    """Several VMs, one action (issue 13's bulk actions; migrations run one after another, 7.7)."""
+
+    action = serializers.ChoiceField(choices=["start", "stop", "restart", "kill", "migrate", "delete"])
+    vms = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=s.MAX_BIGINT), min_length=1, max_length=500
+    )
+    target_repository = None  # a bulk migration names a server or a pool only
+
+
 class VmFilterSerializer(serializers.Serializer):
     search = serializers.CharField(required=False, max_length=128)
     server_pool = serializers.IntegerField(required=False, min_value=1, max_value=s.MAX_BIGINT)
@@ -67,7 +77,13 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
     serializer_class = s.VirtualMachineSerializer
     queryset = models.VirtualMachine.objects.all()
     permission_noun = "vm"
-    permission_actions = {"disks": "vm.disk_attach", "detach_disk": "vm.disk_detach", "messages": "vm.message"}
+    permission_actions = {
+        "disks": "vm.disk_attach",
+        "detach_disk": "vm.disk_detach",
+        "messages": "vm.message",
+        # Any of these at all; each VM is then checked for the action named (services/bulk.py).
+        "bulk": ("vm.start", "vm.stop", "vm.restart", "vm.kill", "vm.migrate", "vm.delete"),
+    }
 
     def get_queryset(self):
         if self.action != "list":
@@ -174,6 +190,18 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         another server pool."""
         data = validated(s.VmMigrateSerializer, request)
         return job_response(service("vm_migration").vm_migrate(vm=self.get_object(), user=request.user, **data))
+
+    @extend_schema(request=VmBulkSerializer, responses=RESPONSES_JOB)
+    @action(detail=False, methods=["post"], url_path="bulk")
+    def bulk(self, request, format=None):
+        """One action on several VMs: 202 with a parent job whose children (one per VM, in
+        the order given) are the single-VM jobs; a VM the action is refused for gets a child
+        that fails with the reason. Migrations run one after another (seed 7.7)."""
+        data = validated(VmBulkSerializer, request)
+        # Each VM as its own door would see it: 404 for one the user may not see, 403 for
+        # one they may not act on, before anything is submitted.
+        vms = [selectors.access_vm(request.user, pk, data["action"]) for pk in data.pop("vms")]
+        return job_response(service("bulk").vm_bulk(user=request.user, vms=vms, **data))
 
     @extend_schema(request=s.VmCloneSerializer, responses=RESPONSES_JOB)
     @action(detail=True, methods=["post"])

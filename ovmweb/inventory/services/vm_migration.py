@@ -34,23 +34,30 @@ def vm_migrate(
     target_pool: ServerPool | None = None,
     ha_failover: bool = False,
     target_repository=None,
+    after_job_id: int | None = None,
 ) -> Job:
     """A running VM migrates live to a server of its pool; a stopped one may go to
     another pool (unassigned there until it starts). A running VM on a local
     repository migrates with its disks copied into ``target_repository`` (default: the
-    first local repository of the target server)."""
+    first local repository of the target server). ``after_job_id``: the job waits for
+    that one to end first (several migrations run one after another, 7.7)."""
     with transaction.atomic():
         current = lock_vm_row(vm)
         if current.status == VmStatus.STOPPED:
-            return _migrate_cold(current, user=user, target_server=target_server, target_pool=target_pool)
-        return _migrate_live(
-            current,
-            user=user,
-            target_server=target_server,
-            target_pool=target_pool,
-            ha_failover=ha_failover,
-            target_repository=target_repository,
-        )
+            job = _migrate_cold(current, user=user, target_server=target_server, target_pool=target_pool)
+        else:
+            job = _migrate_live(
+                current,
+                user=user,
+                target_server=target_server,
+                target_pool=target_pool,
+                ha_failover=ha_failover,
+                target_repository=target_repository,
+            )
+        if after_job_id is not None:
+            job.params = {**job.params, "after_job_id": after_job_id}
+            Job.objects.filter(pk=job.pk).update(params=job.params)
+        return job
 
 
 def _migrate_cold(
