@@ -167,7 +167,7 @@ def routes(resolver: URLResolver | None = None, prefix: str = "", namespace: str
 
 def _api_object_key(name: str, callback) -> str:
     """The estate key whose id fills ``pk`` of an API route: the model of its viewset."""
-    if name == "vm-console-tickets":
+    if name.startswith("vm-console-"):  # the console routes of a VM (tickets, who is watching)
         return "vm"
     cls = getattr(callback, "cls", None)
     queryset = getattr(cls, "queryset", None)
@@ -229,7 +229,9 @@ def _row_counts() -> dict[str, int]:
     }
 
 
-def _walk(user, estate: dict, allowed_for, *, hidden: tuple[str, ...] = ()) -> tuple[list[str], Counter]:
+def _walk(
+    user, estate: dict, allowed_for, *, hidden: tuple[str, ...] = (), reads_only: bool = False
+) -> tuple[list[str], Counter]:
     """Every route with every method; ``allowed_for(method, (namespace, name), keys)`` are the
     statuses it may answer (``keys``: the estate objects its URL names), and no answer may name
     one of ``hidden``. Returns what answered otherwise, and how many requests answered each status."""
@@ -238,7 +240,7 @@ def _walk(user, estate: dict, allowed_for, *, hidden: tuple[str, ...] = ()) -> t
     before, jobs = _row_counts(), Job.objects.count()
     wrong, requests = [], Counter()
     for namespace, name, url, keys in walked(estate, with_keys=True):
-        for method in methods(namespace, url):
+        for method in ["get"] if reads_only else methods(namespace, url):
             kwargs = {"data": "{}", "content_type": "application/json"} if namespace == "api" else {}
             response = getattr(client, method)(url, **kwargs) if method != "get" else client.get(url)
             requests[response.status_code] += 1
@@ -336,6 +338,17 @@ def test_a_viewer_of_the_pool_reads_it_and_changes_nothing(two_pools):
     wrong, statuses = _walk(viewer, estate, allowed_for)
     assert wrong == [], "\n".join(wrong)
     assert statuses[200] > 40
+
+
+@pytest.mark.parametrize("role", [Role.OPERATOR, Role.ADMINISTRATOR])
+def test_operators_and_administrators_of_the_pool_read_every_page(two_pools, role):
+    """Every page and endpoint answers a role on the pool (no 500), and none names the other pool's VM
+    (their writes are tested one by one: tests/api/test_pool_roles.py, tests/inventory/test_roles.py)."""
+    estate, _beta = two_pools
+    user = _role_user(role, estate["pool"], f"{role}-of-alpha")
+    wrong, statuses = _walk(user, estate, lambda method, route, keys: READS, hidden=("beta-vm",), reads_only=True)
+    assert wrong == [], "\n".join(wrong)
+    assert statuses[200] > 60
 
 
 def test_the_walk_sees_pages_that_open(estate, admin_client):
