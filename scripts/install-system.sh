@@ -2,6 +2,7 @@
 # Installs the Debian packages ovmweb needs (hypervisor, sshd, browser, guest
 # build tools, PostgreSQL for CI), only when something is missing.
 set -euo pipefail
+# libvirt-daemon also brings virtlockd and libvirt's lockd plugin (disk leases, scripts/start-services.sh).
 pkgs=(
   qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-dev pkg-config openssh-server openssh-client chromium busybox-static xorriso
