@@ -150,3 +150,13 @@ def test_estate_wide_roles_are_granted_in_the_admin(admin_client):
     assert AuditRecord.objects.filter(action=AuditAction.ROLE, object_repr="estate-viewer", outcome="granted").exists()
     assert admin_client.post(f"/admin/accounts/roleassignment/{row.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not RoleAssignment.objects.exists()
+
+
+def test_the_admin_lists_only_the_pools_objects(pools, client):
+    a, _b, vm_a, vm_b = pools
+    staff = holder(Role.VIEWER, a, is_staff=True)
+    client.force_login(staff)
+    page = client.get("/admin/inventory/virtualmachine/")
+    assert page.status_code == 200
+    assert vm_a.name in page.content.decode() and vm_b.name not in page.content.decode()
+    assert client.get(f"/admin/inventory/virtualmachine/{vm_b.pk}/change/").status_code in (302, 404)
