@@ -24,6 +24,7 @@ class VirtualDiskSerializer(serializers.ModelSerializer):
             "sparse",
             "shareable",
             "backing_disk",
+            "thin_base",
             "created_at",
             "updated_at",
         ]

@@ -10,7 +10,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from ovmweb.inventory import models
 
 from .. import serializers as s
-from .base import RESPONSES_JOB, ReadOnlyApiViewSet, job_response, service, validated
+from .base import RESPONSES_JOB, EmptySerializer, ReadOnlyApiViewSet, job_response, service, validated
 
 
 @extend_schema_view(
@@ -21,6 +21,8 @@ class VirtualDiskViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, Read
     queryset = models.VirtualDisk.objects.all()
     serializer_class = s.VirtualDiskSerializer
     permission_noun = "disk"
+    # Flattening rewrites the disk's own file: the permission to change it.
+    permission_actions = {"flatten": "disk.resize"}
 
     def create(self, request, *args, **kwargs):
         """Create a virtual disk in a repository; 202 with the job."""
@@ -38,6 +40,15 @@ class VirtualDiskViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, Read
         disk = self.get_object()  # first: another pool's disk is a 404 whatever the input
         data = validated(s.VirtualDiskResizeSerializer, request)
         return job_response(service("storage").disk_resize(disk=disk, user=request.user, **data))
+
+    @extend_schema(request=EmptySerializer, responses=RESPONSES_JOB)
+    @action(detail=True, methods=["post"])
+    def flatten(self, request, pk=None, format=None):
+        """Make a thin clone (or a thin-cloned disk) standalone: a full copy read through its
+        chain replaces the overlay, and a base left without clones is deleted; 202 with the job."""
+        disk = self.get_object()
+        validated(EmptySerializer, request)
+        return job_response(service("disk_copies").disk_flatten(disk=disk, user=request.user))
 
 
 @extend_schema_view(create=extend_schema(request=s.IsoUploadSerializer, responses=RESPONSES_JOB))
