@@ -126,9 +126,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             # Not thread-sensitive: redemptions of many consoles opening at once then run side by
             # side instead of queueing on Django's one sync thread; past daphne's 5 s opening
             # handshake timeout a queued connection is dropped (seen: 20-136 of 200 at once).
-            self.ticket = await database_sync_to_async(services.ticket_redeem, thread_sensitive=False)(
-                token=token, user=user, vm_id=vm_id, kind=self.kind
-            )
+            self.ticket = await database_sync_to_async(
+                services.ticket_redeem, thread_sensitive=False, executor=streams.openers
+            )(token=token, user=user, vm_id=vm_id, kind=self.kind)
         except (PermissionDenied, Http404, Conflict) as exc:
             raise Refused(type(exc).__name__) from None
         try:
@@ -140,7 +140,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         server, port = services.console_target(self.ticket)
         loop = asyncio.get_running_loop()
         try:
-            raw = await loop.run_in_executor(None, pool.open_console_stream, server, port)
+            raw = await loop.run_in_executor(streams.openers, pool.open_console_stream, server, port)
         except ConnectionFailed as exc:
             raise Refused(f"console unreachable: {exc}") from None
         self.stream = streams.wrap(raw, loop)
@@ -149,7 +149,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         await self.channel_layer.group_add(LIVE_GROUP, self.channel_name)
         self.groups = [user_group(user.pk), LIVE_GROUP]
-        self._audit_id = await database_sync_to_async(audit.console_session_start, thread_sensitive=False)(
+        self._audit_id = await database_sync_to_async(
+            audit.console_session_start, thread_sensitive=False, executor=streams.openers
+        )(
             user_id=user.pk,
             vm=self.ticket.vm,
             kind=self.kind,
