@@ -56,6 +56,8 @@ class ServerPoolAdmin(CrudServiceAdmin):
     list_display = ["name", "architecture", "created_at"]
     list_filter = ["architecture"]
     search_fields = ["name", "description"]
+    # DRS/DPM are set on the pool page (pools.server_pool_set_policies), not here.
+    fields = ["name", "architecture", "description"]
     permission_noun = "pool"
     # server_pool_create / server_pool_update / server_pool_delete
     service_module, service_noun, service_object = "pools", "server_pool", "pool"
