@@ -291,7 +291,9 @@ def two_pools(estate):
     for key in ("pool", "server", "vm", "customizer", "anti_affinity_group"):
         type(estate[key]).objects.filter(pk=estate[key].pk).update(name=f"{ALPHA}-{key}")
     beta = f.ServerPoolFactory(name="beta-pool")
-    f.VirtualMachineFactory(name="beta-vm", server_pool=beta)
+    f.VirtualMachineFactory(
+        name="beta-vm", server_pool=beta, server=f.ServerFactory(name="beta-server", server_pool=beta)
+    )
     return estate, beta
 
 
@@ -346,7 +348,9 @@ def test_operators_and_administrators_of_the_pool_read_every_page(two_pools, rol
     (their writes are tested one by one: tests/api/test_pool_roles.py, tests/inventory/test_roles.py)."""
     estate, _beta = two_pools
     user = _role_user(role, estate["pool"], f"{role}-of-alpha")
-    wrong, statuses = _walk(user, estate, lambda method, route, keys: READS, hidden=("beta-vm",), reads_only=True)
+    wrong, statuses = _walk(
+        user, estate, lambda method, route, keys: READS, hidden=("beta-vm", "beta-pool", "beta-server"), reads_only=True
+    )
     assert wrong == [], "\n".join(wrong)
     assert statuses[200] > 60
 

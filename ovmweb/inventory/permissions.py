@@ -357,6 +357,14 @@ def authorize_vm_create(user, source: dict | None) -> None:
     authorize(user, "vm.create", obj)
 
 
+def authorize_vm_target_pool(user, action: str, pool) -> None:
+    """A VM sent to another server pool (cold migration): the user needs ``action`` on the
+    target pool too (a role there, or the model permission); a pool the user may not see is
+    not found (404)."""
+    if pool is not None:
+        authorize(user, action, pool)
+
+
 def authorize_server_discover(user, *, hostname: str, ssh_port: int, rediscover: bool) -> None:
     """Discovering a new host and port needs ``server.discover``; rediscovering the server
     already there needs ``server.rediscover`` on it. Without ``rediscover`` a known host

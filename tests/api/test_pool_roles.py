@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 from ovmweb.accounts.models import Role, RoleAssignment
 from ovmweb.audit.models import AuditAction, AuditRecord
-from ovmweb.inventory import choices
+from ovmweb.inventory import choices, roles
 from ovmweb.jobs.models import Event
 from tests import factories as f
 
@@ -110,3 +110,18 @@ def test_the_roles_page_of_a_pool(pools):
     viewer.force_login(holder(Role.VIEWER, a))
     assert 'id="role-form"' not in viewer.get(f"/pools/{a.pk}/roles/").content.decode()
     assert viewer.post(f"/pools/{a.pk}/roles/", {"role": "administrator", "user": grantee.pk}).status_code == 403
+
+
+def test_a_cold_migration_needs_a_role_on_the_target_pool(pools):
+    a, b = pools
+    vm_a = f.VirtualMachineFactory(server_pool=a, status=choices.VmStatus.STOPPED)
+    admin = holder(Role.ADMINISTRATOR, a)
+    client = api_as(admin)
+    assert client.post(f"/api/v1/vms/{vm_a.pk}/migrate/", {"target_pool": b.pk}, "json").status_code == 404
+    RoleAssignment.objects.create(role=Role.VIEWER, user=admin, server_pool=b)
+    roles.forget(admin)  # force_authenticate keeps this very user object, and its roles read once
+    assert client.post(f"/api/v1/vms/{vm_a.pk}/migrate/", {"target_pool": b.pk}, "json").status_code == 403
+    RoleAssignment.objects.create(role=Role.ADMINISTRATOR, user=admin, server_pool=b)
+    roles.forget(admin)
+    # Past the doors: the service's own rules decide now (202, or 409 with the reason).
+    assert client.post(f"/api/v1/vms/{vm_a.pk}/migrate/", {"target_pool": b.pk}, "json").status_code in (202, 409)

@@ -188,8 +188,10 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         """Live-migrate a running VM to a server of its pool (with its disks copied into
         ``target_repository`` when they are in a local repository), or move a stopped VM to
         another server pool."""
+        vm = self.get_object()
         data = validated(s.VmMigrateSerializer, request)
-        return job_response(service("vm_migration").vm_migrate(vm=self.get_object(), user=request.user, **data))
+        vm_permissions.authorize_vm_target_pool(request.user, "vm.migrate", data.get("target_pool"))
+        return job_response(service("vm_migration").vm_migrate(vm=vm, user=request.user, **data))
 
     @extend_schema(request=VmBulkSerializer, responses=RESPONSES_JOB)
     @action(detail=False, methods=["post"], url_path="bulk")

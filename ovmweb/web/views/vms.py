@@ -227,6 +227,10 @@ def _selected_url(vm) -> str:
 def vm_migrate(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = access_vm(request, vm_id, "migrate")
     form = operation_forms.MigrateForm(request.POST if request.method == "POST" else None, vm=vm)
+    # Only the pools where the user may migrate VMs to (a role there, or the model permission).
+    if "target_pool" in form.fields:  # a cold migration
+        field = form.fields["target_pool"]
+        field.queryset = inventory_permissions().scope(request.user, "vm.migrate", field.queryset)
     if request.method == "POST" and form.is_valid():
         ok, job = ui.call_service(
             request,
