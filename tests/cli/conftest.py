@@ -29,7 +29,7 @@ from ovmweb.inventory.services import pools, repositories, servers, storage, vms
 from ovmweb.jobs.testing import run_pending_jobs
 
 tmp = Path({tmp!r})
-user = get_user_model().objects.get(username="admin")
+user = get_user_model().objects.create_superuser("admin", "admin@example.com", {password!r})
 pool = pools.server_pool_create(user=user, name="cli-pool")
 servers.server_discover(user=user, hostname="localhost", transport="local", name="local", server_pool=pool)
 run_pending_jobs()
@@ -113,17 +113,20 @@ def ovmweb_live():
         OVMWEB_ALLOWED_HOSTS="127.0.0.1,localhost",
         OVMWEB_RECONCILE_INTERVAL="2",
         OVMWEB_LOG_LEVEL="INFO",
-        DJANGO_SUPERUSER_PASSWORD=PASSWORD,
         OVMWEB_SERIAL_PORT_BASE=str(base),
         OVMWEB_VNC_PORT_BASE=str(base + 500),
     )
     _manage(env, "migrate", "--noinput")
-    _manage(env, "createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")
     log_path = tmp / "server.log"
     log = open(log_path, "w")
     proc = None
     try:
-        _manage(env, "shell", "-c", SETUP.format(tmp=str(tmp), iso=str(ROOT / "var" / "guest" / "tiny.iso")))
+        _manage(
+            env,
+            "shell",
+            "-c",
+            SETUP.format(tmp=str(tmp), iso=str(ROOT / "var" / "guest" / "tiny.iso"), password=PASSWORD),
+        )
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "runovmweb", "--bind", f"127.0.0.1:{port}"],
             env=env,
