@@ -203,6 +203,8 @@ class VirtualMachineViewSet(viewsets.ModelViewSet, ApiViewSet):
         # Each VM as its own door would see it: 404 for one the user may not see, 403 for
         # one they may not act on, before anything is submitted.
         vms = [selectors.access_vm(request.user, pk, data["action"]) for pk in data.pop("vms")]
+        if data["action"] == "migrate":  # and the pool they go to, as for one VM
+            vm_permissions.authorize_vm_target_pool(request.user, "vm.migrate", data.get("target_pool"))
         return job_response(service("bulk").vm_bulk(user=request.user, vms=vms, **data))
 
     @extend_schema(request=s.VmCloneSerializer, responses=RESPONSES_JOB)
