@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import stat
 import subprocess
 import time
@@ -49,7 +50,7 @@ def test_bad_input_names_the_field(ovmweb):
     assert line.startswith("ovmweb: vcpus: ")
 
 
-def test_start_wait_then_409_then_watch_the_kill(ovmweb, cli_env):
+def test_start_wait_409_serial_console_and_watch_the_kill(ovmweb, cli_env):
     started = ovmweb("vm", "start", "cli-tiny", "--wait", "--json", timeout=120)
     assert started.returncode == 0, started.stderr
     (job,) = json.loads(started.stdout)
@@ -60,6 +61,10 @@ def test_start_wait_then_409_then_watch_the_kill(ovmweb, cli_env):
     assert again.returncode == 6
     (line,) = again.stderr.strip().splitlines()
     assert line.startswith("ovmweb: VM cli-tiny: ") and "RUNNING" in line
+
+    # The serial console, through the browser's ticketed WebSocket: the guest's shell answers.
+    answer, code = console_echo(cli_env)
+    assert b"hello-42" in answer and code == 0, answer[-500:]
 
     # The live feed, through the same WebSocket the browser uses (token instead of a session).
     watch = subprocess.Popen(
@@ -79,6 +84,31 @@ def test_start_wait_then_409_then_watch_the_kill(ovmweb, cli_env):
     assert watch.returncode == 0, err
     update = json.loads(out.splitlines()[0])
     assert update["operation"] == "vm.kill" and update["target_name"] == "cli-tiny"
+
+
+def console_echo(cli_env, timeout: float = 45) -> tuple[bytes, int]:
+    """Type a command into ``vm console cli-tiny --serial`` every 2 s (the guest may still be
+    booting) until its answer comes back; then end the input. (output, exit code)."""
+    proc = subprocess.Popen(
+        [str(OVMWEB), "vm", "console", "cli-tiny", "--serial"],
+        env=cli_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    seen, next_line, deadline = b"", 0.0, time.monotonic() + timeout
+    try:
+        while b"hello-42" not in seen and time.monotonic() < deadline and proc.poll() is None:
+            if time.monotonic() >= next_line:
+                proc.stdin.write(b"echo hello-$((6*7))\n")
+                proc.stdin.flush()
+                next_line = time.monotonic() + 2
+            if select.select([proc.stdout], [], [], 0.5)[0]:
+                seen += os.read(proc.stdout.fileno(), 65536)
+        proc.stdin.close()  # end of input: the command leaves
+        return seen, proc.wait(timeout=20)
+    finally:
+        proc.kill()
 
 
 def test_without_a_token_the_command_says_how_to_sign_in(ovmweb_live):
