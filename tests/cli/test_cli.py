@@ -1,6 +1,6 @@
 """The real ``ovmweb`` command against a live runovmweb and the tiny guest on this
 machine's libvirtd: sign-in, lists as JSON, names, ``vm start --wait``, the 409 and 400
-messages and their exit codes, and ``jobs watch`` on the live feed."""
+messages and their exit codes, ``vm console --serial`` and ``jobs watch`` on the live feed."""
 
 from __future__ import annotations
 
