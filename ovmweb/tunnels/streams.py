@@ -24,7 +24,7 @@ import paramiko
 _writers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="console-write")
 # Opening a console waits a round trip to sshd (or a TCP connect): many consoles opening at
 # once must not queue behind the loop's default executor (min(32, cores + 4) threads) past
-# daphne's 5 s opening-handshake timeout (seen: 48 of 200 refused at load 10).
+# daphne's 5 s opening-handshake timeout.
 openers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="console-open")
 # Largest message sent from the event loop itself: one SSH packet's worth, which
 # the kernel's socket buffer takes at once. Bigger ones (pastes, uploads) take
