@@ -135,7 +135,7 @@ def _held(user) -> tuple[tuple[str, int | None], ...]:
     cached = getattr(user, "_ovm_roles", None)
     if cached is None:
         rows = RoleAssignment.objects.filter(Q(user_id=user.pk) | Q(group__user__id=user.pk))
-        cached = tuple(rows.values_list("role", "server_pool_id").distinct())
+        cached = tuple(rows.order_by().values_list("role", "server_pool_id").distinct())
         user._ovm_roles = cached
     return cached
 
