@@ -171,7 +171,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 self._watchdog_timer = asyncio.get_running_loop().call_later(CHECK_INTERVAL, self._watch)
 
     def progress(self) -> tuple:
-        return (self.bytes_from_console, self.bytes_to_console, self.flow.buffered())
+        stream = self.stream
+        inside = stream.progress() if stream is not None else ()
+        return (self.bytes_from_console, self.bytes_to_console, self.flow.buffered(), *inside)
 
     def waiting_for(self) -> str | None:
         """What this proxy should be moving now and is not (None: nothing is owed)."""

@@ -52,8 +52,12 @@ class ConsoleStream:
         raise NotImplementedError
 
     def window_open(self) -> bool:
-        """A write could make progress now (the remote side takes data)."""
-        return True
+        """A write could make progress now (the remote side takes data); False when it cannot be told."""
+        return False
+
+    def progress(self) -> tuple:
+        """Changes whenever bytes move inside the stream (a slow console taking input counts)."""
+        return ()
 
     def describe(self) -> dict:
         return {"closed": self.closed, "reader_waiting": self.waiting, "writes_in_flight": self.writes_in_flight}
@@ -147,6 +151,10 @@ class ChannelStream(ConsoleStream):
 
     def window_open(self) -> bool:
         return self.channel.out_window_size > 0
+
+    def progress(self) -> tuple:
+        # The send window shrinks as a pending write goes out and grows as the console reads it.
+        return (self.channel.out_window_size, len(self.channel.in_buffer))
 
     def describe(self) -> dict:
         chan = self.channel

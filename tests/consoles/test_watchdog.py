@@ -108,3 +108,15 @@ def test_consumer_recovers_a_pump_that_lost_its_wakeup(operator, local_server, r
     received, stalls = async_to_sync(run)()
     assert received == b"hello"
     assert stalls == 1
+
+
+def test_a_slow_session_that_keeps_moving_is_not_a_stall():
+    """A paste into a slow serial console: a write stays pending for minutes, but the window moves."""
+    session, clock = FakeSession(), Clock()
+    session.waiting = "write to the console pending with its window open"
+    dog = watchdog.Watchdog(session, name="serial of VM 1", clock=clock)
+    for _ in range(60):
+        clock.now += 1
+        session.moved += 1
+        assert dog.check() is None
+    assert session.recovered == 0 and session.closed == 0
