@@ -23,6 +23,7 @@ def vm_clone(ctx: JobContext, *, vm_id: int, source_vm_id: int, disks: list[dict
     thin, seed 7.6) were checked when the job was submitted. A stopped source's disks are
     cloned thin (on a shared read-only base), sparse or non-sparse, one by one; a running
     source's disks all at one instant by the hypervisor's backup job (``_hot_clone``)."""
+    storage_journal.journal_sweep_all()  # leftovers of earlier faults first
     clone = load_vm(vm_id)
     source = VirtualMachine.objects.select_related("server").filter(pk=source_vm_id).first()
     if source is not None and source.status == VmStatus.RUNNING and disks:

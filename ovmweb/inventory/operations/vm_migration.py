@@ -214,7 +214,7 @@ def storage_arrived(*, job: Job, vm: VirtualMachine, target_repo: Repository, sr
     """The guest runs on the target on the copies: record the disks there (standalone now),
     then delete their source volumes, except one a thin clone stands on, then the bases
     left without children. Idempotent (a recovery may run it again)."""
-    moved = []
+    moved, undeleted = [], []
     for entry in storage_journal.entries(job):
         disk = VirtualDisk.objects.select_related("repository", "backing_disk").filter(pk=entry.get("disk_id")).first()
         if disk is None or disk.repository_id != entry.get("source_repository_id"):
@@ -228,19 +228,39 @@ def storage_arrived(*, job: Job, vm: VirtualMachine, target_repo: Repository, sr
             log(_("Source volume %(v)s kept: thin clones stand on it.") % {"v": disk.volume})
         else:
             try:
-                src_driver.volume_delete(pool_name(old, "disks"), disk.volume)
+                _delete_twice(src_driver, pool_name(old, "disks"), disk.volume)
             except DriverError as exc:
-                log(_("Source volume %(v)s not deleted: %(e)s") % {"v": disk.volume, "e": exc})
+                # Journaled: the next sweep deletes it (no record names it there any more).
+                log(_("Source volume %(v)s not deleted yet: %(e)s") % {"v": disk.volume, "e": exc})
+                undeleted.append((old, disk.volume, base.pk if base else None))
+                continue
         bases_release(base=base, job=job)
     if vm.repository is not None and vm.repository.kind == RepositoryKind.LOCAL:
         vm_set_placement(vm=vm, repository=target_repo, job=job)
     storage_journal.journal_remove(job)
-    return {"repository_id": target_repo.pk, "disks_copied": len(moved)}
+    for repository, volume, base_id in undeleted:
+        storage_journal.journal_add(job, repository=repository, volume=volume, base_id=base_id)
+    result = {"repository_id": target_repo.pk, "disks_copied": len(moved)}
+    if undeleted:
+        result[storage_journal.KEY] = storage_journal.entries(job)  # kept in the job's result for the sweep
+    return result
+
+
+def _delete_twice(driver, pool: str, volume: str) -> None:
+    """A dropped connection is opened again by the next call: one more try before journaling."""
+    try:
+        driver.volume_delete(pool, volume)
+    except DriverError:
+        driver.volume_delete(pool, volume)
 
 
 def resolve_journal(job: Job) -> None:
     """Settle an ended ``vm.migrate`` job's target volumes by where its guest runs now."""
-    if not storage_journal.entries(job):
+    left = storage_journal.entries(job)
+    if not left:
+        return
+    if not any("disk_id" in e for e in left):
+        storage_journal.journal_sweep(job)  # source volumes left after an arrival: plain deletions
         return
     vm = VirtualMachine.objects.select_related("server", "repository").filter(pk=job.params.get("vm_id")).first()
     target = Server.objects.filter(pk=job.params.get("target_server_id")).first()

@@ -36,6 +36,8 @@ from .repositories import pool_name
 log = logging.getLogger(__name__)
 
 KEY = "journal"
+# Tries per journaled volume and sweep (a transient fault passes; a lasting one waits for the next sweep).
+DELETE_ATTEMPTS = 2
 # operation -> resolver(job) for the operations whose journal needs more than a sweep.
 RESOLVERS: dict[str, Callable[[Job], None]] = {}
 
@@ -106,11 +108,15 @@ def _delete(entry: dict) -> bool:
     if repository is None or _claimed(entry, repository):
         return True
     part = entry.get("part", "disks")
-    try:
-        repository_driver(repository).volume_delete(pool_name(repository, part), entry["volume"])
-    except (DriverError, Conflict) as exc:
-        log.warning("journaled volume %s in %s not deleted yet: %s", entry["volume"], repository.name, exc)
-        return False
+    for attempt in range(DELETE_ATTEMPTS):
+        try:
+            repository_driver(repository).volume_delete(pool_name(repository, part), entry["volume"])
+            break
+        except (DriverError, Conflict) as exc:
+            # A dropped connection is opened again by the next call: one more try now.
+            if attempt + 1 == DELETE_ATTEMPTS:
+                log.warning("journaled volume %s in %s not deleted yet: %s", entry["volume"], repository.name, exc)
+                return False
     if part == "isos":
         IsoFile.objects.filter(repository=repository, name=entry["volume"]).delete()
         return True

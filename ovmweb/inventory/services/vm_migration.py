@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from ovmweb.errors import Conflict, DriverError
+from ovmweb.errors import Conflict, DomainNotFound, DriverError
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import job_submit
 
@@ -191,8 +191,14 @@ def cold_migration_done(*, vm: VirtualMachine, target_pool: ServerPool | None, j
     if vm.server is not None:
         try:
             driver_for(vm.server).undefine(str(vm.uuid))
+        except DomainNotFound:
+            pass
         except DriverError as exc:
-            log(_("Undefine on %(s)s failed: %(e)s") % {"s": vm.server.name, "e": exc})
+            # Refused rather than leaving a definition behind on a server of the old pool.
+            raise Conflict(
+                _("%(vm)s is still defined on %(s)s, which could not undefine it (%(e)s); try again.")
+                % {"vm": vm.name, "s": vm.server.name, "e": exc}
+            ) from exc
     vm_set_placement(vm=vm, server_pool=target_pool, server=None, job=job)
     return {"server_pool_id": target_pool.pk if target_pool else None}
 
