@@ -14,7 +14,9 @@ def test_flatten_queues_the_job_and_thin_base_is_shown(api):
     base.save()
     clone = f.VirtualDiskFactory(repository=base.repository, backing_disk=base)
     shown = api.get(f"/api/v1/virtual-disks/{base.pk}/").json()
-    assert shown["thin_base"] is True and api.get(f"/api/v1/virtual-disks/{clone.pk}/").json()["backing_disk"] == base.pk
+    assert (
+        shown["thin_base"] is True and api.get(f"/api/v1/virtual-disks/{clone.pk}/").json()["backing_disk"] == base.pk
+    )
     response = api.post(f"/api/v1/virtual-disks/{clone.pk}/flatten/", {}, format="json")
     assert response.status_code == 202, response.json()
     assert Job.objects.get(pk=response.json()["id"]).operation == "disk.flatten"

@@ -82,7 +82,7 @@ def test_runovmweb_serves_pages_and_runs_queued_jobs(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(20)
+            proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
