@@ -263,7 +263,12 @@ class VirtualMachine(TimestampedModel):
                 fields=["server", "serial_port"], condition=Q(serial_port__isnull=False), name="vm_unique_serial_port"
             ),
         ]
-        indexes = [models.Index(fields=["status"]), models.Index(fields=["server_pool", "name"])]
+        # (name, id) is the list's order: keyset pages read it forwards and backwards by index.
+        indexes = [
+            models.Index(fields=["status"]),
+            models.Index(fields=["server_pool", "name"]),
+            models.Index(fields=["name", "id"], name="inventory_vm_name_id"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -102,6 +102,7 @@ def test_virtual_disk_create_resize_delete(api):
     assert created.status_code == 202, created.json()
     disk = VirtualDisk.objects.get(name="data")
     assert created.json()["operation"] == "disk.create" and created.json()["target_id"] == disk.pk
+    assert disk.format == "qcow2" and not disk.shareable
     Job.objects.all().delete()
     shrink = api.post(f"/api/v1/virtual-disks/{disk.pk}/resize/", {"size_bytes": 1 << 20}, format="json")
     assert shrink.status_code == 400 and "size_bytes" in shrink.json()
@@ -114,6 +115,19 @@ def test_virtual_disk_create_resize_delete(api):
     assert in_use.status_code == 409 and vm.name in in_use.json()["detail"]
     vm.disk_slots.all().delete()
     assert api.delete(f"/api/v1/virtual-disks/{disk.pk}/").status_code == 202
+
+
+def test_a_shareable_disk_is_raw(api):
+    """Two guests may write a shareable disk at once: only raw survives that (libvirt refuses qcow2)."""
+    repo = f.RepositoryFactory()
+    created = api.post(
+        "/api/v1/virtual-disks/",
+        {"name": "quorum", "repository": repo.pk, "size_bytes": 1 << 30, "shareable": True},
+        format="json",
+    )
+    assert created.status_code == 202, created.json()
+    disk = VirtualDisk.objects.get(name="quorum")
+    assert disk.shareable and disk.format == "raw" and disk.volume.endswith(".img")
 
 
 def test_iso_upload_and_import(api):

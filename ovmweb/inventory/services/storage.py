@@ -26,7 +26,7 @@ from ovmweb.jobs.models import Job
 from ovmweb.jobs.services import event_record, job_submit
 
 from .. import staging
-from ..choices import CloneType, ServerStatus, Transport, VmStatus
+from ..choices import CloneType, DiskFormat, ServerStatus, Transport, VmStatus
 from ..models import IsoFile, Repository, Server, VirtualDisk, VirtualMachine
 from . import fetch, images
 from .repositories import pool_name, repository_servers
@@ -119,12 +119,17 @@ def iso_record(
 def disk_create(
     *, user, repository: Repository, name: str, size_bytes: int, sparse: bool = True, shareable: bool = False
 ) -> Job:
-    """Record the disk and queue ``disk.create``; the job's target is the new VirtualDisk."""
+    """Record the disk and queue ``disk.create``; the job's target is the new VirtualDisk.
+
+    A shareable disk is raw: QEMU cannot let two guests write one qcow2 image (its metadata
+    would be corrupted), and libvirt refuses to start a VM with a shareable qcow2 disk."""
+    fmt = DiskFormat.RAW if shareable else DiskFormat.QCOW2
     with transaction.atomic():
         disk = VirtualDisk(
             name=name,
             repository=repository,
-            volume=f"{uuidlib.uuid4().hex}.qcow2",
+            volume=f"{uuidlib.uuid4().hex}.{'img' if shareable else 'qcow2'}",
+            format=fmt,
             size_bytes=size_bytes,
             sparse=sparse,
             shareable=shareable,
