@@ -60,6 +60,7 @@ WEB_PARAMS = {
     "vm_id": "vm",
     "customizer_id": "customizer",
     "slot_id": "slot",
+    "disk_id": "disk",
     "vnic_id": "vnic",
     "server_id": "server",
     "pool_id": "pool",

@@ -67,6 +67,7 @@ urlpatterns = [
     path("repositories/<int:repo_id>/appliances/import/", infra.appliance_import, name="appliance_import"),
     path("appliances/<int:appliance_id>/delete/", infra.appliance_delete, name="appliance_delete"),
     path("repositories/<int:repo_id>/disks/new/", infra.disk_create, name="disk_create"),
+    path("disks/<int:disk_id>/flatten/", infra.disk_flatten, name="disk_flatten"),
     # Networking
     path("networks/", infra.network_list, name="network_list"),
     path("networks/<int:network_id>/delete/", infra.network_delete, name="network_delete"),

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from ovmweb.inventory import permissions
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.inventory.models import MacAddressRange, Repository, Server, ServerPool, VirtualAppliance
+from ovmweb.inventory.models import MacAddressRange, Repository, Server, ServerPool, VirtualAppliance, VirtualDisk
 
 from .. import selectors, ui
 from ..forms import infrastructure as infra_forms
@@ -353,6 +353,21 @@ def appliance_delete(request: HttpRequest, appliance_id: int) -> HttpResponse:
             % {"name": appliance.name, "job": job.pk},
         )
     return redirect(reverse("web:repository_detail", args=[appliance.repository_id]) + "?tab=appliances")
+
+
+@login_required
+@allowed("disk.resize")
+@require_POST
+def disk_flatten(request: HttpRequest, disk_id: int) -> HttpResponse:
+    """Make a thin clone standalone (its base is deleted with its last child)."""
+    disk = get_object_or_404(VirtualDisk, pk=disk_id)
+    require(request, "disk.resize", disk)
+    ok, job = ui.call_service(request, lambda: services("disk_copies").disk_flatten(disk=disk, user=request.user))
+    if ok:
+        messages.success(
+            request, _("Flattening of disk %(name)s queued as job #%(job)s.") % {"name": disk.name, "job": job.pk}
+        )
+    return redirect(reverse("web:repository_detail", args=[disk.repository_id]) + "?tab=disks")
 
 
 @login_required
