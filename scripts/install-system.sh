@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ovmweb needs (hypervisor, sshd, browser, guest
-# build tools, PostgreSQL for CI), only when something is missing.
+# build tools, PostgreSQL, Redis and nginx for CI), only when something is missing.
 set -euo pipefail
 # libvirt-daemon also brings virtlockd and libvirt's lockd plugin (disk leases, scripts/start-services.sh).
 pkgs=(
   qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-dev pkg-config openssh-server openssh-client chromium busybox-static xorriso
   isolinux syslinux-common socat cpio iproute2 postgresql redis-server
+  nginx  # the reverse proxy of tests/scaleout (run by the test on a port of its own)
 )
 missing=()
 command -v npm >/dev/null || pkgs+=(nodejs npm)
