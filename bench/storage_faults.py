@@ -5,11 +5,14 @@ on each, a shared one seen by both pools, the tiny guest running on a.
 Each run picks an operation (thin/sparse clone of a stopped VM, hot clone of the running
 guest, move between repositories, cold migration between pools, live migration with
 storage between a and b) and a fault at a random step, a step being any call into the
-libvirt driver (volume create/clone/delete/info, pool refresh, define, migrate, backup...):
+libvirt driver (volume create/clone/delete/info, pool refresh, define, migrate, backup...).
+The job runs in a separate ``runjobworker`` process (bench/_fault_worker.py), which
+announces each step on its stdout:
 
-- ``kill``: the worker dies at that step (a BaseException leaves the job RUNNING and
-  nothing after the step happens, as a SIGKILL would; libvirt's own jobs are not killed
-  with it), then the worker's restart recovery runs (``recover_interrupted_jobs``);
+- ``kill``: the bench SIGKILLs the worker process at a random moment up to
+  ``KILL_DELAY_S`` after it announced that step (before, during or after the libvirt
+  call; libvirt's own jobs go on or not as libvirtd decides), then starts a new worker,
+  whose start recovers the interrupted job (``recover_interrupted_jobs``) as a restart does;
 - ``ssh``: the connection to the server drops at that step (ConnectionFailed);
 - ``full``: the target repository is full at that step (No space left on device);
 - ``libvirt``: libvirt fails that call (an internal error).
@@ -30,81 +33,64 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
 from _common import GUEST_ISO, ROOT, isolated_django
 
-TMP, _ = isolated_django("ovmweb-bench-faults-", OVMWEB_EMBEDDED_WORKER="0", OVMWEB_MONITOR="0")
+TMP, ENV = isolated_django("ovmweb-bench-faults-", OVMWEB_EMBEDDED_WORKER="0", OVMWEB_MONITOR="0")
 
 from django.core.management import call_command  # noqa: E402
 
 MIB = 1 << 20
 OPERATIONS = ("clone", "hot_clone", "move", "cold_migrate", "live_migrate")
 FAULTS = ("kill", "ssh", "full", "libvirt")
-# Driver calls that count as steps.
-STEPS = (
-    "volume_create",
-    "volume_clone",
-    "volume_delete",
-    "volume_info",
-    "volume_protect",
-    "pool_refresh",
-    "define",
-    "undefine",
-    "migrate",
-    "disks_backup",
-)
+# A kill comes this long at most after the worker announced the chosen step (so it lands
+# before, during or just after that driver call).
+KILL_DELAY_S = 0.5
+WORKER = ROOT / "bench" / "_fault_worker.py"
 
 
-class WorkerKilled(BaseException):
-    """The worker died here (not an Exception: the job runner does not catch it)."""
-
-
-class Injector:
-    """Counts driver calls; the ``at``-th one of the armed run raises ``fault``."""
-
-    def __init__(self):
-        self.count, self.at, self.fault, self.fired = 0, None, None, False
-
-    def arm(self, at: int | None, fault: str | None) -> None:
-        self.count, self.at, self.fault, self.fired = 0, at, fault, False
-
-    def step(self, name: str) -> None:
-        from ovmweb.errors import ConnectionFailed, OperationFailed
-
-        self.count += 1
-        if self.fired or self.at is None or self.count != self.at:
-            return
-        self.fired = True
-        if self.fault == "kill":
-            raise WorkerKilled(name)
-        if self.fault == "ssh":
-            raise ConnectionFailed(f"injected: SSH connection dropped during {name}")
-        if self.fault == "full":
-            raise OperationFailed(f"injected: cannot {name}: No space left on device")
-        raise OperationFailed(f"injected: internal error in {name}")
-
-
-INJECTOR = Injector()
-
-
-def _install_injector() -> None:
-    from ovmweb.hypervisor.libvirt import LibvirtDriver
-
-    for name in STEPS:
-        real = getattr(LibvirtDriver, name, None)
-        if real is None:
-            continue
-
-        def wrapped(self, *args, _real=real, _name=name, **kwargs):
-            INJECTOR.step(_name)
-            return _real(self, *args, **kwargs)
-
-        setattr(LibvirtDriver, name, wrapped)
+def _worker_run(at: int | None, fault: str | None, rng: random.Random, span: float = 0.0) -> tuple[list, bool]:
+    """One ``runjobworker --batch`` process (recovery first) running what is queued; with
+    ``fault == "kill"`` it gets a SIGKILL at a random moment within ``span`` seconds after it
+    announced step ``at`` (``span``: how long that step lasted without a fault), otherwise
+    ``fault`` is injected by the worker itself at that step. Returns (the monotonic times of
+    the steps seen and, last, of the job's end; killed)."""
+    extra = {"OVMWEB_FAULT_AT": str(at or ""), "OVMWEB_FAULT_KIND": fault or ""}
+    with open(Path(TMP) / "worker.log", "a") as log:
+        proc = subprocess.Popen(  # nosec B603  # our own worker script
+            [sys.executable, str(WORKER)],
+            env={**os.environ, **ENV, **extra},
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    watchdog = threading.Timer(900, proc.kill)
+    watchdog.start()
+    times, killed = [], False
+    try:
+        for line in proc.stdout:
+            if not line.startswith(("@@step ", "@@end")):
+                continue
+            times.append(time.monotonic())
+            if fault == "kill" and line.startswith("@@step ") and int(line.split()[1]) == at:
+                time.sleep(rng.uniform(0, span))
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        proc.stdout.close()
+    return times, killed
 
 
 def _two_servers(command: str) -> dict:
@@ -400,18 +386,13 @@ def point_in_time(estate, job, before: str, after: str) -> bool:
 # ---------------------------------------------------------------- runs
 
 
-def _settle(job) -> None:
-    """Run the queue; a killed worker leaves its job RUNNING: recover as a restart does."""
-    from ovmweb.jobs.recovery import recover_interrupted_jobs
-    from ovmweb.jobs.testing import run_pending_jobs
-
-    for _round in range(5):
-        try:
-            run_pending_jobs()
-            return
-        except WorkerKilled:
-            INJECTOR.arm(None, None)
-            recover_interrupted_jobs()
+def _settle(at: int | None, fault: str | None, rng: random.Random, span: float = 0.0) -> tuple[int, bool]:
+    """Run the queue in a worker process; a killed worker leaves its job RUNNING: a new
+    worker is started, whose start recovers it (as a restart does). Returns (steps seen, killed)."""
+    times, killed = _worker_run(at, fault, rng, span)
+    if killed:
+        _worker_run(None, None, rng)
+    return len(times) - (0 if killed else 1), killed
 
 
 def _mark(estate, name: str, marker: str) -> None:
@@ -427,18 +408,19 @@ def _mark(estate, name: str, marker: str) -> None:
     )
 
 
-def _steps_of(estate, op: str, run: int) -> int:
-    """How many driver calls the operation makes without a fault (measured once)."""
-    INJECTOR.arm(None, None)
-    job, _name = OPS[op](estate, run)
-    _settle(job)
-    return max(INJECTOR.count, 1)
+def _steps_of(estate, op: str, run: int, rng: random.Random) -> list[float]:
+    """How long each step of the operation lasts without a fault (measured once): step 1
+    is the job's start, the others its driver calls."""
+    OPS[op](estate, run)
+    times, _killed = _worker_run(None, None, rng)
+    return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)] or [0.0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of " + ",".join(FAULTS))
     args = parser.parse_args()
     rng = random.Random(args.seed)  # nosec B311  # fault placement, not security
     logging.getLogger("ovmweb.jobs.runner").setLevel(logging.ERROR)  # the injected failures are expected
@@ -449,29 +431,27 @@ def main() -> None:
 
     user = get_user_model().objects.create_superuser("bench", password="x")
     endpoints = _two_servers("up")
-    _install_injector()
     counts = {"runs": 0, "orphans": 0, "intact": 0, "pit": 0}
     try:
         estate = Estate(user, endpoints)
-        steps = {op: _steps_of(estate, op, 1000 + i) for i, op in enumerate(OPERATIONS)}
+        steps = {op: _steps_of(estate, op, 1000 + i, rng) for i, op in enumerate(OPERATIONS)}
         print("steps per operation without a fault:", steps, file=sys.stderr)
         for run in range(args.runs):
             op = OPERATIONS[run % len(OPERATIONS)]
-            fault = rng.choice(FAULTS)
-            at = rng.randint(1, steps[op])
+            fault = rng.choice(args.faults.split(","))
+            # A kill may land at any step (the job's start too); the other faults at a driver call.
+            n = len(steps[op])
+            at = rng.randint(1, n) if fault == "kill" or n == 1 else rng.randint(2, n)
             # Source markers: sector 1 holds "A..." before the job; the pristine byte is known.
             name = SOURCES[op]
             before = "A" * 8
             _mark(estate, name, before)
-            INJECTOR.arm(at, fault)
             try:
                 job, name = OPS[op](estate, run)
             except Exception as exc:  # refused at submit: a run where nothing happened
                 print(f"run {run} {op}: refused at submit: {exc}", file=sys.stderr)
-                INJECTOR.arm(None, None)
                 continue
-            _settle(job)
-            INJECTOR.arm(None, None)
+            seen, killed = _settle(at, fault, rng, steps[op][at - 1])
             job.refresh_from_db()
             _mark(estate, name, "B" * 8)  # after the copy: must not show in it
             left = orphans(estate)
@@ -482,7 +462,7 @@ def main() -> None:
             counts["intact"] += int(intact)
             counts["pit"] += int(pit)
             print(
-                f"run {run} {op} fault={fault}@{at}/{steps[op]} job={job.status} "
+                f"run {run} {op} fault={fault}@{at}/{len(steps[op])}{' killed' if killed else ''} seen={seen} job={job.status} "
                 f"orphans={left} intact={intact} pit={pit} {job.error[:120]}",
                 file=sys.stderr,
             )
