@@ -84,6 +84,17 @@ def test_discovering_a_known_server_is_refused_and_changes_nothing(known):
 
 def test_rediscovery_needs_change_permission_on_the_server(known):
     response = _client("add_server").post("/api/v1/servers/discover/", _body(known, rediscover=True), format="json")
+    # This user may not even see the server: 404, as for any object outside the user's roles,
+    # so that a hostname probe does not tell which servers exist.
+    assert response.status_code == 404
+    _unchanged(known)
+    assert not Job.objects.exists()
+
+
+def test_rediscovery_of_a_server_one_may_see_needs_change_permission(known):
+    response = _client("add_server", "view_server").post(
+        "/api/v1/servers/discover/", _body(known, rediscover=True), format="json"
+    )
     assert response.status_code == 403
     _unchanged(known)
     assert not Job.objects.exists()
