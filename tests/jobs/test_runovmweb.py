@@ -25,6 +25,14 @@ def _manage(env, *args, timeout=120):
     )
 
 
+def _ctrl_c_enabled() -> None:
+    """In the child before exec: a shell that starts a background job (``ci/run &``) makes
+    SIGINT ignored for it and everything below, and an ignored signal stays ignored across
+    exec, so Twisted would not install its Ctrl-C handler. The test is of Ctrl-C at a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_runovmweb_serves_pages_and_runs_queued_jobs(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVMWEB_") and k != "DJANGO_SETTINGS_MODULE"}
     # A fresh embedded deployment: its own SQLite database, in-memory layer, embedded worker.
@@ -52,6 +60,7 @@ def test_runovmweb_serves_pages_and_runs_queued_jobs(tmp_path):
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=_ctrl_c_enabled,
     )
     try:
         body = None
