@@ -26,7 +26,10 @@ marker written before and not the one written after).
 
 Prints, last line: ``runs=N orphans=X source_intact=Y/N point_in_time=Z/N``.
 
-    .venv/bin/python bench/storage_faults.py [--runs 50] [--seed 1]
+    .venv/bin/python bench/storage_faults.py [--runs 50] [--seed 1] [--ops clone,live_migrate] [--faults kill]
+
+OVMWEB_BENCH_DISK_MIB sets the size of each VM's data disk (16 MiB), so that a fault can
+land inside a longer copy.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ TMP, ENV = isolated_django("ovmweb-bench-faults-", OVMWEB_EMBEDDED_WORKER="0", O
 from django.core.management import call_command  # noqa: E402
 
 MIB = 1 << 20
+DISK_MIB = int(os.environ.get("OVMWEB_BENCH_DISK_MIB", "16"))  # the data disk of each VM
 OPERATIONS = ("clone", "hot_clone", "move", "cold_migrate", "live_migrate")
 FAULTS = ("kill", "ssh", "full", "libvirt")
 WORKER = ROOT / "bench" / "_fault_worker.py"
@@ -204,7 +208,7 @@ class Estate:
             memory_mib=160,
             max_memory_mib=160,
             source={"kind": "iso", "iso": self.iso},
-            disks=[{"new": {"name": f"{name}-data", "size_bytes": 16 * MIB, "repository": repo}}],
+            disks=[{"new": {"name": f"{name}-data", "size_bytes": DISK_MIB * MIB, "repository": repo}}],
             boot_order=["cdrom", "disk"],
         )
         run_pending_jobs()
@@ -432,6 +436,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--ops", default=",".join(OPERATIONS), help="comma-separated subset of " + ",".join(OPERATIONS))
     parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of " + ",".join(FAULTS))
     args = parser.parse_args()
     rng = random.Random(args.seed)  # nosec B311  # fault placement, not security
@@ -446,10 +451,11 @@ def main() -> None:
     counts = {"runs": 0, "orphans": 0, "intact": 0, "pit": 0}
     try:
         estate = Estate(user, endpoints)
-        steps = {op: _steps_of(estate, op, 1000 + i, rng) for i, op in enumerate(OPERATIONS)}
+        steps = {op: _steps_of(estate, op, 1000 + i, rng) for i, op in enumerate(args.ops.split(","))}
         print("steps per operation without a fault:", steps, file=sys.stderr)
         for run in range(args.runs):
-            op = OPERATIONS[run % len(OPERATIONS)]
+            ops = args.ops.split(",")
+            op = ops[run % len(ops)]
             fault = rng.choice(args.faults.split(","))
             # A kill may land at any step (the job's start too); the other faults at a driver call.
             n = len(steps[op])
