@@ -14,6 +14,7 @@ reads from the console only while the WebSocket side keeps up (see flow.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from urllib.parse import parse_qs
 
@@ -38,6 +39,12 @@ from ovmweb.tunnels import pool, streams
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 1024 * 1024
+# Input queued for a console that is slower than the browser: stop reading the browser above
+# INBOX_PAUSE bytes; end the session above INBOX_LIMIT (reached only where the ASGI server
+# cannot stop reading, daphne can); wait up to FLUSH_TIMEOUT for queued input at a disconnect.
+INBOX_PAUSE = 1024 * 1024
+INBOX_LIMIT = 64 * 1024 * 1024
+FLUSH_TIMEOUT = 30
 LIVE_GROUP = "live"
 
 # Close codes (4000-4999 are the application's); the console pages show them.
@@ -75,6 +82,16 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     _audit_id: int | None = None
     bytes_to_console = 0
     bytes_from_console = 0
+    # Input waiting for the console (see websocket_receive), and the writer task that sends it.
+    _writer_task: asyncio.Task | None = None
+    _inbox_bytes = 0
+    _input_paused = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._inbox: collections.deque[bytes] = collections.deque()
+        self._inbox_ready = asyncio.Event()
+        self._drained = asyncio.Event()
 
     async def dispatch(self, message):
         # Console frames touch no database; skip Channels' per-frame
@@ -238,6 +255,13 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await self._end(CLOSE_NORMAL, from_pump=True)
 
     # --- browser -> console ------------------------------------------------
+    #
+    # Input goes to the console in order, but never by waiting in the consumer's message loop:
+    # a console that stops taking input (a hung guest, a full SSH window) would otherwise hold
+    # every later message (the user's logout, the VM's stop, the browser's disconnect) behind
+    # that write. A keystroke that can leave at once is sent in place; anything else queues
+    # for the session's writer task, and past INBOX_PAUSE queued bytes the browser side stops
+    # being read (Twisted's transport) until the console catches up.
 
     async def websocket_receive(self, message):
         stream = self.stream
@@ -258,20 +282,66 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         if not data:
             return
         self.bytes_to_console += len(data)
-        try:
-            if stream.write_would_block(len(data)):
-                # The console is not taking input as fast as it comes: stop
-                # reading from the browser rather than queue without bound.
-                self.flow.pause_reading()
-                try:
-                    await stream.write(data)
-                finally:
-                    self.flow.resume_reading()
-            else:
-                await stream.write(data)
-        except (OSError, EOFError) as exc:
-            logger.info("console %s write failed: %s", self.kind, exc)
+        if not self._inbox:
+            try:
+                sent = stream.send_now(data)
+            except (OSError, EOFError) as exc:
+                logger.info("console %s write failed: %s", self.kind, exc)
+                await self._end(CLOSE_UNAVAILABLE)
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+        await self._queue_input(data)
+
+    async def _queue_input(self, data: bytes) -> None:
+        if self._inbox_bytes + len(data) > INBOX_LIMIT:
+            logger.warning(
+                "console %s of VM %s closed: %d bytes of input queued for a console that does not take them",
+                self.kind,
+                self.ticket.vm_id,
+                self._inbox_bytes,
+            )
             await self._end(CLOSE_UNAVAILABLE)
+            return
+        self._inbox.append(data)
+        self._inbox_bytes += len(data)
+        self._drained.clear()
+        if self._inbox_bytes > INBOX_PAUSE and not self._input_paused:
+            self._input_paused = True
+            self.flow.pause_reading()
+        if self._writer_task is None:
+            self._writer_task = asyncio.get_running_loop().create_task(self._writer())
+        self._inbox_ready.set()
+
+    async def _writer(self) -> None:
+        inbox, stream = self._inbox, self.stream
+        try:
+            while True:
+                if not inbox:
+                    self._drained.set()
+                    self._inbox_ready.clear()
+                    await self._inbox_ready.wait()
+                    continue
+                data = inbox[0]
+                await stream.write(data)
+                inbox.popleft()  # only now: an empty inbox means nothing is in flight either
+                self._inbox_bytes -= len(data)
+                if self._input_paused and self._inbox_bytes <= INBOX_PAUSE // 2:
+                    self._input_paused = False
+                    self.flow.resume_reading()
+        except (OSError, EOFError) as exc:
+            if not self._closing:
+                logger.info("console %s write failed: %s", self.kind, exc)
+                await self._end(CLOSE_UNAVAILABLE)
+
+    async def _flush_input(self) -> None:
+        """The browser ended its side: what it sent still reaches the console (bounded wait)."""
+        if self._inbox and self._writer_task is not None:
+            try:
+                await asyncio.wait_for(self._drained.wait(), FLUSH_TIMEOUT)
+            except TimeoutError:
+                logger.info("console %s: %d bytes of input not delivered at close", self.kind, self._inbox_bytes)
 
     # --- endings -----------------------------------------------------------
 
@@ -306,12 +376,18 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 timer.cancel()
         self._lifetime_timer = self._watchdog_timer = None
         task, self._pump_task = self._pump_task, None
-        if task is not None and not from_pump and task is not asyncio.current_task():
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        if from_pump:
+            task = None
+        writer, self._writer_task = self._writer_task, None
+        for job in (task, writer):
+            if job is not None and job is not asyncio.current_task():
+                job.cancel()
+                try:
+                    await job
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self._inbox.clear()
+        self._inbox_bytes = 0
         stream, self.stream = self.stream, None
         if stream is not None:
             # close() unregisters the fd from the loop before closing the channel.
@@ -335,6 +411,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             logger.exception("could not record the end of console session %s", record_id)
 
     async def websocket_disconnect(self, message):
+        if not self._closing:
+            await self._flush_input()
         self._closing = True
         await self._teardown()
         for group in self.groups:

@@ -86,6 +86,10 @@ class ConsoleStream:
     def write_would_block(self, size: int) -> bool:
         return False
 
+    def send_now(self, data: bytes) -> int:
+        """Send what can go without waiting (0 when nothing can); the caller queues the rest."""
+        return 0
+
     async def _close(self) -> None:
         raise NotImplementedError
 
@@ -169,7 +173,7 @@ class ChannelStream(ConsoleStream):
             "transport_active": chan.transport.is_active() if chan.transport is not None else False,
         }
 
-    async def _write(self, data: bytes) -> None:
+    def send_now(self, data: bytes) -> int:
         chan = self.channel
         if (
             len(data) <= DIRECT_SEND_MAX
@@ -177,11 +181,14 @@ class ChannelStream(ConsoleStream):
             and chan.transport.clear_to_send.is_set()
             and not chan.closed
         ):
-            sent = chan.send(data)
-            if sent == len(data):
-                return
-            data = data[sent:]
-        await self._loop.run_in_executor(_writers, chan.sendall, data)
+            return chan.send(data)
+        return 0
+
+    async def _write(self, data: bytes) -> None:
+        sent = self.send_now(data)
+        if sent == len(data):
+            return
+        await self._loop.run_in_executor(_writers, self.channel.sendall, data[sent:])
 
     async def _close(self) -> None:
         await self._loop.run_in_executor(_writers, self.channel.close)
@@ -209,6 +216,12 @@ class SocketStream(ConsoleStream):
             return True
         readable, _, _ = select.select([self.sock], [], [], 0)
         return bool(readable)
+
+    def send_now(self, data: bytes) -> int:
+        try:
+            return self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
 
     async def _write(self, data: bytes) -> None:
         await self._loop.sock_sendall(self.sock, data)

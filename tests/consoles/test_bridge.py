@@ -1,5 +1,6 @@
 """Bytes through the consumer: intact both ways, in order, to the last byte, and clean endings."""
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -163,6 +164,42 @@ def test_logout_closes_the_users_consoles(operator, local_server, running_vm, ma
         user_logged_out.send(sender=type(operator), request=None, user=operator)
 
     assert _await_close(comm, logout) == CLOSE_LOGGED_OUT
+
+
+def test_a_console_that_takes_no_input_does_not_hold_the_logout(operator, server, running_vm, make_target):
+    """Input waits for the console in a writer task, not in the consumer's message loop: with
+    the guest reading nothing, the SSH window and socket buffers fill, and a logout (or the
+    VM's stop, or the browser leaving) must still close the console at once."""
+    from django.contrib.auth.signals import user_logged_out
+
+    vm = running_vm(server, make_target("deaf").port)
+    comm = _open(operator, vm)
+    chunk = os.urandom(1 << 20)
+
+    async def flood_then_logout():
+        for _ in range(24):  # more than the SSH window and both sockets' buffers hold
+            await comm.send_to(bytes_data=chunk)
+        await asyncio.sleep(1)  # the frames reach the consumer (and, before the fix, its write blocks)
+        await database_sync_to_async(user_logged_out.send)(sender=type(operator), request=None, user=operator)
+
+    assert _await_close(comm, flood_then_logout) == CLOSE_LOGGED_OUT
+
+
+def test_input_a_console_never_takes_is_bounded(operator, local_server, running_vm, make_target, monkeypatch):
+    """Where the ASGI server cannot stop reading the browser (daphne can: the flow pauses it), queued
+    input for a console that takes none ends the session instead of growing without bound."""
+    from ovmweb.consoles import consumers
+
+    monkeypatch.setattr(consumers, "INBOX_LIMIT", 4 << 20)
+    vm = running_vm(local_server, make_target("deaf").port)
+    comm = _open(operator, vm)
+    chunk = os.urandom(1 << 20)
+
+    async def flood():
+        for _ in range(24):
+            await comm.send_to(bytes_data=chunk)
+
+    assert _await_close(comm, flood) == CLOSE_UNAVAILABLE
 
 
 def test_vm_stop_closes_console(operator, local_server, running_vm, make_target):
