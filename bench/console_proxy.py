@@ -15,6 +15,8 @@ pinned). ovmweb runs under daphne in a subprocess with a scratch SQLite DB.
 Last line: throughput_ratio=X upload_ratio=U cpu_ratio=C p99_added_ms=Y sessions_ok=N/500
 (throughput_ratio is download's; cpu_ratio the worse of the two directions' proxy CPU s/GiB ratios).
 Soak's last line: stalls=S corrupted=K sessions=200 operations=N
+With --burst N: N consoles opened at once through each proxy while --burst-busy bulk downloads
+run; prints each proxy's opening times (p50, p99, max) and failures.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from _common import ROOT, isolated_django
 VENV_BIN = Path(sys.executable).parent
 BLOCK = hashlib.sha256(b"seed").digest() * (1 << 15)  # 1 MiB, deterministic
 HEADER = 9  # mode (1 byte) + length (8 bytes)
+HANDSHAKE_TIMEOUT = 20  # seconds an opening WebSocket may take, as runovmweb gives it
 
 
 # --- the target (a stand-in for QEMU's console port), run as a subprocess ---------------
@@ -165,10 +168,15 @@ class Proxy:
         self.pids = pids  # the proxy's processes, for CPU time per byte (independent of the machine's load)
 
     async def connect(self):
+        return (await self.connect_timed())[0]
+
+    async def connect_timed(self):
+        """The WebSocket, and the seconds its opening took (the ticket's issue not counted)."""
         import websockets
 
         url = await self.url_factory()
-        return await websockets.connect(
+        start = time.perf_counter()
+        ws = await websockets.connect(
             url,
             additional_headers=self.headers_factory(),
             max_size=None,
@@ -178,6 +186,7 @@ class Proxy:
             open_timeout=60,
             close_timeout=60,
         )
+        return ws, time.perf_counter() - start
 
 
 async def download(proxy: Proxy, length: int) -> tuple[float, bool]:
@@ -289,6 +298,57 @@ async def concurrent(proxy: Proxy, sessions: int, length: int, pids_fn) -> tuple
     done.set()
     await sampler
     return sum(results), (peak - base) / sessions
+
+
+# --- a burst of openings while bulk streams run ------------------------------------------
+
+
+async def measure_burst(proxy: Proxy, sessions: int, busy: int, bulk: int) -> tuple[list[float], dict[str, int]]:
+    """Open ``sessions`` consoles at once while ``busy`` bulk downloads keep the proxy working;
+    each opened console must echo a byte. Returns the opening times of the good ones and the failures."""
+    stop = asyncio.Event()
+
+    async def keep_busy():
+        while not stop.is_set():
+            await download(proxy, bulk)
+
+    loaders = [asyncio.create_task(keep_busy()) for _ in range(busy)]
+    await asyncio.sleep(2 if busy else 0)  # the streams are flowing
+    failures: dict[str, int] = {}
+
+    async def one() -> float | None:
+        try:
+            ws, seconds = await proxy.connect_timed()
+        except Exception as exc:
+            failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+            return None
+        try:
+            await ws.send(b"E" + (0).to_bytes(8, "big"))
+            await ws.send(b"x")
+            if await asyncio.wait_for(ws.recv(), 60) != b"x":
+                failures["echo mismatch"] = failures.get("echo mismatch", 0) + 1
+                return None
+        except Exception as exc:
+            failures[f"echo {type(exc).__name__}"] = failures.get(f"echo {type(exc).__name__}", 0) + 1
+            return None
+        finally:
+            await ws.close()
+        return seconds
+
+    times = await asyncio.gather(*(one() for _ in range(sessions)))
+    stop.set()
+    await asyncio.gather(*loaders, return_exceptions=True)
+    return [t for t in times if t is not None], failures
+
+
+def print_burst(name: str, times: list[float], failures: dict[str, int], sessions: int) -> None:
+    times = sorted(times)
+    pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1000 if times else float("nan")  # noqa: E731
+    print(
+        f"{name} burst: opened {len(times)}/{sessions} p50={pick(0.5):.0f} ms p99={pick(0.99):.0f} ms "
+        f"max={pick(1.0):.0f} ms failures={failures}",
+        flush=True,
+    )
 
 
 # --- the soak: many sessions of mixed traffic for minutes --------------------------------
@@ -460,7 +520,12 @@ def session_cookie(user) -> str:
 def start_asgi_server(server: str, port: int, var: str) -> subprocess.Popen:
     """ovmweb's ASGI application under daphne or uvicorn, logging into ``var``/server.log."""
     command = {
-        "daphne": [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "ovmweb.asgi:application"],
+        "daphne": [
+            str(VENV_BIN / "daphne"),
+            *("-b", "127.0.0.1", "-p", str(port)),
+            *("--websocket_connect_timeout", str(HANDSHAKE_TIMEOUT)),  # as runovmweb
+            "ovmweb.asgi:application",
+        ],
         "uvicorn": [
             str(VENV_BIN / "uvicorn"),
             "--host",
@@ -666,6 +731,11 @@ def bench(args, var: str, procs: list[subprocess.Popen]) -> None:
         return
     # websockify forks per connection; the OpenSSH client carries the tunnel (sshd is common to both).
     wsfy = Proxy("websockify", wsfy_url, pids=lambda: process_tree(websockify.pid) + [ssh_client.pid])
+    if args.burst:
+        for proxy in (ovm, wsfy):
+            times, failures = asyncio.run(measure_burst(proxy, args.burst, args.burst_busy, 64 << 20))
+            print_burst(proxy.name, times, failures, args.burst)
+        return
 
     async def run():
         results = await measure_throughput((ovm, wsfy), args.rounds, args.stream_mib << 20)
@@ -693,6 +763,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--soak-sessions", type=int, default=200)
     parser.add_argument("--soak-seconds", type=int, default=300)
     parser.add_argument("--session-kib", type=int, default=1024)
+    parser.add_argument("--burst", type=int, default=0, help="only: open this many consoles at once (see --burst-busy)")
+    parser.add_argument("--burst-busy", type=int, default=20, help="bulk downloads running during the burst")
     parser.add_argument("--rtt-count", type=int, default=2000)
     parser.add_argument(
         "--server",

@@ -13,6 +13,9 @@ from django.utils.module_loading import import_string
 
 logger = logging.getLogger("ovmweb.runovmweb")
 
+# Seconds an opening WebSocket may take (see Server below).
+HANDSHAKE_TIMEOUT = 20
+
 
 def parse_bind(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
@@ -68,6 +71,10 @@ class Command(BaseCommand):
                 endpoints=build_endpoint_description_strings(host=host, port=port),
                 signal_handlers=True,
                 ready_callable=ready,
+                # daphne gives an opening WebSocket 5 s (and the application 20 s to accept it): a
+                # burst of console openings on a busy manager (session, ticket, SSH channel, audit
+                # record each) was dropped half-open while it queued (bench/console_proxy.py --burst).
+                websocket_handshake_timeout=HANDSHAKE_TIMEOUT,
                 verbosity=options.get("verbosity", 1),
             ).run()
         finally:
