@@ -34,7 +34,7 @@ from ovmweb.consoles.watchdog import CHECK_INTERVAL, Watchdog
 from ovmweb.core.websocket import origin_allowed
 from ovmweb.errors import Conflict, ConnectionFailed
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.tunnels import pool, streams
+from ovmweb.tunnels import aiossh, pool, streams
 
 logger = logging.getLogger(__name__)
 
@@ -157,10 +157,14 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         server, port = services.console_target(self.ticket)
         loop = asyncio.get_running_loop()
         try:
-            raw = await loop.run_in_executor(streams.openers, pool.open_console_stream, server, port)
+            if settings.OVMWEB_CONSOLE_SSH == "asyncssh" and server.transport != "local":
+                # On this loop: asyncssh's connection, no thread between sshd and the WebSocket.
+                self.stream = await aiossh.open_console_stream(server, port)
+            else:
+                raw = await loop.run_in_executor(streams.openers, pool.open_console_stream, server, port)
+                self.stream = streams.wrap(raw, loop)
         except ConnectionFailed as exc:
             raise Refused(f"console unreachable: {exc}") from None
-        self.stream = streams.wrap(raw, loop)
         if self.ticket.read_only and self.kind == ConsoleKind.VNC:
             self._rfb_filter = RfbInputFilter()
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from .var_dir import make_private_by_default, prepare_var_dir, read_or_create_secret_key
 
@@ -225,6 +226,13 @@ OVMWEB_CONSOLE_INTERACTIVE_RESERVED_PER_VM = int(os.environ.get("OVMWEB_CONSOLE_
 OVMWEB_CONSOLE_SESSION_LIFETIME = int(os.environ.get("OVMWEB_CONSOLE_SESSION_LIFETIME", "28800"))
 # SSH connections kept per server for consoles and tunnels (sshd serves each with one process).
 OVMWEB_SSH_TRANSPORTS_PER_SERVER = int(os.environ.get("OVMWEB_SSH_TRANSPORTS_PER_SERVER", "4"))
+# The console's SSH hop (issue 14, an experiment): "paramiko" (pool.py, a thread per transport) or
+# "asyncssh" (aiossh.py, on the consumer's own event loop). Local servers use a TCP socket either way.
+OVMWEB_CONSOLE_SSH = os.environ.get("OVMWEB_CONSOLE_SSH", "paramiko").strip().lower()
+if OVMWEB_CONSOLE_SSH not in ("paramiko", "asyncssh"):
+    raise ImproperlyConfigured(
+        f"OVMWEB_CONSOLE_SSH must be 'paramiko' or 'asyncssh', not {os.environ.get('OVMWEB_CONSOLE_SSH')!r}"
+    )
 # Key for credentials stored encrypted (Fernet); derived from SECRET_KEY unless given.
 OVMWEB_CREDENTIALS_KEY = os.environ.get("OVMWEB_CREDENTIALS_KEY", "")
 # Seconds between state reconciliations, and after which an unreachable server's VMs go STOPPED.
@@ -279,5 +287,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("OVMWEB_LOG_LEVEL", "INFO")},
     # ovmweb.security: sign-ins, refusals and throttling (user name and address, never a password).
-    "loggers": {"paramiko": {"level": "WARNING"}, "ovmweb.security": {"level": "INFO"}},
+    "loggers": {
+        "paramiko": {"level": "WARNING"},
+        "asyncssh": {"level": "WARNING"},
+        "ovmweb.security": {"level": "INFO"},
+    },
 }

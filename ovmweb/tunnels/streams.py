@@ -7,15 +7,21 @@ wait for neither (window open, no rekey, a small message: keystrokes, pointer
 events) is done in place, every other one on a thread pool.
 The descriptor is unregistered from the loop before the stream is closed: a
 later stream reusing the same fd number would otherwise never be woken.
+
+AsyncsshStream (OVMWEB_CONSOLE_SSH=asyncssh) has no descriptor: asyncssh runs
+on the same loop and hands each decrypted packet to the stream's session,
+which buffers it and wakes the reader.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import select
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
+import asyncssh
 import paramiko
 
 # Sends to SSH channels block only while the remote window is exhausted; a
@@ -228,6 +234,211 @@ class SocketStream(ConsoleStream):
 
     async def _close(self) -> None:
         self.sock.close()
+
+
+# AsyncsshStream: reading from the channel pauses (no window adjusts go to sshd) above
+# READ_PAUSE buffered bytes and resumes once the reader has taken it below READ_RESUME.
+READ_PAUSE = 4 * 1024 * 1024
+READ_RESUME = 1024 * 1024
+# Input asyncssh may hold for a channel whose window is exhausted before writes wait.
+WRITE_HIGH = 1024 * 1024
+WRITE_LOW = 256 * 1024
+# At close, input still buffered for a console that stopped taking it is discarded after this.
+CLOSE_FLUSH_TIMEOUT = 30.0
+
+
+class ConsoleSession(asyncssh.SSHTCPSession):
+    """asyncssh's callbacks for one direct-tcpip channel, forwarded to its AsyncsshStream."""
+
+    def __init__(self, stream: AsyncsshStream):
+        self.stream = stream
+
+    def connection_made(self, chan) -> None:
+        self.stream.attach(chan)
+
+    def data_received(self, data: bytes, datatype) -> None:
+        self.stream._received(data)
+
+    def eof_received(self) -> bool:
+        self.stream._ended()
+        return False  # asyncssh answers with an EOF of its own once the buffered input is out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stream._lost(exc)
+
+    def pause_writing(self) -> None:
+        self.stream._writable.clear()
+
+    def resume_writing(self) -> None:
+        self.stream._writable.set()
+
+
+class AsyncsshStream(ConsoleStream):
+    """A direct-tcpip channel of asyncssh, on the loop that runs it (no descriptor, no threads).
+
+    Received data waits in ``_chunks`` for ``read_nowait``; above READ_PAUSE bytes the channel
+    stops reading, so sshd's window closes instead of memory growing. Writes go into asyncssh's
+    send buffer and wait only while it holds more than WRITE_HIGH bytes.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        super().__init__(loop)
+        self.channel: asyncssh.SSHTCPChannel | None = None
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._paused = False
+        self._eof = False
+        self._error: Exception | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self.bytes_received = 0
+        self.bytes_written = 0
+
+    def session(self) -> ConsoleSession:
+        """The session factory argument of ``conn.create_connection``."""
+        return ConsoleSession(self)
+
+    def attach(self, channel: asyncssh.SSHTCPChannel) -> None:
+        self.channel = channel
+        channel.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+
+    # asyncssh's side (ConsoleSession) -------------------------------------
+
+    def _received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self.bytes_received += len(data)
+        if self._buffered > READ_PAUSE and not self._paused and self.channel is not None:
+            self._paused = True
+            self.channel.pause_reading()
+        self.wake()
+
+    def _ended(self) -> None:
+        self._eof = True
+        self.wake()
+
+    def _lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._error = exc
+        self._writable.set()  # a waiting write sees the channel gone
+        self.wake()
+
+    # the consumer's side ----------------------------------------------------
+
+    def fileno(self) -> int:
+        return -1
+
+    def data_ready(self) -> bool:
+        return bool(self._chunks) or self._eof
+
+    def read_nowait(self, size: int) -> bytes | None:
+        chunks = self._chunks
+        if not chunks:
+            return b"" if self._eof else None
+        first = chunks[0]
+        if len(first) >= size:
+            if len(first) == size:
+                chunks.popleft()
+                data = first
+            else:
+                data, chunks[0] = first[:size], first[size:]
+        else:
+            parts, taken = [chunks.popleft()], len(first)
+            while chunks and taken + len(chunks[0]) <= size:
+                chunk = chunks.popleft()
+                parts.append(chunk)
+                taken += len(chunk)
+            data = b"".join(parts)
+        self._buffered -= len(data)
+        if self._paused and self._buffered <= READ_RESUME:
+            self._paused = False
+            # May deliver what asyncssh held back at once (into _received): data is already taken.
+            self.channel.resume_reading()
+        return data
+
+    async def wait_readable(self) -> None:
+        if self.data_ready():
+            return
+        future = self._loop.create_future()
+        self._wakeup = future
+        try:
+            await future
+        finally:
+            self._wakeup = None
+
+    def _check_open(self) -> asyncssh.SSHTCPChannel:
+        channel = self.channel
+        if channel is None or self.closed or channel.is_closing():
+            raise BrokenPipeError(f"console channel closed{f': {self._error}' if self._error else ''}")
+        return channel
+
+    def write_would_block(self, size: int) -> bool:
+        return not self._writable.is_set()
+
+    def window_open(self) -> bool:
+        return getattr(self.channel, "_send_window", 0) > 0
+
+    def progress(self) -> tuple:
+        channel = self.channel
+        out_buffered = channel.get_write_buffer_size() if channel is not None else 0
+        return (self.bytes_received, self.bytes_written, out_buffered, self._buffered)
+
+    def describe(self) -> dict:
+        channel = self.channel
+        return {
+            **super().describe(),
+            "data_ready": self.data_ready(),
+            "in_buffered": self._buffered,
+            "reading_paused": self._paused,
+            "out_buffered": channel.get_write_buffer_size() if channel is not None else None,
+            "out_window": getattr(channel, "_send_window", None),
+            "writing_paused": not self._writable.is_set(),
+            "eof_received": self._eof,
+            "bytes_received": self.bytes_received,
+            "bytes_written": self.bytes_written,
+        }
+
+    def send_now(self, data: bytes) -> int:
+        channel = self._check_open()
+        if len(data) <= DIRECT_SEND_MAX and channel.get_write_buffer_size() == 0:
+            channel.write(data)
+            self.bytes_written += len(data)
+            return len(data)
+        return 0
+
+    async def _write(self, data: bytes) -> None:
+        while not self._writable.is_set():
+            await self._writable.wait()
+        self._check_open().write(data)
+        self.bytes_written += len(data)
+
+    async def _close(self) -> None:
+        channel = self.channel
+        self._chunks.clear()
+        self._buffered = 0
+        if channel is None:
+            return
+        if channel.get_write_buffer_size() == 0:
+            channel.close()
+            return
+        # Input still waits for the console's window: let it out (then EOF), but not forever.
+        channel.write_eof()
+        task = self._loop.create_task(_close_when_flushed(channel))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task] = set()
+
+
+async def _close_when_flushed(channel: asyncssh.SSHTCPChannel) -> None:
+    deadline = asyncio.get_running_loop().time() + CLOSE_FLUSH_TIMEOUT
+    while channel.get_write_buffer_size() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    if channel.get_write_buffer_size():
+        channel.abort()
+    else:
+        channel.close()
 
 
 def wrap(stream, loop: asyncio.AbstractEventLoop) -> ConsoleStream:

@@ -76,6 +76,13 @@ def ssh_server(db, sshd):  # noqa: F811
 
 
 @pytest.fixture
+def asyncssh_server(ssh_server, settings):
+    """The same sshd, the console's SSH hop on asyncssh (OVMWEB_CONSOLE_SSH=asyncssh) instead of paramiko."""
+    settings.OVMWEB_CONSOLE_SSH = "asyncssh"
+    return ssh_server
+
+
+@pytest.fixture
 def running_vm(db):
     def make(server, port: int, **fields):
         return factories.VirtualMachineFactory(

@@ -24,9 +24,10 @@ from tests.consoles import ws
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", "ssh", "asyncssh"])
 def server(request):
-    """Every bridging test runs against a local TCP port and through the real sshd's direct-tcpip."""
+    """Every bridging test runs against a local TCP port and through the real sshd's direct-tcpip
+    (with paramiko, and with asyncssh as the SSH hop)."""
     return request.getfixturevalue(f"{request.param}_server")
 
 

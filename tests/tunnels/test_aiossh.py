@@ -1,0 +1,164 @@
+"""The asyncssh console hop (OVMWEB_CONSOLE_SSH=asyncssh): pinned host key and its pool, against the real sshd."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from ovmweb.errors import ConnectionFailed, HostKeyMismatch
+from ovmweb.inventory import choices
+from ovmweb.tunnels import aiossh
+from ovmweb.tunnels.credentials import encrypt_credentials
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def server(sshd):
+    return factories.ServerFactory(
+        name="sshd",
+        hostname=sshd["hostname"],
+        ssh_port=sshd["port"],
+        ssh_user=sshd["username"],
+        transport=choices.Transport.SSH,
+        host_key_fingerprint=sshd["fingerprint"],
+        credentials_encrypted=encrypt_credentials({"private_key": sshd["private_key"]}),
+    )
+
+
+@pytest.fixture
+def echo_port(sshd):
+    # sshd's own port is a TCP service on the server that is always there to tunnel to.
+    return sshd["port"]
+
+
+def run(coro_fn):
+    async def wrapped():
+        try:
+            return await coro_fn()
+        finally:
+            await aiossh.close_all()
+
+    return async_to_sync(wrapped)()
+
+
+async def banner(stream) -> bytes:
+    data = b""
+    while len(data) < 4:
+        chunk = await asyncio.wait_for(stream.read(4 - len(data)), 10)
+        assert chunk
+        data += chunk
+    return data
+
+
+def test_a_channel_reaches_the_target(server, echo_port):
+    async def go():
+        stream = await aiossh.open_console_stream(server, echo_port)
+        try:
+            return await banner(stream)
+        finally:
+            await stream.close()
+
+    assert run(go) == b"SSH-"
+
+
+def test_a_different_host_key_is_refused(server, echo_port, sshd):
+    server.host_key_fingerprint = "SHA256:" + "A" * 43
+
+    async def go():
+        await aiossh.open_console_stream(server, echo_port)
+
+    with pytest.raises(HostKeyMismatch) as info:
+        run(go)
+    assert info.value.offered_fingerprint.rstrip("=") == sshd["fingerprint"].rstrip("=")
+
+
+def test_a_changed_host_key_fails_closed_even_with_connections_open(server, echo_port):
+    async def go():
+        busy = await aiossh.open_console_stream(server, echo_port)
+        try:
+            server.host_key_fingerprint = "SHA256:" + "A" * 43
+            with pytest.raises(HostKeyMismatch):
+                await aiossh.open_console_stream(server, echo_port)
+        finally:
+            await busy.close()
+
+    run(go)
+
+
+def test_an_empty_pin_is_refused(server, echo_port):
+    server.host_key_fingerprint = ""
+
+    async def go():
+        await aiossh.open_console_stream(server, echo_port)
+
+    with pytest.raises((ValueError, ConnectionFailed)):
+        run(go)
+
+
+def test_channels_spread_over_up_to_the_configured_connections(server, echo_port, settings):
+    settings.OVMWEB_SSH_TRANSPORTS_PER_SERVER = 3
+
+    async def go():
+        opened = [await aiossh.open_console_stream(server, echo_port) for _ in range(7)]
+        try:
+            conns = [s.channel.get_connection() for s in opened]
+            loads = sorted(sum(c is u for c in conns) for u in {id(c): c for c in conns}.values())
+            assert [await banner(s) for s in opened] == [b"SSH-"] * 7
+            return loads
+        finally:
+            for s in opened:
+                await s.close()
+
+    assert run(go) == [2, 2, 3]
+
+
+def test_an_edited_server_does_not_reuse_the_old_connection(server, echo_port, sshd):
+    async def go():
+        first = await aiossh.open_console_stream(server, echo_port)
+        old = first.channel.get_connection()
+        await first.close()
+        server.credentials_encrypted = encrypt_credentials({"private_key": sshd["private_key"], "password": "x"})
+        second = await aiossh.open_console_stream(server, echo_port)
+        try:
+            assert second.channel.get_connection() is not old
+            assert await banner(second) == b"SSH-"
+        finally:
+            await second.close()
+
+    run(go)
+
+
+def test_a_dead_connection_is_replaced(server, echo_port):
+    async def go():
+        first = await aiossh.open_console_stream(server, echo_port)
+        dead = first.channel.get_connection()
+        dead.abort()
+        await dead.wait_closed()
+        while await asyncio.wait_for(first.read(1 << 20), 10):  # the banner, if it came first
+            pass  # then the console sees its end (b"")
+        fresh = await aiossh.open_console_stream(server, echo_port)
+        try:
+            assert fresh.channel.get_connection() is not dead
+            assert await banner(fresh) == b"SSH-"
+        finally:
+            await fresh.close()
+
+    run(go)
+
+
+def test_a_closed_port_is_refused(server):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+
+    async def go():
+        await aiossh.open_console_stream(server, closed_port)
+
+    with pytest.raises(ConnectionFailed, match="refused a tunnel"):
+        run(go)
