@@ -11,7 +11,8 @@ With --soak: 200 sessions of mixed traffic (bulk download, bulk upload, 1-byte e
 
 Both proxies reach the same target the same way: through the loopback sshd of
 scripts/start-services.sh (127.0.0.1:2222, key var/ssh/id_ed25519, host key
-pinned). ovmweb runs under daphne in a subprocess with a scratch SQLite DB.
+pinned). ovmweb runs under daphne in a subprocess with a scratch SQLite DB; its SSH hop is
+paramiko unless --ssh asyncssh (OVMWEB_CONSOLE_SSH in that subprocess's environment).
 Last line: throughput_ratio=X upload_ratio=U cpu_ratio=C p99_added_ms=Y sessions_ok=N/500
 (throughput_ratio is download's; cpu_ratio the worse of the two directions' proxy CPU s/GiB ratios).
 Soak's last line: stalls=S corrupted=K sessions=200 operations=N
@@ -517,8 +518,10 @@ def session_cookie(user) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
-def start_asgi_server(server: str, port: int, var: str) -> subprocess.Popen:
-    """ovmweb's ASGI application under daphne or uvicorn, logging into ``var``/server.log."""
+def start_asgi_server(server: str, port: int, var: str, ssh: str = "paramiko") -> subprocess.Popen:
+    """ovmweb's ASGI application under daphne or uvicorn, logging into ``var``/server.log.
+
+    ``ssh`` is its console SSH hop (OVMWEB_CONSOLE_SSH: paramiko or asyncssh)."""
     command = {
         "daphne": [
             str(VENV_BIN / "daphne"),
@@ -541,7 +544,8 @@ def start_asgi_server(server: str, port: int, var: str) -> subprocess.Popen:
         ],
     }[server]
     server_log = open(Path(var) / "server.log", "w")
-    return subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), stdout=server_log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "OVMWEB_CONSOLE_SSH": ssh}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
 
 
 def start_ssh_forward(var: str, forward_port: int, target_port: int) -> subprocess.Popen:
@@ -695,7 +699,7 @@ def bench(args, var: str, procs: list[subprocess.Popen]) -> None:
     user, vm = make_vm(target_port)
     cookie = session_cookie(user)
     daphne_port = free_port()
-    daphne = start_asgi_server(args.server, daphne_port, var)
+    daphne = start_asgi_server(args.server, daphne_port, var, args.ssh)
     procs.append(daphne)
     # Baseline: OpenSSH local forward to the same sshd (host key pinned), websockify in front.
     forward_port, wsfy_port = free_port(), free_port()
@@ -714,7 +718,10 @@ def bench(args, var: str, procs: list[subprocess.Popen]) -> None:
     async def wsfy_url():
         return f"ws://127.0.0.1:{wsfy_port}/"
 
-    print(f"ovmweb under {args.server}; load average {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
+    print(
+        f"ovmweb under {args.server}, SSH hop {args.ssh}; load average {Path('/proc/loadavg').read_text().split()[0]}",
+        flush=True,
+    )
     ovm = Proxy(
         "ovmweb",
         ovm_url,
@@ -771,6 +778,12 @@ def parse_args() -> argparse.Namespace:
         choices=("daphne", "uvicorn"),
         default="daphne",
         help="ASGI server in front of ovmweb's consumer (daphne is what runovmweb uses)",
+    )
+    parser.add_argument(
+        "--ssh",
+        choices=("paramiko", "asyncssh"),
+        default="paramiko",
+        help="ovmweb's console SSH hop (OVMWEB_CONSOLE_SSH of the server process)",
     )
     return parser.parse_args()
 
