@@ -92,6 +92,9 @@ class Server(TimestampedModel):
     # Usable libvirt domain types, proven by a probe: ["kvm", "qemu"] or ["qemu"].
     domain_types = models.JSONField(default=list, blank=True)
     inbound_migration_lock = models.BooleanField(default=False)
+    # Put in maintenance by an administrator: it stays so while the server is UNREACHABLE and
+    # after it answers again, until it is taken out (the status shows MAINTENANCE when reachable).
+    maintenance = models.BooleanField(default=False, editable=False)
     # libvirt's lock manager (lockd + virtlockd) guards every disk there: QEMU cannot open a
     # disk a guest on another server holds. Read at discovery; HA needs it (services/pools.py).
     disk_leases = models.BooleanField(default=False)

@@ -64,7 +64,7 @@ def test_only_a_running_server_enters_and_rediscovery_keeps_maintenance(estate, 
         maintenance.server_set_maintenance(server=a, user=admin_user, on=True)
     with pytest.raises(Conflict, match="not in maintenance"):
         maintenance.server_set_maintenance(server=a, user=admin_user, on=False)
-    a.status = "MAINTENANCE"
+    a.status, a.maintenance = "MAINTENANCE", True
     a.save()
     facts = HostFacts(
         hostname="h",
@@ -82,6 +82,31 @@ def test_only_a_running_server_enters_and_rediscovery_keeps_maintenance(estate, 
     server_record_facts(server=a, facts=facts, disk_leases=True)
     a.refresh_from_db()
     assert a.status == "MAINTENANCE" and a.disk_leases
+
+
+def test_a_server_in_maintenance_that_was_unreachable_comes_back_in_maintenance(estate, admin_user):
+    """Not RUNNING: nothing may be placed there until an administrator takes it out."""
+    from ovmweb.inventory.services.servers import server_mark_reachable, server_mark_unreachable
+
+    a = estate["a"]
+    maintenance.server_set_maintenance(server=a, user=admin_user, on=True)
+    server_mark_unreachable(server=a, error="no route to host")
+    a.refresh_from_db()
+    assert a.status == "UNREACHABLE"
+    server_mark_reachable(server=a)
+    a.refresh_from_db()
+    assert a.status == "MAINTENANCE"
+    stopped = vm_on(estate, estate["b"], "vm-s", status="STOPPED")
+    assert "MAINTENANCE" in placement.refusal(vm=stopped, server=a)
+
+    # Taken out while unreachable: it answers as RUNNING.
+    server_mark_unreachable(server=a, error="no route to host")
+    maintenance.server_set_maintenance(server=a, user=admin_user, on=False)
+    a.refresh_from_db()
+    assert a.status == "UNREACHABLE" and not a.maintenance
+    server_mark_reachable(server=a)
+    a.refresh_from_db()
+    assert a.status == "RUNNING"
 
 
 def test_move_target_keeps_the_inbound_lock_and_anti_affinity(estate, admin_user):

@@ -55,7 +55,8 @@ class ServerViewSet(mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyA
     @action(detail=True, methods=["post"])
     def maintenance(self, request, pk=None, format=None):
         """Put the server in maintenance (``on``: true; 202 with the job that live-migrates its running
-        VMs away one after another) or take it out (200). 409 unless it is RUNNING, resp. in MAINTENANCE."""
+        VMs away one after another) or take it out (200). 409 unless it is RUNNING, resp. in maintenance
+        (``maintenance``: true; a server that is UNREACHABLE meanwhile stays in maintenance)."""
         server = self.get_object()
         data = validated(s.ServerMaintenanceSerializer, request)
         job = service("maintenance").server_set_maintenance(server=server, user=request.user, on=data["on"])

@@ -2,7 +2,9 @@
 
 Rules kept here (and only here):
 - a server enters MAINTENANCE only from RUNNING and leaves it only by being taken out
-  (``server_set_maintenance``); a rediscovery or a reconcile does not end it;
+  (``server_set_maintenance``); a rediscovery, a reconcile or a spell UNREACHABLE does not
+  end it (``Server.maintenance`` remembers it; ``maintenance_or_running`` gives the status
+  a server that answers again returns to);
 - placement never puts a VM on a server in MAINTENANCE (it takes only RUNNING servers);
 - entering maintenance queues one parent job (``server.evacuate``) that live-migrates the
   server's running VMs away one after another; stopped VMs stay where they are, and a VM
@@ -39,13 +41,16 @@ def server_set_maintenance(*, server: Server, user, on: bool) -> Job | None:
                     % {"s": server.name, "status": server.status}
                 )
             server.status = ServerStatus.MAINTENANCE
+            server.maintenance = True
             text = _("Server %(s)s entered maintenance: no new VMs there; its running VMs are migrated away.")
         else:
-            if server.status != ServerStatus.MAINTENANCE:
+            if not server.maintenance:
                 raise Conflict(_("Server %(s)s is not in maintenance.") % {"s": server.name})
-            server.status = ServerStatus.RUNNING
+            server.maintenance = False
+            if server.status == ServerStatus.MAINTENANCE:  # an UNREACHABLE one stays so until it answers
+                server.status = ServerStatus.RUNNING
             text = _("Server %(s)s left maintenance.")
-        server.save(update_fields=["status", "updated_at"])
+        server.save(update_fields=["status", "maintenance", "updated_at"])
         event_record(obj=server, type="server.maintenance", text=text % {"s": server.name}, user=user)
         publish("server", server_payload(server))
         if not on:
@@ -57,6 +62,11 @@ def server_set_maintenance(*, server: Server, user, on: bool) -> Job | None:
             target=server,
             params={"server_id": server.pk},
         )
+
+
+def maintenance_or_running(server: Server) -> str:
+    """The status of a server that answers (again): MAINTENANCE while it is in maintenance."""
+    return ServerStatus.MAINTENANCE if server.maintenance else ServerStatus.RUNNING
 
 
 def move_target(*, vm: VirtualMachine, source: Server) -> tuple[Server | None, str]:

@@ -200,8 +200,7 @@ def server_record_facts(
         server.disk_leases = disk_leases
     if host_key:
         server.host_key = host_key
-    if server.status != ServerStatus.MAINTENANCE:  # a rediscovery does not end maintenance
-        server.status = ServerStatus.RUNNING
+    server.status = _answering_status(server)  # a rediscovery does not end maintenance
     server.status_message = ""
     server.last_seen_at = timezone.now()
     server.full_clean()
@@ -382,6 +381,12 @@ def server_mark_unreachable(*, server: Server, error: str) -> Server:
     return server
 
 
+def _answering_status(server: Server) -> str:
+    from .maintenance import maintenance_or_running  # maintenance imports this module
+
+    return maintenance_or_running(server)
+
+
 def server_mark_reachable(*, server: Server) -> Server:
     with transaction.atomic():
         server = Server.objects.select_for_update().get(pk=server.pk)
@@ -389,7 +394,7 @@ def server_mark_reachable(*, server: Server) -> Server:
         server.last_seen_at = timezone.now()
         fields = ["last_seen_at"]
         if previous == ServerStatus.UNREACHABLE:
-            server.status = ServerStatus.RUNNING
+            server.status = _answering_status(server)
             server.status_message = ""
             fields += ["status", "status_message", "updated_at"]
             event_record(
