@@ -421,7 +421,9 @@ class AsyncsshStream(ConsoleStream):
         if channel.get_write_buffer_size() == 0:
             channel.close()
             return
-        # Input still waits for the console's window: let it out (then EOF), but not forever.
+        # Input still waits for the console's window: let it out (then EOF), but not forever;
+        # meanwhile nothing more is read (sshd's window closes on what the console still sends).
+        channel.pause_reading()
         channel.write_eof()
         task = self._loop.create_task(_close_when_flushed(channel))
         _closing.add(task)
