@@ -12,7 +12,7 @@ With --soak: 200 sessions of mixed traffic (bulk download, bulk upload, 1-byte e
 Both proxies reach the same target the same way: through the loopback sshd of
 scripts/start-services.sh (127.0.0.1:2222, key var/ssh/id_ed25519, host key
 pinned). ovmweb runs under daphne in a subprocess with a scratch SQLite DB; its SSH hop is
-paramiko unless --ssh asyncssh (OVMWEB_CONSOLE_SSH in that subprocess's environment).
+asyncssh (ovmweb's default) unless --ssh paramiko (OVMWEB_CONSOLE_SSH in that subprocess's environment).
 Last line: throughput_ratio=X upload_ratio=U cpu_ratio=C p99_added_ms=Y sessions_ok=N/500
 (throughput_ratio is download's; cpu_ratio the worse of the two directions' proxy CPU s/GiB ratios).
 Soak's last line: stalls=S corrupted=K sessions=200 operations=N
@@ -782,7 +782,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--ssh",
         choices=("paramiko", "asyncssh"),
-        default="paramiko",
+        default="asyncssh",
         help="ovmweb's console SSH hop (OVMWEB_CONSOLE_SSH of the server process)",
     )
     return parser.parse_args()

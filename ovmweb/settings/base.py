@@ -226,9 +226,10 @@ OVMWEB_CONSOLE_INTERACTIVE_RESERVED_PER_VM = int(os.environ.get("OVMWEB_CONSOLE_
 OVMWEB_CONSOLE_SESSION_LIFETIME = int(os.environ.get("OVMWEB_CONSOLE_SESSION_LIFETIME", "28800"))
 # SSH connections kept per server for consoles and tunnels (sshd serves each with one process).
 OVMWEB_SSH_TRANSPORTS_PER_SERVER = int(os.environ.get("OVMWEB_SSH_TRANSPORTS_PER_SERVER", "4"))
-# The console's SSH hop (issue 14, an experiment): "paramiko" (pool.py, a thread per transport) or
-# "asyncssh" (aiossh.py, on the consumer's own event loop). Local servers use a TCP socket either way.
-OVMWEB_CONSOLE_SSH = os.environ.get("OVMWEB_CONSOLE_SSH", "paramiko").strip().lower()
+# The console's SSH hop: "asyncssh" (aiossh.py, on the consumers' own event loop: no thread hop per
+# chunk; less CPU per GiB and memory per session than paramiko, bench/console_proxy.py --ssh) or
+# "paramiko" (pool.py, a thread per transport). Local servers use a TCP socket either way.
+OVMWEB_CONSOLE_SSH = os.environ.get("OVMWEB_CONSOLE_SSH", "asyncssh").strip().lower()
 if OVMWEB_CONSOLE_SSH not in ("paramiko", "asyncssh"):
     raise ImproperlyConfigured(
         f"OVMWEB_CONSOLE_SSH must be 'paramiko' or 'asyncssh', not {os.environ.get('OVMWEB_CONSOLE_SSH')!r}"

@@ -1,4 +1,4 @@
-"""The console's SSH hop on asyncssh (OVMWEB_CONSOLE_SSH=asyncssh; an experiment, issue 14).
+"""The console's SSH hop on asyncssh (OVMWEB_CONSOLE_SSH=asyncssh, the default; paramiko: pool.py).
 
 The same pool as pool.py, but asyncio-native: connections live on the event
 loop that runs the consumers (daphne's), so a console's bytes go from sshd's
@@ -252,6 +252,20 @@ async def open_console_stream(server, port: int) -> streams.ConsoleStream:
         sock = await loop.run_in_executor(streams.openers, pool.open_local_socket, port)
         return streams.SocketStream(sock, loop)
     return await open_direct_tcpip(server, port)
+
+
+def close_server(server_id: int) -> None:
+    """Close every loop's connections to a server (it was deleted); callable from any thread."""
+    for loop, state in list(_pools.items()):
+
+        def close(state: _LoopPool = state) -> None:
+            for entry in state.entries.pop(server_id, []):
+                entry.conn.close()
+
+        try:
+            loop.call_soon_threadsafe(close)
+        except RuntimeError:  # that loop has ended: its connections went with it
+            pass
 
 
 async def close_all() -> None:

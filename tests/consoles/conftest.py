@@ -77,8 +77,15 @@ def ssh_server(db, sshd):  # noqa: F811
 
 @pytest.fixture
 def asyncssh_server(ssh_server, settings):
-    """The same sshd, the console's SSH hop on asyncssh (OVMWEB_CONSOLE_SSH=asyncssh) instead of paramiko."""
+    """The same sshd, the console's SSH hop on asyncssh (OVMWEB_CONSOLE_SSH=asyncssh, the default)."""
     settings.OVMWEB_CONSOLE_SSH = "asyncssh"
+    return ssh_server
+
+
+@pytest.fixture
+def paramiko_server(ssh_server, settings):
+    """The same sshd, the console's SSH hop on paramiko (OVMWEB_CONSOLE_SSH=paramiko)."""
+    settings.OVMWEB_CONSOLE_SSH = "paramiko"
     return ssh_server
 
 

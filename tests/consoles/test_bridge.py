@@ -24,7 +24,7 @@ from tests.consoles import ws
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(params=["local", "ssh", "asyncssh"])
+@pytest.fixture(params=["local", "asyncssh", "paramiko"])
 def server(request):
     """Every bridging test runs against a local TCP port and through the real sshd's direct-tcpip
     (with paramiko, and with asyncssh as the SSH hop)."""

@@ -136,10 +136,10 @@ def test_wrong_host_key_fails_closed(operator, ssh_server, running_vm, make_targ
     assert _attempt(_path(vm, "serial", ws.issue(operator, vm, "serial")), ws.headers(operator)) is False
 
 
-def test_wrong_host_key_fails_closed_with_asyncssh(operator, asyncssh_server, running_vm, make_target):
-    vm = running_vm(asyncssh_server, make_target("echo").port)
-    asyncssh_server.host_key_fingerprint = "SHA256:" + "B" * 43
-    asyncssh_server.save()
+def test_wrong_host_key_fails_closed_with_paramiko(operator, paramiko_server, running_vm, make_target):
+    vm = running_vm(paramiko_server, make_target("echo").port)
+    paramiko_server.host_key_fingerprint = "SHA256:" + "B" * 43
+    paramiko_server.save()
     assert _attempt(_path(vm, "serial", ws.issue(operator, vm, "serial")), ws.headers(operator)) is False
 
 

@@ -162,3 +162,17 @@ def test_a_closed_port_is_refused(server):
 
     with pytest.raises(ConnectionFailed, match="refused a tunnel"):
         run(go)
+
+
+def test_a_deleted_servers_connections_are_closed_from_another_thread(server, echo_port):
+    """Server deletion runs in a job's thread; the connections belong to the consumers' loop."""
+
+    async def go():
+        stream = await aiossh.open_console_stream(server, echo_port)
+        conn = stream.channel.get_connection()
+        await asyncio.get_running_loop().run_in_executor(None, aiossh.close_server, server.pk)
+        await asyncio.wait_for(conn.wait_closed(), 10)
+        assert server.pk not in aiossh._pool().entries
+        await stream.close()
+
+    run(go)
