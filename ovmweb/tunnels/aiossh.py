@@ -24,7 +24,6 @@ import logging
 from dataclasses import dataclass, field
 
 import asyncssh
-from django.conf import settings
 
 from ovmweb.errors import ConnectionFailed, HostKeyMismatch
 from ovmweb.tunnels import pool, ssh, streams
@@ -176,20 +175,11 @@ async def _entry_for(server) -> _Entry:
         raise ConnectionFailed(f"server {server.name} is local: it has no SSH transport")
     state = _pool()
     identity = pool._identity(server)
-    limit = max(1, int(getattr(settings, "OVMWEB_SSH_TRANSPORTS_PER_SERVER", 4)))
     lock = state.locks.setdefault(server.pk, asyncio.Lock())
     async with lock:
         entries = state.entries.setdefault(server.pk, [])
-        for entry in [e for e in entries if not e.usable(identity)]:
-            logger.info(
-                "SSH connection to server %s is %s; reconnecting",
-                server.name,
-                "outdated" if entry.identity != identity else "dead",
-            )
-            entry.conn.close()
-            entries.remove(entry)
-        best = min(entries, key=_Entry.load, default=None)
-        if best is not None and (best.load() == 0 or len(entries) >= limit):
+        best, enough = pool.settle(server, entries, identity, close=lambda entry: entry.conn.close())
+        if enough:
             best.opening += 1
             return best
         try:

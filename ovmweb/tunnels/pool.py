@@ -90,6 +90,23 @@ def _open_client(server) -> paramiko.SSHClient:
     )
 
 
+def settle(server, entries: list, identity: tuple, *, close) -> tuple:
+    """The pool rule shared by both console hops (this module and aiossh.py): drop from ``entries``
+    the connections that died or were opened for an older identity of ``server`` (``close`` each),
+    then (the least busy one, whether it will do): it will while it is idle or the pool is full."""
+    for entry in [entry for entry in entries if not entry.usable(identity)]:
+        logger.info(
+            "SSH connection to server %s is %s; reconnecting",
+            server.name,
+            "outdated" if entry.identity != identity else "dead",
+        )
+        close(entry)
+        entries.remove(entry)
+    best = min(entries, key=lambda entry: entry.load(), default=None)
+    limit = max(1, int(getattr(settings, "OVMWEB_SSH_TRANSPORTS_PER_SERVER", 4)))
+    return best, best is not None and (best.load() == 0 or len(entries) >= limit)
+
+
 def transport_for(server) -> paramiko.Transport:
     """A live, authenticated transport to ``server``: the least busy of its connections (opened as needed).
 
@@ -98,20 +115,10 @@ def transport_for(server) -> paramiko.Transport:
     if server.transport != "ssh":
         raise ConnectionFailed(f"server {server.name} is local: it has no SSH transport")
     identity = _identity(server)
-    limit = max(1, int(getattr(settings, "OVMWEB_SSH_TRANSPORTS_PER_SERVER", 4)))
     with _server_lock(server.pk):
         entries = _entries.setdefault(server.pk, [])
-        stale = [entry for entry in entries if not entry.usable(identity)]
-        for entry in stale:
-            logger.info(
-                "SSH transport to server %s is %s; reconnecting",
-                server.name,
-                "outdated" if entry.identity != identity else "dead",
-            )
-            entry.client.close()
-            entries.remove(entry)
-        best = min(entries, key=_Entry.load, default=None)
-        if best is not None and (best.load() == 0 or len(entries) >= limit):
+        best, enough = settle(server, entries, identity, close=lambda entry: entry.client.close())
+        if enough:
             return best.transport
         try:
             client = _open_client(server)
