@@ -6,10 +6,9 @@ from django.contrib.auth.models import Permission
 
 from ovmweb.inventory import choices
 from ovmweb.tunnels import pool
-from ovmweb.tunnels.credentials import encrypt_credentials
 from tests import factories
 from tests.consoles.targets import TcpTarget
-from tests.tunnels.sshd import sshd  # noqa: F401
+from tests.tunnels.sshd import server_record, sshd  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -64,15 +63,7 @@ def local_server(db):
 
 @pytest.fixture
 def ssh_server(db, sshd):  # noqa: F811
-    return factories.ServerFactory(
-        name="sshd",
-        hostname=sshd["hostname"],
-        ssh_port=sshd["port"],
-        ssh_user=sshd["username"],
-        transport=choices.Transport.SSH,
-        host_key_fingerprint=sshd["fingerprint"],
-        credentials_encrypted=encrypt_credentials({"private_key": sshd["private_key"]}),
-    )
+    return server_record(sshd)
 
 
 @pytest.fixture

@@ -146,3 +146,33 @@ def stop_process(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
+
+
+def tiny_vm(estate, prefix: str, **fields) -> VirtualMachine:
+    """An HVM VM of the tiny guest's ISO in ``estate`` (256 MiB, booting from the CD), not started."""
+    from ovmweb.inventory.services import vms
+
+    options = {
+        "name": f"{prefix}-{uuid.uuid4().hex[:6]}",
+        "server_pool": estate["pool"],
+        "repository": estate["repo"],
+        "domain_type": "HVM",
+        "os_type": "OTHER_LINUX",
+        "memory_mib": 256,
+        "max_memory_mib": 256,
+        "source": {"kind": "iso", "iso": estate["iso"]},
+        "boot_order": ["cdrom", "disk"],
+        **fields,
+    }
+    return vms.vm_create(user=estate["user"], **options)
+
+
+def started(estate, vm: VirtualMachine) -> VirtualMachine:
+    """``vm`` started through its job, and RUNNING."""
+    from ovmweb.inventory.services import vms
+
+    vms.vm_action(vm=vm, action="start", user=estate["user"])
+    run_pending_jobs()
+    vm.refresh_from_db()
+    assert vm.status == "RUNNING", vm.status
+    return vm

@@ -8,14 +8,14 @@ import uuid
 import pytest
 from asgiref.sync import async_to_sync
 
-from ovmweb.inventory import choices
 from ovmweb.inventory.models import VirtualMachine
 from ovmweb.inventory.services import vms
 from ovmweb.jobs.testing import run_pending_jobs
 from ovmweb.tunnels import aiossh, pool
-from ovmweb.tunnels.credentials import encrypt_credentials
-from tests import factories
 from tests.consoles import ws
+from tests.tunnels.sshd import server_record
+
+from .conftest import started, tiny_vm
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -51,33 +51,10 @@ def _shell_round_trip(user, vm, *, first: bool) -> bytes:
 
 def test_serial_console_of_a_real_guest_over_each_ssh_hop(estate, ssh_access, settings):
     user = estate["user"]
-    vm = vms.vm_create(
-        user=user,
-        name=f"ssh-console-{uuid.uuid4().hex[:6]}",
-        server_pool=estate["pool"],
-        repository=estate["repo"],
-        domain_type="HVM",
-        os_type="OTHER_LINUX",
-        memory_mib=256,
-        max_memory_mib=256,
-        source={"kind": "iso", "iso": estate["iso"]},
-        boot_order=["cdrom", "disk"],
-    )
-    vms.vm_action(vm=vm, action="start", user=user)
-    run_pending_jobs()
-    vm.refresh_from_db()
-    assert vm.status == "RUNNING", vm.status
+    vm = started(estate, tiny_vm(estate, "ssh-console"))
     # The same machine, reached as a server over SSH: the console now goes through sshd.
-    over_ssh = factories.ServerFactory(
-        name="over-ssh",
-        hostname="127.0.0.1",
-        ssh_port=ssh_access["port"],
-        ssh_user="root",
-        transport=choices.Transport.SSH,
-        host_key_fingerprint=ssh_access["fingerprint"],
-        credentials_encrypted=encrypt_credentials({"private_key": ssh_access["private_key"]}),
-        server_pool=estate["pool"],
-    )
+    facts = {**ssh_access, "hostname": "127.0.0.1", "username": "root"}
+    over_ssh = server_record(facts, name="over-ssh", server_pool=estate["pool"])
     local = vm.server
     VirtualMachine.objects.filter(pk=vm.pk).update(server=over_ssh)
     vm.refresh_from_db()

@@ -5,17 +5,16 @@ agent's acknowledgement and fails with a clear error when no agent listens."""
 import hashlib
 import random
 import string
-import uuid
 
 import pytest
 
 from ovmweb.inventory import rules
 from ovmweb.inventory.models import VmMessage
-from ovmweb.inventory.services import vms
 from ovmweb.inventory.services.messages import vm_send_messages
 from ovmweb.jobs.models import Job
 from ovmweb.jobs.testing import run_pending_jobs
 
+from .conftest import started, tiny_vm
 from .guest_console import GuestConsole
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -30,22 +29,7 @@ def _value(size: int) -> str:
 
 @pytest.fixture
 def running_guest(estate):
-    vm = vms.vm_create(
-        user=estate["user"],
-        name=f"msg-{uuid.uuid4().hex[:6]}",
-        server_pool=estate["pool"],
-        repository=estate["repo"],
-        domain_type="HVM",
-        os_type="OTHER_LINUX",
-        memory_mib=256,
-        max_memory_mib=256,
-        source={"kind": "iso", "iso": estate["iso"]},
-        boot_order=["cdrom", "disk"],
-    )
-    vms.vm_action(vm=vm, action="start", user=estate["user"])
-    run_pending_jobs()
-    vm.refresh_from_db()
-    assert vm.status == "RUNNING", vm.status
+    vm = started(estate, tiny_vm(estate, "msg"))
     console = GuestConsole(vm.serial_port)
     console.wait_for_shell()
     yield vm, console

@@ -2,7 +2,6 @@
 
 import socket
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from ovmweb.inventory.services import repositories, storage, vms
 from ovmweb.jobs.testing import run_pending_jobs
 from ovmweb.monitor.service import Monitor
 
-from .conftest import GUEST_ISO, wait_for
+from .conftest import GUEST_ISO, tiny_vm, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -60,19 +59,7 @@ def test_missing_repository_path_fails_and_leaves_nothing(estate, tmp_path):
 
 
 def test_boot_banner_suspend_resume_and_guest_poweroff(estate):
-    name = f"tiny-{uuid.uuid4().hex[:6]}"
-    vm = vms.vm_create(
-        user=estate["user"],
-        name=name,
-        server_pool=estate["pool"],
-        repository=estate["repo"],
-        domain_type="HVM",
-        os_type="OTHER_LINUX",
-        memory_mib=256,
-        max_memory_mib=256,
-        source={"kind": "iso", "iso": estate["iso"]},
-        boot_order=["cdrom", "disk"],
-    )
+    vm = tiny_vm(estate, "tiny")
     monitor = Monitor(interval=5, offline_after=30)
     monitor.start()
     try:

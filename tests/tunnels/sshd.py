@@ -25,3 +25,24 @@ def sshd() -> dict:
         "private_key": (SSH_DIR / "id_ed25519").read_text(),
         "fingerprint": (SSH_DIR / "host_fingerprint").read_text().strip(),
     }
+
+
+def server_record(facts: dict, **fields):
+    """A Server row for this sshd (``facts`` as ``sshd`` gives them): transport SSH, its pinned
+    host key, the client key as its credentials; ``fields`` override (name, server_pool...)."""
+    from ovmweb.inventory import choices
+    from ovmweb.tunnels.credentials import encrypt_credentials
+    from tests import factories
+
+    return factories.ServerFactory(
+        **{
+            "name": "sshd",
+            "hostname": facts["hostname"],
+            "ssh_port": facts["port"],
+            "ssh_user": facts["username"],
+            "transport": choices.Transport.SSH,
+            "host_key_fingerprint": facts["fingerprint"],
+            "credentials_encrypted": encrypt_credentials({"private_key": facts["private_key"]}),
+            **fields,
+        }
+    )

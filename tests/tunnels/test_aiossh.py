@@ -8,25 +8,16 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from ovmweb.errors import ConnectionFailed, HostKeyMismatch
-from ovmweb.inventory import choices
 from ovmweb.tunnels import aiossh
 from ovmweb.tunnels.credentials import encrypt_credentials
-from tests import factories
+from tests.tunnels.sshd import server_record
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def server(sshd):
-    return factories.ServerFactory(
-        name="sshd",
-        hostname=sshd["hostname"],
-        ssh_port=sshd["port"],
-        ssh_user=sshd["username"],
-        transport=choices.Transport.SSH,
-        host_key_fingerprint=sshd["fingerprint"],
-        credentials_encrypted=encrypt_credentials({"private_key": sshd["private_key"]}),
-    )
+    return server_record(sshd)
 
 
 @pytest.fixture

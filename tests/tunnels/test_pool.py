@@ -7,25 +7,15 @@ import time
 import pytest
 
 from ovmweb.errors import HostKeyMismatch
-from ovmweb.inventory import choices
 from ovmweb.tunnels import pool
-from ovmweb.tunnels.credentials import encrypt_credentials
-from tests import factories
+from tests.tunnels.sshd import server_record
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def server(sshd):
-    yield factories.ServerFactory(
-        name="sshd",
-        hostname=sshd["hostname"],
-        ssh_port=sshd["port"],
-        ssh_user=sshd["username"],
-        transport=choices.Transport.SSH,
-        host_key_fingerprint=sshd["fingerprint"],
-        credentials_encrypted=encrypt_credentials({"private_key": sshd["private_key"]}),
-    )
+    yield server_record(sshd)
     pool.close_all()
 
 
