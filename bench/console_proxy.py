@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, isolated_django
+from _common import ROOT, free_port, isolated_django, wait_port
 
 VENV_BIN = Path(sys.executable).parent
 BLOCK = hashlib.sha256(b"seed").digest() * (1 << 15)  # 1 MiB, deterministic
@@ -88,23 +88,6 @@ def run_target(port: int) -> None:
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def expected_digest(length: int) -> str:

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from _common import GUEST_ISO, ROOT, isolated_django, local_estate
+from _common import GUEST_ISO, ROOT, free_port, isolated_django, local_estate
 
 TMP, ENV = isolated_django("ovmweb-bench-vmstart-")
 
@@ -42,12 +42,6 @@ POLL = float(os.environ.get("BENCH_POLL", "0.025"))
 # Pause before each timed start, both ways alike, so that neither start overlaps
 # the teardown of the previous QEMU process (libvirtd cleanup, the monitor's events).
 SETTLE = float(os.environ.get("BENCH_SETTLE", "1.0"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setup() -> tuple[str, int, str]:
