@@ -12,7 +12,9 @@ With --soak: 200 sessions of mixed traffic (bulk download, bulk upload, 1-byte e
 Both proxies reach the same target the same way: through the loopback sshd of
 scripts/start-services.sh (127.0.0.1:2222, key var/ssh/id_ed25519, host key
 pinned). ovmweb runs under daphne in a subprocess with a scratch SQLite DB; its SSH hop is
-asyncssh (ovmweb's default) unless --ssh paramiko (OVMWEB_CONSOLE_SSH in that subprocess's environment).
+an OpenSSH master (ovmweb's default) unless --ssh asyncssh or paramiko (OVMWEB_CONSOLE_SSH in that
+subprocess's environment). The proxy's CPU and memory are daphne's plus its ssh master's (detached
+from daphne, found by its command line), websockify's plus its ssh client's.
 Last line: throughput_ratio=X upload_ratio=U cpu_ratio=C p99_added_ms=Y sessions_ok=N/500
 (throughput_ratio is download's; cpu_ratio the worse of the two directions' proxy CPU s/GiB ratios).
 Soak's last line: stalls=S corrupted=K sessions=200 operations=N
@@ -139,6 +141,21 @@ def process_tree(root: int) -> list[int]:
         out.append(pid)
         todo.extend(children.get(pid, []))
     return out
+
+
+def ssh_masters() -> list[int]:
+    """ovmweb's OpenSSH masters (OVMWEB_CONSOLE_SSH=openssh): they run detached from daphne, yet their
+    CPU and memory are the proxy's."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = entry.joinpath("cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"ControlMaster=yes" in command and b"/ovmweb-ssh-" in command:
+                found.append(int(entry.name))
+    return found
 
 
 # --- the WebSocket client side ----------------------------------------------------------
@@ -473,6 +490,7 @@ def make_vm(target_port: int):
         status=choices.ServerStatus.RUNNING,
         server_pool=pool,
         host_key_fingerprint=(ssh_dir / "host_fingerprint").read_text().strip(),
+        host_key=" ".join((ssh_dir / "ssh_host_ed25519_key.pub").read_text().split()[:2]),
         credentials_encrypted=encrypt_credentials({"private_key": (ssh_dir / "id_ed25519").read_text()}),
     )
     vm = VirtualMachine.objects.create(
@@ -504,7 +522,7 @@ def session_cookie(user) -> str:
 def start_asgi_server(server: str, port: int, var: str, ssh: str = "paramiko") -> subprocess.Popen:
     """ovmweb's ASGI application under daphne or uvicorn, logging into ``var``/server.log.
 
-    ``ssh`` is its console SSH hop (OVMWEB_CONSOLE_SSH: paramiko or asyncssh)."""
+    ``ssh`` is its console SSH hop (OVMWEB_CONSOLE_SSH: openssh, asyncssh or paramiko)."""
     command = {
         "daphne": [
             str(VENV_BIN / "daphne"),
@@ -709,7 +727,7 @@ def bench(args, var: str, procs: list[subprocess.Popen]) -> None:
         "ovmweb",
         ovm_url,
         lambda: {"Origin": f"http://127.0.0.1:{daphne_port}", "Cookie": cookie},
-        pids=lambda: [daphne.pid],
+        pids=lambda: [daphne.pid, *ssh_masters()],
     )
     if args.soak:
         result = asyncio.run(soak(ovm, args.soak_sessions, args.soak_seconds, args.session_kib << 10))
@@ -731,7 +749,7 @@ def bench(args, var: str, procs: list[subprocess.Popen]) -> None:
         results = await measure_throughput((ovm, wsfy), args.rounds, args.stream_mib << 20)
         rtts = await measure_rtt((ovm, wsfy), target_port, args.rtt_count)
         sessions = await measure_sessions(
-            ((ovm, lambda: [daphne.pid]), (wsfy, lambda: process_tree(websockify.pid))),
+            ((ovm, ovm.pids), (wsfy, lambda: process_tree(websockify.pid) + [ssh_client.pid])),
             args.sessions,
             args.session_kib << 10,
         )
@@ -764,8 +782,8 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--ssh",
-        choices=("paramiko", "asyncssh"),
-        default="asyncssh",
+        choices=("openssh", "asyncssh", "paramiko"),
+        default="openssh",
         help="ovmweb's console SSH hop (OVMWEB_CONSOLE_SSH of the server process)",
     )
     return parser.parse_args()

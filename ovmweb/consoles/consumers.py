@@ -34,11 +34,11 @@ from ovmweb.consoles.watchdog import CHECK_INTERVAL, Watchdog
 from ovmweb.core.websocket import origin_allowed
 from ovmweb.errors import Conflict, ConnectionFailed
 from ovmweb.inventory.choices import VmStatus
-from ovmweb.tunnels import aiossh, pool, streams
+from ovmweb.tunnels import aiossh, openssh, pool, streams
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 1024 * 1024
+READ_SIZE = 256 * 1024
 # Input queued for a console that is slower than the browser: stop reading the browser above
 # INBOX_PAUSE bytes; end the session above INBOX_LIMIT (reached only where the ASGI server
 # cannot stop reading, daphne can); wait up to FLUSH_TIMEOUT for queued input at a disconnect.
@@ -157,7 +157,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         server, port = services.console_target(self.ticket)
         loop = asyncio.get_running_loop()
         try:
-            if settings.OVMWEB_CONSOLE_SSH == "asyncssh" and server.transport != "local":
+            if settings.OVMWEB_CONSOLE_SSH == "openssh" and server.transport != "local":
+                # The server's OpenSSH master does the SSH; this loop reads and writes socket pairs.
+                self.stream = await openssh.open_console_stream(server, port)
+            elif settings.OVMWEB_CONSOLE_SSH == "asyncssh" and server.transport != "local":
                 # On this loop: asyncssh's connection, no thread between sshd and the WebSocket.
                 self.stream = await aiossh.open_console_stream(server, port)
             else:

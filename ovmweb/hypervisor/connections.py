@@ -32,6 +32,7 @@ from urllib.parse import quote
 from django.conf import settings
 
 from ovmweb.errors import ConnectionFailed
+from ovmweb.tunnels.ssh import known_hosts_line, openssh_options
 
 from .base import Driver
 
@@ -65,11 +66,6 @@ def _write_private(path: Path, text: str) -> None:
     _write_atomic(path, text if text.endswith("\n") else text + "\n", 0o600)
 
 
-def known_hosts_line(*, hostname: str, port: int, host_key: str) -> str:
-    host = hostname if port == 22 else f"[{hostname}]:{port}"
-    return f"{host} {host_key.strip()}"
-
-
 def _wrapper_dir() -> Path:
     path = Path(settings.VAR_DIR) / "ssh-wrappers"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -82,41 +78,7 @@ def ssh_wrapper(*, server, known_hosts: Path, keyfile: Path) -> Path:
     Options given first on ssh's command line win over anything libvirt adds after
     them and over any ssh_config (``-F none``: no user or system config at all)."""
     ssh = shutil.which("ssh") or "/usr/bin/ssh"
-    options = [
-        "-F",
-        "none",
-        "-o",
-        f"UserKnownHostsFile={known_hosts}",
-        "-o",
-        "GlobalKnownHostsFile=/dev/null",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "UpdateHostKeys=no",
-        "-o",
-        "CheckHostIP=no",  # no second lookup under the bare IP address
-        "-o",
-        "HashKnownHosts=no",
-        "-o",
-        "BatchMode=yes",  # never prompt: no terminal in a web console
-        "-o",
-        "PasswordAuthentication=no",
-        "-o",
-        "KbdInteractiveAuthentication=no",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "IdentityAgent=none",
-        "-o",
-        "ConnectTimeout=10",
-        # Dead peers are noticed by ssh itself too, not only by libvirt's keepalive.
-        "-o",
-        "ServerAliveInterval=10",
-        "-o",
-        "ServerAliveCountMax=3",
-        "-i",
-        str(keyfile),
-    ]
+    options = openssh_options(known_hosts=known_hosts, keyfile=keyfile)
     command = " ".join(shlex.quote(part) for part in [ssh, *options])
     script = (
         f'#!/bin/sh\n# Written by ovmweb for server {server.pk}; rewritten on every connection.\nexec {command} "$@"\n'

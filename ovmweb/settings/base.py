@@ -226,13 +226,15 @@ OVMWEB_CONSOLE_INTERACTIVE_RESERVED_PER_VM = int(os.environ.get("OVMWEB_CONSOLE_
 OVMWEB_CONSOLE_SESSION_LIFETIME = int(os.environ.get("OVMWEB_CONSOLE_SESSION_LIFETIME", "28800"))
 # SSH connections kept per server for consoles and tunnels (sshd serves each with one process).
 OVMWEB_SSH_TRANSPORTS_PER_SERVER = int(os.environ.get("OVMWEB_SSH_TRANSPORTS_PER_SERVER", "4"))
-# The console's SSH hop: "asyncssh" (aiossh.py, on the consumers' own event loop: no thread hop per
-# chunk; less CPU per GiB and memory per session than paramiko, bench/console_proxy.py --ssh) or
-# "paramiko" (pool.py, a thread per transport). Local servers use a TCP socket either way.
-OVMWEB_CONSOLE_SSH = os.environ.get("OVMWEB_CONSOLE_SSH", "asyncssh").strip().lower()
-if OVMWEB_CONSOLE_SSH not in ("paramiko", "asyncssh"):
+# The console's SSH hop: "openssh" (openssh.py: one pinned ssh master per server does the SSH in a
+# process of its own; consoles are forwards asked over its control socket; servers it cannot serve,
+# without a recorded host key or with a password alone, take the asyncssh hop), "asyncssh" (aiossh.py,
+# on the consumers' own event loop) or "paramiko" (pool.py, a thread per transport); measured with
+# bench/console_proxy.py --ssh. Local servers use a TCP socket whichever is chosen.
+OVMWEB_CONSOLE_SSH = os.environ.get("OVMWEB_CONSOLE_SSH", "openssh").strip().lower()
+if OVMWEB_CONSOLE_SSH not in ("openssh", "asyncssh", "paramiko"):
     raise ImproperlyConfigured(
-        f"OVMWEB_CONSOLE_SSH must be 'paramiko' or 'asyncssh', not {os.environ.get('OVMWEB_CONSOLE_SSH')!r}"
+        f"OVMWEB_CONSOLE_SSH must be 'openssh', 'asyncssh' or 'paramiko', not {os.environ.get('OVMWEB_CONSOLE_SSH')!r}"
     )
 # Key for credentials stored encrypted (Fernet); derived from SECRET_KEY unless given.
 OVMWEB_CREDENTIALS_KEY = os.environ.get("OVMWEB_CREDENTIALS_KEY", "")

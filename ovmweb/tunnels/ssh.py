@@ -168,3 +168,52 @@ def run(client: paramiko.SSHClient, command: str, timeout: float = 30) -> tuple[
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise ConnectionFailed(f"SSH command failed: {exc}") from exc
     return status, out, err
+
+
+def known_hosts_line(*, hostname: str, port: int, host_key: str) -> str:
+    """The known_hosts line pinning ``host_key`` ("type base64") for ``hostname:port``."""
+    host = hostname if port == 22 else f"[{hostname}]:{port}"
+    return f"{host} {host_key.strip()}"
+
+
+def openssh_options(*, known_hosts, keyfile) -> list[str]:
+    """OpenSSH client options for a pinned, non-interactive connection with one key.
+
+    Used by libvirt's ssh wrapper (hypervisor/connections.py) and the consoles' SSH masters
+    (openssh.py); given first on the command line they win over anything added after them,
+    and ``-F none`` reads no user or system config at all."""
+    return [
+        "-F",
+        "none",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "UpdateHostKeys=no",
+        "-o",
+        "CheckHostIP=no",  # no second lookup under the bare IP address
+        "-o",
+        "HashKnownHosts=no",
+        "-o",
+        "BatchMode=yes",  # never prompt: no terminal in a web console
+        "-o",
+        "PasswordAuthentication=no",
+        "-o",
+        "KbdInteractiveAuthentication=no",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        "ConnectTimeout=10",
+        # Dead peers are noticed by ssh itself too, not only by libvirt's keepalive.
+        "-o",
+        "ServerAliveInterval=10",
+        "-o",
+        "ServerAliveCountMax=3",
+        "-i",
+        str(keyfile),
+    ]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import select
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
@@ -220,8 +219,14 @@ class SocketStream(ConsoleStream):
     def data_ready(self) -> bool:
         if self.sock.fileno() < 0:
             return True
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return bool(readable)
+        # A peek, not select(): select() cannot take descriptors past 1023 (hundreds of consoles).
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True  # an error (a reset) is what the next read reports
+        return True  # data, or b"": the end of the stream
 
     def send_now(self, data: bytes) -> int:
         try:
@@ -234,6 +239,51 @@ class SocketStream(ConsoleStream):
 
     async def _close(self) -> None:
         self.sock.close()
+
+
+class MuxStream(SocketStream):
+    """A console forwarded by an OpenSSH master (openssh.py): read from one socket pair, written into
+    another (so an end of stream each way is its own), while the master's control connection stays open.
+    """
+
+    def __init__(self, reader: socket.socket, writer: socket.socket, control: socket.socket, loop):
+        super().__init__(reader, loop)
+        self.writer = writer
+        writer.setblocking(False)
+        self.control = control
+
+    def send_now(self, data: bytes) -> int:
+        try:
+            return self.writer.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    async def _write(self, data: bytes) -> None:
+        await self._loop.sock_sendall(self.writer, data)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "reader": self.sock.fileno(), "writer": self.writer.fileno()}
+
+    async def _close(self) -> None:
+        # The master hands what is still in the writer's pair to the console, then sends the end of
+        # stream and ends the session, closing its control connection; closing that first would
+        # end the session at once, input and all. Wait for it (not forever) off the caller's path.
+        self.sock.close()
+        self.writer.close()
+        task = self._loop.create_task(_release_control(self.control, self._loop))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+
+async def _release_control(control: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        async with asyncio.timeout(CLOSE_FLUSH_TIMEOUT):
+            while await loop.sock_recv(control, 4096):
+                pass
+    except (TimeoutError, OSError):
+        pass
+    finally:
+        control.close()
 
 
 # AsyncsshStream: reading from the channel pauses (no window adjusts go to sshd) above

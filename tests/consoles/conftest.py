@@ -5,7 +5,7 @@ from channels.layers import channel_layers
 from django.contrib.auth.models import Permission
 
 from ovmweb.inventory import choices
-from ovmweb.tunnels import pool
+from ovmweb.tunnels import openssh, pool
 from tests import factories
 from tests.consoles.targets import TcpTarget
 from tests.tunnels.sshd import server_record, sshd  # noqa: F401
@@ -67,8 +67,16 @@ def ssh_server(db, sshd):  # noqa: F811
 
 
 @pytest.fixture
+def openssh_server(ssh_server, settings):
+    """The same sshd, the console's SSH hop through an OpenSSH master (OVMWEB_CONSOLE_SSH=openssh)."""
+    settings.OVMWEB_CONSOLE_SSH = "openssh"
+    yield ssh_server
+    openssh.close_server(ssh_server.pk)
+
+
+@pytest.fixture
 def asyncssh_server(ssh_server, settings):
-    """The same sshd, the console's SSH hop on asyncssh (OVMWEB_CONSOLE_SSH=asyncssh, the default)."""
+    """The same sshd, the console's SSH hop on asyncssh (OVMWEB_CONSOLE_SSH=asyncssh)."""
     settings.OVMWEB_CONSOLE_SSH = "asyncssh"
     return ssh_server
 

@@ -24,10 +24,10 @@ from tests.consoles import ws
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(params=["local", "asyncssh", "paramiko"])
+@pytest.fixture(params=["local", "openssh", "asyncssh", "paramiko"])
 def server(request):
     """Every bridging test runs against a local TCP port and through the real sshd's direct-tcpip
-    (with paramiko, and with asyncssh as the SSH hop)."""
+    (through an OpenSSH master, and with asyncssh and with paramiko as the SSH hop)."""
     return request.getfixturevalue(f"{request.param}_server")
 
 

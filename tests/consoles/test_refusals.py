@@ -129,17 +129,12 @@ def test_console_port_closed(operator, local_server, running_vm, make_target):
     assert _attempt(_path(vm, "serial", ws.issue(operator, vm, "serial")), ws.headers(operator)) is False
 
 
-def test_wrong_host_key_fails_closed(operator, ssh_server, running_vm, make_target):
-    vm = running_vm(ssh_server, make_target("echo").port)
-    ssh_server.host_key_fingerprint = "SHA256:" + "B" * 43
-    ssh_server.save()
-    assert _attempt(_path(vm, "serial", ws.issue(operator, vm, "serial")), ws.headers(operator)) is False
-
-
-def test_wrong_host_key_fails_closed_with_paramiko(operator, paramiko_server, running_vm, make_target):
-    vm = running_vm(paramiko_server, make_target("echo").port)
-    paramiko_server.host_key_fingerprint = "SHA256:" + "B" * 43
-    paramiko_server.save()
+@pytest.mark.parametrize("hop", ["openssh_server", "asyncssh_server", "paramiko_server"])
+def test_wrong_host_key_fails_closed(operator, hop, running_vm, make_target, request):
+    server = request.getfixturevalue(hop)
+    vm = running_vm(server, make_target("echo").port)
+    server.host_key_fingerprint = "SHA256:" + "B" * 43
+    server.save()
     assert _attempt(_path(vm, "serial", ws.issue(operator, vm, "serial")), ws.headers(operator)) is False
 
 

@@ -42,6 +42,7 @@ def ssh_access():
     return {
         "port": int((SSH_DIR / "port").read_text()),
         "fingerprint": (SSH_DIR / "host_fingerprint").read_text().strip(),
+        "host_key": " ".join((SSH_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2]),
         "private_key": (SSH_DIR / "id_ed25519").read_text(),
     }
 

@@ -1,5 +1,5 @@
 """A real guest's serial console through ovmweb's consumer and an SSH hop to its server, on
-each hop ovmweb has (asyncssh, the default, and paramiko): the loopback sshd stands in for
+each hop ovmweb has (an OpenSSH master, the default, asyncssh and paramiko): the loopback sshd stands in for
 the server's sshd and QEMU's serial port is the far end, so every byte a user types and
 reads goes browser side -> consumer -> SSH channel -> QEMU -> the guest's shell and back."""
 
@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync
 from ovmweb.inventory.models import VirtualMachine
 from ovmweb.inventory.services import vms
 from ovmweb.jobs.testing import run_pending_jobs
-from ovmweb.tunnels import aiossh, pool
+from ovmweb.tunnels import aiossh, openssh, pool
 from tests.consoles import ws
 from tests.tunnels.sshd import server_record
 
@@ -59,12 +59,13 @@ def test_serial_console_of_a_real_guest_over_each_ssh_hop(estate, ssh_access, se
     VirtualMachine.objects.filter(pk=vm.pk).update(server=over_ssh)
     vm.refresh_from_db()
     try:
-        for hop, first in (("asyncssh", True), ("paramiko", False)):
+        for hop, first in (("openssh", True), ("asyncssh", False), ("paramiko", False)):
             settings.OVMWEB_CONSOLE_SSH = hop
             output = _shell_round_trip(user, vm, first=first)
             assert b"tinyguest" in output, (hop, output[-300:])
     finally:
         pool.close_all()
+        openssh.close_server(over_ssh.pk)
         VirtualMachine.objects.filter(pk=vm.pk).update(server=local)
         vm.refresh_from_db()
         vms.vm_action(vm=vm, action="kill", user=user)

@@ -24,6 +24,7 @@ def sshd() -> dict:
         "username": "root",
         "private_key": (SSH_DIR / "id_ed25519").read_text(),
         "fingerprint": (SSH_DIR / "host_fingerprint").read_text().strip(),
+        "host_key": " ".join((SSH_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2]),
     }
 
 
@@ -42,6 +43,7 @@ def server_record(facts: dict, **fields):
             "ssh_user": facts["username"],
             "transport": choices.Transport.SSH,
             "host_key_fingerprint": facts["fingerprint"],
+            "host_key": facts.get("host_key", ""),
             "credentials_encrypted": encrypt_credentials({"private_key": facts["private_key"]}),
             **fields,
         }

@@ -313,10 +313,11 @@ def server_remove(*, server: Server, user=None, job: Job | None = None, key_left
     server.delete()
 
     def cleanup() -> None:
-        from ovmweb.tunnels import aiossh
+        from ovmweb.tunnels import aiossh, openssh
 
         pool.close_server(server_id)
         aiossh.close_server(server_id)
+        openssh.close_server(server_id)
         connections.purge(server_id)
 
     transaction.on_commit(cleanup)
