@@ -16,6 +16,14 @@ from . import choices
 MAC_RE = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
 mac_validator = RegexValidator(MAC_RE, _("Enter a MAC address like 00:21:f6:00:00:01 (lower case)."))
 NAME_MAX = 128
+# A server's address and SSH user go into ssh's command line and known_hosts lines (tunnels/ssh.py):
+# a DNS name (RFC 1123) or an IP address, a POSIX user name; no spaces, newlines or options.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_RE = rf"^(?:(?=[^\n]{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)\Z"
+hostname_validator = RegexValidator(HOSTNAME_RE, _("Enter a host name (RFC 1123) or an IP address."))
+ssh_user_validator = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z", _("Enter a user name: letters, digits, '_', '.', '-'.")
+)
 
 
 class TimestampedModel(models.Model):
@@ -61,10 +69,10 @@ class Server(TimestampedModel):
     """An Oracle VM Server: a host running libvirtd, reached locally or over SSH."""
 
     name = models.CharField(max_length=NAME_MAX, unique=True)
-    hostname = models.CharField(max_length=255)
+    hostname = models.CharField(max_length=255, validators=[hostname_validator])
     transport = models.CharField(max_length=8, choices=choices.Transport.choices, default=choices.Transport.SSH)
     ssh_port = models.PositiveIntegerField(default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)])
-    ssh_user = models.CharField(max_length=64, default="root")
+    ssh_user = models.CharField(max_length=64, default="root", validators=[ssh_user_validator])
     # SHA256 fingerprint as OpenSSH prints it ("SHA256:base64"); the host key is
     # pinned to it and never learned on first use.
     host_key_fingerprint = models.CharField(max_length=128, blank=True)

@@ -172,6 +172,9 @@ def run(client: paramiko.SSHClient, command: str, timeout: float = 30) -> tuple[
 
 def known_hosts_line(*, hostname: str, port: int, host_key: str) -> str:
     """The known_hosts line pinning ``host_key`` ("type base64") for ``hostname:port``."""
+    if not hostname or any(ch.isspace() or ch in ",*?!#[]" for ch in hostname) or len(host_key.split()) != 2:
+        # One line, one host, one key: nothing in a host name may add a pattern or another line.
+        raise ConnectionFailed(f"refusing to pin a host key for host name {hostname!r}")
     host = hostname if port == 22 else f"[{hostname}]:{port}"
     return f"{host} {host_key.strip()}"
 
