@@ -31,21 +31,20 @@ def discover(**fields):
 
 
 @pytest.mark.parametrize(
-    "hostname",
-    ["hv01 ssh-ed25519 AAAA", f"1.2.3.4 {KEY}\n* {KEY}", "-oProxyCommand=sh", "*", "host,other", "[::1]", "host\n"],
+    ("field", "value"),
+    [
+        *[
+            ("hostname", value)
+            for value in ("hv01 ssh-ed25519 AAAA", f"1.2.3.4 {KEY}\n* {KEY}", "-oProxyCommand=sh", "*", "a,b", "[::1]")
+        ],
+        ("hostname", "host\n"),
+        *[("ssh_user", value) for value in ("root -oProxyCommand=sh", "-l", "a b", "root\n", "")],
+    ],
 )
-def test_a_host_name_that_is_not_one_is_refused(hostname):
+def test_an_address_or_user_that_is_not_one_is_refused(field, value):
     with pytest.raises(ValidationError) as info:
-        discover(hostname=hostname)
-    assert "hostname" in info.value.message_dict
-    assert not Server.objects.exists()
-
-
-@pytest.mark.parametrize("ssh_user", ["root -oProxyCommand=sh", "-l", "a b", "root\n", ""])
-def test_an_ssh_user_that_is_not_a_user_name_is_refused(ssh_user):
-    with pytest.raises(ValidationError) as info:
-        discover(ssh_user=ssh_user)
-    assert "ssh_user" in info.value.message_dict
+        discover(**{field: value})
+    assert field in info.value.message_dict
     assert not Server.objects.exists()
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from asgiref.sync import async_to_sync
 
 from ovmweb.errors import ConnectionFailed, HostKeyMismatch
 from ovmweb.tunnels import aiossh
 from ovmweb.tunnels.credentials import encrypt_credentials
+from tests.tunnels.conftest import banner, drain, run
 from tests.tunnels.sshd import server_record
 
 pytestmark = pytest.mark.django_db
@@ -18,31 +18,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def server(sshd):
     return server_record(sshd)
-
-
-@pytest.fixture
-def echo_port(sshd):
-    # sshd's own port is a TCP service on the server that is always there to tunnel to.
-    return sshd["port"]
-
-
-def run(coro_fn):
-    async def wrapped():
-        try:
-            return await coro_fn()
-        finally:
-            await aiossh.close_all()
-
-    return async_to_sync(wrapped)()
-
-
-async def banner(stream) -> bytes:
-    data = b""
-    while len(data) < 4:
-        chunk = await asyncio.wait_for(stream.read(4 - len(data)), 10)
-        assert chunk
-        data += chunk
-    return data
 
 
 def test_a_channel_reaches_the_target(server, echo_port):
@@ -129,8 +104,7 @@ def test_a_dead_connection_is_replaced(server, echo_port):
         dead = first.channel.get_connection()
         dead.abort()
         await dead.wait_closed()
-        while await asyncio.wait_for(first.read(1 << 20), 10):  # the banner, if it came first
-            pass  # then the console sees its end (b"")
+        await drain(first)  # the banner, if it came first, then the console sees its end
         fresh = await aiossh.open_console_stream(server, echo_port)
         try:
             assert fresh.channel.get_connection() is not dead
@@ -141,13 +115,7 @@ def test_a_dead_connection_is_replaced(server, echo_port):
     run(go)
 
 
-def test_a_closed_port_is_refused(server):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-
+def test_a_closed_port_is_refused(server, closed_port):
     async def go():
         await aiossh.open_console_stream(server, closed_port)
 

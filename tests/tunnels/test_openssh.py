@@ -6,18 +6,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import stat
 import time
 from pathlib import Path
 
 import asyncssh
 import pytest
-from asgiref.sync import async_to_sync
 
 from ovmweb.errors import ConnectionFailed, HostKeyMismatch
 from ovmweb.tunnels import aiossh, openssh, streams
 from ovmweb.tunnels.credentials import encrypt_credentials
+from tests.tunnels.conftest import banner, drain, run
 from tests.tunnels.sshd import server_record
 
 pytestmark = pytest.mark.django_db
@@ -28,31 +27,6 @@ def server(sshd):
     server = server_record(sshd)
     yield server
     openssh.close_server(server.pk)
-
-
-@pytest.fixture
-def echo_port(sshd):
-    # sshd's own port is a TCP service on the server that is always there to tunnel to.
-    return sshd["port"]
-
-
-def run(coro_fn):
-    async def wrapped():
-        try:
-            return await coro_fn()
-        finally:
-            await aiossh.close_all()
-
-    return async_to_sync(wrapped)()
-
-
-async def banner(stream) -> bytes:
-    data = b""
-    while len(data) < 4:
-        chunk = await asyncio.wait_for(stream.read(4 - len(data)), 10)
-        assert chunk
-        data += chunk
-    return data
 
 
 def open_banner(server, port) -> tuple[type, bytes]:
@@ -178,8 +152,7 @@ def test_a_dead_master_is_replaced(server, echo_port):
         first = await openssh.open_console_stream(server, echo_port)
         control = openssh._masters[server.pk].control
         os.kill(master_pid(control), signal.SIGKILL)
-        while await asyncio.wait_for(first.read(1 << 20), 10):  # the banner, if it came first
-            pass  # then the console sees its end (b"")
+        await drain(first)  # the banner, if it came first, then the console sees its end
         await first.close()
         fresh = await openssh.open_console_stream(server, echo_port)
         try:
@@ -191,10 +164,7 @@ def test_a_dead_master_is_replaced(server, echo_port):
     run(go)
 
 
-def test_a_closed_port_is_refused(server):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+def test_a_closed_port_is_refused(server, closed_port):
     with pytest.raises(ConnectionFailed, match="refused a tunnel"):
         open_banner(server, closed_port)
 
