@@ -10,10 +10,10 @@ shared by its sessions, like ovmweb's transport pool:
             ovmweb.tunnels.streams (the console proxy's own code);
   asyncssh  asyncssh.connect with known_hosts built from the pinned key, AES-128-GCM first, a
             direct-tcpip channel per session by conn.open_connection (6 MiB window, 256 KiB packets);
-  openssh   one `ssh -M -S ctl -N` master (UserKnownHostsFile holding the pinned key,
-            StrictHostKeyChecking=yes, AES-128-GCM first), a stream-local forward per session added
-            through the control socket (`ssh -S ctl -O forward -L sock:127.0.0.1:port`), the socket
-            read and written through ovmweb.tunnels.streams;
+  openssh   ovmweb.tunnels.openssh (the consoles' default hop): one `ssh` master with ControlPersist
+            (known_hosts holding the pinned key, StrictHostKeyChecking=yes, AES-128-GCM first), a
+            stdio forward per session asked over its control socket with two socket pairs handed
+            over, read and written through ovmweb.tunnels.streams;
   direct    no SSH: a TCP connection straight to the target, the reader's own cost.
 Before measuring, each SSH candidate must refuse a host key other than the pinned one.
 
@@ -38,17 +38,16 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, free_port, wait_port
+from _common import ROOT, free_port, isolated_django, wait_port
 
 SSH_DIR = ROOT / "var" / "ssh"
 HEADER = 9  # mode (1 byte) + length (8 bytes)
 DIGEST = 32
 BLOCK_SIZE = 4 << 20
-READ_SIZE = 1 << 20  # what the console consumer reads at once
+READ_SIZE = 256 << 10  # what the console consumer reads at once
 UPLOAD_CHUNK = 64 << 10  # one browser WebSocket message
 WINDOW_SIZE = 6 << 20
 MAX_PACKET_SIZE = 256 << 10
@@ -344,136 +343,69 @@ class Asyncssh:
 
 class Openssh:
     name = "openssh"
-    label = "OpenSSH master, stream-local forward per session (AES-128-GCM)"
+    label = "OpenSSH master as ovmweb runs it (a mux stdio forward per session, two socket pairs)"
 
     def __init__(self, pin: Pin) -> None:
         self.pin = pin
-        self.tmp = Path(tempfile.mkdtemp(prefix="ssh-hop-"))
-        self.ctl = self.tmp / "ctl"
-        self.count = 0
 
-    def _options(self, known_hosts: Path) -> list[str]:
-        return [
-            "-F",
-            "/dev/null",
-            "-p",
-            str(self.pin.port),
-            "-i",
-            str(self.pin.key_path),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "IdentityAgent=none",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={known_hosts}",
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "HostKeyAlgorithms=ssh-ed25519",
-            "-o",
-            "Ciphers=" + ",".join(CIPHERS),
-            "-o",
-            "Compression=no",
-            "-o",
-            "ServerAliveInterval=15",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-o",
-            "StreamLocalBindUnlink=yes",
-        ]
+    def _server(self, host_key: str, fingerprint: str):
+        from ovmweb.inventory.models import Server
+        from ovmweb.tunnels.credentials import encrypt_credentials
+
+        return Server(
+            pk=1 + os.getpid(),
+            name="bench",
+            hostname="127.0.0.1",
+            ssh_port=self.pin.port,
+            ssh_user="root",
+            transport="ssh",
+            host_key=host_key,
+            host_key_fingerprint=fingerprint,
+            credentials_encrypted=encrypt_credentials({"private_key": self.pin.key_path.read_text()}),
+        )
 
     async def setup(self) -> None:
-        wrong = self.tmp / "known_hosts.other"
-        wrong.write_text(self.pin.known_line(*Pin.other_key()))
-        probe = subprocess.run(
-            ["ssh", *self._options(wrong), "root@127.0.0.1", "true"], capture_output=True, timeout=30
-        )
-        if probe.returncode == 0:
+        import base64
+
+        from ovmweb.errors import HostKeyMismatch
+        from ovmweb.tunnels import openssh
+
+        key_type, other = Pin.other_key()
+        wrong = "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(other)).digest()).decode()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, openssh.master_for, self._server(f"{key_type} {other}", wrong))
+        except HostKeyMismatch:
+            pass
+        else:
             raise SystemExit("OpenSSH accepted a host key other than the pinned one")
-        known = self.tmp / "known_hosts"
-        known.write_text(self.pin.known_hosts_line)
-        self.master = subprocess.Popen(
-            [
-                "ssh",
-                "-M",
-                "-S",
-                str(self.ctl),
-                "-N",
-                "-o",
-                "ControlPersist=no",
-                *self._options(known),
-                "root@127.0.0.1",
-            ],
-            stdin=subprocess.DEVNULL,
+        pinned = " ".join(self.pin.known_hosts_line.split()[1:3])
+        self.server = self._server(pinned, self.pin.fingerprint)
+        self.master = await loop.run_in_executor(None, openssh.master_for, self.server)
+        self.master_pid = next(
+            int(entry.name)
+            for entry in Path("/proc").iterdir()
+            if entry.name.isdigit()
+            and f"ControlPath={self.master.control}".encode() in entry.joinpath("cmdline").read_bytes().split(b"\0")
         )
-        deadline = time.monotonic() + 15
-        while self._mux("-O", "check").returncode != 0:
-            if self.master.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the OpenSSH master did not come up")
-            time.sleep(0.1)
         version = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
-        print(f"openssh: {version}, master pid {self.master.pid}, pinned key checked", file=sys.stderr)
-
-    def _mux(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["ssh", "-F", "/dev/null", "-S", str(self.ctl), *args, "root@127.0.0.1"], capture_output=True, timeout=30
-        )
-
-    async def _amux(self, *args: str) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            "ssh",
-            "-F",
-            "/dev/null",
-            "-S",
-            str(self.ctl),
-            *args,
-            "root@127.0.0.1",
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"ssh {' '.join(args)}: {err.decode().strip()}")
+        print(f"openssh: {version}, master pid {self.master_pid}, pinned key checked", file=sys.stderr)
 
     async def open(self, port: int):
-        from ovmweb.tunnels.streams import SocketStream
+        from ovmweb.tunnels import openssh
 
-        self.count += 1
-        path = self.tmp / f"s{self.count}.sock"
-        spec = f"{path}:127.0.0.1:{port}"
-        await self._amux("-O", "forward", "-L", spec)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(str(path))
-        session = StreamSession(SocketStream(sock, asyncio.get_running_loop()))
-        original_close = session.close
-
-        async def close() -> None:
-            await original_close()
-            await self._amux("-O", "cancel", "-L", spec)
-            path.unlink(missing_ok=True)
-
-        session.close = close
-        return session
+        return StreamSession(await openssh._forward(self.master, port, "bench"))
 
     def cpu(self) -> float:
         return self_cpu() + self.helper_cpu()
 
     def helper_cpu(self) -> float:
-        return proc_cpu(self.master.pid)
+        return proc_cpu(self.master_pid)
 
     async def close(self) -> None:
-        if self.master.poll() is None:
-            self._mux("-O", "exit")
-            try:
-                self.master.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.master.kill()
-                self.master.wait()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        from ovmweb.tunnels import openssh
+
+        openssh.close_server(self.server.pk)
 
 
 # --- measurements -------------------------------------------------------------------------
@@ -693,7 +625,7 @@ def main() -> None:
     if args.target:
         run_target(args.target)
         return
-    sys.path.insert(0, str(ROOT))
+    var, _env = isolated_django("ssh-hop-")  # the openssh candidate is ovmweb's module, on a Server row
     port = free_port()
     target = subprocess.Popen([sys.executable, __file__, "--target", str(port)])
     try:
@@ -702,6 +634,7 @@ def main() -> None:
     finally:
         target.terminate()
         target.wait()
+        shutil.rmtree(var, ignore_errors=True)
     report(result, args)
 
 
