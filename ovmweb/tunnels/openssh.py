@@ -113,13 +113,44 @@ def _server_lock(server_id: int) -> threading.Lock:
         return _server_locks.setdefault(server_id, threading.Lock())
 
 
+RUNTIME_PREFIX = "ovmweb-ssh-"
+
+
 def _runtime_dir() -> str:
     """This process's 0700 directory for control sockets (short: a Unix socket path has ~100 bytes)."""
     global _runtime
     with _lock:
         if _runtime is None or not os.path.isdir(_runtime):
-            _runtime = tempfile.mkdtemp(prefix="ovmweb-ssh-")
+            _sweep_dead()
+            _runtime = tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{os.getpid()}-")
         return _runtime
+
+
+def _sweep_dead() -> None:
+    """Remove the directories of ovmweb processes that died without their exit handler (a key
+    file can be left there only by a death within a master's start)."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        if not name.startswith(RUNTIME_PREFIX):
+            continue
+        pid = name[len(RUNTIME_PREFIX) :].split("-", 1)[0]
+        path = os.path.join(base, name)
+        try:
+            if not pid.isdigit() or os.stat(path).st_uid != os.getuid() or _alive(int(pid)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- the mux protocol's framing ------------------------------------------------------------

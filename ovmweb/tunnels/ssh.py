@@ -210,6 +210,11 @@ def openssh_options(*, known_hosts, keyfile) -> list[str]:
         "IdentitiesOnly=yes",
         "-o",
         "IdentityAgent=none",
+        # Nothing of this machine's is offered to the server (defaults already, said anyway).
+        "-o",
+        "ForwardAgent=no",
+        "-o",
+        "ForwardX11=no",
         "-o",
         "ConnectTimeout=10",
         # Dead peers are noticed by ssh itself too, not only by libvirt's keepalive.

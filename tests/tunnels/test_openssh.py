@@ -228,3 +228,22 @@ def test_no_master_outlives_the_process_that_started_it(sshd):
     assert control.endswith(".ctl")
     wait_gone(0, control)
     assert not Path(control).parent.exists()
+
+
+def test_what_a_killed_process_left_behind_is_swept(monkeypatch, tmp_path):
+    import subprocess
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = tmp_path / f"{openssh.RUNTIME_PREFIX}{dead.pid}-abc"
+    left.mkdir(mode=0o700)
+    (left / "s1-1.key").write_text("a private key")
+    living = tmp_path / f"{openssh.RUNTIME_PREFIX}{os.getppid()}-def"
+    living.mkdir(mode=0o700)
+    monkeypatch.setattr(openssh, "_runtime", None)
+    made = Path(openssh._runtime_dir())
+    assert not left.exists()
+    assert living.exists()
+    assert made.parent == tmp_path and made.name.startswith(f"{openssh.RUNTIME_PREFIX}{os.getpid()}-")
