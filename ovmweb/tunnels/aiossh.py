@@ -69,13 +69,17 @@ class _Entry:
     conn: asyncssh.SSHClientConnection
     client: PinnedClient
     identity: tuple
-    opening: int = 0  # channels being opened on it (not yet in asyncssh's channel map)
+    opening: int = 0  # channels being opened on it
+    open: int = 0  # consoles' channels open on it (each gives its place back when it is lost)
 
     def usable(self, identity: tuple) -> bool:
         return self.identity == identity and not self.client.lost
 
     def load(self) -> int:
-        return len(self.conn._channels) + self.opening
+        return self.open + self.opening
+
+    def release(self) -> None:
+        self.open -= 1
 
 
 @dataclass
@@ -222,6 +226,8 @@ async def open_direct_tcpip(server, port: int) -> streams.AsyncsshStream:
                 ),
                 CONNECT_TIMEOUT,
             )
+            entry.open += 1
+            stream.on_lost = entry.release
             return stream
         except asyncssh.ChannelOpenError as exc:
             # The server answered: the port is closed (VM not running there); no retry helps.

@@ -341,6 +341,7 @@ class AsyncsshStream(ConsoleStream):
         self._error: Exception | None = None
         self._writable = asyncio.Event()
         self._writable.set()
+        self.on_lost = None  # called once when the channel is gone (the pool's count of open channels)
         self.bytes_received = 0
         self.bytes_written = 0
 
@@ -370,6 +371,9 @@ class AsyncsshStream(ConsoleStream):
     def _lost(self, exc: Exception | None) -> None:
         self._eof = True
         self._error = exc
+        if self.on_lost is not None:
+            on_lost, self.on_lost = self.on_lost, None
+            on_lost()
         self._writable.set()  # a waiting write sees the channel gone
         self.wake()
 

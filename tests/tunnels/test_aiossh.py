@@ -135,3 +135,27 @@ def test_a_deleted_servers_connections_are_closed_from_another_thread(server, ec
         await stream.close()
 
     run(go)
+
+
+def test_a_closed_channel_gives_its_place_back(server, echo_port, settings):
+    settings.OVMWEB_SSH_TRANSPORTS_PER_SERVER = 2
+
+    async def go():
+        opened = [await aiossh.open_console_stream(server, echo_port) for _ in range(3)]
+        entries = aiossh._pool().entries[server.pk]
+        assert sorted(entry.load() for entry in entries) == [1, 2]
+        for stream in opened:
+            await stream.close()
+        for _ in range(100):
+            if all(entry.load() == 0 for entry in entries):
+                break
+            await asyncio.sleep(0.05)
+        assert [entry.load() for entry in entries] == [0, 0]
+        again = await aiossh.open_console_stream(server, echo_port)
+        try:
+            assert again.channel.get_connection() in [entry.conn for entry in entries]
+            assert len(entries) == 2
+        finally:
+            await again.close()
+
+    run(go)
