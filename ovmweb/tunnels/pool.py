@@ -212,7 +212,7 @@ def forward_once(server, port: int, *, accept_timeout: float = 10) -> int:
         try:
             conn, _ = listener.accept()
         except OSError:
-            channel.close()
+            _close_quietly(channel)
             return
         finally:
             listener.close()
@@ -231,10 +231,18 @@ def forward_once(server, port: int, *, accept_timeout: float = 10) -> int:
                         if not data:
                             break
                         conn.sendall(data)
-            except OSError:
+            except (OSError, EOFError):
                 pass
             finally:
-                channel.close()
+                _close_quietly(channel)
 
     threading.Thread(target=bridge, name=f"forward-{local_port}", daemon=True).start()
     return local_port
+
+
+def _close_quietly(channel) -> None:
+    """Close a forward's channel; its transport may be gone already (closing then raises EOFError)."""
+    try:
+        channel.close()
+    except (OSError, EOFError):
+        pass

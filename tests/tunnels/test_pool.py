@@ -19,14 +19,6 @@ def server(sshd):
     pool.close_all()
 
 
-@pytest.fixture
-def echo_port():
-    # sshd's own port is a TCP service on the server that is always there to tunnel to.
-    from tests.tunnels.sshd import SSH_DIR
-
-    return int((SSH_DIR / "port").read_text())
-
-
 def test_channels_spread_over_up_to_the_configured_connections(server, echo_port, settings):
     settings.OVMWEB_SSH_TRANSPORTS_PER_SERVER = 3
     channels = [pool.open_direct_tcpip(server, echo_port) for _ in range(7)]
@@ -80,3 +72,28 @@ def test_changed_host_key_fails_closed_even_with_connections_open(server, echo_p
             pool.open_direct_tcpip(server, echo_port)
     finally:
         busy.close()
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_forward_whose_transport_dies_as_it_ends_ends_without_an_error(server, echo_port, monkeypatch):
+    """Seen in CI: the forward's channel.close() met a transport that had just died (paramiko raises
+    EOFError from its packetizer), and the bridge thread ended with that exception."""
+    import socket
+    import threading
+
+    import paramiko
+
+    real_close = paramiko.Channel.close
+
+    def close_on_a_dead_transport(channel):
+        real_close(channel)
+        raise EOFError()
+
+    local_port = pool.forward_once(server, echo_port)
+    conn = socket.create_connection(("127.0.0.1", local_port), timeout=10)
+    assert conn.recv(4) == b"SSH-"
+    bridge = next(t for t in threading.enumerate() if t.name == f"forward-{local_port}")
+    monkeypatch.setattr(paramiko.Channel, "close", close_on_a_dead_transport)
+    conn.close()  # the browser side leaves: the bridge closes its channel
+    bridge.join(10)
+    assert not bridge.is_alive()
