@@ -253,7 +253,7 @@ def _start(server, identity: tuple) -> Master:
         "-o",
         "ControlMaster=yes",
         "-o",
-        f"ControlPath={control}",
+        f"ControlPath={ssh.ssh_path(control)}",
         "-o",
         f"ControlPersist={MASTER_IDLE}",
         "-o",

@@ -189,7 +189,7 @@ def openssh_options(*, known_hosts, keyfile) -> list[str]:
         "-F",
         "none",
         "-o",
-        f"UserKnownHostsFile={known_hosts}",
+        f"UserKnownHostsFile={ssh_path(known_hosts)}",
         "-o",
         "GlobalKnownHostsFile=/dev/null",
         "-o",
@@ -222,6 +222,12 @@ def openssh_options(*, known_hosts, keyfile) -> list[str]:
         "ServerAliveInterval=10",
         "-o",
         "ServerAliveCountMax=3",
-        "-i",
-        str(keyfile),
+        # Not -i: ssh checks that path before expanding its %-tokens, so it could not hold a %.
+        "-o",
+        f"IdentityFile={ssh_path(keyfile)}",
     ]
+
+
+def ssh_path(path) -> str:
+    """A file path for ssh's options, which expand %-tokens in paths (a literal % is written %%)."""
+    return str(path).replace("%", "%%")

@@ -71,7 +71,7 @@ def test_ssh_uri_uses_openssh_with_only_the_pinned_host_key(settings, db, tmp_pa
     assert options["GlobalKnownHostsFile"] == "/dev/null"
     assert options["StrictHostKeyChecking"] == "yes" and options["UpdateHostKeys"] == "no"
     assert options["BatchMode"] == "yes"
-    assert argv[argv.index("-i") + 1] == keyfile and argv[argv.index("-F") + 1] == "none"
+    assert options["IdentityFile"] == keyfile and argv[argv.index("-F") + 1] == "none"
     # Nothing secret in the URI itself (it can reach logs and error messages).
     assert "PRIVATE" not in uri
 

@@ -247,3 +247,19 @@ def test_what_a_killed_process_left_behind_is_swept(monkeypatch, tmp_path):
     assert not left.exists()
     assert living.exists()
     assert made.parent == tmp_path and made.name.startswith(f"{openssh.RUNTIME_PREFIX}{os.getpid()}-")
+
+
+def test_a_temporary_directory_with_a_percent_sign_works(server, echo_port, monkeypatch):
+    """ssh expands %-tokens in ControlPath, UserKnownHostsFile and IdentityFile: a literal % is %%."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="o%h-")
+    try:
+        monkeypatch.setattr(tempfile, "tempdir", base)
+        monkeypatch.setattr(openssh, "_runtime", None)
+        assert open_banner(server, echo_port) == (streams.MuxStream, b"SSH-")
+        assert openssh._masters[server.pk].control.startswith(base)
+    finally:
+        openssh.close_server(server.pk)
+        shutil.rmtree(base, ignore_errors=True)
