@@ -18,8 +18,6 @@ asyncssh objects belong to the loop that made them; each loop has its own pool
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -36,8 +34,7 @@ CONNECT_TIMEOUT = pool.CONNECT_TIMEOUT
 
 def fingerprint(key: asyncssh.SSHKey) -> str:
     """As ssh.host_key_fingerprint: SHA256 of the public key blob, OpenSSH's form."""
-    digest = hashlib.sha256(key.public_data).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+    return ssh.blob_fingerprint(key.public_data)
 
 
 class PinnedClient(asyncssh.SSHClient):

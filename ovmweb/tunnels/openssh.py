@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
-import hashlib
 import itertools
 import logging
 import os
@@ -53,9 +52,6 @@ MUX_VERSION = 4
 MUX_MSG_HELLO = 0x00000001
 MUX_C_TERMINATE = 0x10000005
 MUX_C_NEW_STDIO_FWD = 0x10000008
-MUX_S_OK = 0x80000001
-MUX_S_PERMISSION_DENIED = 0x80000002
-MUX_S_FAILURE = 0x80000003
 MUX_S_SESSION_OPENED = 0x80000006
 MAX_MESSAGE = 64 * 1024  # the master's answers are a few dozen bytes
 
@@ -63,8 +59,6 @@ MAX_MESSAGE = 64 * 1024  # the master's answers are a few dozen bytes
 MASTER_IDLE = 300
 # Connecting and authenticating a master (ssh's own ConnectTimeout is 10 s).
 START_TIMEOUT = 30
-# At close, the master may still have input to hand to the console; it ends the session then.
-CLOSE_FLUSH_TIMEOUT = streams.CLOSE_FLUSH_TIMEOUT
 
 
 class NotApplicable(Exception):
@@ -222,7 +216,7 @@ def _pinned_key(server) -> str:
         blob = base64.b64decode(parts[1], validate=True)
     except ValueError:
         raise ConnectionFailed(f"the recorded host key of server {server.name} is not base64") from None
-    found = "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
+    found = ssh.blob_fingerprint(blob)
     if not ssh._constant_time_equal(found, ssh.normalize_fingerprint(server.host_key_fingerprint)):
         raise ConnectionFailed(
             f"the recorded host key of server {server.name} is not the pinned fingerprint's; discover it again"

@@ -40,8 +40,12 @@ _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
 def host_key_fingerprint(key: paramiko.PKey) -> str:
     """The key's SHA256 fingerprint exactly as OpenSSH prints it ("SHA256:<base64, unpadded>")."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+    return blob_fingerprint(key.asbytes())
+
+
+def blob_fingerprint(blob: bytes) -> str:
+    """The SHA256 fingerprint of a public key blob as OpenSSH prints it ("SHA256:<base64, unpadded>")."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
 
 
 def normalize_fingerprint(fingerprint: str) -> str:
