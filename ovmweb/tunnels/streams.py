@@ -203,6 +203,7 @@ class SocketStream(ConsoleStream):
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop):
         super().__init__(loop)
         self.sock = sock
+        self.writer = sock  # where writes go (MuxStream: another socket)
         sock.setblocking(False)
 
     def fileno(self) -> int:
@@ -230,12 +231,12 @@ class SocketStream(ConsoleStream):
 
     def send_now(self, data: bytes) -> int:
         try:
-            return self.sock.send(data)
+            return self.writer.send(data)
         except (BlockingIOError, InterruptedError):
             return 0
 
     async def _write(self, data: bytes) -> None:
-        await self._loop.sock_sendall(self.sock, data)
+        await self._loop.sock_sendall(self.writer, data)
 
     async def _close(self) -> None:
         self.sock.close()
@@ -251,15 +252,6 @@ class MuxStream(SocketStream):
         self.writer = writer
         writer.setblocking(False)
         self.control = control
-
-    def send_now(self, data: bytes) -> int:
-        try:
-            return self.writer.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-
-    async def _write(self, data: bytes) -> None:
-        await self._loop.sock_sendall(self.writer, data)
 
     def describe(self) -> dict:
         return {**super().describe(), "reader": self.sock.fileno(), "writer": self.writer.fileno()}
